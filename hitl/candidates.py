@@ -1,0 +1,448 @@
+"""The `select` step: detector files in, a stratified, sequence-aware candidate set out.
+
+Glue between the converters (formats), hitl.selection (the choice) and the store.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+from PIL import Image
+from tqdm import tqdm
+
+from converters.cct import CCTMetadata, load_cct
+from converters.common import RecordProblem
+from converters.megadetector import KIND_NAMES, MegaDetectorFile, load_megadetector
+from converters.speciesnet import SpeciesNetFile, load_speciesnet
+
+from . import selection
+from .errors import HitlError
+from .sequences import build_sequences, read_capture_time
+from .store import utc_now
+
+CSV_COLUMNS = ("rank", "image_id", "category", "score", "reason", "species", "seq_id", "location",
+               "datetime", "night", "n_animals", "area", "width", "height")
+NON_ANIMAL_LABELS = {"blank", "human", "vehicle", "animal", "no cv result"}
+UNIDENTIFIED = "unidentified animal"
+
+
+@dataclass
+class SelectionSummary:
+    run_id: int
+    images_read: int
+    eligible: int
+    sequences: int
+    selected: int
+    requested: int
+    failed: Counter = field(default_factory=Counter)  # detector failures and unreadable picks
+    excluded: Counter = field(default_factory=Counter)
+    problems: Counter = field(default_factory=Counter)  # bad records by "file: reason"
+    problem_examples: list[str] = field(default_factory=list)
+    by_category: Counter = field(default_factory=Counter)
+    by_species: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_counts(self) -> dict[str, Any]:
+        return {
+            "images_read": self.images_read, "eligible": self.eligible, "sequences": self.sequences,
+            "selected": self.selected, "requested": self.requested, "failed": dict(self.failed),
+            "excluded": dict(self.excluded), "problems": dict(self.problems),
+            "problem_examples": self.problem_examples, "by_category": dict(self.by_category),
+            "by_species": dict(self.by_species), "notes": self.notes,
+        }
+
+
+def run_selection(db: sqlite_utils.Database, *, md: str | Path, images_root: str | Path, n: int,
+                  settings: dict[str, Any], speciesnet: str | Path | None = None,
+                  cct: str | Path | None = None, out_csv: str | Path | None = None, add: bool = False,
+                  echo: Callable[[str], None] = lambda _msg: None, progress: bool | None = None
+                  ) -> SelectionSummary:
+    """Select ``n`` candidates and record them (and the run) in ``db``.
+
+    With ``add`` the existing candidates stay and their images and sequences are not chosen
+    again; otherwise the new set replaces them.
+    """
+    cfg = settings["select"]
+    if n < 1:
+        raise HitlError("-n must be at least 1")
+    root = Path(images_root).resolve()
+    if cfg["check_files"] and not root.is_dir():
+        raise HitlError(f"image root {images_root} is not a folder; pass --images with the folder "
+                        f"MegaDetector's 'file' paths are relative to")
+    started = utc_now()
+    run_id = db["selection_runs"].insert({
+        "started_at": started, "status": "running", "md_path": str(md),
+        "speciesnet_path": str(speciesnet) if speciesnet else None, "cct_path": str(cct) if cct else None,
+        "images_root": str(root), "n_requested": n, "parameters": json.dumps(cfg, sort_keys=True),
+    }).last_pk
+    try:
+        summary = _select(db, run_id, Path(md), root, n, cfg, speciesnet, cct, out_csv, add, echo, progress)
+    except BaseException as exc:
+        db["selection_runs"].update(run_id, {"status": "failed", "finished_at": utc_now(),
+                                             "counts": json.dumps({"error": str(exc)})})
+        raise
+    return summary
+
+
+def _select(db, run_id, md_path, root, n, cfg, sn_path, cct_path, out_csv, add, echo, progress):
+    echo(f"Reading {md_path} ({md_path.stat().st_size / 1e6:.1f} MB)")
+    md = load_megadetector(md_path, root)
+    summary = SelectionSummary(run_id=run_id, images_read=len(md.image_ids), eligible=0, sequences=0,
+                               selected=0, requested=n)
+    summary.notes.extend(md.notes)
+    _count_problems(summary, md.problems)
+    for reason in md.failures.values():
+        summary.failed[f"detector failure: {reason}"] += 1
+
+    n_img = len(md.image_ids)
+    det = md.detections
+    feats = selection.image_features(det.image, det.kind, det.conf, det.bbox, det.species, n_img,
+                                     cfg["threshold"], cfg["edge_margin"])
+
+    sn = _load_speciesnet(sn_path, root, md, summary, echo)
+    cct = None
+    if cct_path:
+        echo(f"Reading {cct_path} ({Path(cct_path).stat().st_size / 1e6:.1f} MB)")
+        cct = load_cct(cct_path, root)
+        _count_problems(summary, cct.problems)
+
+    # --- who may be a candidate -------------------------------------------------------------
+    ok = np.ones(n_img, dtype=bool)
+    ok[list(md.failures)] = False
+    _exclude(summary, ok, feats.n_animals == 0, "no animal above threshold")
+    if not cfg["include_people"]:
+        _exclude(summary, ok, feats.n_people > 0, "person above threshold")
+        _exclude(summary, ok, feats.n_vehicles > 0, "vehicle above threshold")
+    _exclude(summary, ok, feats.area < cfg["min_animal_area"], "animal too small")
+
+    sn_species: dict[int, tuple[str, float | None]] = {}
+    if sn is not None:
+        people = np.zeros(n_img, dtype=bool)
+        vehicles = np.zeros(n_img, dtype=bool)
+        index = md.index()
+        for key, pred in sn.predictions.items():
+            i = index.get(key)
+            if i is None or pred.species is None:
+                continue
+            if pred.species == "human":
+                people[i] = True
+            elif pred.species == "vehicle":
+                vehicles[i] = True
+            elif pred.species not in NON_ANIMAL_LABELS:
+                sn_species[i] = (pred.species, pred.score)
+        if not cfg["include_people"]:
+            _exclude(summary, ok, people, "person (SpeciesNet)")
+            _exclude(summary, ok, vehicles, "vehicle (SpeciesNet)")
+
+    existing: set[str] = set()
+    existing_seqs: set[str] = set()
+    if add:
+        for row in db.execute("SELECT c.image_id, i.seq_id FROM candidates c JOIN images i USING (image_id)"):
+            existing.add(row[0])
+            if row[1]:
+                existing_seqs.add(row[1])
+        if existing:
+            index = md.index()
+            already = np.zeros(n_img, dtype=bool)
+            already[[index[k] for k in existing if k in index]] = True
+            _exclude(summary, ok, already, "already a candidate")
+
+    elig = np.flatnonzero(ok)
+    summary.eligible = len(elig)
+    if len(elig) == 0:
+        raise HitlError(f"no image in {md_path} is eligible (see the counts: {dict(summary.excluded)}); "
+                        f"lower the threshold (--threshold) or check the file")
+
+    # --- sequences, capture times, night ------------------------------------------------------
+    seq_ids, frames, nframes, times, locations, sizes = _sequences(md, elig, cct, root, cfg, summary, echo, progress)
+    if add and existing_seqs:
+        already = np.array([s in existing_seqs for s in seq_ids], dtype=bool)
+        keep = ~already
+        summary.excluded["sequence already has a candidate"] += int(already.sum())
+        elig, seq_ids, frames, nframes, times, locations = (
+            elig[keep], [s for s, k in zip(seq_ids, keep) if k], frames[keep], nframes[keep],
+            [t for t, k in zip(times, keep) if k], [loc for loc, k in zip(locations, keep) if k])
+        sizes = {i: sizes[i] for i in elig if i in sizes}
+    seq_codes, seq_index = np.unique(np.asarray(seq_ids, dtype=object).astype(str), return_inverse=True)
+    summary.sequences = len(seq_codes)
+    hours = np.array([int(t[11:13]) if t else -1 for t in times], dtype=np.int16)
+    start, end = cfg["night_start_hour"], cfg["night_end_hour"]
+    night = (hours >= 0) & ((hours >= start) | (hours < end)) if start > end else (hours >= start) & (hours < end)
+
+    # --- species and rarity -------------------------------------------------------------------
+    names: list[str] = []
+    name_index: dict[str, int] = {}
+    sp_score = np.full(len(elig), np.nan)
+    sp_source: list[str] = []
+    sp = np.empty(len(elig), dtype=np.int64)
+    for k, i in enumerate(elig):
+        if i in sn_species:
+            name, score = sn_species[i]
+            source = "speciesnet"
+        else:
+            d = feats.main_det[i]
+            s = det.species[d]
+            if s >= 0:
+                name, score, source = md.species_names[s], float(det.species_conf[d]), "megadetector-classifier"
+            else:
+                name, score, source = UNIDENTIFIED, None, "none"
+        if name not in name_index:
+            name_index[name] = len(names)
+            names.append(name)
+        sp[k] = name_index[name]
+        sp_score[k] = np.nan if score is None else score
+        sp_source.append(source)
+    # rarity counts sequences, not frames: a 10-frame burst is one sighting
+    seq_species = np.unique(np.stack([seq_index, sp]), axis=1)[1]
+    per_species_seqs = np.bincount(seq_species, minlength=len(names))
+    rare_limit = max(cfg["rare_min_sequences"], cfg["rare_max_share"] * summary.sequences)
+    rare_species = (per_species_seqs <= rare_limit) & (np.array([nm != UNIDENTIFIED for nm in names]))
+    if len(names) == 1:
+        rare_species[:] = False  # a single-species collection has no rare species
+    rare = rare_species[sp]
+
+    e = elig
+    quality = selection.quality_score(feats.area[e], feats.centrality[e], feats.max_conf[e],
+                                      feats.cut_off[e], night)
+    masks = selection.category_masks(feats.n_animals[e], feats.n_species[e], feats.area[e], feats.cut_off[e],
+                                     feats.centrality[e], night, rare, cfg["close_up_area"])
+    cap = max(1, int(np.ceil(cfg["species_max_share"] * n)))
+
+    # --- pick, checking each file as it is taken ----------------------------------------------
+    bar = tqdm(total=n, desc="Selecting", unit="img", disable=_quiet(progress), leave=False)
+    checked_sizes: dict[int, tuple[int, int]] = {}
+
+    def accept(row: int) -> bool:
+        if not cfg["check_files"]:
+            bar.update(1)
+            return True
+        reason, size = _check_image(root / md.image_ids[e[row]])
+        if reason:
+            summary.failed[reason] += 1
+            return False
+        checked_sizes[int(e[row])] = size
+        bar.update(1)
+        return True
+
+    picks = selection.pick(n, quality, masks, seq_index, sp, cfg["shares"], cap, cfg["seed"],
+                           accept=accept)
+    bar.close()
+
+    # --- record -------------------------------------------------------------------------------
+    rows = []
+    for rank, p in enumerate(picks, start=1):
+        r, i = p.row, int(e[p.row])
+        width, height = checked_sizes.get(i) or sizes.get(i) or (None, None)
+        row = {
+            "rank": rank, "image_id": md.image_ids[i], "category": p.category,
+            "score": round(float(quality[r]), 4),
+            "reason": _reason(p, feats, i, names[sp[r]], bool(night[r]), bool(rare[r]), times[r], cap),
+            "species": names[sp[r]], "seq_id": seq_ids[r], "location": locations[r], "datetime": times[r],
+            "night": int(night[r]), "n_animals": int(feats.n_animals[i]), "area": round(float(feats.area[i]), 4),
+            "width": width, "height": height,
+            "_frame": int(frames[r]), "_nframes": int(nframes[r]),
+            "_species_score": None if np.isnan(sp_score[r]) else float(sp_score[r]), "_source": sp_source[r],
+            "_md_index": i,
+        }
+        rows.append(row)
+        summary.by_category[p.category] += 1
+        summary.by_species[row["species"]] += 1
+        if p.relaxed:
+            summary.notes.append(f"{row['image_id']}: taken after relaxing the per-species cap ({cap})")
+    summary.selected = len(rows)
+    summary.candidates = rows
+    if len(rows) < n:
+        summary.notes.append(f"only {len(rows)} of {n} requested: the collection has {summary.sequences} "
+                             f"eligible sequences and at most one frame of each is taken")
+    _write(db, run_id, rows, md, root, add, summary)
+    if out_csv:
+        write_candidates_csv(out_csv, rows)
+    return summary
+
+
+def _load_speciesnet(path, root, md: MegaDetectorFile, summary: SelectionSummary, echo) -> SpeciesNetFile | None:
+    if not path:
+        return None
+    echo(f"Reading {path}")
+    sn = load_speciesnet(path, root)
+    _count_problems(summary, sn.problems)
+    index = md.index()
+    missing = [k for k in sn.predictions if k not in index]
+    if missing:
+        summary.problems[f"{path}: image not in the MegaDetector file"] += len(missing)
+        summary.problem_examples.extend(f"{path}: {k}: not in the MegaDetector file" for k in missing[:3])
+    for pred in sn.predictions.values():
+        if pred.failures:
+            summary.notes.append(f"SpeciesNet failed on {pred.image_id}: {', '.join(pred.failures)}")
+    return sn
+
+
+def _quiet(progress: bool | None) -> bool | None:
+    """tqdm's disable: None lets it decide (bars only on a terminal)."""
+    return None if progress is None else not progress
+
+
+def _count_problems(summary: SelectionSummary, problems: list[RecordProblem]) -> None:
+    for p in problems:
+        summary.problems[f"{p.source}: {p.reason}"] += 1
+        if len(summary.problem_examples) < 20:
+            summary.problem_examples.append(str(p))
+
+
+def _exclude(summary: SelectionSummary, ok: np.ndarray, mask: np.ndarray, reason: str) -> None:
+    hit = ok & mask
+    count = int(hit.sum())
+    if count:
+        summary.excluded[reason] += count
+        ok &= ~mask
+
+
+def _sequences(md, elig, cct: CCTMetadata | None, root: Path, cfg, summary, echo, progress):
+    """Sequence, frame, capture time and location of each eligible image.
+
+    Priority: the CCT's seq_id; else sequences rebuilt with the gap rule from the CCT's
+    capture times; else from EXIF DateTimeOriginal; an image with no time is its own sequence.
+    """
+    m = len(elig)
+    seq_ids: list[str | None] = [None] * m
+    frames = np.full(m, -1, dtype=np.int32)
+    nframes = np.full(m, -1, dtype=np.int32)
+    times: list[str | None] = [None] * m
+    locations: list[str | None] = [None] * m
+    sizes: dict[int, tuple[int, int]] = {}
+    if cct is not None:
+        rows = cct.rows()
+        unmatched = 0
+        for k, i in enumerate(elig):
+            r = rows.get(md.image_ids[i])
+            if r is None:
+                unmatched += 1
+                continue
+            seq_ids[k] = cct.seq_id[r]
+            frames[k] = cct.frame_num[r]
+            nframes[k] = cct.seq_num_frames[r]
+            times[k] = cct.datetime[r]
+            locations[k] = cct.location[r]
+            if cct.width[r] > 0:
+                sizes[int(i)] = (int(cct.width[r]), int(cct.height[r]))
+        if unmatched:
+            summary.notes.append(f"{unmatched} eligible images are not in {cct.source}; their sequences "
+                                 f"come from capture times")
+        seq_ids = [f"cct:{s}" if s is not None else None for s in seq_ids]
+    need = [k for k in range(m) if seq_ids[k] is None]
+    if need:
+        if any(times[k] is None for k in need) and cfg["check_files"]:
+            for k in tqdm([k for k in need if times[k] is None], desc="Reading EXIF times", unit="img",
+                          disable=_quiet(progress), leave=False):
+                t = read_capture_time(root / md.image_ids[elig[k]])
+                times[k] = t.isoformat() if t else None
+        items = [(md.image_ids[elig[k]], datetime.fromisoformat(times[k]) if times[k] else None) for k in need]
+        built = build_sequences(items, gap_seconds=cfg["sequence_gap_seconds"])
+        no_time = 0
+        for k, (key, when) in zip(need, items):
+            seq_ids[k], frames[k], nframes[k] = built[key]
+            no_time += when is None
+        if no_time:
+            summary.notes.append(f"{no_time} eligible images have no usable capture time; each is its own sequence")
+    for k in range(m):
+        if locations[k] is None:
+            folder = md.image_ids[elig[k]].rpartition("/")[0]
+            locations[k] = folder or "."
+    return seq_ids, frames, nframes, times, locations, sizes
+
+
+def _check_image(path: Path) -> tuple[str | None, tuple[int, int] | None]:
+    """Read only the header: is the file there and an image? Returns (failure reason, upright size)."""
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except FileNotFoundError:
+        return "image file missing", None
+    except Exception as exc:  # PIL raises many types for bad files; any of them means unusable
+        return f"unreadable image ({type(exc).__name__})", None
+    if orientation in (5, 6, 7, 8):  # rotated 90 degrees: the upright image is portrait
+        width, height = height, width
+    return None, (width, height)
+
+
+def _reason(p: selection.Pick, feats, i: int, species: str, night: bool, rare: bool, when, cap: int) -> str:
+    """A sentence a curator can read: why this image is here."""
+    n = int(feats.n_animals[i])
+    who = species if n == 1 else f"{n} animals of {int(feats.n_species[i])} species (mostly {species})"
+    if rare and p.category != "rare_species":
+        who += ", a rare species here"
+    c = float(feats.centrality[i])
+    framing = [f"largest animal covers {feats.area[i] * 100:.1f}% of the frame",
+               "cut off by the frame edge" if feats.cut_off[i] else "fully in frame",
+               "centred" if c >= 0.7 else "off-centre" if c >= 0.4 else "near the edge"]
+    text = f"{selection.CATEGORY_LABELS[p.category]}: {who}; {', '.join(framing)}; detector confidence {feats.max_conf[i]:.2f}"
+    if night:
+        text += f"; night/IR ({when[11:16]})" if when else "; night/IR"
+    if p.relaxed:
+        text += f"; added beyond the per-species cap of {cap} because too few other sequences are left"
+    return text
+
+
+def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summary: SelectionSummary) -> None:
+    det = md.detections
+    now = utc_now()
+    order = np.argsort(det.image, kind="stable")
+    starts = np.searchsorted(det.image[order], np.arange(len(md.image_ids) + 1))
+    image_rows, det_rows, cand_rows = [], [], []
+    for row in rows:
+        i = row["_md_index"]
+        image_rows.append({
+            "image_id": row["image_id"], "root": str(root), "width": row["width"], "height": row["height"],
+            "datetime": row["datetime"], "location": row["location"], "seq_id": row["seq_id"],
+            "frame_num": row["_frame"] if row["_frame"] >= 0 else None,
+            "seq_num_frames": row["_nframes"] if row["_nframes"] >= 0 else None,
+            "species": row["species"], "species_score": row["_species_score"], "species_source": row["_source"],
+            "night": row["night"], "updated_at": now,
+        })
+        for d in order[starts[i]:starts[i + 1]]:
+            s = int(det.species[d])
+            x, y, w, h = (float(v) for v in det.bbox[d])
+            det_rows.append({
+                "image_id": row["image_id"], "det_index": int(det.det_index[d]), "kind": KIND_NAMES[det.kind[d]],
+                "category": str(int(det.category[d])), "conf": round(float(det.conf[d]), 4),
+                "x": round(x, 6), "y": round(y, 6), "w": round(w, 6), "h": round(h, 6),
+                "species": md.species_names[s] if s >= 0 else None,
+                "species_conf": round(float(det.species_conf[d]), 4) if s >= 0 else None,
+            })
+        cand_rows.append({"image_id": row["image_id"], "run_id": run_id, "rank": row["rank"],
+                          "category": row["category"], "score": row["score"], "reason": row["reason"]})
+    with db.conn:  # one transaction: a crash leaves the previous candidate set intact
+        if not add:
+            db.execute("DELETE FROM candidates")
+        ids = [r["image_id"] for r in image_rows]
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            db.execute(f"DELETE FROM detections WHERE image_id IN ({','.join('?' * len(part))})", part)
+        db["images"].upsert_all(image_rows, pk="image_id")
+        db["detections"].insert_all(det_rows, pk=("image_id", "det_index"))
+        db["candidates"].upsert_all(cand_rows, pk="image_id")
+        db["selection_runs"].update(run_id, {
+            "status": "finished", "finished_at": utc_now(), "n_selected": len(rows),
+            "counts": json.dumps(summary.as_counts(), sort_keys=True),
+        })
+
+
+def write_candidates_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Write the candidates to a CSV file (the columns in CSV_COLUMNS)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})

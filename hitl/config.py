@@ -1,0 +1,93 @@
+"""Settings: built-in defaults, overridden by a TOML file, overridden by command-line options.
+
+Secrets (API keys, the webhook secret) are never read from the file: only from the environment.
+"""
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+# Every setting that has a sensible default has it here; the TOML file uses the same sections.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "select": {
+        "threshold": 0.3,  # detection confidence that counts as "an animal is there"
+        "include_people": False,  # people must not end up in a public hero set
+        "sequence_gap_seconds": 60.0,  # EXIF/CCT-time sequences: a longer gap starts a new one
+        "night_start_hour": 19,  # a capture time in [19:00, 06:00) counts as night/IR
+        "night_end_hour": 6,
+        "edge_margin": 0.01,  # a box this close to the border is cut off by the frame
+        "close_up_area": 0.20,  # largest animal covers at least this share of the frame
+        "min_animal_area": 0.002,  # smaller animals are specks, not hero material
+        "species_max_share": 0.20,  # at most this share of the candidates per species
+        "rare_max_share": 0.005,  # a species in at most this share of the sequences is rare
+        "rare_min_sequences": 3,  # ... or in at most this many sequences
+        "check_files": True,  # stat and read the header of each pick; replace unreadable ones
+        "seed": 0,
+        "shares": {
+            "rare_species": 0.15,
+            "multi_species": 0.10,
+            "group": 0.15,
+            "close_up": 0.15,
+            "well_framed": 0.30,
+            "night": 0.05,
+            "best_remaining": 0.10,
+        },
+    },
+}
+
+
+def load_settings(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """Return the defaults merged with the TOML file at ``path`` (if any).
+
+    Unknown sections or keys are an error, so a typo never silently does nothing.
+    """
+    settings = copy.deepcopy(DEFAULTS)
+    if path is None:
+        return settings
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pass --config with an existing TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    _merge(settings, data, path, prefix="")
+    return settings
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any], path: Path, prefix: str) -> None:
+    for key, value in new.items():
+        name = f"{prefix}{key}"
+        if key not in into:
+            known = ", ".join(sorted(into)) or "(none)"
+            raise ConfigError(f"{path}: unknown setting '{name}'; known here: {known}")
+        default = into[key]
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: '{name}' must be a table ([{name}])")
+            if name == "select.shares":
+                # category shares are replaced as a whole so a category can be switched off
+                _check_shares(value, path)
+                into[key] = {k: float(v) for k, v in value.items()}
+                continue
+            _merge(default, value, path, prefix=f"{name}.")
+            continue
+        if isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default) if not isinstance(default, float) else (int, float)):
+            raise ConfigError(f"{path}: '{name}' must be {type(default).__name__}, not {value!r}")
+        into[key] = float(value) if isinstance(default, float) else value
+
+
+def _check_shares(shares: dict[str, Any], path: Path | str) -> None:
+    known = set(DEFAULTS["select"]["shares"])
+    for name, value in shares.items():
+        if name not in known:
+            raise ConfigError(f"{path}: unknown category '{name}' in select.shares; known: {', '.join(sorted(known))}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{path}: select.shares.{name} must be a number >= 0, not {value!r}")
+    if sum(shares.values()) <= 0:
+        raise ConfigError(f"{path}: select.shares must give at least one category a share above 0")

@@ -1,0 +1,136 @@
+"""The SQLite store: the single source of truth of a hero-hitl project.
+
+Opened through sqlite-utils in WAL mode with a busy timeout, so the webhook service, a
+reconcile run and the CLI can use one database at once. The schema grows by small named
+migrations, each applied once and recorded in the ``_migrations`` table.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlite_utils
+
+BUSY_TIMEOUT_MS = 10_000
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration; its name is its identity, so never rename one."""
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_selection(db: sqlite_utils.Database) -> None:
+    """Selection runs, the selected images, their detections and the candidates."""
+    db["selection_runs"].create(
+        {
+            "id": int,
+            "started_at": str,
+            "finished_at": str,
+            "status": str,  # running, finished, failed
+            "md_path": str,
+            "speciesnet_path": str,
+            "cct_path": str,
+            "images_root": str,
+            "n_requested": int,
+            "n_selected": int,
+            "parameters": str,  # JSON
+            "counts": str,  # JSON: read, eligible, failed/excluded/problems by reason
+        },
+        pk="id",
+    )
+    db["images"].create(
+        {
+            "image_id": str,  # POSIX path relative to the collection root, as MegaDetector's `file`
+            "root": str,  # absolute collection root the image_id is relative to
+            "width": int,  # upright (EXIF-rotated) size in pixels, when known
+            "height": int,
+            "datetime": str,  # ISO 8601 capture time, when known
+            "location": str,
+            "seq_id": str,
+            "frame_num": int,
+            "seq_num_frames": int,
+            "species": str,  # readable name of the image's main species
+            "species_score": float,
+            "species_source": str,  # speciesnet, megadetector-classifier, none
+            "night": int,
+            "updated_at": str,
+        },
+        pk="image_id",
+    )
+    db["detections"].create(
+        {
+            "image_id": str,
+            "det_index": int,  # position in the detector file, so boxes can be matched later
+            "kind": str,  # animal, person, vehicle, other
+            "category": str,  # the detector's category id
+            "conf": float,
+            "x": float,  # MegaDetector box: normalised [x_min, y_min, width, height], upright image
+            "y": float,
+            "w": float,
+            "h": float,
+            "species": str,
+            "species_conf": float,
+        },
+        pk=("image_id", "det_index"),
+        foreign_keys=[("image_id", "images", "image_id")],
+    )
+    db["candidates"].create(
+        {
+            "image_id": str,
+            "run_id": int,
+            "rank": int,
+            "category": str,
+            "score": float,
+            "reason": str,
+        },
+        pk="image_id",
+        foreign_keys=[("image_id", "images", "image_id"), ("run_id", "selection_runs", "id")],
+    )
+    db["candidates"].create_index(["run_id"])
+
+
+def utc_now() -> str:
+    """Now as an ISO 8601 UTC timestamp (what every *_at column holds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def connect(path: str | Path) -> sqlite_utils.Database:
+    """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    db = sqlite_utils.Database(conn)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.execute("PRAGMA foreign_keys = ON")
+    if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        db.enable_wal()
+    db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a crash loses no committed txn
+    migrate(db)
+    return db
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply the migrations not yet recorded; return their names."""
+    table = db["_migrations"]
+    if not table.exists():
+        table.create({"name": str, "applied_at": str}, pk="name")
+    done = {row["name"] for row in table.rows}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        try:
+            fn(db)
+        except Exception as exc:
+            raise RuntimeError(f"database migration {name} failed: {exc}") from exc
+        table.insert({"name": name, "applied_at": utc_now()})
+        applied.append(name)
+    return applied
