@@ -118,10 +118,10 @@ def _select(db, run_id, md_path, root, n, cfg, sn_path, cct_path, out_csv, add, 
     # --- who may be a candidate -------------------------------------------------------------
     ok = np.ones(n_img, dtype=bool)
     ok[list(md.failures)] = False
-    _exclude(summary, ok, feats.n_animals == 0, "no animal above threshold")
     if not cfg["include_people"]:
         _exclude(summary, ok, feats.n_people > 0, "person above threshold")
         _exclude(summary, ok, feats.n_vehicles > 0, "vehicle above threshold")
+    _exclude(summary, ok, feats.n_animals == 0, "no animal above threshold")
     _exclude(summary, ok, feats.area < cfg["min_animal_area"], "animal too small")
 
     sn_species: dict[int, tuple[str, float | None]] = {}

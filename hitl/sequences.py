@@ -42,7 +42,10 @@ def read_capture_time(path: str | Path) -> datetime | None:
             if image.format == "PNG" and "exif" not in image.info:
                 return None
             exif = image.getexif()
-            sub_ifd = exif.get_ifd(_EXIF_IFD)
+            try:
+                sub_ifd = exif.get_ifd(_EXIF_IFD)
+            except Exception:  # noqa: BLE001 - a broken Exif IFD still leaves IFD0 DateTime
+                sub_ifd = {}
             candidates = (sub_ifd.get(_DATETIME_ORIGINAL), sub_ifd.get(_DATETIME_DIGITIZED),
                           exif.get(_DATETIME))
         for value in candidates:

@@ -22,9 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-# Bump when the output for a given (n_images, seed) changes, so cached benchmark data is regenerated.
-GENERATOR_VERSION = 1
-
 CHUNK = 50_000  # images formatted per write; bounds the memory held in Python strings
 
 N_CAMERAS = 300
@@ -375,7 +372,7 @@ def _write_cct(c: _Collection, path: Path) -> None:
 def write_synthetic_collection(out_dir: Path, n_images: int = 1_000_000, seed: int = 0) -> tuple[Path, Path]:
     """Write ``md.json`` (MegaDetector 1.6) and ``cct.json`` (COCO Camera Traps) into out_dir.
 
-    Deterministic for (n_images, seed, GENERATOR_VERSION). Returns (md_path, cct_path).
+    Deterministic for (n_images, seed) and this file's code. Returns (md_path, cct_path).
     """
     if n_images < 1:
         raise ValueError("n_images must be at least 1")

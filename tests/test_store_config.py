@@ -1,0 +1,58 @@
+"""The SQLite store and the settings file."""
+from __future__ import annotations
+
+import pytest
+
+from hitl import store
+from hitl.config import DEFAULTS, load_settings
+from hitl.errors import ConfigError
+
+
+def test_connect_creates_schema_in_wal_mode_with_busy_timeout(tmp_path):
+    db = store.connect(tmp_path / "sub" / "h.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == store.BUSY_TIMEOUT_MS
+    assert {"selection_runs", "images", "detections", "candidates", "_migrations"} <= set(db.table_names())
+    names = [r["name"] for r in db["_migrations"].rows]
+    assert names == [name for name, _ in store.MIGRATIONS]
+
+
+def test_migrations_run_once(tmp_path):
+    path = tmp_path / "h.db"
+    store.connect(path)
+    db = store.connect(path)
+    assert store.migrate(db) == []
+    assert db["_migrations"].count == len(store.MIGRATIONS)
+
+
+def test_settings_defaults_and_overrides(tmp_path):
+    assert load_settings()["select"]["threshold"] == DEFAULTS["select"]["threshold"]
+    path = tmp_path / "hitl.toml"
+    path.write_text("[select]\nthreshold = 0.5\nspecies_max_share = 1\n[select.shares]\ngroup = 1\n")
+    settings = load_settings(path)
+    assert settings["select"]["threshold"] == 0.5
+    assert settings["select"]["species_max_share"] == 1.0
+    assert settings["select"]["shares"] == {"group": 1.0}
+    assert DEFAULTS["select"]["threshold"] == 0.3  # defaults are not mutated
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[select]\nthreshhold = 0.5\n", "unknown setting 'select.threshhold'"),
+    ("[selekt]\n", "unknown setting 'selekt'"),
+    ("[select]\nthreshold = 'high'\n", "must be float"),
+    ("[select]\ninclude_people = 1\n", "must be bool"),
+    ("[select.shares]\nportraits = 1\n", "unknown category 'portraits'"),
+    ("[select.shares]\ngroup = 0\n", "at least one category"),
+    ("[select\n", "not valid TOML"),
+])
+def test_bad_settings_name_the_file_and_the_setting(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_settings(path)
+    assert str(path) in str(err.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "none.toml")
