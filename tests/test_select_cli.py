@@ -224,7 +224,9 @@ def test_header_check_reports_the_upright_size(camera_traps):
     from hitl.candidates import _check_image
 
     images = camera_traps / "images"
-    # stored 2048 wide with EXIF Orientation=6: upright it is 1536 x 2048, as MegaDetector saw it
-    assert _check_image(images / "african_elephants_with_exif_orientation.jpg") == (None, (1536, 2048))
+    # stored as 1536 x 2048 pixels with EXIF Orientation=6: upright it is 2048 x 1536, as MegaDetector saw it
+    with Image.open(images / "african_elephants_with_exif_orientation.jpg") as im:
+        assert im.size == (1536, 2048)
+    assert _check_image(images / "african_elephants_with_exif_orientation.jpg") == (None, (2048, 1536))
     assert _check_image(images / "african_elephants.jpg") == (None, (2048, 1536))
     assert _check_image(images / "nope.jpg") == ("image file missing", None)
