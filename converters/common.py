@@ -37,7 +37,8 @@ def image_key(path: str, root: str | Path | None = None) -> str:
     for ``..`` components and for empty paths.
     """
     if (isinstance(path, str) and path and "\\" not in path and ".." not in path and "//" not in path
-            and not path.startswith(("/", "./")) and path[1:2] != ":" and not path.endswith("/")):
+            and "/./" not in path and not path.startswith(("/", "./")) and path[1:2] != ":"
+            and not path.endswith(("/", "/."))):
         return path  # the common clean relative path, checked cheaply: collections have millions
     if not isinstance(path, str) or not path.strip():
         raise ValueError("empty path")

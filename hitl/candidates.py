@@ -30,7 +30,7 @@ from .store import utc_now
 
 CSV_COLUMNS = ("rank", "image_id", "category", "score", "reason", "species", "seq_id", "location",
                "datetime", "night", "n_animals", "area", "width", "height")
-NON_ANIMAL_LABELS = {"blank", "human", "vehicle", "animal", "no cv result"}
+NON_ANIMAL_LABELS = {"blank", "human", "vehicle", "animal", "no cv result", "unknown"}
 UNIDENTIFIED = "unidentified animal"
 
 
