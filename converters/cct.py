@@ -8,12 +8,11 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from .common import InputFormatError, RecordProblem, decode_json, image_key
+from .common import InputFormatError, RecordProblem, decode_json, gc_paused, image_keys
 
 
 class _Image(msgspec.Struct, gc=False):
     file_name: str
-    id: str | int | None = None
     width: int | None = None
     height: int | None = None
     location: str | int | None = None
@@ -41,7 +40,7 @@ class CCTMetadata:
     frame_num: np.ndarray  # int32
     seq_num_frames: np.ndarray  # int32
     location: list[str | None]
-    datetime: list[str | None]  # ISO 8601 "YYYY-MM-DDTHH:MM:SS"
+    datetime: list[str | None]  # as written; normalise_datetime() gives ISO 8601
     width: np.ndarray  # int32
     height: np.ndarray  # int32
     problems: list[RecordProblem] = field(default_factory=list)
@@ -62,6 +61,11 @@ def load_cct(path: str | Path, images_root: str | Path | None = None) -> CCTMeta
 
 def parse_cct(data: bytes, source: str, images_root: str | Path | None = None) -> CCTMetadata:
     """Parse COCO Camera Traps JSON bytes; bad records are counted problems, not fatal."""
+    with gc_paused():
+        return _parse(data, source, images_root)
+
+
+def _parse(data: bytes, source: str, images_root) -> CCTMetadata:
     problems: list[RecordProblem] = []
     try:
         images = decode_json(data, source, "COCO Camera Traps", type=_TypedFile).images
@@ -82,55 +86,55 @@ def parse_cct(data: bytes, source: str, images_root: str | Path | None = None) -
         del raw_images
     del data
 
-    n = len(images)
-    ids: list[str] = []
-    seq: list[str | None] = []
-    loc: list[str | None] = []
-    when: list[str | None] = []
-    frame = np.full(n, -1, dtype=np.int32)
-    nframes = np.full(n, -1, dtype=np.int32)
-    width = np.full(n, -1, dtype=np.int32)
-    height = np.full(n, -1, dtype=np.int32)
-    seen: set[str] = set()
-    row = 0
-    for i, rec in enumerate(images):
-        if rec is None:
-            continue
-        path = rec.file_name
-        try:
-            key = image_key(path, images_root)
-        except ValueError as exc:
-            problems.append(RecordProblem(source, _where(i, path), "bad path", str(exc)))
-            continue
-        if key in seen:
-            problems.append(RecordProblem(source, _where(i, path), "duplicate file_name", "this one skipped"))
-            continue
-        iso = None
-        if rec.datetime:
-            iso = normalise_datetime(rec.datetime)
-            if iso is None:
-                problems.append(RecordProblem(source, _where(i, path), "unparseable datetime",
-                                              f"{rec.datetime!r}; image kept without a capture time"))
-        seen.add(key)
-        ids.append(key)
-        seq.append(None if rec.seq_id is None else str(rec.seq_id))
-        loc.append(None if rec.location is None else str(rec.location))
-        when.append(iso)
-        if rec.frame_num is not None:
-            frame[row] = rec.frame_num
-        if rec.seq_num_frames is not None:
-            nframes[row] = rec.seq_num_frames
-        if rec.width is not None and rec.height is not None and rec.width > 0 and rec.height > 0:
-            width[row] = rec.width
-            height[row] = rec.height
-        row += 1
-    return CCTMetadata(source=source, image_ids=ids, seq_id=seq, frame_num=frame[:row],
-                       seq_num_frames=nframes[:row], location=loc, datetime=when,
-                       width=width[:row], height=height[:row], problems=problems)
+    positions = [i for i, rec in enumerate(images) if rec is not None]
+    records = [images[i] for i in positions] if len(positions) != len(images) else images
+    keys, errors = image_keys([rec.file_name for rec in records], images_root)
+    drop = set()
+    for k, message in errors.items():
+        problems.append(RecordProblem(source, _where(positions[k], records[k].file_name), "bad path", message))
+        drop.add(k)
+    if len(set(keys)) + max(len(errors) - 1, 0) != len(keys):
+        first: set[str] = set()
+        for k, key in enumerate(keys):
+            if key is None:
+                continue
+            if key in first:
+                problems.append(RecordProblem(source, _where(positions[k], records[k].file_name),
+                                              "duplicate file_name", "this one skipped"))
+                drop.add(k)
+            first.add(key)
+    if drop:
+        kept = [k for k in range(len(records)) if k not in drop]
+        records, keys = [records[k] for k in kept], [keys[k] for k in kept]
+    n = len(records)
+    # Capture times stay as written: normalise_datetime is applied only to the images a
+    # caller needs, since parsing a million dates costs seconds and most are never used.
+    return CCTMetadata(
+        source=source, image_ids=keys,
+        seq_id=[_text(rec.seq_id) for rec in records],
+        frame_num=np.fromiter((-1 if rec.frame_num is None else rec.frame_num for rec in records), np.int32, n),
+        seq_num_frames=np.fromiter((-1 if rec.seq_num_frames is None else rec.seq_num_frames for rec in records),
+                                   np.int32, n),
+        location=[_text(rec.location) for rec in records],
+        datetime=[rec.datetime for rec in records],
+        width=np.fromiter((rec.width if rec.width and rec.height else -1 for rec in records), np.int32, n),
+        height=np.fromiter((rec.height if rec.width and rec.height else -1 for rec in records), np.int32, n),
+        problems=problems,
+    )
+
+
+def _text(value: str | int | None) -> str | None:
+    return value if value.__class__ is str or value is None else str(value)
 
 
 def normalise_datetime(text: str) -> str | None:
     """Return ``YYYY-MM-DDTHH:MM:SS`` for the date formats camera-trap metadata uses, else None."""
+    if len(text) == 19 and text[4] == "-" and text[10] in " T" and text[13] == ":":
+        try:  # the common case, checked by the C parser without building a new string
+            datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        return text if text[10] == "T" else f"{text[:10]}T{text[11:]}"
     text = text.strip()
     if len(text) >= 19 and text[4] == ":" and text[7] == ":":  # EXIF style 2019:06:01 13:42:07
         text = f"{text[:4]}-{text[5:7]}-{text[8:]}"

@@ -4,7 +4,11 @@ Converters are pure: plain data in, plain data out, no database or web imports.
 """
 from __future__ import annotations
 
+import gc
 import posixpath
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -61,6 +65,30 @@ def image_key(path: str, root: str | Path | None = None) -> str:
     return key
 
 
+def image_keys(paths: list[str], root: str | Path | None = None) -> tuple[list[str | None], dict[int, str]]:
+    """image_key for many paths at once: (keys with None where bad, {position: error}).
+
+    One scan of the joined text rules out every unusual path for a clean file of millions,
+    so the per-path checks run only where something looks odd.
+    """
+    joined = "\n" + "\n".join(paths) + "\n"
+    odd = ("\\", "..", "//", "/./", "\n/", "\n./", "/\n", "/.\n", "\n\n")
+    if not any(mark in joined for mark in odd) and not _DRIVE.search(joined):
+        return list(paths), {}
+    keys: list[str | None] = []
+    errors: dict[int, str] = {}
+    for i, path in enumerate(paths):
+        try:
+            keys.append(image_key(path, root))
+        except ValueError as exc:
+            keys.append(None)
+            errors[i] = str(exc)
+    return keys, errors
+
+
+_DRIVE = re.compile(r"\n[A-Za-z]:")
+
+
 def read_json(path: str | Path, what: str) -> object:
     """Read a JSON file; any reason it cannot be read becomes an InputFormatError."""
     path = Path(path)
@@ -73,7 +101,7 @@ def read_json(path: str | Path, what: str) -> object:
 
 def decode_json(data: bytes, path: str | Path, what: str, type: object = object) -> object:
     """Decode JSON bytes, optionally into a msgspec type, naming the file on failure."""
-    if not data.strip():
+    if not data[:4096].strip() and not data.strip():  # strip() copies: look at the head first
         raise InputFormatError(f"{path}: the {what} file is empty; re-run the tool that writes it")
     try:
         return msgspec.json.decode(data, type=type)
@@ -83,3 +111,20 @@ def decode_json(data: bytes, path: str | Path, what: str, type: object = object)
         hint = "the file looks truncated; re-copy or re-run the tool that wrote it" if (
             "truncated" in str(exc) or "end of input" in str(exc)) else "it is not valid JSON"
         raise InputFormatError(f"{path}: cannot parse the {what} file: {exc} ({hint})") from exc
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building millions of small objects.
+
+    Decoding a large detector file allocates millions of containers, each of which can
+    trigger a full collection that walks all the others: with the collector on, parsing a
+    million-image file takes three times as long. Nothing built here forms cycles.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

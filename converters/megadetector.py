@@ -8,12 +8,14 @@ EXIF-upright image.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
 import msgspec
 import numpy as np
 
-from .common import InputFormatError, RecordProblem, decode_json, image_key
+from .common import InputFormatError, RecordProblem, decode_json, gc_paused, image_keys
 from .speciesnet import parse_taxonomy
 
 KIND_ANIMAL, KIND_PERSON, KIND_VEHICLE, KIND_OTHER = 0, 1, 2, 3
@@ -26,7 +28,7 @@ BOX_TOLERANCE = 1e-3  # rounding in writers puts edges a hair outside [0, 1]
 class _Detection(msgspec.Struct, gc=False):
     category: str | int
     conf: float
-    bbox: list[float]
+    bbox: tuple[float, float, float, float]
     classifications: list[tuple[str | int, float]] | None = None
 
 
@@ -103,6 +105,11 @@ def parse_megadetector(data: bytes, source: str, images_root: str | Path | None 
     falls back to a loose decode that converts record by record, so one bad record is
     counted and skipped instead of failing the file.
     """
+    with gc_paused():
+        return _parse(data, source, images_root)
+
+
+def _parse(data: bytes, source: str, images_root) -> MegaDetectorFile:
     problems: list[RecordProblem] = []
     try:
         parsed = decode_json(data, source, "MegaDetector", type=_TypedFile)
@@ -162,88 +169,99 @@ def _columns(parsed, images, source, images_root, problems) -> MegaDetectorFile:
         species_of[str(cat_id)] = len(species_names)
         species_names.append(readable or f"class {cat_id}")
 
-    image_ids: list[str] = []
-    seen: dict[str, int] = {}
-    failures: dict[int, str] = {}
-    d_img, d_kind, d_cat, d_conf, d_box, d_sp, d_spc, d_idx = [], [], [], [], [], [], [], []
-    lo, hi = -BOX_TOLERANCE, 1 + BOX_TOLERANCE
+    # Pass 1, per image: keys, duplicates, failures, and one flat list of detections.
+    positions = [i for i, rec in enumerate(images) if rec is not None]
+    records = [images[i] for i in positions] if len(positions) != len(images) else images
+    keys, errors = image_keys([rec.file for rec in records], images_root)
+    drop = set()
+    for k, message in errors.items():
+        problems.append(RecordProblem(source, _where(positions[k], records[k].file), "bad path", message))
+        drop.add(k)
+    if len(set(keys)) + max(len(errors) - 1, 0) != len(keys):  # some key repeats
+        first: dict[str, int] = {}
+        for k, key in enumerate(keys):
+            if key is None:
+                continue
+            if key in first:
+                problems.append(RecordProblem(source, _where(positions[k], records[k].file), "duplicate file entry",
+                                              f"first at images[{positions[first[key]]}]; this one skipped"))
+                drop.add(k)
+            else:
+                first[key] = k
+    if drop:
+        kept = [k for k in range(len(records)) if k not in drop]
+        records, keys, positions = [records[k] for k in kept], [keys[k] for k in kept], [positions[k] for k in kept]
+    image_ids: list[str] = keys
+    record_of = positions  # image index -> position in the file, for messages
+    failures = {i: rec.failure or "no detections and no failure reason"
+                for i, rec in enumerate(records) if rec.detections is None}
+    counts = [len(rec.detections) if rec.detections is not None else 0 for rec in records]
+    flat: list[_Detection] = list(chain.from_iterable(rec.detections for rec in records if rec.detections))
+    del records
 
-    for i, rec in enumerate(images):
-        if rec is None:
-            continue
-        path = rec.file
-        try:
-            key = image_key(path, images_root)
-        except ValueError as exc:
-            problems.append(RecordProblem(source, _where(i, path), "bad path", str(exc)))
-            continue
-        if key in seen:
-            problems.append(RecordProblem(source, _where(i, path), "duplicate file entry",
-                                          f"first at images[{seen[key]}]; this one skipped"))
-            continue
-        dets = rec.detections
-        if dets is None:
-            seen[key] = i
-            failures[len(image_ids)] = rec.failure or "no detections and no failure reason"
-            image_ids.append(key)
-            continue
-        rows = []
-        bad = None
-        for j, det in enumerate(dets):
-            cat = str(det.category)
-            kind = kind_of.get(cat)
-            if kind is None:
-                bad = ("unknown detection category", f"detections[{j}] category {cat!r} is not in detection_categories")
-                break
-            box = det.bbox
-            if len(box) != 4:
-                bad = ("malformed bbox", f"detections[{j}] bbox has {len(box)} numbers, expected 4")
-                break
-            x, y, w, h = box
-            if not (lo <= x <= hi and lo <= y <= hi and 0 <= w <= hi and 0 <= h <= hi
-                    and x + w <= hi + BOX_TOLERANCE and y + h <= hi + BOX_TOLERANCE):
-                bad = ("bbox outside [0,1]", f"detections[{j}] bbox {box}; boxes must be normalised x_min,y_min,width,height")
-                break
-            conf = det.conf
-            if not 0.0 <= conf <= 1.0:  # also false for NaN
-                bad = ("confidence outside [0,1]", f"detections[{j}] conf {conf}")
-                break
-            sp, spc = -1, 0.0
-            if det.classifications:
-                top = max(det.classifications, key=lambda c: c[1])
-                sp = species_of.get(str(top[0]), -1)
-                if sp < 0:
-                    problems.append(RecordProblem(source, _where(i, path), "unknown classification category",
-                                                  f"detections[{j}] class {top[0]!r}; detection kept without species"))
-                else:
-                    spc = top[1]
-            rows.append((kind, int(cat) if cat.isdigit() else -1, conf, x, y, w, h, sp, spc, j))
-        if bad is not None:
-            # The whole image is skipped: keeping it without the bad box could hide a person.
-            problems.append(RecordProblem(source, _where(i, path), bad[0], bad[1] + "; image skipped"))
-            continue
-        seen[key] = i
-        idx = len(image_ids)
-        image_ids.append(key)
-        for kind, cat, conf, x, y, w, h, sp, spc, j in rows:
-            d_img.append(idx)
-            d_kind.append(kind)
-            d_cat.append(cat)
-            d_conf.append(conf)
-            d_box.append((x, y, w, h))
-            d_sp.append(sp)
-            d_spc.append(spc)
-            d_idx.append(j)
+    # Pass 2, per detection, as whole columns: list comprehensions and numpy, no per-row branches.
+    n_det = len(flat)
+    owner = np.repeat(np.arange(len(image_ids), dtype=np.int32), counts)
+    starts = np.cumsum(counts) - np.asarray(counts, dtype=np.int64) if counts else np.zeros(0, np.int64)
+    det_index = (np.arange(n_det) - np.repeat(starts, counts)).astype(np.int16)
+    # Category ids become small codes in one pass; kinds and numbers come from lookup tables.
+    code_of: dict[str | int, int] = {}
+    codes = np.fromiter((code_of.setdefault(d.category, len(code_of)) for d in flat), dtype=np.int16, count=n_det)
+    ids = [str(c) for c in code_of]
+    kind = np.array([kind_of.get(c, -1) for c in ids], dtype=np.int8)[codes] if ids else np.zeros(0, np.int8)
+    category = np.array([int(c) if c.isdigit() else -1 for c in ids], dtype=np.int16)[codes] if ids else np.zeros(0, np.int16)
+    conf = np.fromiter((d.conf for d in flat), dtype=np.float64, count=n_det)
+    bbox = np.fromiter(chain.from_iterable(d.bbox for d in flat), dtype=np.float64, count=4 * n_det).reshape(-1, 4)
+    tops = [(c[0] if len(c) == 1 else max(c, key=itemgetter(1))) if c else None
+            for c in [d.classifications for d in flat]]
+    species_of.update({int(k): v for k, v in species_of.items() if k.isdigit()})  # ids may be numbers
+    species = np.fromiter((species_of.get(t[0], -2) if t else -1 for t in tops), dtype=np.int32, count=n_det)
+    species_conf = np.fromiter((t[1] if t else 0.0 for t in tops), dtype=np.float32, count=n_det)
+    del flat
+
+    lo, hi = -BOX_TOLERANCE, 1 + BOX_TOLERANCE
+    x, y, w, h = bbox.T
+    bad_box = ~((x >= lo) & (x <= hi) & (y >= lo) & (y <= hi) & (w >= 0) & (w <= hi) & (h >= 0) & (h <= hi)
+                & (x + w <= hi + BOX_TOLERANCE) & (y + h <= hi + BOX_TOLERANCE))
+    bad_conf = ~((conf >= 0) & (conf <= 1))  # also catches NaN
+    bad_kind = kind < 0
+    bad = bad_kind | bad_box | bad_conf
+    for d in np.flatnonzero(species == -2):  # unknown class id: keep the detection, drop the species
+        t = tops[d]
+        problems.append(RecordProblem(source, _where(record_of[owner[d]], image_ids[owner[d]]),
+                                      "unknown classification category",
+                                      f"detections[{det_index[d]}] class {t[0]!r}; detection kept without species"))
+        species[d] = -1
+        species_conf[d] = 0
+    if bad.any():
+        # A bad detection drops its whole image: keeping the rest could hide a person.
+        bad_images = np.unique(owner[bad])
+        for img in bad_images:
+            d = int(np.flatnonzero(bad & (owner == img))[0])
+            j = int(det_index[d])
+            if bad_kind[d]:
+                reason, detail = "unknown detection category", (f"detections[{j}] category {ids[codes[d]]!r} "
+                                                                f"is not in detection_categories")
+            elif bad_conf[d]:
+                reason, detail = "confidence outside [0,1]", f"detections[{j}] conf {conf[d]}"
+            else:
+                reason, detail = "bbox outside [0,1]", (f"detections[{j}] bbox {bbox[d].round(4).tolist()}; boxes must be "
+                                                       f"normalised x_min,y_min,width,height")
+            problems.append(RecordProblem(source, _where(record_of[img], image_ids[img]), reason, detail + "; image skipped"))
+        keep_image = np.ones(len(image_ids), dtype=bool)
+        keep_image[bad_images] = False
+        new_index = np.cumsum(keep_image) - 1
+        keep = keep_image[owner]
+        owner = new_index[owner[keep]].astype(np.int32)
+        kind, category, conf, bbox = kind[keep], category[keep], conf[keep], bbox[keep]
+        species, species_conf, det_index = species[keep], species_conf[keep], det_index[keep]
+        failures = {int(new_index[i]): text for i, text in failures.items() if keep_image[i]}
+        image_ids = [k for k, ok in zip(image_ids, keep_image) if ok]
 
     detections = Detections(
-        image=np.asarray(d_img, dtype=np.int32),
-        kind=np.asarray(d_kind, dtype=np.int8),
-        category=np.asarray(d_cat, dtype=np.int16),
-        conf=np.asarray(d_conf, dtype=np.float32),
-        bbox=np.clip(np.asarray(d_box, dtype=np.float32).reshape(-1, 4), 0.0, 1.0),
-        species=np.asarray(d_sp, dtype=np.int32),
-        species_conf=np.asarray(d_spc, dtype=np.float32),
-        det_index=np.asarray(d_idx, dtype=np.int16),
+        image=owner, kind=kind, category=category, conf=conf.astype(np.float32),
+        bbox=np.clip(bbox, 0.0, 1.0).astype(np.float32), species=species, species_conf=species_conf,
+        det_index=det_index,
     )
     return MegaDetectorFile(
         source=source, format_version=version, image_ids=image_ids, failures=failures,

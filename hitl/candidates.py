@@ -18,7 +18,7 @@ import sqlite_utils
 from PIL import Image
 from tqdm import tqdm
 
-from converters.cct import CCTMetadata, load_cct
+from converters.cct import CCTMetadata, load_cct, normalise_datetime
 from converters.common import RecordProblem
 from converters.megadetector import KIND_NAMES, MegaDetectorFile, load_megadetector
 from converters.speciesnet import SpeciesNetFile, load_speciesnet
@@ -163,6 +163,7 @@ def _select(db, run_id, md_path, root, n, cfg, sn_path, cct_path, out_csv, add, 
                         f"lower the threshold (--threshold) or check the file")
 
     # --- sequences, capture times, night ------------------------------------------------------
+    echo(f"Building sequences for {len(elig):,} eligible images")
     seq_ids, frames, nframes, times, locations, sizes = _sequences(md, elig, cct, root, cfg, summary, echo, progress)
     if add and existing_seqs:
         already = np.array([s in existing_seqs for s in seq_ids], dtype=bool)
@@ -172,35 +173,36 @@ def _select(db, run_id, md_path, root, n, cfg, sn_path, cct_path, out_csv, add, 
             elig[keep], [s for s, k in zip(seq_ids, keep) if k], frames[keep], nframes[keep],
             [t for t, k in zip(times, keep) if k], [loc for loc, k in zip(locations, keep) if k])
         sizes = {i: sizes[i] for i in elig if i in sizes}
-    seq_codes, seq_index = np.unique(np.asarray(seq_ids, dtype=object).astype(str), return_inverse=True)
-    summary.sequences = len(seq_codes)
+    seq_code: dict[str, int] = {}
+    seq_index = np.fromiter((seq_code.setdefault(sid, len(seq_code)) for sid in seq_ids), dtype=np.int64,
+                            count=len(seq_ids))
+    summary.sequences = len(seq_code)
     hours = np.array([int(t[11:13]) if t else -1 for t in times], dtype=np.int16)
     start, end = cfg["night_start_hour"], cfg["night_end_hour"]
     night = (hours >= 0) & ((hours >= start) | (hours < end)) if start > end else (hours >= start) & (hours < end)
 
     # --- species and rarity -------------------------------------------------------------------
-    names: list[str] = []
-    name_index: dict[str, int] = {}
-    sp_score = np.full(len(elig), np.nan)
-    sp_source: list[str] = []
-    sp = np.empty(len(elig), dtype=np.int64)
-    for k, i in enumerate(elig):
-        if i in sn_species:
-            name, score = sn_species[i]
-            source = "speciesnet"
-        else:
-            d = feats.main_det[i]
-            s = det.species[d]
-            if s >= 0:
-                name, score, source = md.species_names[s], float(det.species_conf[d]), "megadetector-classifier"
-            else:
-                name, score, source = UNIDENTIFIED, None, "none"
-        if name not in name_index:
-            name_index[name] = len(names)
-            names.append(name)
-        sp[k] = name_index[name]
-        sp_score[k] = np.nan if score is None else score
-        sp_source.append(source)
+    # Each image's species: SpeciesNet's image-level answer where it names an animal, else the
+    # detector-side classifier's label of the largest animal, else "unidentified animal".
+    names = list(md.species_names) + [UNIDENTIFIED]
+    main = det.species[feats.main_det[elig]]
+    sp = np.where(main >= 0, main, len(names) - 1).astype(np.int64)
+    sp_score = np.where(main >= 0, det.species_conf[feats.main_det[elig]], np.nan).astype(np.float64)
+    source_code = np.where(main >= 0, 1, 0)  # 0 none, 1 megadetector-classifier, 2 speciesnet
+    if sn_species:
+        name_index = {name: k for k, name in enumerate(names)}
+        position = {int(i): k for k, i in enumerate(elig.tolist())}
+        for i, (name, score) in sn_species.items():
+            k = position.get(i)
+            if k is None:
+                continue
+            if name not in name_index:
+                name_index[name] = len(names)
+                names.append(name)
+            sp[k] = name_index[name]
+            sp_score[k] = np.nan if score is None else score
+            source_code[k] = 2
+    sources = ("none", "megadetector-classifier", "speciesnet")
     # rarity counts sequences, not frames: a 10-frame burst is one sighting
     seq_species = np.unique(np.stack([seq_index, sp]), axis=1)[1]
     per_species_seqs = np.bincount(seq_species, minlength=len(names))
@@ -218,6 +220,7 @@ def _select(db, run_id, md_path, root, n, cfg, sn_path, cct_path, out_csv, add, 
     cap = max(1, int(np.ceil(cfg["species_max_share"] * n)))
 
     # --- pick, checking each file as it is taken ----------------------------------------------
+    echo(f"Choosing {n:,} candidates from {summary.sequences:,} sequences")
     bar = tqdm(total=n, desc="Selecting", unit="img", disable=_quiet(progress), leave=False)
     checked_sizes: dict[int, tuple[int, int]] = {}
 
@@ -250,7 +253,8 @@ def _select(db, run_id, md_path, root, n, cfg, sn_path, cct_path, out_csv, add, 
             "night": int(night[r]), "n_animals": int(feats.n_animals[i]), "area": round(float(feats.area[i]), 4),
             "width": width, "height": height,
             "_frame": int(frames[r]), "_nframes": int(nframes[r]),
-            "_species_score": None if np.isnan(sp_score[r]) else float(sp_score[r]), "_source": sp_source[r],
+            "_species_score": None if np.isnan(sp_score[r]) else float(sp_score[r]),
+            "_source": sources[source_code[r]],
             "_md_index": i,
         }
         rows.append(row)
@@ -259,6 +263,7 @@ def _select(db, run_id, md_path, root, n, cfg, sn_path, cct_path, out_csv, add, 
         if p.relaxed:
             summary.notes.append(f"{row['image_id']}: taken after relaxing the per-species cap ({cap})")
     summary.selected = len(rows)
+    echo(f"Writing {len(rows):,} candidates")
     summary.candidates = rows
     if len(rows) < n:
         summary.notes.append(f"only {len(rows)} of {n} requested: the collection has {summary.sequences} "
@@ -310,9 +315,10 @@ def _sequences(md, elig, cct: CCTMetadata | None, root: Path, cfg, summary, echo
     """Sequence, frame, capture time and location of each eligible image.
 
     Priority: the CCT's seq_id; else sequences rebuilt with the gap rule from the CCT's
-    capture times; else from EXIF DateTimeOriginal; an image with no time is its own sequence.
+    capture times; else from EXIF DateTimeOriginal; an image with no usable time is its own sequence.
     """
     m = len(elig)
+    keys = [md.image_ids[i] for i in elig.tolist()]
     seq_ids: list[str | None] = [None] * m
     frames = np.full(m, -1, dtype=np.int32)
     nframes = np.full(m, -1, dtype=np.int32)
@@ -321,31 +327,36 @@ def _sequences(md, elig, cct: CCTMetadata | None, root: Path, cfg, summary, echo
     sizes: dict[int, tuple[int, int]] = {}
     if cct is not None:
         rows = cct.rows()
-        unmatched = 0
-        for k, i in enumerate(elig):
-            r = rows.get(md.image_ids[i])
-            if r is None:
-                unmatched += 1
-                continue
-            seq_ids[k] = cct.seq_id[r]
-            frames[k] = cct.frame_num[r]
-            nframes[k] = cct.seq_num_frames[r]
-            times[k] = cct.datetime[r]
-            locations[k] = cct.location[r]
-            if cct.width[r] > 0:
-                sizes[int(i)] = (int(cct.width[r]), int(cct.height[r]))
+        found = [rows.get(key, -1) for key in keys]
+        r = np.asarray(found, dtype=np.int64)
+        hit = r >= 0
+        rh = r[hit]
+        frames[hit] = cct.frame_num[rh]
+        nframes[hit] = cct.seq_num_frames[rh]
+        seq_ids = [None if j < 0 or cct.seq_id[j] is None else "cct:" + cct.seq_id[j] for j in found]
+        locations = [None if j < 0 else cct.location[j] for j in found]
+        raw = [cct.datetime[j] if j >= 0 else None for j in found]
+        times = [normalise_datetime(text) if text else None for text in raw]
+        bad_time = [k for k, (text, iso) in enumerate(zip(raw, times)) if text and iso is None]
+        if bad_time:
+            summary.problems[f"{cct.source}: unparseable datetime"] += len(bad_time)
+            summary.problem_examples.extend(f"{cct.source}: {keys[k]}: unparseable datetime {raw[k]!r}; "
+                                            f"image kept without a capture time" for k in bad_time[:3])
+        with_size = np.flatnonzero(hit)[cct.width[rh] > 0]
+        for k in with_size.tolist():
+            sizes[int(elig[k])] = (int(cct.width[r[k]]), int(cct.height[r[k]]))
+        unmatched = int((~hit).sum())
         if unmatched:
             summary.notes.append(f"{unmatched} eligible images are not in {cct.source}; their sequences "
                                  f"come from capture times")
-        seq_ids = [f"cct:{s}" if s is not None else None for s in seq_ids]
     need = [k for k in range(m) if seq_ids[k] is None]
     if need:
         if any(times[k] is None for k in need) and cfg["check_files"]:
             for k in tqdm([k for k in need if times[k] is None], desc="Reading EXIF times", unit="img",
                           disable=_quiet(progress), leave=False):
-                t = read_capture_time(root / md.image_ids[elig[k]])
+                t = read_capture_time(root / keys[k])
                 times[k] = t.isoformat() if t else None
-        items = [(md.image_ids[elig[k]], datetime.fromisoformat(times[k]) if times[k] else None) for k in need]
+        items = [(keys[k], datetime.fromisoformat(times[k]) if times[k] else None) for k in need]
         built = build_sequences(items, gap_seconds=cfg["sequence_gap_seconds"])
         no_time = 0
         for k, (key, when) in zip(need, items):
@@ -353,10 +364,7 @@ def _sequences(md, elig, cct: CCTMetadata | None, root: Path, cfg, summary, echo
             no_time += when is None
         if no_time:
             summary.notes.append(f"{no_time} eligible images have no usable capture time; each is its own sequence")
-    for k in range(m):
-        if locations[k] is None:
-            folder = md.image_ids[elig[k]].rpartition("/")[0]
-            locations[k] = folder or "."
+    locations = [loc if loc is not None else (key.rpartition("/")[0] or ".") for loc, key in zip(locations, keys)]
     return seq_ids, frames, nframes, times, locations, sizes
 
 
@@ -396,8 +404,6 @@ def _reason(p: selection.Pick, feats, i: int, species: str, night: bool, rare: b
 def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summary: SelectionSummary) -> None:
     det = md.detections
     now = utc_now()
-    order = np.argsort(det.image, kind="stable")
-    starts = np.searchsorted(det.image[order], np.arange(len(md.image_ids) + 1))
     image_rows, det_rows, cand_rows = [], [], []
     for row in rows:
         i = row["_md_index"]
@@ -409,7 +415,8 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
             "species": row["species"], "species_score": row["_species_score"], "species_source": row["_source"],
             "night": row["night"], "updated_at": now,
         })
-        for d in order[starts[i]:starts[i + 1]]:
+        # detection rows are in file order, so each image's rows are one sorted run
+        for d in range(*np.searchsorted(det.image, [i, i + 1]).tolist()):
             s = int(det.species[d])
             x, y, w, h = (float(v) for v in det.bbox[d])
             det_rows.append({

@@ -75,10 +75,13 @@ def image_features(image: np.ndarray, kind: np.ndarray, conf: np.ndarray, bbox: 
     max_conf = np.zeros(n_images, dtype=np.float32)
     np.maximum.at(max_conf, img, conf[rows])
 
-    sp = species[rows]
+    # Distinct species matter only where there are two or more animals.
+    several = n_animals[img] >= 2
+    sp = species[rows][several]
     known = sp >= 0
-    pairs = np.unique(img[known].astype(np.int64) * (int(sp.max(initial=0)) + 1) + sp[known])
-    n_species = np.bincount(pairs // (int(sp.max(initial=0)) + 1), minlength=n_images).astype(np.int32)
+    width = int(sp.max(initial=0)) + 1
+    pairs = np.unique(img[several][known].astype(np.int64) * width + sp[known])
+    n_species = np.bincount(pairs // width, minlength=n_images).astype(np.int32)
     n_species = np.where(n_animals > 0, np.maximum(n_species, 1), 0).astype(np.int32)
     return ImageFeatures(n_animals, n_people, n_vehicles, n_species, main_det, area, cut_off,
                          centrality, max_conf)

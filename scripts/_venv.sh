@@ -17,7 +17,7 @@ ensure_venv() {
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "Installing dependencies ($requirements)" >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REPO/$requirements"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$REPO"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$REPO"
     echo "$want" > "$stamp"
   fi
 }

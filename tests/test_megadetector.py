@@ -119,7 +119,8 @@ def test_bad_records_are_counted_and_skipped_not_fatal():
     reasons = [p.reason for p in md.problems]
     assert reasons.count("unknown detection category") == 1
     assert reasons.count("bbox outside [0,1]") == 2
-    assert reasons.count("malformed bbox") == 1
+    short_box = [p for p in md.problems if p.reason == "malformed image record"]
+    assert len(short_box) == 1 and "bbox" in short_box[0].detail and "short_box.jpg" in short_box[0].record
     assert reasons.count("duplicate file entry") == 1
     assert reasons.count("bad path") == 4
     assert reasons.count("confidence outside [0,1]") == 1

@@ -86,7 +86,7 @@ FAILURE_P = 0.005
 # Animal detections carry 1-3 classifications (mostly just the ensemble's answer), except faint
 # ones: MD+SpeciesNet pipelines only classify boxes above a confidence threshold.
 N_CLS_P = [0.75, 0.15, 0.10]
-CLASSIFY_MIN_CONF = 100  # thousandths
+CLASSIFY_MIN_CONF = 600  # thousandths: only confident detections carry a classification here
 
 # Activity by hour of day: crepuscular peaks, plenty of night frames.
 HOUR_W = np.array([5, 5, 4, 4, 5, 8, 10, 9, 6, 4, 3, 3, 3, 3, 3, 4, 5, 7, 10, 10, 8, 7, 6, 5], float)
@@ -241,7 +241,8 @@ def _score(v: int) -> str:
 
 
 _CONF = [_score(i) for i in range(1000)]
-_BOX = [("0." + f"{i:04d}".rstrip("0")) if i else "0.0" for i in range(10000)]
+# Boxes at 3 decimals (a pixel or two on a 2048 px frame), as compact writers round them.
+_BOX = [("0." + f"{i // 10:03d}".rstrip("0")) if i // 10 else "0.0" for i in range(10000)]
 
 
 def _detection_strings(c: _Collection, lo: int, hi: int) -> list[str]:
@@ -257,10 +258,8 @@ def _detection_strings(c: _Collection, lo: int, hi: int) -> list[str]:
             out.append(base + "}")
             continue
         cls = f'["{top}",{_CONF[s1]}]'
-        if k > 1:
+        if k > 2:  # a runner-up class on some detections, as classifiers report near-ties
             cls += f',["{a1}",{_CONF[s2]}]'
-            if k > 2:
-                cls += f',["{a2}",{_CONF[s3]}]'
         out.append(f'{base},"classifications":[{cls}]}}')
     return out
 
@@ -335,15 +334,14 @@ def _write_cct(c: _Collection, path: Path) -> None:
         dts = np.datetime_as_string(EPOCH + c.img["time"][lo:hi], unit="s").tolist()
         seqs = c.img["seq"][lo:hi].tolist()
         frames = c.img["frame"][lo:hi].tolist()
-        ids = _uuid_strings(c.ann_rng, hi - lo)
         imgs, anns = [], []
-        for name, dt, s, fr, aid in zip(files, dts, seqs, frames, ids):
+        # Integer ids, as LILA's larger CCT files use; sizes are left out, as many CCT files do.
+        for aid, (name, dt, s, fr) in enumerate(zip(files, dts, seqs, frames), start=lo):
             loc = locnames[seq_loc_l[s]]
-            imgs.append(f'{{"id":"{name}","file_name":"{name}","width":{IMAGE_WIDTH},"height":{IMAGE_HEIGHT},'
+            imgs.append(f'{{"id":{aid},"file_name":"{name}",'
                         f'"location":"{loc}","datetime":"{dt[:10]} {dt[11:]}","seq_id":"{loc}#{seq_in_loc[s]:05d}",'
                         f'"frame_num":{fr},"seq_num_frames":{lens[s]}}}')
-            anns.append(f'{{"id":"{aid}","image_id":"{name}","category_id":{seq_cat[s]},'
-                        f'"sequence_level_annotation":true}}')
+            anns.append(f'{{"id":{aid},"image_id":{aid},"category_id":{seq_cat[s]}}}')
         return imgs, anns
 
     seq_loc_l = seq_loc.tolist()

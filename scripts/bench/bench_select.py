@@ -147,6 +147,10 @@ def read_candidates(path: Path) -> dict:
             "duplicate_ids": len(ids) - len(set(ids))}
 
 
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
 def _tail(text: str, n: int = 30) -> str:
     return "\n".join(text.rstrip().splitlines()[-n:])
 
@@ -204,7 +208,6 @@ def _bench(a: argparse.Namespace, workdir: Path) -> int:
     c = read_candidates(out)
     wall_ok, rss_ok = r["wall"] <= WALL_TARGET_S, rss_mb <= RSS_TARGET_MB
     ok = wall_ok and rss_ok
-    verdict = lambda b: "PASS" if b else "FAIL"  # noqa: E731
 
     if r["stdout"].strip():
         print(f"select output (tail):\n{_tail(r['stdout'], 10)}")
