@@ -19,14 +19,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from converters.cct import CCTMetadata, load_cct, normalise_datetime
-from converters.common import RecordProblem
+from converters.common import RecordProblem, gc_paused
 from converters.megadetector import KIND_NAMES, MegaDetectorFile, load_megadetector
 from converters.speciesnet import SpeciesNetFile, load_speciesnet
 
 from . import selection
 from .errors import HitlError
 from .sequences import build_sequences, read_capture_time
-from .store import utc_now
+from .store import upsert_many, utc_now
 
 CSV_COLUMNS = ("rank", "image_id", "category", "score", "reason", "species", "seq_id", "location",
                "datetime", "night", "n_animals", "area", "width", "height")
@@ -85,7 +85,8 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path, images_root: str
         "images_root": str(root), "n_requested": n, "parameters": json.dumps(cfg, sort_keys=True),
     }).last_pk
     try:
-        summary = _select(db, run_id, Path(md), root, n, cfg, speciesnet, cct, out_csv, add, echo, progress)
+        with gc_paused():  # millions of short-lived containers and no cycles: see gc_paused
+            summary = _select(db, run_id, Path(md), root, n, cfg, speciesnet, cct, out_csv, add, echo, progress)
     except BaseException as exc:
         db["selection_runs"].update(run_id, {"status": "failed", "finished_at": utc_now(),
                                              "counts": json.dumps({"error": str(exc)})})
@@ -164,20 +165,20 @@ def _select(db, run_id, md_path, root, n, cfg, sn_path, cct_path, out_csv, add, 
 
     # --- sequences, capture times, night ------------------------------------------------------
     echo(f"Building sequences for {len(elig):,} eligible images")
-    seq_ids, frames, nframes, times, locations, sizes = _sequences(md, elig, cct, root, cfg, summary, echo, progress)
+    seq_ids, frames, nframes, times, hours, locations, sizes = _sequences(md, elig, cct, root, cfg, summary,
+                                                                         echo, progress)
     if add and existing_seqs:
         already = np.array([s in existing_seqs for s in seq_ids], dtype=bool)
         keep = ~already
         summary.excluded["sequence already has a candidate"] += int(already.sum())
-        elig, seq_ids, frames, nframes, times, locations = (
+        elig, seq_ids, frames, nframes, times, hours, locations = (
             elig[keep], [s for s, k in zip(seq_ids, keep) if k], frames[keep], nframes[keep],
-            [t for t, k in zip(times, keep) if k], [loc for loc, k in zip(locations, keep) if k])
+            [t for t, k in zip(times, keep) if k], hours[keep], [loc for loc, k in zip(locations, keep) if k])
         sizes = {i: sizes[i] for i in elig if i in sizes}
     seq_code: dict[str, int] = {}
     seq_index = np.fromiter((seq_code.setdefault(sid, len(seq_code)) for sid in seq_ids), dtype=np.int64,
                             count=len(seq_ids))
     summary.sequences = len(seq_code)
-    hours = np.array([int(t[11:13]) if t else -1 for t in times], dtype=np.int16)
     start, end = cfg["night_start_hour"], cfg["night_end_hour"]
     night = (hours >= 0) & ((hours >= start) | (hours < end)) if start > end else (hours >= start) & (hours < end)
 
@@ -204,7 +205,7 @@ def _select(db, run_id, md_path, root, n, cfg, sn_path, cct_path, out_csv, add, 
             source_code[k] = 2
     sources = ("none", "megadetector-classifier", "speciesnet")
     # rarity counts sequences, not frames: a 10-frame burst is one sighting
-    seq_species = np.unique(np.stack([seq_index, sp]), axis=1)[1]
+    seq_species = np.unique(seq_index * len(names) + sp) % len(names)
     per_species_seqs = np.bincount(seq_species, minlength=len(names))
     rare_limit = max(cfg["rare_min_sequences"], cfg["rare_max_share"] * summary.sequences)
     rare_species = (per_species_seqs <= rare_limit) & (np.array([nm != UNIDENTIFIED for nm in names]))
@@ -249,7 +250,8 @@ def _select(db, run_id, md_path, root, n, cfg, sn_path, cct_path, out_csv, add, 
             "rank": rank, "image_id": md.image_ids[i], "category": p.category,
             "score": round(float(quality[r]), 4),
             "reason": _reason(p, feats, i, names[sp[r]], bool(night[r]), bool(rare[r]), times[r], cap),
-            "species": names[sp[r]], "seq_id": seq_ids[r], "location": locations[r], "datetime": times[r],
+            "species": names[sp[r]], "seq_id": seq_ids[r], "location": locations[r],
+            "datetime": normalise_datetime(times[r]) if times[r] else None,
             "night": int(night[r]), "n_animals": int(feats.n_animals[i]), "area": round(float(feats.area[i]), 4),
             "width": width, "height": height,
             "_frame": int(frames[r]), "_nframes": int(nframes[r]),
@@ -335,13 +337,9 @@ def _sequences(md, elig, cct: CCTMetadata | None, root: Path, cfg, summary, echo
         nframes[hit] = cct.seq_num_frames[rh]
         seq_ids = [None if j < 0 or cct.seq_id[j] is None else "cct:" + cct.seq_id[j] for j in found]
         locations = [None if j < 0 else cct.location[j] for j in found]
-        raw = [cct.datetime[j] if j >= 0 else None for j in found]
-        times = [normalise_datetime(text) if text else None for text in raw]
-        bad_time = [k for k, (text, iso) in enumerate(zip(raw, times)) if text and iso is None]
-        if bad_time:
-            summary.problems[f"{cct.source}: unparseable datetime"] += len(bad_time)
-            summary.problem_examples.extend(f"{cct.source}: {keys[k]}: unparseable datetime {raw[k]!r}; "
-                                            f"image kept without a capture time" for k in bad_time[:3])
+        # Times stay as written here (normalised later only where needed): hours for the night
+        # flag can be read straight off the text for hundreds of thousands of images.
+        times = [cct.datetime[j] if j >= 0 else None for j in found]
         with_size = np.flatnonzero(hit)[cct.width[rh] > 0]
         for k in with_size.tolist():
             sizes[int(elig[k])] = (int(cct.width[r[k]]), int(cct.height[r[k]]))
@@ -349,14 +347,26 @@ def _sequences(md, elig, cct: CCTMetadata | None, root: Path, cfg, summary, echo
         if unmatched:
             summary.notes.append(f"{unmatched} eligible images are not in {cct.source}; their sequences "
                                  f"come from capture times")
+    hours = np.fromiter((_hour(text) for text in times), dtype=np.int16, count=m)
+    bad_time = np.flatnonzero(hours == -2)
+    if len(bad_time):
+        source = cct.source if cct is not None else "capture times"
+        summary.problems[f"{source}: unparseable datetime"] += len(bad_time)
+        summary.problem_examples.extend(f"{source}: {keys[k]}: unparseable datetime {times[k]!r}; image kept "
+                                        f"without a capture time" for k in bad_time[:3].tolist())
+        for k in bad_time.tolist():
+            times[k] = None
+        hours[bad_time] = -1
     need = [k for k in range(m) if seq_ids[k] is None]
     if need:
         if any(times[k] is None for k in need) and cfg["check_files"]:
             for k in tqdm([k for k in need if times[k] is None], desc="Reading EXIF times", unit="img",
                           disable=_quiet(progress), leave=False):
                 t = read_capture_time(root / keys[k])
-                times[k] = t.isoformat() if t else None
-        items = [(keys[k], datetime.fromisoformat(times[k]) if times[k] else None) for k in need]
+                if t is not None:
+                    times[k] = t.isoformat()
+                    hours[k] = t.hour
+        items = [(keys[k], _when(times[k])) for k in need]
         built = build_sequences(items, gap_seconds=cfg["sequence_gap_seconds"])
         no_time = 0
         for k, (key, when) in zip(need, items):
@@ -365,7 +375,22 @@ def _sequences(md, elig, cct: CCTMetadata | None, root: Path, cfg, summary, echo
         if no_time:
             summary.notes.append(f"{no_time} eligible images have no usable capture time; each is its own sequence")
     locations = [loc if loc is not None else (key.rpartition("/")[0] or ".") for loc, key in zip(locations, keys)]
-    return seq_ids, frames, nframes, times, locations, sizes
+    return seq_ids, frames, nframes, times, hours, locations, sizes
+
+
+def _hour(text: str | None) -> int:
+    """Hour of a capture time as written: -1 when there is none, -2 when it cannot be read."""
+    if not text:
+        return -1
+    if len(text) >= 16 and text[13] == ":" and text[10] in " T" and text[11:13].isdigit() and int(text[11:13]) < 24:
+        return int(text[11:13])
+    iso = normalise_datetime(text)
+    return int(iso[11:13]) if iso else -2
+
+
+def _when(text: str | None) -> datetime | None:
+    iso = normalise_datetime(text) if text else None
+    return datetime.fromisoformat(iso) if iso else None
 
 
 def _check_image(path: Path) -> tuple[str | None, tuple[int, int] | None]:
@@ -405,8 +430,10 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
     det = md.detections
     now = utc_now()
     image_rows, det_rows, cand_rows = [], [], []
-    for row in rows:
-        i = row["_md_index"]
+    # detection rows are in file order, so each image's rows are one sorted run
+    wanted = np.array([row["_md_index"] for row in rows], dtype=det.image.dtype)
+    first, last = np.searchsorted(det.image, wanted, "left"), np.searchsorted(det.image, wanted, "right")
+    for row, lo, hi in zip(rows, first.tolist(), last.tolist()):
         image_rows.append({
             "image_id": row["image_id"], "root": str(root), "width": row["width"], "height": row["height"],
             "datetime": row["datetime"], "location": row["location"], "seq_id": row["seq_id"],
@@ -415,8 +442,7 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
             "species": row["species"], "species_score": row["_species_score"], "species_source": row["_source"],
             "night": row["night"], "updated_at": now,
         })
-        # detection rows are in file order, so each image's rows are one sorted run
-        for d in range(*np.searchsorted(det.image, [i, i + 1]).tolist()):
+        for d in range(lo, hi):
             s = int(det.species[d])
             x, y, w, h = (float(v) for v in det.bbox[d])
             det_rows.append({
@@ -435,9 +461,9 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
         for chunk in range(0, len(ids), 500):
             part = ids[chunk:chunk + 500]
             db.execute(f"DELETE FROM detections WHERE image_id IN ({','.join('?' * len(part))})", part)
-        db["images"].upsert_all(image_rows, pk="image_id")
-        db["detections"].insert_all(det_rows, pk=("image_id", "det_index"))
-        db["candidates"].upsert_all(cand_rows, pk="image_id")
+        upsert_many(db, "images", image_rows, "image_id")
+        upsert_many(db, "detections", det_rows, ("image_id", "det_index"))
+        upsert_many(db, "candidates", cand_rows, "image_id")
         db["selection_runs"].update(run_id, {
             "status": "finished", "finished_at": utc_now(), "n_selected": len(rows),
             "counts": json.dumps(summary.as_counts(), sort_keys=True),

@@ -134,3 +134,20 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
         table.insert({"name": name, "applied_at": utc_now()})
         applied.append(name)
     return applied
+
+
+def upsert_many(db: sqlite_utils.Database, table: str, rows: list[dict], pk: str | tuple[str, ...]) -> None:
+    """Insert or update many rows with one executemany (all rows have the same keys).
+
+    sqlite-utils' upsert_all works row by row; this is one prepared statement, which matters
+    when a command writes tens of thousands of rows. The caller owns the transaction.
+    """
+    if not rows:
+        return
+    columns = list(rows[0])
+    keys = (pk,) if isinstance(pk, str) else tuple(pk)
+    updates = [c for c in columns if c not in keys]
+    sql = (f"INSERT INTO [{table}] ({', '.join(f'[{c}]' for c in columns)}) "
+           f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT ({', '.join(f'[{k}]' for k in keys)}) "
+           + (f"DO UPDATE SET {', '.join(f'[{c}] = excluded.[{c}]' for c in updates)}" if updates else "DO NOTHING"))
+    db.conn.executemany(sql, [tuple(row[c] for c in columns) for row in rows])

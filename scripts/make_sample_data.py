@@ -280,7 +280,7 @@ def grain(rng, h, w):
     return np.asarray(n)[:h, :w]
 
 
-def c01(col):
+def as_rgb(col):
     return tuple(int(v) for v in col)
 
 
@@ -302,7 +302,7 @@ class Pen:
         return [((self.ox + self.f * x * self.ppm) * SS, (self.oy - y * self.ppm) * SS) for x, y in pts]
 
     def poly(self, pts, col):
-        self.d.polygon(self.P(pts), fill=c01(col))
+        self.d.polygon(self.P(pts), fill=as_rgb(col))
 
     def ellipse(self, cx, cy, rx, ry, col, ang=0.0, n=40):
         a = math.radians(ang)
@@ -363,7 +363,7 @@ def legs(pen, spec, near, phase, stride, lift, w0, w1, col, low_col=None, paw=No
 # --------------------------------------------------------------------------
 # Species silhouettes; each returns the eye position in metres
 # --------------------------------------------------------------------------
-def draw_red_deer(pen, a, rng):
+def draw_red_deer(pen, a):
     stag = a.variant == "stag"
     calf = a.variant == "calf"
     body = (128, 76, 42) if not calf else (150, 96, 58)
@@ -408,7 +408,7 @@ def draw_red_deer(pen, a, rng):
     return (hx + 0.03 * ca - 0.02 * sa, hy + 0.03 * sa + 0.03 * ca)
 
 
-def draw_wild_boar(pen, a, rng):
+def draw_wild_boar(pen, a):
     piglet = a.variant == "piglet"
     body = (70, 59, 50) if not piglet else (128, 90, 58)
     dark = (42, 36, 31) if not piglet else (96, 66, 42)
@@ -445,7 +445,7 @@ def draw_wild_boar(pen, a, rng):
     return eye
 
 
-def draw_red_fox(pen, a, rng):
+def draw_red_fox(pen, a):
     body = (196, 98, 38)
     white = (236, 226, 210)
     black = (34, 28, 25)
@@ -482,7 +482,7 @@ def draw_red_fox(pen, a, rng):
     return (hx + 0.05 * ca - 0.02 * sa, hy + 0.05 * sa + 0.025 * ca)
 
 
-def draw_european_badger(pen, a, rng):
+def draw_european_badger(pen, a):
     grey = (128, 125, 120)
     light = (152, 149, 143)
     black = (30, 28, 28)
@@ -507,7 +507,7 @@ def draw_european_badger(pen, a, rng):
     return (hx + 0.04 * ca, hy + 0.04 * sa + 0.004)
 
 
-def draw_eurasian_lynx(pen, a, rng):
+def draw_eurasian_lynx(pen, a):
     body = (176, 138, 90)
     spot = (100, 74, 48)
     light = (222, 204, 170)
@@ -542,7 +542,7 @@ def draw_eurasian_lynx(pen, a, rng):
     return (hx + 0.045, hy + 0.02)
 
 
-def draw_human(pen, a, rng):
+def draw_human(pen, a):
     jacket = (150, 52, 40)
     jeans = (58, 68, 92)
     skin = (214, 172, 142)
@@ -780,7 +780,7 @@ def render_animal(scene, a, night):
     ppm = scene.ppm(oy) * a.size
     layer = Image.new("RGBA", (W * SS, H * SS), (0, 0, 0, 0))
     pen = Pen(ImageDraw.Draw(layer), ox, oy, ppm, a.facing)
-    eye = DRAWERS[a.species](pen, a, None)
+    eye = DRAWERS[a.species](pen, a)
     layer = layer.resize((W, H), Image.Resampling.BOX)
     bb = layer.getbbox()
     if bb is None:
@@ -887,7 +887,8 @@ def render_frame(scene, ev, fr, frame_rng, when):
             img = 1 - (1 - np.clip(img, 0, 1)) ** 1.3
         img = np.asarray(Image.fromarray(np.clip(img * 255, 0, 255).astype(np.uint8))
                          .filter(ImageFilter.GaussianBlur(0.7))).astype(np.float32) / 255
-        img = img + grain(frame_rng, H, W)[..., None] * NIGHT_GRAIN * (0.7 + 0.5 * (1 - img.mean(axis=2, keepdims=True)))
+        darkness = 1 - img.mean(axis=2, keepdims=True)  # dark areas are noisier
+        img = img + grain(frame_rng, H, W)[..., None] * NIGHT_GRAIN * (0.7 + 0.5 * darkness)
         img = np.repeat(img.mean(axis=2, keepdims=True), 3, axis=2)  # pure greyscale
     else:
         gain, tint = LIGHT[ev.light]
