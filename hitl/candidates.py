@@ -245,13 +245,16 @@ def _select(db, run_id, md_path, root, n, cfg, sn_path, cct_path, out_csv, add, 
     rows = []
     for rank, p in enumerate(picks, start=1):
         r, i = p.row, int(e[p.row])
+        when = normalise_datetime(times[r]) if times[r] else None
+        if times[r] and when is None:  # looked like a date but is none, e.g. 30 February
+            summary.problems[f"{cct.source if cct else 'capture times'}: unparseable datetime"] += 1
         width, height = checked_sizes.get(i) or sizes.get(i) or (None, None)
         row = {
             "rank": rank, "image_id": md.image_ids[i], "category": p.category,
             "score": round(float(quality[r]), 4),
             "reason": _reason(p, feats, i, names[sp[r]], bool(night[r]), bool(rare[r]), times[r], cap),
             "species": names[sp[r]], "seq_id": seq_ids[r], "location": locations[r],
-            "datetime": normalise_datetime(times[r]) if times[r] else None,
+            "datetime": when,
             "night": int(night[r]), "n_animals": int(feats.n_animals[i]), "area": round(float(feats.area[i]), 4),
             "width": width, "height": height,
             "_frame": int(frames[r]), "_nframes": int(nframes[r]),

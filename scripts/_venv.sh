@@ -16,8 +16,13 @@ ensure_venv() {
   want="$(cat "$REPO/requirements.txt" "$REPO/$requirements" "$REPO/pyproject.toml" | sha256sum | cut -d' ' -f1)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "Installing dependencies ($requirements)" >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REPO/$requirements"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$REPO"
+    local log="$VENV/pip-install.log"
+    if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check -r "$REPO/$requirements" \
+           && "$VENV/bin/python" -m pip install --disable-pip-version-check --no-deps -e "$REPO"; } >"$log" 2>&1; then
+      cat "$log" >&2
+      echo "Installing dependencies failed (log above, also in $log)" >&2
+      exit 1
+    fi
     echo "$want" > "$stamp"
   fi
 }

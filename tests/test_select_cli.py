@@ -230,3 +230,59 @@ def test_header_check_reports_the_upright_size(camera_traps):
     assert _check_image(images / "african_elephants_with_exif_orientation.jpg") == (None, (2048, 1536))
     assert _check_image(images / "african_elephants.jpg") == (None, (2048, 1536))
     assert _check_image(images / "nope.jpg") == ("image file missing", None)
+
+
+def test_sample_data_selection(tmp_path, sample_data):
+    out = tmp_path / "c.csv"
+    result = run(tmp_path, "select", "--md", str(sample_data / "md_results.json"),
+                 "--speciesnet", str(sample_data / "speciesnet_predictions.json"), "--cct", str(sample_data / "cct.json"),
+                 "--images", str(sample_data / "images"), "-n", "12", "--out", str(out))
+    rows = read_csv(out)
+    assert len(rows) == 12 and len({r["seq_id"] for r in rows}) == 12
+    ids = {r["image_id"] for r in rows}
+    assert "cam_a/IMG_0011.JPG" not in ids  # the person
+    assert "cam_c/IMG_0009.JPG" not in ids  # the truncated file
+    assert "eurasian lynx" in {r["species"] for r in rows}  # the rare species is found
+    assert {"rare_species", "group", "multi_species", "close_up", "well_framed"} <= {r["category"] for r in rows}
+    assert all(r["seq_id"].startswith("cct:") for r in rows)
+    assert "detector failure: Failure image access" in result.output
+
+
+def test_speciesnet_5x_layout_names_species_and_flags_people(tmp_path):
+    root = tmp_path / "images"
+    make_collection(root, {"c/1.jpg": datetime(2024, 1, 1, 12), "c/2.jpg": datetime(2024, 1, 2, 12),
+                           "c/3.jpg": datetime(2024, 1, 3, 12)})
+    md = write_json(tmp_path / "md.json", {"detection_categories": {"1": "animal"}, "images": [
+        {"file": f"c/{k}.jpg", "detections": [animal()]} for k in (1, 2, 3)]})
+
+    def record(k, label):
+        taxonomy = {"ocelot": "uuid-o;mammalia;carnivora;felidae;leopardus;pardalis;ocelot",
+                    "human": "990ae9dd-7a59-4344-afcb-1b7b21368000;mammalia;primates;hominidae;homo;sapiens;human"}[label]
+        return {"filepath": str(root / f"c/{k}.jpg"), "detections": [
+            {"category": "1", "label": "animal", "conf": 0.9, "bbox": [0.3, 0.3, 0.3, 0.3],
+             "raw_classifications": {"classes": [taxonomy], "scores": [0.9]},
+             "processed_classification": {"class": taxonomy, "score": 0.9, "source": "classifier"}}]}
+
+    sn = write_json(tmp_path / "sn.json", {"info": {"format_version": "20261015"},
+                                           "predictions": [record(1, "ocelot"), record(2, "human"), record(3, "ocelot")]})
+    out = tmp_path / "c.csv"
+    result = run(tmp_path, "select", "--md", str(md), "--speciesnet", str(sn), "--images", str(root), "-n", "3",
+                 "--out", str(out))
+    rows = read_csv(out)
+    assert {r["image_id"] for r in rows} == {"c/1.jpg", "c/3.jpg"}
+    assert {r["species"] for r in rows} == {"ocelot"}
+    assert "person (SpeciesNet)" in result.output
+
+
+def test_unparseable_cct_dates_are_counted(tmp_path):
+    root = tmp_path / "images"
+    make_collection(root, {"s/1.jpg": None, "s/2.jpg": None})
+    md = write_json(tmp_path / "md.json", {"detection_categories": {"1": "animal"},
+                                           "images": [{"file": n, "detections": [animal()]} for n in ("s/1.jpg", "s/2.jpg")]})
+    cct = write_json(tmp_path / "cct.json", {"images": [
+        {"file_name": "s/1.jpg", "seq_id": "a", "datetime": "yesterday at noon"},
+        {"file_name": "s/2.jpg", "seq_id": "b", "datetime": "2024-02-30 12:00:00"}]})
+    result = run(tmp_path, "select", "--md", str(md), "--cct", str(cct), "--images", str(root), "-n", "2", "--json")
+    counts = json.loads(result.output[result.output.index("{"):])
+    assert counts["selected"] == 2
+    assert counts["problems"] == {f"{cct}: unparseable datetime": 2}
