@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from .common import InputFormatError, RecordProblem, decode_json, gc_paused, image_keys
+from .common import RecordProblem, decode_records, gc_paused, image_keys, read_input
 
 
 class _Image(msgspec.Struct, gc=False):
@@ -51,41 +51,21 @@ class CCTMetadata:
 
 def load_cct(path: str | Path, images_root: str | Path | None = None) -> CCTMetadata:
     """Read a COCO Camera Traps file. Whole-file problems raise InputFormatError."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputFormatError(f"{path}: cannot read the COCO Camera Traps file ({exc.strerror}); check the path") from None
-    return parse_cct(data, str(path), images_root)
+    return parse_cct(read_input(path, "COCO Camera Traps"), str(path), images_root)
 
 
 def parse_cct(data: bytes, source: str, images_root: str | Path | None = None) -> CCTMetadata:
     """Parse COCO Camera Traps JSON bytes; bad records are counted problems, not fatal."""
     with gc_paused():
-        return _parse(data, source, images_root)
+        _, images, problems = decode_records(
+            data, source, "COCO Camera Traps", _TypedFile, _LooseFile, _Image, "file_name",
+            lambda exc: (f"{source}: not COCO Camera Traps metadata ({exc}); expected an object with an "
+                         f"'images' list of {{'file_name', 'seq_id', 'frame_num', 'datetime', ...}} records"))
+        del data
+        return _columns(images, source, images_root, problems)
 
 
-def _parse(data: bytes, source: str, images_root) -> CCTMetadata:
-    problems: list[RecordProblem] = []
-    try:
-        images = decode_json(data, source, "COCO Camera Traps", type=_TypedFile).images
-    except msgspec.ValidationError as exc:
-        if "$.images[" not in str(exc):
-            raise InputFormatError(
-                f"{source}: not COCO Camera Traps metadata ({exc}); expected an object with an 'images' "
-                f"list of {{'file_name', 'seq_id', 'frame_num', 'datetime', ...}} records") from None
-        raw_images = decode_json(data, source, "COCO Camera Traps", type=_LooseFile).images
-        images = []
-        for i, raw in enumerate(raw_images):
-            try:
-                images.append(msgspec.convert(raw, _Image))
-            except msgspec.ValidationError as err:
-                name = raw.get("file_name") if isinstance(raw, dict) else None
-                problems.append(RecordProblem(source, _where(i, name), "malformed image record", str(err)))
-                images.append(None)
-        del raw_images
-    del data
-
+def _columns(images: list, source: str, images_root, problems: list[RecordProblem]) -> CCTMetadata:
     positions = [i for i, rec in enumerate(images) if rec is not None]
     records = [images[i] for i in positions] if len(positions) != len(images) else images
     keys, errors = image_keys([rec.file_name for rec in records], images_root)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -87,6 +87,44 @@ def image_keys(paths: list[str], root: str | Path | None = None) -> tuple[list[s
 
 
 _DRIVE = re.compile(r"\n[A-Za-z]:")
+
+
+def read_input(path: str | Path, what: str) -> bytes:
+    """The bytes of an input file; a file that cannot be read is an InputFormatError."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InputFormatError(f"{path}: cannot read the {what} file ({exc.strerror}); check the path") from None
+
+
+def decode_records(data: bytes, source: str, what: str, typed: type, loose: type, record: type,
+                   name_field: str, not_this_format: Callable[[Exception], str]):
+    """Decode a file whose ``images`` list holds one record per image.
+
+    The fast path decodes straight into ``typed`` structs. If any record is mistyped the
+    file is decoded again as ``loose`` and converted record by record, so one bad record
+    becomes a counted problem instead of failing a file of millions. Returns the decoded
+    file (its ``images`` emptied), the records (None where bad) and the problems.
+    """
+    problems: list[RecordProblem] = []
+    try:
+        parsed = decode_json(data, source, what, type=typed)
+        records = parsed.images
+    except msgspec.ValidationError as exc:
+        if "$.images[" not in str(exc):
+            raise InputFormatError(not_this_format(exc)) from None
+        parsed = decode_json(data, source, what, type=loose)
+        records = []
+        for i, raw in enumerate(parsed.images):
+            try:
+                records.append(msgspec.convert(raw, record))
+            except msgspec.ValidationError as err:
+                name = raw.get(name_field) if isinstance(raw, dict) else None
+                where = f"images[{i}] ({name_field} {name!r})" if isinstance(name, str) else f"images[{i}]"
+                problems.append(RecordProblem(source, where, "malformed image record", str(err)))
+                records.append(None)
+    parsed.images = []
+    return parsed, records, problems
 
 
 def read_json(path: str | Path, what: str) -> object:

@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from .common import InputFormatError, RecordProblem, decode_json, gc_paused, image_keys
+from .common import RecordProblem, decode_records, gc_paused, image_keys, read_input
 from .speciesnet import parse_taxonomy
 
 KIND_ANIMAL, KIND_PERSON, KIND_VEHICLE, KIND_OTHER = 0, 1, 2, 3
@@ -90,45 +90,17 @@ class MegaDetectorFile:
 
 def load_megadetector(path: str | Path, images_root: str | Path | None = None) -> MegaDetectorFile:
     """Read a MegaDetector results file. Whole-file problems raise InputFormatError."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputFormatError(f"{path}: cannot read the MegaDetector file ({exc.strerror}); check the path") from None
-    return parse_megadetector(data, str(path), images_root)
+    return parse_megadetector(read_input(path, "MegaDetector"), str(path), images_root)
 
 
 def parse_megadetector(data: bytes, source: str, images_root: str | Path | None = None) -> MegaDetectorFile:
-    """Parse MegaDetector JSON bytes.
-
-    The fast path decodes straight into typed structs. A file with any mistyped record
-    falls back to a loose decode that converts record by record, so one bad record is
-    counted and skipped instead of failing the file.
-    """
+    """Parse MegaDetector JSON bytes; bad records are counted problems, not fatal."""
     with gc_paused():
-        return _parse(data, source, images_root)
-
-
-def _parse(data: bytes, source: str, images_root) -> MegaDetectorFile:
-    problems: list[RecordProblem] = []
-    try:
-        parsed = decode_json(data, source, "MegaDetector", type=_TypedFile)
-        images = parsed.images
-    except msgspec.ValidationError as exc:
-        if "$.images[" not in str(exc):
-            raise InputFormatError(_whole_file_hint(source, data, exc)) from None
-        parsed = decode_json(data, source, "MegaDetector", type=_LooseFile)
-        images = []
-        for i, raw in enumerate(parsed.images):
-            try:
-                images.append(msgspec.convert(raw, _Image))
-            except msgspec.ValidationError as err:
-                name = raw.get("file") if isinstance(raw, dict) else None
-                problems.append(RecordProblem(source, _where(i, name), "malformed image record", str(err)))
-                images.append(None)
-        parsed.images = []
-    del data
-    return _columns(parsed, images, source, images_root, problems)
+        parsed, images, problems = decode_records(
+            data, source, "MegaDetector", _TypedFile, _LooseFile, _Image, "file",
+            lambda exc: _whole_file_hint(source, data, exc))
+        del data
+        return _columns(parsed, images, source, images_root, problems)
 
 
 def _whole_file_hint(source: str, data: bytes, exc: Exception) -> str:
