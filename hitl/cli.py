@@ -132,3 +132,160 @@ def format_selection_summary(summary, out_csv: str | None) -> str:
     if out_csv:
         lines.append(f"Wrote {out_csv}")
     return "\n".join(lines)
+
+
+@cli.command()
+@click.option("--model", "model", help="baseline, a Gemini model (gemini-2.5-flash) or openai:<model>.")
+@click.option("--batch", is_flag=True, help="Use the Gemini Batch API (half price; results in minutes to hours).")
+@click.option("--resume", is_flag=True, help="Continue batch jobs a stopped process left: poll and collect.")
+@click.option("--job", "job_name", help="With --resume: only this batch job.")
+@click.option("--cancel", "cancel_job", metavar="JOB", help="Cancel a batch job (e.g. batches/abc123).")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Calls in flight. [default: 8]")
+@click.option("--retry-failed", is_flag=True, help="Rerun only the images whose result is a failure.")
+@click.option("--max-cost", type=click.FloatRange(min=0), help="Refuse a run whose estimate is above this (USD).")
+@click.option("--base-url", "base_urls", multiple=True,
+              help="OpenAI-compatible server, repeatable (default: HITL_OPENAI_BASE_URL, comma-separated).")
+@click.option("--images", "images_dir", type=click.Path(file_okay=False),
+              help="Score every image of this folder instead of the candidates.")
+@click.option("--prompt-version", help="Prompt file version (hitl/prompts/<version>.txt). [default: hero-v1]")
+@click.option("--limit", type=click.IntRange(min=1), help="Score at most this many images now.")
+@click.option("--export", "export_path", type=click.Path(dir_okay=False),
+              help="Write this model's scores as a hero-images label JSON file and stop.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency, retry_failed, max_cost, base_urls,
+          images_dir, prompt_version, limit, export_path, as_json) -> None:
+    """Score candidates with a model: every image once per model and prompt version.
+
+    Finished images are never called again (a rerun continues where a run stopped);
+    429, 5xx and timeouts are retried with backoff; an authentication error stops at once.
+
+    \b
+    Examples:
+        python -m hitl score --model baseline
+        GEMINI_API_KEY=... python -m hitl score --model gemini-2.5-flash --max-cost 5
+        GEMINI_API_KEY=... python -m hitl score --model gemini-2.5-flash --batch
+        python -m hitl score --model gemini-2.5-flash --resume
+        python -m hitl score --cancel batches/abc123 --model gemini-2.5-flash
+        python -m hitl score --model openai:Qwen/Qwen2.5-VL-7B-Instruct --base-url http://gpu1:8000/v1 \\
+            --base-url http://gpu2:8000/v1 --concurrency 32
+        python -m hitl score --model baseline --images photos/
+        python -m hitl score --model baseline --export baseline_labels.json
+    """
+    from . import scoring
+    from .backends.factory import make_backend
+
+    settings = obj.settings
+    cfg = settings["score"]
+    if concurrency:
+        cfg["concurrency"] = concurrency
+    pv = prompt_version or cfg["prompt_version"]
+    db = obj.db
+    echo = lambda m: click.echo(m, err=True)  # noqa: E731
+
+    if export_path:
+        if not model:
+            models = [r[0] for r in db.execute("SELECT DISTINCT model FROM scores ORDER BY model")]
+            raise click.UsageError(f"--export needs --model (scored so far: {', '.join(models) or 'none'})")
+        data = scoring.export_scores(db, model, pv)
+        Path(export_path).write_text(json.dumps(data, indent=2), encoding="utf-8")
+        info = data["labeling_info"]
+        click.echo(f"Wrote {export_path}: {info['total_images']} images, {info['successful']} scored, "
+                   f"{info['failed']} failed")
+        return
+
+    if cancel_job:
+        job = next(iter(scoring.open_batch_jobs(db, name=cancel_job)), None)
+        backend = make_backend(model or (job["model"] if job else "gemini-2.5-flash"), settings)
+        state = scoring.cancel_batch(db, backend, cancel_job)
+        click.echo(f"Batch {cancel_job}: {state}")
+        return
+
+    if resume:
+        jobs = scoring.open_batch_jobs(db, model=model, name=job_name)
+        if not jobs:
+            click.echo("No batch job to resume.")
+            return
+        for job in jobs:
+            backend = make_backend(job["model"], settings)
+            echo(f"Resuming batch {job['name']} ({job['n_requests']} images, {job['model']}, {job['prompt_version']})")
+            summary = _poll_batch(scoring, db, backend, job, settings, echo)
+            click.echo(_summary_text(summary, as_json))
+        return
+
+    if not model:
+        raise click.UsageError("--model is required, e.g. --model baseline")
+    backend = make_backend(model, settings, list(base_urls) or None)
+    if batch and not hasattr(backend, "submit_batch"):
+        raise click.UsageError(f"--batch works with Gemini models, not {model}")
+    image_ids = scoring.register_folder(db, images_dir) if images_dir else None
+    targets, skipped = scoring.candidate_targets(db, backend.name, pv, retry_failed,
+                                                 settings["select"]["threshold"], image_ids)
+    if limit:
+        targets = targets[:limit]
+    if not targets:
+        if image_ids is None and not db["candidates"].count:
+            raise click.ClickException("no candidates yet: run `python -m hitl select` first, "
+                                       "or score a folder with --images DIR")
+        click.echo(f"Nothing to score with {backend.name} ({pv}): {skipped} already done"
+                   + ("" if retry_failed else "; --retry-failed reruns failures"))
+        return
+    estimate = scoring.estimate_cost(backend.name, len(targets), settings, batch) if backend.paid else 0.0
+    if backend.paid:
+        shown = f"${estimate:.4f}" if estimate is not None else "unknown (no price for this model in the config)"
+        echo(f"{len(targets)} images to score with {backend.name}{' (batch, discounted)' if batch else ''}; "
+             f"estimated cost {shown}")
+    if max_cost is not None and (estimate is None or estimate > max_cost):
+        raise click.ClickException(
+            f"estimated cost {'unknown' if estimate is None else f'${estimate:.4f}'} is above --max-cost "
+            f"${max_cost:.4f}; raise the limit, score fewer images (--limit) or use --batch")
+    if batch:
+        summary = scoring.submit_batch(db, backend, targets, settings, prompt_version=pv, db_path=obj.db_path,
+                                       skipped=skipped, estimate=estimate)
+        if summary.batch_job is None:
+            click.echo(_summary_text(summary, as_json))
+            return
+        echo(f"Submitted batch {summary.batch_job}: {summary.targets - summary.done} images. Waiting for it; "
+             f"Ctrl+C stops waiting (the job goes on): resume with `hitl score --resume`, "
+             f"cancel with `hitl score --cancel {summary.batch_job}`")
+        job = scoring.open_batch_jobs(db, name=summary.batch_job)[0]
+        summary = _poll_batch(scoring, db, backend, job, settings, echo)
+    else:
+        summary = scoring.run_sync(db, backend, targets, settings, prompt_version=pv, skipped=skipped,
+                                   estimate=estimate)
+    click.echo(_summary_text(summary, as_json))
+
+
+def _poll_batch(scoring, db, backend, job, settings, echo):
+    try:
+        return scoring.resume_batch(db, backend, job, settings, echo=echo)
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            f"stopped waiting; batch {job['name']} goes on at Google. Collect it later with "
+            f"`python -m hitl score --resume`, or cancel it with `python -m hitl score --cancel {job['name']}`"
+        ) from None
+
+
+def _summary_text(summary, as_json: bool) -> str:
+    counts = summary.as_counts()
+    if as_json:
+        return json.dumps(counts, indent=2, sort_keys=True)
+    lines = [f"{summary.model} ({summary.prompt_version}, {summary.mode}): {summary.scored} scored, "
+             f"{sum(summary.failed.values())} failed of {summary.targets}"
+             + (f"; {summary.skipped_done} already done before" if summary.skipped_done else "")]
+    for kind, count in summary.failed.most_common():
+        lines.append(f"  failed {count:>6}  {kind}")
+    if counts["scores"]:
+        s = counts["scores"]
+        lines.append(f"Scores: mean {s['mean']:.2f}, median {s['median']:.1f}, sd {s['stdev']:.2f}, "
+                     f"range {s['min']:.1f}-{s['max']:.1f}; {summary.heroes} marked hero")
+    if summary.tokens_in or summary.tokens_out:
+        lines.append(f"Tokens: {summary.tokens_in:,} in, {summary.tokens_out:,} out; cost ${summary.cost_usd:.4f}"
+                     + (f" (estimate ${summary.estimate_usd:.4f})" if summary.estimate_usd else ""))
+    if counts["images_per_s"]:
+        lines.append(f"Speed: {counts['images_per_s']} images/s over {summary.elapsed_s:.1f} s")
+    if summary.batch_job:
+        lines.append(f"Batch job: {summary.batch_job}")
+    if summary.stopped:
+        lines.append(f"Stopped: {summary.stopped}")
+    return "\n".join(lines)

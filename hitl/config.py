@@ -37,6 +37,28 @@ DEFAULTS: dict[str, dict[str, Any]] = {
             "best_remaining": 0.10,
         },
     },
+    "score": {
+        "concurrency": 8,  # requests in flight (raise it to keep a GPU server saturated)
+        "attempts": 5,  # per image, for 429, 5xx, timeouts and dropped connections
+        "retry_base_seconds": 1.0,  # backoff doubles from here, with jitter ...
+        "retry_max_seconds": 60.0,  # ... up to here; a server's Retry-After wins
+        "timeout_seconds": 120.0,
+        "max_side": 768,  # longest side of the image sent to a model
+        "jpeg_quality": 85,
+        "prompt_version": "hero-v1",
+        "gemini_thinking_budget": 0,  # thinking tokens are billed as output; 0 turns it off (-1: model default)
+        "max_output_tokens": 1024,
+        "batch_poll_seconds": 30.0,
+        "batch_discount": 0.5,  # the Batch API costs half
+        "expected_tokens_in": 560,  # per image: one 768 px tile (258) + the prompt
+        "expected_tokens_out": 120,
+        # USD per million tokens; add models here. A model with no price is refused under --max-cost.
+        "prices": {
+            "gemini-2.5-flash": {"input": 0.30, "output": 2.50},
+            "gemini-2.5-flash-lite": {"input": 0.10, "output": 0.40},
+            "gemini-2.5-pro": {"input": 1.25, "output": 10.0},
+        },
+    },
 }
 
 
@@ -75,6 +97,9 @@ def _merge(into: dict[str, Any], new: dict[str, Any], path: Path, prefix: str) -
                 _check_shares(value, path)
                 into[key] = {k: float(v) for k, v in value.items()}
                 continue
+            if name == "score.prices":
+                into[key].update(_check_prices(value, path))
+                continue
             _merge(default, value, path, prefix=f"{name}.")
             continue
         if isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default) if not isinstance(default, float) else (int, float)):
@@ -91,3 +116,14 @@ def _check_shares(shares: dict[str, Any], path: Path | str) -> None:
             raise ConfigError(f"{path}: select.shares.{name} must be a number >= 0, not {value!r}")
     if sum(shares.values()) <= 0:
         raise ConfigError(f"{path}: select.shares must give at least one category a share above 0")
+
+
+def _check_prices(prices: dict[str, Any], path: Path | str) -> dict[str, dict[str, float]]:
+    checked = {}
+    for model, price in prices.items():
+        if not isinstance(price, dict) or set(price) != {"input", "output"} or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in price.values()):
+            raise ConfigError(f"{path}: score.prices.{model} must be a table with input and output "
+                              f"(USD per million tokens), e.g. {{input = 0.3, output = 2.5}}")
+        checked[model] = {k: float(v) for k, v in price.items()}
+    return checked

@@ -96,6 +96,72 @@ def m001_selection(db: sqlite_utils.Database) -> None:
     db["candidates"].create_index(["run_id"])
 
 
+@migration
+def m002_scoring(db: sqlite_utils.Database) -> None:
+    """Model scores keyed by (image_id, model, prompt_version), scoring runs and Gemini batch jobs."""
+    db["score_runs"].create(
+        {
+            "id": int,
+            "model": str,
+            "prompt_version": str,
+            "mode": str,  # sync, batch, offline
+            "started_at": str,
+            "finished_at": str,
+            "status": str,  # running, finished, stopped, failed
+            "n_targets": int,
+            "estimate_usd": float,
+            "parameters": str,  # JSON
+            "counts": str,  # JSON summary
+        },
+        pk="id",
+    )
+    db["scores"].create(
+        {
+            "image_id": str,
+            "model": str,
+            "prompt_version": str,
+            "status": str,  # ok or failed
+            "score": float,
+            "hero": int,
+            "reasoning": str,
+            "tags": str,  # JSON list
+            "raw_response": str,  # kept whatever happened, so a parse failure can be read
+            "latency_ms": float,
+            "tokens_in": int,
+            "tokens_out": int,
+            "cost_usd": float,
+            "error": str,
+            "error_kind": str,  # short and countable: parse: ..., http 500, timeout, prepare: ...
+            "attempts": int,
+            "run_id": int,
+            "batch_job": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk=("image_id", "model", "prompt_version"),
+    )
+    db["scores"].create_index(["model", "prompt_version", "status"])
+    db["batch_jobs"].create(
+        {
+            "name": str,  # the provider's job name, e.g. batches/abc123
+            "model": str,
+            "prompt_version": str,
+            "state": str,
+            "input_file": str,
+            "output_file": str,
+            "n_requests": int,
+            "run_id": int,
+            "created_at": str,
+            "updated_at": str,
+            "collected_at": str,
+            "error": str,
+        },
+        pk="name",
+    )
+    db["batch_items"].create({"job_name": str, "key": str, "image_id": str}, pk=("job_name", "key"))
+    db["batch_items"].create_index(["image_id"])
+
+
 def utc_now() -> str:
     """Now as an ISO 8601 UTC timestamp (what every *_at column holds)."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")

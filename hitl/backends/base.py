@@ -65,3 +65,37 @@ class Backend(Protocol):
     paid: bool
 
     def score(self, request: ScoreRequest, prompt: str) -> Outcome: ...
+
+
+class CallError(Exception):
+    """The call failed in a way another attempt will not fix (a 400, a refused request)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+# Terminal states of a batch job, as google-genai reports them.
+BATCH_DONE_STATES = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
+
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+def error_for_status(status: int, message: str, retry_after: float | None = None) -> Exception:
+    """Map an HTTP status to the exception the runner acts on."""
+    if status in (401, 403) or (status == 400 and "api key" in message.lower()):
+        # Gemini answers a wrong key with 400 "API key not valid": that is an auth error too
+        return AuthError(f"HTTP {status}: {message}")
+    if status in RETRYABLE_STATUS:
+        return RetryableError(f"http {status}", f"HTTP {status}: {message}", retry_after)
+    return CallError(f"http {status}", f"HTTP {status}: {message}")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds; an HTTP date is read as 'soon')."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
