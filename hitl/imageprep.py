@@ -6,7 +6,9 @@ Three steps, in this order because each makes the next cheaper:
    at least as large as the target, so a 2048x1536 frame is decoded at 1024x768 (the main
    speed lever); the file is always decoded in full so a truncated file fails here;
 2. convert any mode to RGB (alpha composited over neutral grey, 16-bit scaled down) and
-   downscale with LANCZOS so the longest side is at most ``max_side`` (never upscaled);
+   downscale with an antialiased bicubic filter so the longest side is at most ``max_side``
+   (never upscaled; after the DCT scaling the remaining factor is small, where bicubic
+   matches LANCZOS for a model's eyes at two thirds of its cost);
 3. apply the EXIF orientation on the small image, so the result is upright.
 
 Failures raise ImagePrepError with a short countable ``reason``.
@@ -142,7 +144,7 @@ def load_upright_rgb(
             want = target_size(stored, max_side)
             if want != stored:
                 # JPEG only (no-op elsewhere): libjpeg picks the largest 1/n scale with
-                # decoded size >= want, so quality is kept for the LANCZOS step.
+                # decoded size >= want, so quality is kept for the resize step.
                 im.draft("RGB", want)
             im.load()  # full decode: truncation raises here, not later
             try:
@@ -165,7 +167,7 @@ def load_upright_rgb(
         raise ImagePrepError(path, "truncated or corrupt", str(exc) or type(exc).__name__) from None
 
     if rgb.size != want:
-        rgb = rgb.resize(want, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        rgb = rgb.resize(want, Image.Resampling.BICUBIC, reducing_gap=3.0)
     if orientation in _TRANSPOSE:
         rgb = rgb.transpose(_TRANSPOSE[orientation])
     upright = (stored[1], stored[0]) if orientation in _SWAPS_AXES else stored

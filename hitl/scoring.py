@@ -198,13 +198,14 @@ class Caller:
         return ScoreRequest(image_id=target.image_id, key=target.image_id, jpeg=prepared.jpeg,
                             width=prepared.width, height=prepared.height, boxes=target.boxes, path=str(target.path))
 
-    def __call__(self, target: Target) -> Attempted:
-        if self.stop.is_set():
-            return Attempted(target, None, 0)
+    def prepare(self, target: Target) -> ScoreRequest | Attempted:
+        """The request for ``target``, or a finished failure if the image itself is unusable."""
         try:
-            request = self.request(target)
+            return self.request(target)
         except ImagePrepError as exc:
             return Attempted(target, Outcome(None, error=str(exc), error_kind=f"prepare: {exc.reason}"), 0)
+
+    def call(self, target: Target, request: ScoreRequest) -> Attempted:
         attempts = self.cfg["attempts"]
         for attempt in range(1, attempts + 1):
             if self.stop.is_set():
@@ -309,15 +310,37 @@ def run_sync(db: sqlite_utils.Database, backend, targets: list[Target], settings
     bar = tqdm(total=len(targets), desc=f"Scoring with {backend.name}", unit="img",
                disable=None if progress is None else not progress)
     pending = iter(targets)
-    window = max(1, cfg["concurrency"]) * 2  # prepared images in memory stay bounded
+    concurrency = max(1, cfg["concurrency"])
+    # Images are prepared on every core while the calls wait on the network, a few ahead
+    # of the callers, so neither starves the other and memory stays bounded.
+    ahead = concurrency * 2
+    ready: list[tuple[Target, ScoreRequest]] = []
     try:
-        with ThreadPoolExecutor(max_workers=max(1, cfg["concurrency"]), thread_name_prefix="score") as pool:
-            running: set[Future] = set()
-            for target in _take(pending, window):
-                running.add(pool.submit(caller, target))
-            while running:
-                done, running = wait(running, return_when=FIRST_COMPLETED)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="prepare") as prep_pool, \
+                ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="score") as call_pool:
+            preparing: dict[Future, Target] = {}
+            calling: set[Future] = set()
+            while True:
+                if not stop.is_set():
+                    for target in _take(pending, ahead - len(preparing) - len(ready)):
+                        preparing[prep_pool.submit(caller.prepare, target)] = target
+                    while ready and len(calling) < concurrency:
+                        target, request = ready.pop(0)
+                        calling.add(call_pool.submit(caller.call, target, request))
+                if not preparing and not calling:
+                    break
+                done, _ = wait(set(preparing) | calling, return_when=FIRST_COMPLETED)
                 for future in done:
+                    if future in preparing:
+                        target = preparing.pop(future)
+                        prepared = future.result()
+                        if isinstance(prepared, Attempted):  # unusable image: recorded, never sent
+                            recorder.record(target.image_id, prepared.outcome, 0)
+                            bar.update(1)
+                        elif not stop.is_set():
+                            ready.append((target, prepared))
+                        continue
+                    calling.discard(future)
                     try:
                         result = future.result()
                     except AuthError as exc:
@@ -327,9 +350,6 @@ def run_sync(db: sqlite_utils.Database, backend, targets: list[Target], settings
                     if result.outcome is not None:
                         recorder.record(result.target.image_id, result.outcome, result.attempts)
                         bar.update(1)
-                if not stop.is_set():
-                    for target in _take(pending, window - len(running)):
-                        running.add(pool.submit(caller, target))
     except KeyboardInterrupt:
         stop.set()
         status = "stopped"
@@ -397,10 +417,10 @@ def submit_batch(db: sqlite_utils.Database, backend, targets: list[Target], sett
     with jsonl.open("w", encoding="utf-8") as out, ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool, \
             tqdm(total=len(targets), desc="Preparing batch", unit="img",
                  disable=None if progress is None else not progress) as bar:
-        for target, request in zip(targets, pool.map(_prepare_or_error(caller), targets)):
+        for target, request in zip(targets, pool.map(caller.prepare, targets)):
             bar.update(1)
-            if isinstance(request, Outcome):  # the image itself is unusable: recorded, not sent
-                recorder.record(target.image_id, request, 0)
+            if isinstance(request, Attempted):  # the image itself is unusable: recorded, not sent
+                recorder.record(target.image_id, request.outcome, 0)
                 continue
             out.write(json.dumps(backend.batch_line(request, prompt)) + "\n")
             keys[request.key] = target.image_id
@@ -425,15 +445,6 @@ def submit_batch(db: sqlite_utils.Database, backend, targets: list[Target], sett
     summary.elapsed_s = time.perf_counter() - started
     finish_run(db, summary, "submitted")
     return summary
-
-
-def _prepare_or_error(caller: Caller) -> Callable[[Target], ScoreRequest | Outcome]:
-    def prepare(target: Target) -> ScoreRequest | Outcome:
-        try:
-            return caller.request(target)
-        except ImagePrepError as exc:
-            return Outcome(None, error=str(exc), error_kind=f"prepare: {exc.reason}")
-    return prepare
 
 
 def open_batch_jobs(db: sqlite_utils.Database, model: str | None = None, name: str | None = None) -> list[dict]:

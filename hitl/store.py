@@ -184,21 +184,32 @@ def connect(path: str | Path) -> sqlite_utils.Database:
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:
-    """Apply the migrations not yet recorded; return their names."""
-    table = db["_migrations"]
-    if not table.exists():
-        table.create({"name": str, "applied_at": str}, pk="name")
-    done = {row["name"] for row in table.rows}
-    applied = []
-    for name, fn in MIGRATIONS:
-        if name in done:
-            continue
-        try:
-            fn(db)
-        except Exception as exc:
-            raise RuntimeError(f"database migration {name} failed: {exc}") from exc
-        table.insert({"name": name, "applied_at": utc_now()})
-        applied.append(name)
+    """Apply the migrations not yet recorded; return their names.
+
+    All of it happens in one IMMEDIATE transaction: two processes opening a new database at
+    the same moment (the webhook service and a CLI command, say) migrate one after the
+    other, and a migration that fails leaves no half-made schema behind.
+    """
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+        applied = []
+        for name, fn in MIGRATIONS:
+            if name in done:
+                continue
+            try:
+                fn(db)
+            except Exception as exc:
+                raise RuntimeError(f"database migration {name} failed: {exc}") from exc
+            conn.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, utc_now()])
+            applied.append(name)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
     return applied
 
 

@@ -56,3 +56,20 @@ def test_bad_settings_name_the_file_and_the_setting(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "none.toml")
+
+
+def test_two_processes_opening_a_new_database_at_once(tmp_path):
+    """Both migrate the same fresh file at the same moment; neither fails, each migration runs once."""
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    path = tmp_path / "race.db"
+    code = "import sys; from hitl import store; store.connect(sys.argv[1])"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=REPO, stderr=subprocess.PIPE)
+             for _ in range(4)]
+    errors = [p.communicate()[1].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    db = store.connect(path)
+    assert [r["name"] for r in db["_migrations"].rows] == [name for name, _ in store.MIGRATIONS]

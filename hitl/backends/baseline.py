@@ -13,7 +13,8 @@ sharpness       0.35   variance of a 4-neighbour Laplacian on the grey crop of t
 exposure        0.30   frame mean luminance distance from mid-grey; clipped shadows
                        (Y <= 8) and highlights (Y >= 247) fractions
 contrast        0.15   std of luminance, half in the box and half over the frame
-colour          0.10   mean chroma (max - min of R, G, B); ~0 on infrared night frames
+colour          0.10   mean chroma (max - min of R, G, B), absolute, so dark frames are
+                       dull too; ~0 on infrared night frames
 placement       0.10   largest box centre near the frame centre or a thirds point
 =============  ======  ==============================================================
 
@@ -24,7 +25,9 @@ score = 10 * (weighted sum) * subject, where subject multiplies two disqualifyin
 * cut-off: 0.55 when the largest box touches any frame edge (within 1%).
 
 Without boxes the features are whole-frame and subject is 0.6 (no animal to judge), so such a
-frame is never a hero. The number of animals only sets the "group" tag. hero = score >= 7.
+frame is never a hero. The number of animals only sets the "group" tag (>= 3), and the
+"night-ir" tag uses saturation (chroma / brightness) so a dark colour frame is not called
+infrared. hero = score >= 7.
 """
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ EDGE_TOLERANCE = 0.01   # a box within 1% of a frame edge counts as cut off
 CUT_OFF_FACTOR = 0.55
 NO_BOX_FACTOR = 0.6     # max 6.0: below the hero threshold
 SPECK_FACTOR = 0.45
-IR_CHROMA = 0.04        # mean chroma below this (0..1) is a near-greyscale (infrared) frame
+IR_SATURATION = 0.05    # mean chroma / mean brightness below this: near-greyscale (infrared) frame
 # Laplacian variance (0..255 luminance) mapped to 0..1 on a log scale: ~30 is soft, ~1000 crisp.
 SHARP_LOG_LO, SHARP_LOG_HI = 1.5, 3.0
 
@@ -112,7 +115,11 @@ def baseline_features(rgb: np.ndarray, boxes: list[Box]) -> dict[str, float]:
     # Chroma: max - min over channels, ~0 for greyscale or IR frames. Element-wise
     # maximum/minimum: a reduction over the last axis is ~30x slower.
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    chroma = float((np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)).mean()) / 255.0
+    brightest = np.maximum(np.maximum(r, g), b)
+    chroma = float((brightest - np.minimum(np.minimum(r, g), b)).mean()) / 255.0
+    # Saturation as a ratio of means: brightness-free, so a dark colour frame is not "IR".
+    value = float(brightest.mean()) / 255.0
+    saturation = chroma / value if value > 0 else 0.0
 
     if n:
         largest = max(boxes, key=_clipped_area)
@@ -156,6 +163,7 @@ def baseline_features(rgb: np.ndarray, boxes: list[Box]) -> dict[str, float]:
         "centre_distance": centre_dist,
         "thirds_distance": thirds_dist,
         "chroma_mean": chroma,
+        "saturation": saturation,
     }
 
 
@@ -205,7 +213,7 @@ def _tags(f: dict[str, float], c: dict[str, float]) -> tuple[str, ...]:
         "cut-off": bool(f["cut_off"]),
         "small-subject": bool(f["has_box"]) and f["area_fraction"] < 0.02,
         "close-up": f["area_fraction"] > 0.5,
-        "night-ir": f["chroma_mean"] < IR_CHROMA,
+        "night-ir": f["saturation"] < IR_SATURATION,
         "centred": bool(f["has_box"]) and f["centre_distance"] < 0.12,
         "group": f["n_animals"] >= 3,
     }
