@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the bundled sample collection: set up, then select candidates.
+# The main job on the bundled sample collection: set up, select candidates, score them.
 # Usage: scripts/demo.sh            (writes demo/hitl.db and demo/candidates.csv)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
@@ -14,5 +14,13 @@ export HITL_DB="$OUT/hitl.db"
   --cct sample_data/cct.json \
   --images sample_data/images \
   -n 12 --out "$OUT/candidates.csv"
+echo
+"$VENV/bin/python" -m hitl score --model baseline
+if [ -n "${GEMINI_API_KEY:-}${GOOGLE_API_KEY:-}" ]; then
+  "$VENV/bin/python" -m hitl score --model "${HITL_GEMINI_MODEL:-gemini-2.5-flash}" --max-cost "${HITL_DEMO_MAX_COST:-1}"
+fi
+if [ -n "${HITL_OPENAI_BASE_URL:-}" ]; then
+  "$VENV/bin/python" -m hitl score --model "openai:${HITL_OPENAI_MODEL:-Qwen/Qwen2.5-VL-7B-Instruct}"
+fi
 echo
 echo "Candidates: $OUT/candidates.csv   Database: $HITL_DB"

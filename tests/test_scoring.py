@@ -414,3 +414,18 @@ def test_no_candidates_and_unknown_model_are_clear_errors(tmp_path):
     assert "run `python -m hitl select` first" in project.run("score", "--model", "baseline", ok=False).output
     assert "unknown --model 'gpt'" in project.run("score", "--model", "gpt", ok=False).output
     assert "HITL_OPENAI_BASE_URL" in project.run("score", "--model", QWEN, ok=False).output
+
+
+def test_baseline_on_the_shared_collection(tmp_path, camera_traps):
+    project = Project(tmp_path)
+    project.run("select", "--md", str(camera_traps / "md_results.json"), "--images", str(camera_traps / "images"),
+                "-n", "7")
+    result = project.run("score", "--model", "baseline")
+    assert "7 scored, 0 failed of 7" in result.output
+    folder = Project(tmp_path / "folder")
+    out = folder.run("score", "--model", "baseline", "--images", str(camera_traps / "images"))
+    rows = folder.scores("baseline")
+    assert len(rows) == 14 and "13 scored, 1 failed of 14" in out.output
+    assert rows["african_elephants_truncated_file.jpg"]["error_kind"] == "prepare: truncated or corrupt"
+    image = folder.db["images"].get("african_elephants_with_exif_orientation.jpg")
+    assert (image["width"], image["height"]) == (2048, 1536)  # recorded upright
