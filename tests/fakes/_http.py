@@ -666,6 +666,24 @@ class FakeServer:
         raise NotImplementedError
 
     # helpers for subclasses --------------------------------------------------
+    def render(self, b: Behaviour, model: str) -> Reply:
+        """A behaviour as an HTTP reply: raw bytes, the provider's error shape, or an answer."""
+        if b.raw_body is not None:
+            body = b.raw_body.encode() if isinstance(b.raw_body, str) else b.raw_body
+            h = {"Content-Type": b.raw_content_type, **b.headers}
+            if b.retry_after is not None:
+                h.setdefault("Retry-After", str(b.retry_after))
+            return b.status, h, body
+        if b.is_error:
+            return self.behaviour_error(b)
+        return self.json_reply(200, self.answer_body(b, model), b.headers)
+
+    def behaviour_error(self, b: Behaviour) -> Reply:  # each provider has its own error shape
+        raise NotImplementedError
+
+    def answer_body(self, b: Behaviour, model: str) -> dict[str, Any]:
+        raise NotImplementedError
+
     @staticmethod
     def json_reply(status: int, obj: Any, headers: Optional[dict[str, str]] = None) -> Reply:
         h = {"Content-Type": "application/json; charset=UTF-8"}

@@ -362,16 +362,11 @@ class FakeGemini(FakeServer):
             out["usageMetadata"] = usage
         return out
 
-    def render(self, b: Behaviour, model: str) -> Reply:
-        if b.raw_body is not None:
-            body = b.raw_body.encode() if isinstance(b.raw_body, str) else b.raw_body
-            h = {"Content-Type": b.raw_content_type, **b.headers}
-            if b.retry_after is not None:
-                h.setdefault("Retry-After", str(b.retry_after))
-            return b.status, h, body
-        if b.is_error:
-            return self.error_reply(b.status, b.message or "error", b.error_status, b.retry_after, b.headers)
-        return self.json_reply(200, self.generate_response(b, model), b.headers)
+    def behaviour_error(self, b: Behaviour) -> Reply:
+        return self.error_reply(b.status, b.message or "error", b.error_status, b.retry_after, b.headers)
+
+    def answer_body(self, b: Behaviour, model: str) -> dict[str, Any]:
+        return self.generate_response(b, model)
 
     # ---------------------------------------------------------------- routing
     def _resolve_file_uri(self, uri: str) -> Optional[tuple[str, bytes]]:

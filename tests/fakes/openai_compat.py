@@ -131,16 +131,11 @@ class FakeOpenAI(FakeServer):
             out["usage"] = {"prompt_tokens": prompt, "completion_tokens": 0 if b.blocked else completion, "total_tokens": prompt + (0 if b.blocked else completion)}
         return out
 
-    def render(self, b: Behaviour, model: str) -> Reply:
-        if b.raw_body is not None:
-            body = b.raw_body.encode() if isinstance(b.raw_body, str) else b.raw_body
-            h = {"Content-Type": b.raw_content_type, **b.headers}
-            if b.retry_after is not None:
-                h.setdefault("Retry-After", str(b.retry_after))
-            return b.status, h, body
-        if b.is_error:
-            return self.error_reply(b.status, b.message or "error", b.error_type, b.error_code, b.retry_after, b.headers)
-        return self.json_reply(200, self.completion(b, model), b.headers)
+    def behaviour_error(self, b: Behaviour) -> Reply:
+        return self.error_reply(b.status, b.message or "error", b.error_type, b.error_code, b.retry_after, b.headers)
+
+    def answer_body(self, b: Behaviour, model: str) -> dict[str, Any]:
+        return self.completion(b, model)
 
     # ---------------------------------------------------------------- routing
     def _check_key(self, call: Call) -> Optional[Reply]:
