@@ -9,7 +9,7 @@ import posixpath
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import msgspec
@@ -166,3 +166,29 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+@dataclass
+class HumanRating:
+    """One curator's decision on one image, whichever tool it was made in.
+
+    Label Studio annotations and Labelme files both become this; the store keeps every
+    one, keyed by (source, project, annotation_id), so several curators per image are kept.
+    """
+
+    source: str  # "labelstudio" or "labelme"
+    project: str  # Label Studio project id, or the Labelme folder
+    annotation_id: str  # Label Studio annotation id, or the Labelme file relative to its folder
+    image_id: str | None
+    task_id: int | None = None
+    annotator_id: str | None = None
+    annotator_email: str | None = None
+    stars: int | None = None  # 1-10; None when not given (Label Studio stores no result for 0 stars)
+    hero: bool | None = None  # None: the curator did not decide
+    comment: str | None = None
+    boxes: list[dict] = field(default_factory=list)  # {"x", "y", "w", "h"} normalised, upright; "label"
+    lead_time: float | None = None  # seconds the curator spent
+    skipped: bool = False
+    mode: str | None = None  # "assisted" or "blind": was a model's opinion shown?
+    created_at: str | None = None  # ISO 8601, as the source reports it
+    updated_at: str | None = None
