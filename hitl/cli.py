@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -289,3 +290,109 @@ def _summary_text(summary, as_json: bool) -> str:
     if summary.stopped:
         lines.append(f"Stopped: {summary.stopped}")
     return "\n".join(lines)
+
+
+def webhook_url_default(settings) -> str:
+    serve = settings["serve"]
+    return f"http://{serve['host']}:{serve['port']}/webhooks/label-studio"
+
+
+@cli.command()
+@click.option("--url", help="Label Studio address. [default: studio.url, http://127.0.0.1:8080]")
+@click.option("--project", "title", help="Project title: created if missing, reused if it exists.")
+@click.option("--mode", type=click.Choice(["assisted", "blind"]), help="Show model opinions or not. [default: assisted]")
+@click.option("--prefill", help="Assisted mode: the model whose rating and hero choice are prefilled.")
+@click.option("--webhook-url", help="Register this webhook (secret from HITL_WEBHOOK_SECRET).")
+@click.option("--document-root", type=click.Path(file_okay=False),
+              help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: that variable, else the images' root).")
+@click.option("--image-url-template", help="Serve images from a web server or bucket, e.g. https://host/photos/{image_id}.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Tasks per import request. [default: 500]")
+@click.pass_obj
+def push(obj: Context, url, title, mode, prefill, webhook_url, document_root, image_url_template, batch_size) -> None:
+    """Push the candidates into Label Studio for review, with every model's opinion.
+
+    Creates or reuses the project by title, makes the images reachable (local-files storage
+    or a URL template), imports only images not yet in the project, and registers the
+    webhook (or re-enables it). API token from LABEL_STUDIO_API_KEY.
+
+    \b
+    Examples:
+        LABEL_STUDIO_API_KEY=... python -m hitl push --project "Hero review" --prefill gemini-2.5-flash \\
+            --webhook-url http://127.0.0.1:8765/webhooks/label-studio
+        python -m hitl push --project "Hero review (blind)" --mode blind
+        python -m hitl push --image-url-template "https://example.org/traps/{image_id}"
+    """
+    from . import labelstudio
+
+    settings = obj.settings
+    url = url or settings["studio"]["url"]
+    client = labelstudio.connect(url, os.environ.get("LABEL_STUDIO_API_KEY"))
+    summary = labelstudio.push(
+        obj.db, client, url=url, title=title or settings["push"]["project"], mode=mode or settings["push"]["mode"],
+        prefill=prefill, document_root=document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
+        url_template=image_url_template, webhook_url=webhook_url, secret=os.environ.get("HITL_WEBHOOK_SECRET"),
+        batch_size=batch_size or settings["push"]["batch_size"], threshold=settings["select"]["threshold"],
+        echo=lambda m: click.echo(m, err=True))
+    click.echo(f"Project {summary.project_id} ({'created' if summary.project_created else 'reused'}, "
+               f"{summary.mode}, prefilled: {summary.model_version}): {summary.pushed} tasks pushed, "
+               f"{summary.already} already there")
+    for reason, count in summary.skipped.most_common():
+        click.echo(f"  skipped {count:>5}  {reason}")
+    for example in summary.skipped_examples[:5]:
+        click.echo(f"    e.g. {example}")
+    click.echo(f"Image storage: {summary.storage}; webhook: {summary.webhook}")
+    click.echo(f"Open {url.rstrip('/')}/projects/{summary.project_id}/data")
+
+
+@cli.command()
+@click.option("--port", type=int, help="Port. [default: studio.port, 8080]")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Label Studio's data (default: beside the database).")
+@click.option("--document-root", type=click.Path(file_okay=False, exists=True),
+              help="Folder Label Studio may serve images from (default: the images' common root).")
+@click.option("--webhook-url", help="Where the webhook will go; SSRF protection is switched off only if it is loopback. "
+                                    "[default: the `serve` address]")
+@click.pass_obj
+def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
+    """Start a local Label Studio for this workflow and wait (Ctrl+C stops it).
+
+    Installs Label Studio into .venv-studio on first use (or uses $LABEL_STUDIO_BIN). The
+    login is LABEL_STUDIO_USERNAME (an email) and LABEL_STUDIO_PASSWORD, the API token
+    LABEL_STUDIO_API_KEY; any not set are generated and printed. The preset user and token
+    are created on the first start of a data folder.
+
+    \b
+    Example:
+        LABEL_STUDIO_API_KEY=$(openssl rand -hex 20) python -m hitl studio --port 8080
+    """
+    from . import studio as ls
+
+    settings = obj.settings["studio"]
+    db_dir = Path(obj.db_path).resolve().parent
+    if document_root is None:
+        roots = [r[0] for r in obj.db.execute("SELECT DISTINCT root FROM images")]
+        document_root = os.path.commonpath(roots) if roots else os.getcwd()
+    config = ls.StudioConfig(
+        data_dir=Path(data_dir) if data_dir else db_dir / settings["data_dir"],
+        document_root=Path(document_root).resolve(),
+        username=os.environ.get("LABEL_STUDIO_USERNAME") or settings["username"],
+        password=os.environ.get("LABEL_STUDIO_PASSWORD") or ls.new_token()[:16],
+        token=os.environ.get("LABEL_STUDIO_API_KEY") or ls.new_token(),
+        port=port or settings["port"],
+        webhook_url=webhook_url or webhook_url_default(obj.settings),
+    )
+    echo = lambda m: click.echo(m, err=True)  # noqa: E731
+    binary = ls.find_binary(install=True, echo=echo)
+    log = config.data_dir / "label-studio.log"
+    process = ls.start(config, binary, log)
+    try:
+        seconds = ls.wait_until_healthy(config, process, log)
+        click.echo(f"Label Studio is up at {config.url} ({seconds:.0f} s); log: {log}")
+        click.echo(f"Login: {config.username}  password: {config.password}")
+        click.echo(f"API token (first start of {config.data_dir} only): export LABEL_STUDIO_API_KEY={config.token}")
+        click.echo(f"Images served from {config.document_root}; SSRF protection "
+                   f"{'off (loopback webhook)' if ls.is_loopback_url(config.webhook_url) else 'on'}. Ctrl+C stops.")
+        process.wait()
+    except KeyboardInterrupt:
+        click.echo("Stopping Label Studio", err=True)
+    finally:
+        ls.stop(process)

@@ -59,6 +59,21 @@ DEFAULTS: dict[str, dict[str, Any]] = {
             "gemini-2.5-pro": {"input": 1.25, "output": 10.0},
         },
     },
+    "studio": {
+        "url": "http://127.0.0.1:8080",  # where `push` and `sync` find Label Studio
+        "port": 8080,  # where `studio` starts it
+        "username": "curator@example.org",  # must be an email; password and token from the environment
+        "data_dir": "label-studio-data",  # relative to the database's folder
+    },
+    "push": {
+        "project": "hero-hitl review",
+        "mode": "assisted",
+        "batch_size": 500,
+    },
+    "serve": {
+        "host": "127.0.0.1",
+        "port": 8765,
+    },
 }
 
 

@@ -162,6 +162,46 @@ def m002_scoring(db: sqlite_utils.Database) -> None:
     db["batch_items"].create_index(["image_id"])
 
 
+@migration
+def m003_review(db: sqlite_utils.Database) -> None:
+    """Label Studio projects and tasks we pushed, and every human rating with its history."""
+    db["ls_projects"].create(
+        {"id": int, "url": str, "title": str, "mode": str, "model_version": str, "images_root": str,
+         "created_at": str, "updated_at": str},
+        pk="id",
+    )
+    db["ls_tasks"].create({"project_id": int, "task_id": int, "image_id": str, "pushed_at": str, "deleted_at": str},
+                          pk=("project_id", "task_id"))
+    db["ls_tasks"].create_index(["project_id", "image_id"])
+    db["ls_tasks"].create_index(["task_id"])
+    rating_columns = {
+        "source": str,  # labelstudio or labelme
+        "project": str,  # Label Studio project id, or the Labelme folder
+        "annotation_id": str,
+        "task_id": int,
+        "image_id": str,
+        "annotator_id": str,
+        "annotator_email": str,
+        "stars": int,  # 1-10, NULL when not given
+        "hero": int,  # 1, 0, NULL when undecided
+        "comment": str,
+        "boxes": str,  # JSON list of {x, y, w, h, label}, normalised on the upright image
+        "lead_time": float,
+        "skipped": int,
+        "deleted": int,
+        "mode": str,  # assisted or blind
+        "created_at": str,  # as the source reports it
+        "updated_at": str,
+        "received_at": str,  # when it reached us
+        "via": str,  # webhook, sync, export, labelme
+    }
+    db["ratings"].create(rating_columns, pk=("source", "project", "annotation_id"))
+    db["ratings"].create_index(["image_id"])
+    # Every version a rating had, so an update or a delete never erases what a curator did.
+    db["rating_history"].create({"id": int, **rating_columns, "change": str}, pk="id")
+    db["rating_history"].create_index(["source", "project", "annotation_id"])
+
+
 def utc_now() -> str:
     """Now as an ISO 8601 UTC timestamp (what every *_at column holds)."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")

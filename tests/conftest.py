@@ -31,3 +31,36 @@ def write_json(path: Path, data: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
     return path
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """A real Label Studio on a free port with a temporary data folder, for the whole session.
+
+    Its document root holds a copy of sample_data/images, so pushed images can be served.
+    Missing Label Studio is a failure, never a skip: scripts/test.sh installs it.
+    """
+    import shutil
+
+    from hitl import studio
+    from hitl.errors import HitlError
+
+    try:
+        binary = studio.find_binary()
+    except HitlError as exc:
+        pytest.fail(f"{exc} (scripts/test.sh installs it into .venv-studio)")
+    base = tmp_path_factory.mktemp("label-studio")
+    root = base / "files"
+    shutil.copytree(REPO / "sample_data" / "images", root / "sample_data" / "images")
+    config = studio.StudioConfig(data_dir=base / "data", document_root=root, username="curator@example.org",
+                                 password="hero-hitl-test", token=studio.new_token(), port=studio.free_port(),
+                                 webhook_url="http://127.0.0.1:9/webhooks/label-studio")
+    log = base / "label-studio.log"
+    process = studio.start(config, binary, log)
+    try:
+        studio.wait_until_healthy(config, process, log, timeout=400)
+    except HitlError as exc:
+        studio.stop(process)
+        pytest.fail(str(exc))
+    yield config
+    studio.stop(process)

@@ -1,0 +1,162 @@
+"""Label Studio tasks, predictions and annotations, both ways. Pure functions.
+
+Out: a candidate with its detections and every model's score becomes a task whose
+predictions carry the rating (model score rounded and clamped to 1-10 stars; the raw float
+stays in the task data), the hero choice and the detector's boxes. In: an annotation's
+result becomes a HumanRating.
+
+Facts that shape this: a Rating of 0 stores no result (stars are 1..maxRating); only the
+prediction whose model_version equals the project's is prefilled; boxes are percentages of
+the image as Label Studio shows it, which is the EXIF-upright image, as MegaDetector's.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlparse
+
+from .common import HumanRating
+
+FROM_RATING, FROM_HERO, FROM_COMMENT, FROM_BOXES, TO_IMAGE = "aesthetic", "hero", "comment", "boxes", "image"
+MAX_STARS = 10
+DETECTOR_VERSION = "detector"  # the blind-mode prediction: boxes only, no opinion
+MODES = ("assisted", "blind")
+
+
+def model_version(model: str, prompt_version: str) -> str:
+    """How a model's predictions are named in Label Studio: ``model@prompt_version``."""
+    return f"{model}@{prompt_version}"
+
+
+def stars(score: float) -> int:
+    """A 0-10 model score as 1-10 stars (0 stars cannot be stored, so 0 becomes 1)."""
+    return min(MAX_STARS, max(1, int(math.floor(score + 0.5))))
+
+
+def local_files_url(path: str | Path, document_root: str | Path) -> str:
+    """The URL Label Studio serves a local file at, when local-files serving is on.
+
+    Raises ValueError for a file outside the document root: Label Studio would refuse it.
+    """
+    path, root = Path(path).resolve(), Path(document_root).resolve()
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        raise ValueError(f"{path} is outside the document root {root} "
+                         f"(LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT); serve it by URL template instead") from None
+    return "/data/local-files/?d=" + quote(relative.as_posix(), safe="/")
+
+
+def region(detection: dict, label: str, width: int, height: int) -> dict:
+    """A MegaDetector box (normalised x, y, w, h, upright) as a rectanglelabels result."""
+    return {
+        "id": f"det{detection['det_index']}",
+        "from_name": FROM_BOXES, "to_name": TO_IMAGE, "type": "rectanglelabels",
+        "original_width": width, "original_height": height, "image_rotation": 0,
+        "value": {"x": detection["x"] * 100, "y": detection["y"] * 100, "width": detection["w"] * 100,
+                  "height": detection["h"] * 100, "rotation": 0, "rectanglelabels": [label]},
+    }
+
+
+def build_task(candidate: dict, image_url: str, width: int, height: int, detections: list[dict],
+               scores: list[dict], mode: str) -> dict:
+    """One Label Studio task with one prediction per model (assisted) or boxes only (blind).
+
+    ``candidate``: image_id, species, seq_id, frame_num, category. ``detections``: the animal
+    boxes to show (det_index, x, y, w, h, species). ``scores``: one per model with model,
+    prompt_version, score, hero, reasoning. A score that is not a finite 0-10 number raises
+    ValueError naming the image, so the caller can count and skip it.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if not width or not height:
+        raise ValueError(f"{candidate['image_id']}: image size unknown; boxes need it")
+    for s in scores:
+        if not isinstance(s["score"], (int, float)) or not math.isfinite(s["score"]) or not 0 <= s["score"] <= 10:
+            raise ValueError(f"{candidate['image_id']}: {s['model']} score {s['score']!r} is not a number in 0-10")
+    species = candidate.get("species") or "animal"
+    boxes = [region(d, d.get("species") or species, width, height) for d in detections]
+    sequence = candidate.get("seq_id") or ""
+    if candidate.get("frame_num") is not None:
+        sequence += f" (frame {candidate['frame_num']})"
+    data = {"image": image_url, "image_id": candidate["image_id"], "species": species, "sequence": sequence,
+            "mode": mode}
+    if mode == "blind":
+        predictions = [{"model_version": DETECTOR_VERSION, "result": boxes}] if boxes else []
+        return {"data": data, "predictions": predictions}
+    data["model_scores"] = {model_version(s["model"], s["prompt_version"]): s["score"] for s in scores}
+    data["model_opinions"] = "\n".join(
+        f"{s['model']}: {s['score']:.1f}/10, {'hero' if s['hero'] else 'not hero'}. {s.get('reasoning') or ''}".strip()
+        for s in scores) or "No model has scored this image yet."
+    data["category"] = candidate.get("category") or ""
+    predictions = []
+    for s in scores:
+        result = [
+            {"from_name": FROM_RATING, "to_name": TO_IMAGE, "type": "rating", "value": {"rating": stars(s["score"])}},
+            {"from_name": FROM_HERO, "to_name": TO_IMAGE, "type": "choices",
+             "value": {"choices": ["hero" if s["hero"] else "not_hero"]}},
+            *boxes,
+        ]
+        predictions.append({"model_version": model_version(s["model"], s["prompt_version"]),
+                            "score": round(s["score"] / 10, 4), "result": result})
+    return {"data": data, "predictions": predictions}
+
+
+def image_id_of(task: dict) -> str | None:
+    """The image a task is about: ``data.image_id`` as push writes it, else from the image URL."""
+    data = (task or {}).get("data") or {}
+    if isinstance(data.get("image_id"), str) and data["image_id"]:
+        return data["image_id"]
+    url = data.get("image")
+    if not isinstance(url, str) or not url:
+        return None
+    parsed = urlparse(url)
+    if parsed.path.endswith("/data/local-files/") or parsed.path == "/data/local-files":
+        d = parse_qs(parsed.query).get("d")
+        return d[0] if d else None
+    return parsed.path.lstrip("/") or None
+
+
+def rating_from_annotation(annotation: dict, task: dict | None, project: int | str,
+                           mode: str | None = None, annotator_email: str | None = None) -> HumanRating:
+    """An annotation (as the API or a webhook gives it) as a HumanRating.
+
+    A skipped task (``was_cancelled``) is a skip, not a rating. Boxes come back normalised
+    on the upright image, like the detector's.
+    """
+    stars_value = hero = comment = None
+    boxes = []
+    for item in annotation.get("result") or []:
+        value = item.get("value") or {}
+        kind = item.get("type")
+        if kind == "rating" and item.get("from_name") == FROM_RATING:
+            rating = value.get("rating")
+            stars_value = int(rating) if isinstance(rating, (int, float)) and rating >= 1 else None
+        elif kind == "choices" and item.get("from_name") == FROM_HERO:
+            choices = value.get("choices") or []
+            hero = True if "hero" in choices else False if "not_hero" in choices else None
+        elif kind == "textarea" and item.get("from_name") == FROM_COMMENT:
+            text = value.get("text")
+            comment = "\n".join(text) if isinstance(text, list) else text
+        elif kind == "rectanglelabels":
+            labels = value.get("rectanglelabels") or []
+            boxes.append({"x": value.get("x", 0) / 100, "y": value.get("y", 0) / 100,
+                          "w": value.get("width", 0) / 100, "h": value.get("height", 0) / 100,
+                          "label": labels[0] if labels else None})
+    completed_by = annotation.get("completed_by")
+    if isinstance(completed_by, dict):
+        annotator_email = completed_by.get("email") or annotator_email
+        completed_by = completed_by.get("id")
+    task_id = annotation.get("task")
+    if isinstance(task_id, dict):
+        task_id = task_id.get("id")
+    skipped = bool(annotation.get("was_cancelled"))
+    return HumanRating(
+        source="labelstudio", project=str(project), annotation_id=str(annotation["id"]),
+        image_id=image_id_of(task) if task else None, task_id=task_id if task_id is not None else (task or {}).get("id"),
+        annotator_id=None if completed_by is None else str(completed_by), annotator_email=annotator_email,
+        stars=None if skipped else stars_value, hero=None if skipped else hero, comment=comment,
+        boxes=[] if skipped else boxes, lead_time=annotation.get("lead_time"), skipped=skipped,
+        mode=mode or ((task or {}).get("data") or {}).get("mode"),
+        created_at=annotation.get("created_at"), updated_at=annotation.get("updated_at"),
+    )
