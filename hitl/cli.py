@@ -304,7 +304,8 @@ def webhook_url_default(settings) -> str:
 @click.option("--prefill", help="Assisted mode: the model whose rating and hero choice are prefilled.")
 @click.option("--webhook-url", help="Register this webhook (secret from HITL_WEBHOOK_SECRET).")
 @click.option("--document-root", type=click.Path(file_okay=False),
-              help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: that variable, else the images' root).")
+              help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: that variable, else the folder "
+                   "above the images' root, as `hitl studio` sets it).")
 @click.option("--image-url-template", help="Serve images from a web server or bucket, e.g. https://host/photos/{image_id}.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Tasks per import request. [default: 500]")
 @click.pass_obj
@@ -348,7 +349,7 @@ def push(obj: Context, url, title, mode, prefill, webhook_url, document_root, im
 @click.option("--port", type=int, help="Port. [default: studio.port, 8080]")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Label Studio's data (default: beside the database).")
 @click.option("--document-root", type=click.Path(file_okay=False, exists=True),
-              help="Folder Label Studio may serve images from (default: the images' common root).")
+              help="Folder Label Studio may serve images from (default: the folder above the images' root).")
 @click.option("--webhook-url", help="Where the webhook will go; SSRF protection is switched off only if it is loopback. "
                                     "[default: the `serve` address]")
 @click.pass_obj
@@ -370,7 +371,8 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
     db_dir = Path(obj.db_path).resolve().parent
     if document_root is None:
         roots = [r[0] for r in obj.db.execute("SELECT DISTINCT root FROM images")]
-        document_root = os.path.commonpath(roots) if roots else os.getcwd()
+        # Label Studio serves a storage only from a subfolder of its document root, never the root itself
+        document_root = os.path.dirname(os.path.commonpath(roots)) if roots else os.getcwd()
     config = ls.StudioConfig(
         data_dir=Path(data_dir) if data_dir else db_dir / settings["data_dir"],
         document_root=Path(document_root).resolve(),

@@ -155,7 +155,7 @@ def push(db: sqlite_utils.Database, client, *, url: str, title: str, mode: str =
 
     if url_template is None:
         roots = sorted({r["root"] for r in rows})
-        root = Path(document_root or os.path.commonpath(roots))
+        root = Path(document_root or os.path.dirname(os.path.commonpath(roots)))
         summary.storage = ensure_local_storage(client, project.id, roots, root)
 
     done = mapped_images(db, client, project.id)
