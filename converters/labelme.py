@@ -23,7 +23,9 @@ from typing import Any
 from .common import HumanRating, InputFormatError, RecordProblem, image_key
 
 EXTRA_KEY = "hero_hitl"
-FLAGS = ("hero", "not_hero")
+# "reviewed" lets a curator confirm a pre-ticked choice: Labelme saves nothing that is unchanged,
+# so without it agreeing with the model and never looking would read the same.
+FLAGS = ("hero", "not_hero", "reviewed")
 MODES = ("assisted", "blind")
 # The labelme release whose format this writes; labelme 6 does not check it, 5.x only
 # warns when the major version differs.
@@ -128,7 +130,7 @@ def _digest(flags: dict, shapes: list) -> str:
 
 
 def rating_from_labelme(doc: dict, relative_json_path: str, folder: str, mtime_iso: str,
-                        problems: list[RecordProblem] | None = None) -> HumanRating:
+                        problems: list[RecordProblem] | None = None) -> HumanRating | None:
     """The curator's decision in one Labelme document.
 
     ``relative_json_path`` (POSIX, relative to ``folder``) becomes the annotation id and
@@ -166,8 +168,10 @@ def rating_from_labelme(doc: dict, relative_json_path: str, folder: str, mtime_i
     boxes = _boxes(shapes, doc.get("imageWidth"), doc.get("imageHeight"), bad, note)
 
     if meta.get("export_digest") and meta["export_digest"] == _digest(flags, shapes):
-        note("unchanged since export", "flags and boxes are as written by hero-hitl"
-             + (f" (pre-ticked from {meta.get('prefill_model')})" if meta.get("mode") == "assisted" else ""))
+        note("not reviewed yet", "flags and boxes are as hero-hitl wrote them"
+             + (f" (pre-ticked from {meta.get('prefill_model')}); tick 'reviewed' to confirm them"
+                if meta.get("mode") == "assisted" else ""))
+        return None
 
     image_id = meta.get("image_id") if isinstance(meta.get("image_id"), str) else None
     if image_id is None:

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import sqlite_utils
-from PIL import Image
 from tqdm import tqdm
 
 from converters.cct import CCTMetadata, load_cct, normalise_datetime
@@ -25,6 +24,7 @@ from converters.speciesnet import SpeciesNetFile, load_speciesnet
 
 from . import selection
 from .errors import HitlError
+from .imageprep import read_upright_size
 from .sequences import build_sequences, read_capture_time
 from .store import upsert_many, utc_now
 
@@ -229,7 +229,7 @@ def _select(db, run_id, md_path, root, n, cfg, sn_path, cct_path, out_csv, add, 
         if not cfg["check_files"]:
             bar.update(1)
             return True
-        reason, size = _check_image(root / md.image_ids[e[row]])
+        reason, size = read_upright_size(root / md.image_ids[e[row]])
         if reason:
             summary.failed[reason] += 1
             return False
@@ -394,21 +394,6 @@ def _hour(text: str | None) -> int:
 def _when(text: str | None) -> datetime | None:
     iso = normalise_datetime(text) if text else None
     return datetime.fromisoformat(iso) if iso else None
-
-
-def _check_image(path: Path) -> tuple[str | None, tuple[int, int] | None]:
-    """Read only the header: is the file there and an image? Returns (failure reason, upright size)."""
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-            orientation = im.getexif().get(0x0112, 1)
-    except FileNotFoundError:
-        return "image file missing", None
-    except Exception as exc:  # PIL raises many types for bad files; any of them means unusable
-        return f"unreadable image ({type(exc).__name__})", None
-    if orientation in (5, 6, 7, 8):  # rotated 90 degrees: the upright image is portrait
-        width, height = height, width
-    return None, (width, height)
 
 
 def _reason(p: selection.Pick, feats, i: int, species: str, night: bool, rare: bool, when, cap: int) -> str:

@@ -18,8 +18,8 @@ import sqlite_utils
 from converters.common import HumanRating, RecordProblem
 from converters.labelme import MODES, LabelmeFormatError, labelme_document, rating_from_labelme
 
-from .candidates import _check_image
 from .errors import HitlError, NothingToDo
+from .imageprep import read_upright_size
 
 KEPT_HINT = "exists, kept: pass overwrite=True to replace"
 MAX_EXAMPLES = 20
@@ -77,7 +77,7 @@ def export_labelme(db: sqlite_utils.Database, out_dir: str | Path | None, mode: 
         image_file = Path(image["root"]) / image_id
         # The file's own header, EXIF orientation applied: Labelme refuses a JSON whose
         # imageWidth/imageHeight differ from the upright image it loads.
-        reason, size = _check_image(image_file)
+        reason, size = read_upright_size(image_file)
         if reason:
             counts["skipped_missing_image" if reason == "image file missing" else "skipped_unreadable_image"] += 1
             _note(notes, f"{image_file}: {reason}; no JSON written")
@@ -174,7 +174,8 @@ def read_labelme_folder(folder: str | Path) -> tuple[list[HumanRating], list[Rec
     that are not Labelme files (no ``shapes`` and no ``imagePath``) are skipped but still
     listed as "not a Labelme file", so a wrong folder shows up. Hidden folders (``.git``,
     ``.venv``) are not searched. Notes on usable files (both flags ticked, non-rectangle
-    shapes, "unchanged since export") are problems too; their rating is still returned.
+    shapes) are problems too; their rating is still returned. A file nobody changed since
+    the export is no decision: it is listed as "not reviewed yet" and gives no rating.
     """
     root = Path(folder).resolve()
     if not root.is_dir():
@@ -203,7 +204,10 @@ def read_labelme_folder(folder: str | Path) -> tuple[list[HumanRating], list[Rec
                 problems.append(RecordProblem(rel, "file", "not a Labelme file", "no shapes or imagePath; skipped"))
                 continue
             try:
-                ratings.append(rating_from_labelme(doc, rel, project, mtime, problems))
+                rating = rating_from_labelme(doc, rel, project, mtime, problems)
             except LabelmeFormatError as exc:
                 problems.append(RecordProblem(rel, "document", exc.reason, exc.detail))
+                continue
+            if rating is not None:
+                ratings.append(rating)
     return ratings, problems

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
-from PIL import Image
 from tqdm import tqdm
 
 from .backends.base import BATCH_DONE_STATES, AuthError, CallError, Outcome, RetryableError, ScoreRequest
 from .errors import HitlError, NothingToDo
-from .imageprep import ImagePrepError, prepare_image
+from .imageprep import ImagePrepError, prepare_image, read_upright_size
 from .prompts import load_prompt
 from .store import upsert_many, utc_now
 
@@ -126,7 +125,7 @@ def register_folder(db: sqlite_utils.Database, folder: str | Path) -> list[str]:
     now = utc_now()
     rows = []
     for path in paths:
-        size = _upright_size(path)
+        _, size = read_upright_size(path)  # an unreadable file is recorded as failed when it is scored
         rows.append({"image_id": path.relative_to(root).as_posix(), "root": str(root),
                      "width": size[0] if size else None, "height": size[1] if size else None, "updated_at": now})
     with db.conn:
@@ -136,17 +135,6 @@ def register_folder(db: sqlite_utils.Database, folder: str | Path) -> list[str]:
             "height = COALESCE(excluded.height, height), updated_at = excluded.updated_at",
             [(r["image_id"], r["root"], r["width"], r["height"], r["updated_at"]) for r in rows])
     return [r["image_id"] for r in rows]
-
-
-def _upright_size(path: Path) -> tuple[int, int] | None:
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                width, height = height, width
-            return width, height
-    except Exception:  # an unreadable file is recorded as a failure when it is scored
-        return None
 
 
 # ---- cost ------------------------------------------------------------------------------------------

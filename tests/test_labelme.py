@@ -78,7 +78,7 @@ def test_assisted_export_opens_in_labelme(project, tmp_path):
         assert (path.parent / label.image_path).resolve() == (images / image_id).resolve()
         loaded = Image.open(io.BytesIO(label.image_data))
         assert loaded.size == (raw["imageWidth"], raw["imageHeight"])
-        assert label.flags == {"hero": True, "not_hero": False}  # GEMINI says hero for all
+        assert label.flags == {"hero": True, "not_hero": False, "reviewed": False}  # GEMINI says hero for all
         assert all(isinstance(k, str) and isinstance(v, bool) for k, v in label.flags.items())
         expected = _expected_points(db, image_id, *loaded.size)
         assert expected, image_id
@@ -104,7 +104,7 @@ def test_default_prefill_and_unknown_model(project, tmp_path):
     for path in _json_files(tmp_path / "a"):
         raw = json.loads(path.read_text())
         hero = _scores(db, raw["hero_hitl"]["image_id"])["baseline"]["hero"]
-        assert raw["flags"] == {"hero": hero, "not_hero": not hero}
+        assert raw["flags"] == {"hero": hero, "not_hero": not hero, "reviewed": False}
     with pytest.raises(ValueError, match=r"'gpt-9'.*baseline, gemini-2.5-flash"):
         export_labelme(db, tmp_path / "b", prefill_model="gpt-9")
     assert not (tmp_path / "b").exists()
@@ -121,7 +121,7 @@ def test_blind_export_has_no_model_opinion(project, tmp_path):
     for path in _json_files(out):
         text = path.read_text()
         raw = json.loads(text)
-        assert raw["flags"] == {"hero": False, "not_hero": False}
+        assert raw["flags"] == {"hero": False, "not_hero": False, "reviewed": False}
         assert set(raw["hero_hitl"]) == {"image_id", "mode", "species", "sequence", "export_digest"}
         assert '"score"' not in text and '"reasoning"' not in text
         for text_value in (*reasonings, "baseline", GEMINI):
@@ -161,14 +161,14 @@ def test_round_trip_through_labelme_save(project, tmp_path):
                "description": s["description"], "shape_type": s["shape_type"], "flags": s["flags"], "mask": None}
               for i, s in enumerate(label.shapes)]
     label.save(str(target), shapes=shapes, image_path=label.image_path, image_height=height, image_width=width,
-               other_data=label.other_data, flags={"hero": True, "not_hero": False})
+               other_data=label.other_data, flags={"hero": True, "not_hero": False, "reviewed": False})
     saved = json.loads(target.read_text())
     assert saved["hero_hitl"]["image_id"] and saved["version"]  # the extra key survived labelme's writer
     when = datetime(2025, 6, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
     os.utime(target, (when.timestamp(), when.timestamp()))
 
     ratings, problems = read_labelme_folder(out)
-    assert len(ratings) == 6
+    assert len(ratings) == 1  # the five files nobody touched are no decision
     rating = next(r for r in ratings if r.annotation_id == target.relative_to(out).as_posix())
     assert rating.hero is True and rating.mode == "assisted" and rating.source == "labelme"
     assert rating.image_id == saved["hero_hitl"]["image_id"]
@@ -181,10 +181,16 @@ def test_round_trip_through_labelme_save(project, tmp_path):
     assert box["w"] == pytest.approx((x2 - x1) / width, abs=1e-5)
     assert box["h"] == pytest.approx((y2 - y1) / height, abs=1e-5)
     assert box["label"] == shapes[0]["label"]
-    untouched = {p.source for p in problems if p.reason == "unchanged since export"}
+    untouched = {p.source for p in problems if p.reason == "not reviewed yet"}
     assert len(untouched) == 5 and rating.annotation_id not in untouched
-    others = [r for r in ratings if r is not rating]
-    assert all(r.hero is not None for r in others)  # pre-ticked, which is why they are flagged as untouched
+    # a curator who agrees with the pre-ticked choice ticks "reviewed": now it is a decision
+    other = next(p for p in _json_files(out) if p.relative_to(out).as_posix() in untouched)
+    doc = json.loads(other.read_text())
+    doc["flags"]["reviewed"] = True
+    other.write_text(json.dumps(doc))
+    ratings, _ = read_labelme_folder(out)
+    confirmed = next(r for r in ratings if r.annotation_id == other.relative_to(out).as_posix())
+    assert confirmed.hero == doc["flags"]["hero"] and len(ratings) == 2
 
 
 def test_beside_the_image_with_exif_rotation(project, camera_traps):
@@ -229,6 +235,9 @@ def test_beside_the_image_with_exif_rotation(project, camera_traps):
         b = upright_px[round(y1):round(y2), round(x1):round(x2)]
         assert a.size and a.std() > 5  # a real patch, not flat
         assert np.abs(a - b).mean() < 6  # JPEG noise only
+    confirmed = json.loads(path.read_text())
+    confirmed["flags"]["reviewed"] = True  # the curator looked and agrees with the boxes
+    path.write_text(json.dumps(confirmed))
     ratings, _ = read_labelme_folder(images)
     back = next(r for r in ratings if r.image_id == image_id)
     for box, (bx, by, bw, bh) in zip(back.boxes, md_boxes):
@@ -273,8 +282,8 @@ def test_bad_files_become_problems(project, tmp_path):
     (out / ".git" / "junk.json").write_text("not json")  # hidden folders are not searched
 
     ratings, problems = read_labelme_folder(out)
-    assert len(ratings) == 6
-    by_file = {p.source: p.reason for p in problems if p.reason != "unchanged since export"}
+    assert ratings == []  # the exported files are untouched: no decision yet; the bad ones are problems
+    by_file = {p.source: p.reason for p in problems if p.reason != "not reviewed yet"}
     assert by_file == {
         "broken.json": "not valid JSON",
         "bad_flags.json": "flags must map names to true/false",
@@ -337,7 +346,7 @@ def test_document_rules():
                "updated_at": "2025-02-01"}]
     doc = labelme_document("a/b.jpg", "b.jpg", 1000, 500, [det, {**det, "w": 0.0}], scores, "assisted", "m",
                            species="wild boar")
-    assert doc["flags"] == {"hero": True, "not_hero": False}  # the newest verdict of the model
+    assert doc["flags"] == {"hero": True, "not_hero": False, "reviewed": False}  # the newest verdict of the model
     assert [s["label"] for s in doc["shapes"]] == ["wild boar"]  # the empty box is dropped
     assert doc["shapes"][0]["points"] == [[100.0, 100.0], [400.0, 300.0]]
     assert len(doc["hero_hitl"]["models"]) == 2

@@ -221,7 +221,7 @@ def test_python_dash_m_entry_point_lists_commands(tmp_path):
 
 
 def test_header_check_reports_the_upright_size(camera_traps):
-    from hitl.candidates import _check_image
+    from hitl.imageprep import read_upright_size as _check_image
 
     images = camera_traps / "images"
     # stored as 1536 x 2048 pixels with EXIF Orientation=6: upright it is 2048 x 1536, as MegaDetector saw it
