@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 import os
 from pathlib import Path
 
@@ -398,3 +399,73 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
         click.echo("Stopping Label Studio", err=True)
     finally:
         ls.stop(process)
+
+
+@cli.group()
+def labelme() -> None:
+    """Review in Labelme: one JSON per candidate, read back after curators worked.
+
+    \b
+    Example:
+        python -m hitl labelme export --out review/
+        labelme review/cam_a --flags hero,not_hero,reviewed
+        python -m hitl labelme import review/
+    """
+
+
+@labelme.command("export")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Folder mirroring the image tree (default: each JSON beside its image).")
+@click.option("--mode", type=click.Choice(["assisted", "blind"]), default="assisted", show_default=True)
+@click.option("--prefill", help="Assisted mode: the model whose hero decision is pre-ticked.")
+@click.option("--overwrite", is_flag=True, help="Replace JSON files that differ (curators' edits are lost).")
+@click.pass_obj
+def labelme_export(obj: Context, out_dir, mode, prefill, overwrite) -> None:
+    """Write one Labelme JSON per candidate: boxes, hero/not_hero flags, model opinions.
+
+    \b
+    Example:
+        python -m hitl labelme export --out review/ --prefill gemini-2.5-flash
+    """
+    from .labelme_io import export_labelme
+
+    counts = export_labelme(obj.db, out_dir, mode=mode, prefill_model=prefill,
+                            threshold=obj.settings["select"]["threshold"], overwrite=overwrite)
+    click.echo(f"Labelme files ({counts['mode']}, prefilled: {counts['prefill_model'] or 'none'}): "
+               f"{counts['written']} written, {counts['unchanged']} unchanged, "
+               f"{counts['kept_existing']} kept (edited since; --overwrite replaces)")
+    for key in ("skipped_missing_image", "skipped_unreadable_image", "skipped_name_clash", "write_failed"):
+        if counts.get(key):
+            click.echo(f"  {key.replace('_', ' ')}: {counts[key]}")
+    for note in counts.get("notes", [])[:5]:
+        click.echo(f"  note: {note}")
+    where = out_dir or "beside the images"
+    click.echo(f"Open them with: labelme <folder of images or JSON files in {where}> --flags hero,not_hero,reviewed")
+
+
+@labelme.command("import")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+@click.pass_obj
+def labelme_import(obj: Context, folder) -> None:
+    """Read curators' decisions back from a folder of Labelme files into the database.
+
+    A file nobody changed since the export is not a decision; tick "reviewed" to confirm a
+    pre-ticked choice. The file's modification time is the edit time.
+
+    \b
+    Example:
+        python -m hitl labelme import review/
+    """
+    from .labelme_io import read_labelme_folder
+    from .reviews import record_ratings
+
+    ratings, problems = read_labelme_folder(folder)
+    with obj.db.conn:
+        counts = record_ratings(obj.db, ratings, via="labelme")
+    click.echo(f"{len(ratings)} decisions read: {counts['new']} new, {counts['updated']} updated, "
+               f"{counts['unchanged']} unchanged, {counts['older']} older than stored")
+    reasons = Counter(p.reason for p in problems)
+    for reason, count in reasons.most_common():
+        click.echo(f"  {count:>5}  {reason}")
+    for problem in [p for p in problems if p.reason != "not reviewed yet"][:5]:
+        click.echo(f"    e.g. {problem}")

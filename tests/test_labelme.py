@@ -355,3 +355,27 @@ def test_document_rules():
         labelme_document("a", "a", 10, 10, [], scores, "blind", "m")
     with pytest.raises(ValueError, match="mode"):
         labelme_document("a", "a", 10, 10, [], scores, "peek", None)
+
+
+def test_cli_export_edit_import_round_trip(project, tmp_path):
+    db, _, ids = project
+    db_path = str(tmp_path / "h.db")
+    runner = CliRunner()
+    out = tmp_path / "review"
+    result = runner.invoke(cli, ["--db", db_path, "labelme", "export", "--out", str(out), "--prefill", GEMINI])
+    assert result.exit_code == 0 and "6 written" in result.output, result.output
+    first = _json_files(out)[0]
+    doc = json.loads(first.read_text())
+    doc["flags"] = {"hero": False, "not_hero": True, "reviewed": True}  # the curator disagrees with Gemini
+    first.write_text(json.dumps(doc))
+    result = runner.invoke(cli, ["--db", db_path, "labelme", "import", str(out)])
+    assert result.exit_code == 0 and "1 decisions read: 1 new" in result.output, result.output
+    assert "5  not reviewed yet" in result.output
+    rows = list(store.connect(db_path)["ratings"].rows)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["source"], row["image_id"], row["hero"], row["mode"], row["via"]) == (
+        "labelme", doc["hero_hitl"]["image_id"], 0, "assisted", "labelme")
+    again = runner.invoke(cli, ["--db", db_path, "labelme", "import", str(out)])
+    assert "0 new, 0 updated, 1 unchanged" in again.output
+    assert store.connect(db_path)["rating_history"].count == 1

@@ -1,0 +1,113 @@
+"""Human ratings in the store: every curator decision, kept with its history.
+
+One row per (source, project, annotation_id): several curators per image are all kept. An
+update older than what is stored never overwrites it (deliveries arrive out of order), a
+repeated one changes nothing, and every replaced or deleted version goes to rating_history.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime, timezone
+
+import sqlite_utils
+
+from converters.common import HumanRating
+
+from .store import utc_now
+
+KEY = ("source", "project", "annotation_id")
+# What a curator decided; a change in any of these is a new version.
+DECISION = ("image_id", "task_id", "annotator_id", "annotator_email", "stars", "hero", "comment", "boxes",
+            "lead_time", "skipped", "deleted", "mode", "created_at", "updated_at")
+
+
+def rating_row(rating: HumanRating, via: str) -> dict:
+    return {
+        "source": rating.source, "project": str(rating.project), "annotation_id": str(rating.annotation_id),
+        "task_id": rating.task_id, "image_id": rating.image_id, "annotator_id": rating.annotator_id,
+        "annotator_email": rating.annotator_email, "stars": rating.stars,
+        "hero": None if rating.hero is None else int(rating.hero), "comment": rating.comment,
+        "boxes": json.dumps(rating.boxes, sort_keys=True), "lead_time": rating.lead_time,
+        "skipped": int(rating.skipped), "deleted": 0, "mode": rating.mode,
+        "created_at": rating.created_at, "updated_at": rating.updated_at, "received_at": utc_now(), "via": via,
+    }
+
+
+def record_ratings(db: sqlite_utils.Database, ratings: Iterable[HumanRating], via: str) -> Counter:
+    """Upsert ratings; returns counts of new, updated, unchanged and older (ignored).
+
+    The caller owns the transaction, so a webhook delivery and its event row commit together.
+    """
+    counts: Counter = Counter()
+    for rating in ratings:
+        row = rating_row(rating, via)
+        old = db.execute(f"SELECT {', '.join(DECISION)} FROM ratings WHERE source = ? AND project = ? "
+                         f"AND annotation_id = ?", [row[k] for k in KEY]).fetchone()
+        if old is None:
+            db["ratings"].insert(row)
+            _history(db, row, "created")
+            counts["new"] += 1
+            continue
+        old = dict(zip(DECISION, old))
+        if old["deleted"] and not row["deleted"] and _older(row["updated_at"], old["updated_at"]):
+            counts["older"] += 1  # a late delivery of a version that was deleted since
+            continue
+        if _older(row["updated_at"], old["updated_at"]):
+            counts["older"] += 1
+            continue
+        if all(old[k] == row[k] for k in DECISION if k not in ("annotator_email", "mode")) and (
+                row["annotator_email"] in (None, old["annotator_email"])) and row["mode"] in (None, old["mode"]):
+            counts["unchanged"] += 1
+            continue
+        # fill what this delivery does not know (a webhook has no email) from what we had
+        for k in ("annotator_email", "mode", "image_id", "task_id"):
+            if row[k] is None:
+                row[k] = old[k]
+        db["ratings"].update(tuple(row[k] for k in KEY), {k: v for k, v in row.items() if k not in KEY})
+        _history(db, row, "updated")
+        counts["updated"] += 1
+    return counts
+
+
+def mark_deleted(db: sqlite_utils.Database, source: str, project: str, annotation_ids: Iterable[str],
+                 via: str) -> Counter:
+    """Mark annotations deleted (history kept). Unknown ids are counted, not an error."""
+    counts: Counter = Counter()
+    now = utc_now()
+    for annotation_id in annotation_ids:
+        key = [source, str(project), str(annotation_id)]
+        row = db.execute("SELECT * FROM ratings WHERE source = ? AND project = ? AND annotation_id = ?", key).fetchone()
+        if row is None:
+            counts["unknown"] += 1
+            continue
+        row = dict(zip([c[0] for c in db.execute("SELECT * FROM ratings LIMIT 0").description], row))
+        if row["deleted"]:
+            counts["unchanged"] += 1
+            continue
+        db.execute("UPDATE ratings SET deleted = 1, received_at = ?, via = ? WHERE source = ? AND project = ? "
+                   "AND annotation_id = ?", [now, via, *key])
+        _history(db, {**row, "deleted": 1, "received_at": now, "via": via}, "deleted")
+        counts["deleted"] += 1
+    return counts
+
+
+def _history(db: sqlite_utils.Database, row: dict, change: str) -> None:
+    db["rating_history"].insert({**{k: v for k, v in row.items() if k != "id"}, "change": change})
+
+
+def _older(new: str | None, old: str | None) -> bool:
+    """Is ``new`` strictly older than ``old``? Unparseable or missing times never count as older."""
+    a, b = _when(new), _when(old)
+    return a is not None and b is not None and a < b
+
+
+def _when(stamp: str | None) -> datetime | None:
+    if not stamp:
+        return None
+    try:
+        value = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
