@@ -469,3 +469,161 @@ def labelme_import(obj: Context, folder) -> None:
         click.echo(f"  {count:>5}  {reason}")
     for problem in [p for p in problems if p.reason != "not reviewed yet"][:5]:
         click.echo(f"    e.g. {problem}")
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on. [default: serve.host, 127.0.0.1]")
+@click.option("--port", type=int, help="Port. [default: serve.port, 8765]")
+@click.option("--threads", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--insecure", is_flag=True, help="Accept deliveries without a secret (loopback addresses only, for tests).")
+@click.pass_obj
+def serve(obj: Context, host, port, threads, insecure) -> None:
+    """Receive Label Studio's webhook deliveries into the database (waitress, production WSGI).
+
+    POST /webhooks/label-studio with `Authorization: Bearer $HITL_WEBHOOK_SECRET`;
+    GET /healthz. Every accepted delivery is stored raw before it is applied.
+
+    \b
+    Example:
+        HITL_WEBHOOK_SECRET=... python -m hitl serve --port 8765
+    """
+    import waitress
+
+    from .studio import is_loopback_url
+    from .webhook import create_app
+
+    host = host or obj.settings["serve"]["host"]
+    port = port or obj.settings["serve"]["port"]
+    secret = os.environ.get("HITL_WEBHOOK_SECRET")
+    if not secret and not insecure:
+        raise click.ClickException("set HITL_WEBHOOK_SECRET (the secret `hitl push` registers with the webhook), "
+                                   "or pass --insecure for a loopback-only test")
+    if insecure and not secret and not is_loopback_url(f"http://{host}"):
+        raise click.ClickException(f"--insecure is for loopback addresses only, not {host}")
+    from .studio import port_is_free
+
+    if not port_is_free(host, port):
+        raise click.ClickException(f"port {port} on {host} is taken; choose another with --port")
+    app = create_app({"DATABASE": str(Path(obj.db_path).resolve()), "WEBHOOK_SECRET": secret, "INSECURE": insecure})
+    click.echo(f"Webhook service on http://{host}:{port}/webhooks/label-studio (health: /healthz), "
+               f"database {obj.db_path}. Ctrl+C stops.", err=True)
+    waitress.serve(app, host=host, port=port, threads=threads, ident="hero-hitl", _quiet=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of objects.")
+@click.option("--all", "include_deleted", is_flag=True, help="Include deleted ratings.")
+@click.pass_obj
+def ratings(obj: Context, as_json, include_deleted) -> None:
+    """List the curators' ratings (every curator's, every image).
+
+    \b
+    Example:
+        python -m hitl ratings --json > ratings.json
+    """
+    sql = ("SELECT source, project, annotation_id, task_id, image_id, annotator_id, annotator_email, stars, hero, "
+           "comment, boxes, lead_time, skipped, deleted, mode, created_at, updated_at, via FROM ratings "
+           + ("" if include_deleted else "WHERE deleted = 0 ") + "ORDER BY image_id, updated_at")
+    rows = []
+    for r in obj.db.query(sql):
+        r = dict(r)
+        r["annotator"] = r["annotator_email"] or r["annotator_id"]
+        r["hero"] = None if r["hero"] is None else bool(r["hero"])
+        r["skipped"], r["deleted"] = bool(r["skipped"]), bool(r["deleted"])
+        r["boxes"] = json.loads(r["boxes"] or "[]")
+        rows.append(r)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("No ratings yet.")
+        return
+    for r in rows:
+        decision = "skipped" if r["skipped"] else (
+            f"{r['stars'] or '-'}★ {'hero' if r['hero'] else 'not hero' if r['hero'] is False else 'undecided'}")
+        click.echo(f"{r['image_id'] or '?':40} {decision:18} {r['annotator'] or '?':24} {r['mode'] or '':9} "
+                   f"{r['updated_at'] or ''}{'  (deleted)' if r['deleted'] else ''}")
+
+
+@cli.command()
+@click.pass_obj
+def replay(obj: Context) -> None:
+    """Reprocess the webhook deliveries whose processing failed (they are stored raw).
+
+    \b
+    Example:
+        python -m hitl replay
+    """
+    from .events import replay_failed
+
+    counts = replay_failed(obj.db)
+    click.echo(f"Replayed {sum(counts.values())} events: " + (", ".join(f"{v} {k}" for k, v in counts.items()) or "none"))
+
+
+@cli.command()
+@click.option("--url", help="Label Studio address. [default: studio.url]")
+@click.option("--project", "titles", multiple=True, help="Project title (repeatable). [default: every pushed project]")
+@click.option("--from-export", "export_file", type=click.Path(exists=True, dir_okay=False),
+              help="Reconcile from a Label Studio JSON export file instead of the API.")
+@click.option("--project-id", type=int, help="With --from-export: the project it came from (else read from the tasks).")
+@click.option("--labelme", "labelme_dir", type=click.Path(exists=True, file_okay=False),
+              help="Reconcile from a Labelme folder.")
+@click.pass_obj
+def sync(obj: Context, url, titles, export_file, project_id, labelme_dir) -> None:
+    """Reconcile the ratings with Label Studio (or an export, or a Labelme folder).
+
+    Every annotation is upserted, annotations no longer there are marked deleted, and a
+    webhook Label Studio disabled is switched back on. Safe while `serve` is receiving.
+
+    \b
+    Examples:
+        LABEL_STUDIO_API_KEY=... python -m hitl sync
+        python -m hitl sync --from-export project-1-at-2026-11-21.json
+        python -m hitl sync --labelme review/
+    """
+    from . import sync as reconcile
+
+    db = obj.db
+
+    def report(name: str, counts: Counter, extra: str = "") -> None:
+        click.echo(f"{name}: {counts['new']} new, {counts['updated']} updated, {counts['deleted']} deleted, "
+                   f"{counts['unchanged']} unchanged" + (f"; {extra}" if extra else ""))
+
+    if labelme_dir:
+        counts, problems = reconcile.sync_labelme(db, labelme_dir)
+        report(f"Labelme {labelme_dir}", counts, f"{len(problems)} notes on files" if problems else "")
+        return
+    if export_file:
+        tasks = reconcile.read_export_file(export_file)
+        pid = project_id or next((t.get("project") for t in tasks if isinstance(t, dict) and t.get("project")), None)
+        if pid is None:
+            raise click.UsageError("the export does not say its project; pass --project-id")
+        # the file is a snapshot taken when it was written: nothing that arrived later is marked deleted
+        started = _mtime_iso(export_file)
+        report(f"Export {export_file} (project {pid})", reconcile.reconcile_tasks(db, tasks, str(pid), started))
+        return
+    from .labelstudio import connect
+
+    url = url or obj.settings["studio"]["url"]
+    token = os.environ.get("LABEL_STUDIO_API_KEY")
+    client = connect(url, token)
+    projects = [dict(r) for r in db.query("SELECT id, title FROM ls_projects ORDER BY id")]
+    if titles:
+        projects = [p for p in projects if p["title"] in titles]
+        missing = set(titles) - {p["title"] for p in projects}
+        for title in missing:
+            found = [p for p in client.projects.list(title=title) if p.title == title]
+            if not found:
+                raise click.ClickException(f"no project titled {title!r} at {url}")
+            projects.append({"id": found[0].id, "title": title})
+    if not projects:
+        raise click.ClickException("no Label Studio project pushed from this database; pass --project TITLE")
+    for project in projects:
+        counts, webhook = reconcile.sync_project(db, client, url, token, project["id"])
+        report(f"Project {project['id']} ({project['title']})", counts, f"webhook: {webhook}")
+
+
+def _mtime_iso(path: str) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(Path(path).stat().st_mtime, timezone.utc).isoformat(timespec="milliseconds")

@@ -207,6 +207,11 @@ def push(db: sqlite_utils.Database, client, *, url: str, title: str, mode: str =
             bar.update(len(batch))
     if webhook_url:
         summary.webhook = ensure_webhook(client, project.id, webhook_url, secret)
+        with db.conn:
+            db.execute("UPDATE ls_projects SET webhook_url = ? WHERE id = ?", [webhook_url, project.id])
+    from .sync import cache_users
+
+    cache_users(db, client)  # deliveries name annotators by id; keep their emails at hand
     return summary
 
 

@@ -51,9 +51,7 @@ def record_ratings(db: sqlite_utils.Database, ratings: Iterable[HumanRating], vi
             counts["new"] += 1
             continue
         old = dict(zip(DECISION, old))
-        if old["deleted"] and not row["deleted"] and _older(row["updated_at"], old["updated_at"]):
-            counts["older"] += 1  # a late delivery of a version that was deleted since
-            continue
+        row["deleted"] = old["deleted"]  # a deleted annotation stays deleted: its ids are never reused
         if _older(row["updated_at"], old["updated_at"]):
             counts["older"] += 1
             continue
@@ -72,15 +70,24 @@ def record_ratings(db: sqlite_utils.Database, ratings: Iterable[HumanRating], vi
 
 
 def mark_deleted(db: sqlite_utils.Database, source: str, project: str, annotation_ids: Iterable[str],
-                 via: str) -> Counter:
-    """Mark annotations deleted (history kept). Unknown ids are counted, not an error."""
+                 via: str, tombstone: bool = False) -> Counter:
+    """Mark annotations deleted (history kept).
+
+    With ``tombstone`` an id not seen yet is remembered as deleted, so its creation, if that
+    delivery arrives later, is stored as deleted rather than brought back.
+    """
     counts: Counter = Counter()
     now = utc_now()
     for annotation_id in annotation_ids:
         key = [source, str(project), str(annotation_id)]
         row = db.execute("SELECT * FROM ratings WHERE source = ? AND project = ? AND annotation_id = ?", key).fetchone()
         if row is None:
-            counts["unknown"] += 1
+            if tombstone:
+                stone = {"source": source, "project": str(project), "annotation_id": str(annotation_id), "deleted": 1,
+                         "skipped": 0, "boxes": "[]", "received_at": now, "via": via}
+                db["ratings"].insert(stone)
+                _history(db, stone, "deleted")
+            counts["deleted before seen" if tombstone else "unknown"] += 1
             continue
         row = dict(zip([c[0] for c in db.execute("SELECT * FROM ratings LIMIT 0").description], row))
         if row["deleted"]:

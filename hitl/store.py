@@ -202,13 +202,39 @@ def m003_review(db: sqlite_utils.Database) -> None:
     db["rating_history"].create_index(["source", "project", "annotation_id"])
 
 
+@migration
+def m004_events(db: sqlite_utils.Database) -> None:
+    """Every accepted webhook delivery, raw, before it is processed; Label Studio's users."""
+    db["events"].create(
+        {
+            "id": int,
+            "received_at": str,
+            "action": str,
+            "project": str,
+            "body": str,  # the raw delivery, so a processing failure loses nothing
+            "outcome": str,  # ok, ignored, failed
+            "detail": str,
+            "processed_at": str,
+            "attempts": int,
+        },
+        pk="id",
+    )
+    db["events"].create_index(["outcome"])
+    db["ls_users"].create({"id": int, "email": str, "updated_at": str}, pk="id")
+    db["ls_projects"].add_column("webhook_url", str)
+
+
 def utc_now() -> str:
     """Now as an ISO 8601 UTC timestamp (what every *_at column holds)."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def connect(path: str | Path) -> sqlite_utils.Database:
-    """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
+def connect(path: str | Path, migrate_schema: bool = True) -> sqlite_utils.Database:
+    """Open (creating if needed) the database at ``path`` and bring its schema up to date.
+
+    A service that opens a connection per request passes ``migrate_schema=False`` after
+    migrating once at start.
+    """
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +245,8 @@ def connect(path: str | Path) -> sqlite_utils.Database:
     if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
         db.enable_wal()
     db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a crash loses no committed txn
-    migrate(db)
+    if migrate_schema:
+        migrate(db)
     return db
 
 

@@ -1,0 +1,313 @@
+"""The webhook service: real Label Studio deliveries, bad input of every kind, and fuzzing."""
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hitl import events, store
+from hitl.cli import cli
+from hitl.webhook import create_app
+
+from .conftest import SHARED
+
+SECRET = "example-secret"  # the one the shared deliveries were captured with
+DELIVERIES = sorted((SHARED / "labelstudio_webhooks").glob("0*.json"))
+RATING_FIELDS = ("source", "project", "annotation_id", "task_id", "image_id", "annotator_id", "stars", "hero",
+                 "comment", "boxes", "lead_time", "skipped", "deleted", "mode", "created_at", "updated_at")
+
+
+def delivery(name: str) -> dict:
+    return json.loads((SHARED / "labelstudio_webhooks" / name).read_text())["body"]
+
+
+@pytest.fixture
+def app(tmp_path, camera_traps):  # camera_traps: fail, never skip, when shared/ is missing
+    return create_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET, "TESTING": True})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def post(client, body, secret=SECRET, content_type="application/json", raw=None):
+    headers = {"Authorization": f"Bearer {secret}"} if secret is not None else {}
+    data = raw if raw is not None else json.dumps(body)
+    return client.post("/webhooks/label-studio", data=data, headers=headers, content_type=content_type)
+
+
+def state(db_path) -> dict:
+    """Everything a delivery may change, minus arrival times."""
+    db = store.connect(db_path)
+    ratings = sorted(tuple(row[k] for k in RATING_FIELDS) for row in db["ratings"].rows)
+    tasks = sorted((r["project_id"], r["task_id"], r["image_id"], r["deleted_at"] is not None) for r in db["ls_tasks"].rows)
+    return {"ratings": ratings, "tasks": tasks}
+
+
+def fingerprint(db_path) -> tuple:
+    """All rows of the tables a rejected request must not touch."""
+    db = store.connect(db_path)
+    return tuple(tuple(sorted(map(str, db[t].rows))) for t in ("ratings", "rating_history", "events", "ls_tasks"))
+
+
+def test_shared_deliveries_in_order_give_the_right_state(client, app):
+    for path in DELIVERIES:
+        response = post(client, json.loads(path.read_text())["body"])
+        assert response.status_code == 200 and response.json["outcome"] == "ok", (path.name, response.json)
+    db = store.connect(app.config["DATABASE"])
+    rows = {r["annotation_id"]: r for r in db["ratings"].rows}
+    assert set(rows) == {"3", "4", "5"}
+    ocelot, dog, blank = rows["3"], rows["4"], rows["5"]
+    assert (ocelot["image_id"], ocelot["stars"], ocelot["hero"], ocelot["comment"], ocelot["deleted"]) == (
+        "ocelot.jpg", 8, 1, None, 0)  # the update replaced 4 stars, not_hero, "tail cut off"
+    assert (ocelot["annotator_id"], ocelot["lead_time"], ocelot["project"]) == ("1", ocelot["lead_time"], "4")
+    assert (dog["image_id"], dog["skipped"], dog["stars"], dog["hero"], dog["deleted"]) == (
+        "domestic_dog.jpg", 1, None, None, 0)  # a skip is a skip, not a rating
+    assert (blank["image_id"], blank["stars"], blank["deleted"]) == ("blank.jpg", 2, 1)  # deleted, kept
+    history = [r["change"] for r in db["rating_history"].rows_where("annotation_id = '3' ORDER BY id")]
+    assert history == ["created", "updated"]  # the 4-star version is kept in the history
+    tasks = {r["task_id"]: r for r in db["ls_tasks"].rows}
+    assert tasks[5]["deleted_at"] and not tasks[3]["deleted_at"] and tasks[4]["image_id"] == "domestic_dog.jpg"
+    assert db["events"].count == len(DELIVERIES)
+
+
+def test_any_order_gives_the_same_state(tmp_path, camera_traps):
+    bodies = [json.loads(p.read_text())["body"] for p in DELIVERIES]
+    orders = [list(range(len(bodies))), list(reversed(range(len(bodies))))]
+    rng = random.Random(7)
+    orders += [rng.sample(range(len(bodies)), len(bodies)) for _ in range(8)]
+    states = []
+    for k, order in enumerate(orders):
+        path = tmp_path / f"{k}.db"
+        client = create_app({"DATABASE": str(path), "WEBHOOK_SECRET": SECRET}).test_client()
+        for i in order:
+            assert post(client, bodies[i]).status_code == 200
+        states.append(state(path))
+    assert all(s == states[0] for s in states[1:])
+
+
+def test_a_repeated_delivery_changes_nothing(client, app):
+    for path in DELIVERIES:
+        post(client, json.loads(path.read_text())["body"])
+    before = state(app.config["DATABASE"])
+    history = store.connect(app.config["DATABASE"])["rating_history"].count
+    for path in DELIVERIES:
+        assert post(client, json.loads(path.read_text())["body"]).status_code == 200
+    assert state(app.config["DATABASE"]) == before
+    assert store.connect(app.config["DATABASE"])["rating_history"].count == history
+
+
+@pytest.mark.parametrize("secret, status", [(None, 401), ("wrong", 401), ("", 401), (SECRET + "x", 401), (SECRET, 200)])
+def test_authentication(client, app, secret, status):
+    before = fingerprint(app.config["DATABASE"])
+    response = post(client, delivery("01_annotation_created.json"), secret=secret)
+    assert response.status_code == status and response.is_json
+    if status != 200:
+        assert "Authorization" in response.json["error"]
+        assert fingerprint(app.config["DATABASE"]) == before
+
+
+def _mutate(body: dict, path: list, value):
+    body = json.loads(json.dumps(body))
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return body
+
+
+CREATED = delivery("01_annotation_created.json")
+
+
+@pytest.mark.parametrize("raw, content_type, expected", [
+    (json.dumps(CREATED)[:300], "application/json", "not valid JSON"),
+    (b"\xff\xfe garbage", "application/json", "not valid JSON"),
+    ("[1, 2, 3]", "application/json", "must be a JSON object"),
+    ('"just a string"', "application/json", "must be a JSON object"),
+    (json.dumps(CREATED), "text/plain", "Content-Type must be application/json"),
+    (json.dumps(CREATED), "application/x-www-form-urlencoded", "Content-Type"),
+    ("[" * 100000 + "]" * 100000, "application/json", "not valid JSON"),
+])
+def test_malformed_bodies_are_400(client, app, raw, content_type, expected):
+    before = fingerprint(app.config["DATABASE"])
+    response = post(client, None, raw=raw, content_type=content_type)
+    assert response.status_code == 400 and expected in response.json["error"]
+    assert fingerprint(app.config["DATABASE"]) == before
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    (["action"], 7, "'action'"),
+    (["action"], KeyError, "'action'"),
+    (["project"], KeyError, "'project'"),
+    (["project", "id"], "four", "'project'"),
+    (["annotation", "id"], "3", "integer 'id'"),
+    (["annotation", "result"], "stars", "'result' must be a list"),
+    (["annotation", "result", 0, "value", "rating"], "four", "number 'rating'"),
+    (["annotation", "result", 1, "value", "choices"], "hero", "'choices'"),
+    (["annotation", "lead_time"], "slow", "'lead_time'"),
+    (["annotation", "task"], 99, "its task is missing"),
+    (["task"], KeyError, "'task'"),
+    (["task", "data"], KeyError, "'data'"),
+    (["task", "data"], {}, "no image"),
+    (["task", "data", "image_id"], 5, "data.image_id"),
+])
+def test_wrong_types_and_missing_fields_are_400(client, app, path, value, expected):
+    before = fingerprint(app.config["DATABASE"])
+    response = post(client, _mutate(CREATED, path, value))
+    assert response.status_code == 400, response.json
+    assert expected in response.json["error"]
+    assert fingerprint(app.config["DATABASE"]) == before
+
+
+def test_huge_body_is_413(tmp_path, camera_traps):
+    app = create_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET})
+    client = app.test_client()
+    before = fingerprint(app.config["DATABASE"])
+    body = _mutate(CREATED, ["annotation", "result", 2, "value", "text"], ["x" * (11 * 1024 * 1024)])
+    response = post(client, body)
+    assert response.status_code == 413 and response.is_json
+    assert fingerprint(app.config["DATABASE"]) == before
+
+
+def test_other_actions_are_accepted_and_logged(client, app):
+    response = post(client, {"action": "PROJECT_UPDATED", "project": {"id": 4}})
+    assert response.status_code == 200 and response.json["outcome"] == "ignored"
+    event = next(store.connect(app.config["DATABASE"])["events"].rows)
+    assert event["action"] == "PROJECT_UPDATED" and event["outcome"] == "ignored"
+
+
+def test_bulk_annotations_created(client, app):
+    first, second = delivery("01_annotation_created.json"), delivery("04_annotation_created.json")
+    body = {"action": "ANNOTATIONS_CREATED", "project": first["project"],
+            "annotation": [second["annotation"], first["annotation"]], "task": [first["task"], second["task"]]}
+    assert post(client, body).json["outcome"] == "ok"
+    rows = {r["annotation_id"]: r["image_id"] for r in store.connect(app.config["DATABASE"])["ratings"].rows}
+    assert rows == {"3": "ocelot.jpg", "5": "blank.jpg"}  # matched by task id, not by order
+
+
+def test_processing_failure_keeps_the_event_and_replay_applies_it(client, app, monkeypatch):
+    real = events.apply_event
+    monkeypatch.setattr(events, "apply_event", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk hiccup")))
+    response = post(client, delivery("01_annotation_created.json"))
+    assert response.status_code == 200 and response.json["outcome"] == "failed"
+    db = store.connect(app.config["DATABASE"])
+    assert db["ratings"].count == 0
+    event = next(db["events"].rows)
+    assert event["outcome"] == "failed" and "disk hiccup" in event["detail"] and event["body"]
+    monkeypatch.setattr(events, "apply_event", real)
+    result = CliRunner().invoke(cli, ["--db", app.config["DATABASE"], "replay"])
+    assert "1 ok" in result.output
+    assert next(db["ratings"].rows)["stars"] == 4
+    assert next(db["events"].rows)["outcome"] == "ok"
+
+
+def test_healthz_and_ratings_json(client, app):
+    for path in DELIVERIES:
+        post(client, json.loads(path.read_text())["body"])
+    health = client.get("/healthz")
+    assert health.status_code == 200 and health.json["ratings"] == 2 and health.json["events"] == len(DELIVERIES)
+    out = CliRunner().invoke(cli, ["--db", app.config["DATABASE"], "ratings", "--json"])
+    rows = json.loads(out.output)
+    assert {"image_id", "annotation_id", "annotator", "stars", "hero", "skipped", "deleted", "mode",
+            "updated_at"} <= set(rows[0])
+    by_id = {r["annotation_id"]: r for r in rows}
+    assert by_id["3"]["hero"] is True and by_id["3"]["stars"] == 8 and by_id["4"]["skipped"] is True
+    assert "5" not in by_id  # deleted: shown only with --all
+    everything = json.loads(CliRunner().invoke(cli, ["--db", app.config["DATABASE"], "ratings", "--json", "--all"]).output)
+    assert next(r for r in everything if r["annotation_id"] == "5")["deleted"] is True
+
+
+def test_no_secret_no_service(tmp_path):
+    with pytest.raises(RuntimeError, match="HITL_WEBHOOK_SECRET"):
+        create_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": None})
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "h.db"), "serve"], env={"HITL_WEBHOOK_SECRET": None})
+    assert result.exit_code == 1 and "HITL_WEBHOOK_SECRET" in result.output
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "h.db"), "serve", "--insecure", "--host", "0.0.0.0"],
+                                env={"HITL_WEBHOOK_SECRET": None})
+    assert result.exit_code == 1 and "loopback" in result.output
+
+
+# ---- fuzzing: never a 500, and a rejected request changes nothing ------------------------------------
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=20)
+LEAF_PATHS = []
+
+
+def _paths(value, prefix=()):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, prefix + (i,))
+    yield prefix
+
+
+def _fuzz_app(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fuzz") / "h.db"
+    return create_app({"DATABASE": str(path), "WEBHOOK_SECRET": SECRET}), path
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=JSON, action=st.sampled_from(sorted(events.HANDLED) + ["PROJECT_UPDATED", ""]))
+def test_fuzz_random_bodies(tmp_path_factory, body, action):
+    app, path = _fuzz_app(tmp_path_factory)
+    client = app.test_client()
+    if isinstance(body, dict) and body and random.Random(len(str(body))).random() < 0.7:
+        body["action"] = action
+    before = fingerprint(path)
+    response = post(client, body)
+    assert response.status_code in (200, 400), response.data
+    assert response.is_json
+    if response.status_code != 200:
+        assert fingerprint(path) == before
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(0, len(DELIVERIES) - 1), pick=st.integers(0, 10_000), value=JSON | st.just(KeyError))
+def test_fuzz_mutated_real_deliveries(tmp_path_factory, which, pick, value):
+    app, path = _fuzz_app(tmp_path_factory)
+    client = app.test_client()
+    body = json.loads(DELIVERIES[which].read_text())["body"]
+    paths = [p for p in _paths(body) if p]
+    target = list(paths[pick % len(paths)])
+    mutated = _mutate(body, target, value)
+    before = fingerprint(path)
+    response = post(client, mutated)
+    assert response.status_code in (200, 400), (target, value, response.data)
+    if response.status_code != 200:
+        assert fingerprint(path) == before
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=2000), content_type=st.sampled_from(["application/json", "text/plain", ""]),
+       secret=st.sampled_from([SECRET, None, "nope"]))
+def test_fuzz_raw_bytes(tmp_path_factory, raw, content_type, secret):
+    app, path = _fuzz_app(tmp_path_factory)
+    before = fingerprint(path)
+    response = post(app.test_client(), None, raw=raw, content_type=content_type, secret=secret)
+    assert response.status_code in (200, 400, 401)
+    if response.status_code != 200:
+        assert fingerprint(path) == before
+
+
+def test_every_pair_order_of_update_and_create(tmp_path, camera_traps):
+    created, updated = delivery("01_annotation_created.json"), delivery("02_annotation_updated.json")
+    for order in itertools.permutations([created, updated, updated]):
+        path = tmp_path / f"{id(order)}.db"
+        client = create_app({"DATABASE": str(path), "WEBHOOK_SECRET": SECRET}).test_client()
+        for body in order:
+            post(client, body)
+        row = next(store.connect(path)["ratings"].rows)
+        assert (row["stars"], row["hero"]) == (8, 1)  # the newer version wins whatever the order
