@@ -26,7 +26,7 @@ from . import selection
 from .errors import HitlError
 from .imageprep import read_upright_size
 from .sequences import build_sequences, read_capture_time
-from .store import upsert_many, utc_now
+from .store import transaction, upsert_many, utc_now
 
 CSV_COLUMNS = ("rank", "image_id", "category", "score", "reason", "species", "seq_id", "location",
                "datetime", "night", "n_animals", "area", "width", "height")
@@ -442,7 +442,7 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
             })
         cand_rows.append({"image_id": row["image_id"], "run_id": run_id, "rank": row["rank"],
                           "category": row["category"], "score": row["score"], "reason": row["reason"]})
-    with db.conn:  # one transaction: a crash leaves the previous candidate set intact
+    with transaction(db):  # one transaction: a crash leaves the previous candidate set intact
         if not add:
             db.execute("DELETE FROM candidates")
         ids = [r["image_id"] for r in image_rows]

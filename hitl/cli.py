@@ -458,9 +458,10 @@ def labelme_import(obj: Context, folder) -> None:
     """
     from .labelme_io import read_labelme_folder
     from .reviews import record_ratings
+    from .store import transaction
 
     ratings, problems = read_labelme_folder(folder)
-    with obj.db.conn:
+    with transaction(obj.db):
         counts = record_ratings(obj.db, ratings, via="labelme")
     click.echo(f"{len(ratings)} decisions read: {counts['new']} new, {counts['updated']} updated, "
                f"{counts['unchanged']} unchanged, {counts['older']} older than stored")

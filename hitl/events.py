@@ -16,7 +16,7 @@ import sqlite_utils
 from converters.labelstudio import image_id_of, rating_from_annotation
 
 from .reviews import mark_deleted, record_ratings
-from .store import utc_now
+from .store import transaction, utc_now
 
 ANNOTATION_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED"}
 HANDLED = ANNOTATION_ACTIONS | {"ANNOTATIONS_DELETED", "TASKS_CREATED", "TASKS_DELETED"}
@@ -78,7 +78,7 @@ def validate(body: dict) -> str:
                     raise BadEvent(f"{action}: annotation {annotation['id']}: '{key}' must be a string")
             task_id = annotation.get("task")
             task_id = task_id.get("id") if isinstance(task_id, dict) else task_id
-            if task_id not in by_id:
+            if not _is_id(task_id) or task_id not in by_id:
                 raise BadEvent(f"{action}: annotation {annotation['id']}: its task is missing from the delivery")
     else:
         key = "annotations" if action == "ANNOTATIONS_DELETED" else "tasks"
@@ -223,7 +223,7 @@ def store_event(db: sqlite_utils.Database, raw: bytes, body: dict, via: str) -> 
     """
     now = utc_now()
     project = body.get("project", {}).get("id") if isinstance(body.get("project"), dict) else None
-    with db.conn:
+    with transaction(db):
         event_id = db.execute(
             "INSERT INTO events (received_at, action, project, body, outcome, attempts) VALUES (?, ?, ?, ?, ?, 1)",
             [now, body["action"], None if project is None else str(project), raw.decode("utf-8"), "received"],
@@ -251,7 +251,7 @@ def replay_failed(db: sqlite_utils.Database) -> Counter:
     counts: Counter = Counter()
     for event_id, raw in db.execute("SELECT id, body FROM events WHERE outcome = 'failed' ORDER BY id").fetchall():
         body = json.loads(raw)
-        with db.conn:
+        with transaction(db):
             outcome, detail = _apply_in_savepoint(db, body, "replay")
             db.execute("UPDATE events SET outcome = ?, detail = ?, processed_at = ?, attempts = attempts + 1 "
                        "WHERE id = ?", [outcome, detail, utc_now(), event_id])

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from converters.labelstudio import DETECTOR_VERSION, MODES, build_task, local_files_url, model_version
 
 from .errors import HitlError
-from .store import utc_now
+from .store import transaction, utc_now
 
 LABEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "label_config"
 WEBHOOK_ACTIONS = ["TASKS_CREATED", "TASKS_DELETED", "ANNOTATION_CREATED", "ANNOTATIONS_CREATED",
@@ -200,14 +200,14 @@ def push(db: sqlite_utils.Database, client, *, url: str, title: str, mode: str =
                 raise HitlError(f"Label Studio created {len(task_ids)} tasks for {len(batch)} sent; "
                                 f"run `python -m hitl sync` to reconcile")
             now = utc_now()
-            with db.conn:  # the mapping is saved batch by batch: a rerun never imports twice
+            with transaction(db):  # the mapping is saved batch by batch: a rerun never imports twice
                 db["ls_tasks"].insert_all([{"project_id": project.id, "task_id": t, "image_id": i, "pushed_at": now}
                                            for t, i in zip(task_ids, batch_images)], pk=("project_id", "task_id"))
             summary.pushed += len(batch)
             bar.update(len(batch))
     if webhook_url:
         summary.webhook = ensure_webhook(client, project.id, webhook_url, secret)
-        with db.conn:
+        with transaction(db):
             db.execute("UPDATE ls_projects SET webhook_url = ? WHERE id = ?", [webhook_url, project.id])
     from .sync import cache_users
 
@@ -243,7 +243,7 @@ def ensure_project(db: sqlite_utils.Database, client, url: str, title: str, mode
         if changes:
             project = client.projects.update(id=project.id, **changes)
         created = False
-    with db.conn:
+    with transaction(db):
         db["ls_projects"].upsert({"id": project.id, "url": url, "title": title, "mode": mode, "model_version": version,
                                   "created_at": now, "updated_at": now}, pk="id")
     return project, created
@@ -283,7 +283,7 @@ def mapped_images(db: sqlite_utils.Database, client, project_id: int) -> set[str
         image_id = (task.data or {}).get("image_id")
         if image_id:
             rows.append({"project_id": project_id, "task_id": task.id, "image_id": image_id, "pushed_at": now})
-    with db.conn:
+    with transaction(db):
         db["ls_tasks"].upsert_all(rows, pk=("project_id", "task_id"))
     return known | {r["image_id"] for r in rows}
 

@@ -15,7 +15,7 @@ import sqlite_utils
 
 from converters.common import HumanRating
 
-from .store import utc_now
+from .store import insert_row, utc_now
 
 KEY = ("source", "project", "annotation_id")
 # What a curator decided; a change in any of these is a new version.
@@ -46,7 +46,7 @@ def record_ratings(db: sqlite_utils.Database, ratings: Iterable[HumanRating], vi
         old = db.execute(f"SELECT {', '.join(DECISION)} FROM ratings WHERE source = ? AND project = ? "
                          f"AND annotation_id = ?", [row[k] for k in KEY]).fetchone()
         if old is None:
-            db["ratings"].insert(row)
+            insert_row(db, "ratings", row)
             _history(db, row, "created")
             counts["new"] += 1
             continue
@@ -63,7 +63,10 @@ def record_ratings(db: sqlite_utils.Database, ratings: Iterable[HumanRating], vi
         for k in ("annotator_email", "mode", "image_id", "task_id"):
             if row[k] is None:
                 row[k] = old[k]
-        db["ratings"].update(tuple(row[k] for k in KEY), {k: v for k, v in row.items() if k not in KEY})
+        changes = [k for k in row if k not in KEY]
+        db.execute(f"UPDATE ratings SET {', '.join(f'[{k}] = ?' for k in changes)} "
+                   f"WHERE source = ? AND project = ? AND annotation_id = ?",
+                   [row[k] for k in changes] + [row[k] for k in KEY])
         _history(db, row, "updated")
         counts["updated"] += 1
     return counts
@@ -85,7 +88,7 @@ def mark_deleted(db: sqlite_utils.Database, source: str, project: str, annotatio
             if tombstone:
                 stone = {"source": source, "project": str(project), "annotation_id": str(annotation_id), "deleted": 1,
                          "skipped": 0, "boxes": "[]", "received_at": now, "via": via}
-                db["ratings"].insert(stone)
+                insert_row(db, "ratings", stone)
                 _history(db, stone, "deleted")
             counts["deleted before seen" if tombstone else "unknown"] += 1
             continue
@@ -101,7 +104,7 @@ def mark_deleted(db: sqlite_utils.Database, source: str, project: str, annotatio
 
 
 def _history(db: sqlite_utils.Database, row: dict, change: str) -> None:
-    db["rating_history"].insert({**{k: v for k, v in row.items() if k != "id"}, "change": change})
+    insert_row(db, "rating_history", {**{k: v for k, v in row.items() if k != "id"}, "change": change})
 
 
 def _older(new: str | None, old: str | None) -> bool:

@@ -27,7 +27,7 @@ from .backends.base import BATCH_DONE_STATES, AuthError, CallError, Outcome, Ret
 from .errors import HitlError, NothingToDo
 from .imageprep import ImagePrepError, prepare_image, read_upright_size
 from .prompts import load_prompt
-from .store import upsert_many, utc_now
+from .store import transaction, upsert_many, utc_now
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 
@@ -128,7 +128,7 @@ def register_folder(db: sqlite_utils.Database, folder: str | Path) -> list[str]:
         _, size = read_upright_size(path)  # an unreadable file is recorded as failed when it is scored
         rows.append({"image_id": path.relative_to(root).as_posix(), "root": str(root),
                      "width": size[0] if size else None, "height": size[1] if size else None, "updated_at": now})
-    with db.conn:
+    with transaction(db):
         db.conn.executemany(
             "INSERT INTO images (image_id, root, width, height, updated_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (image_id) DO UPDATE SET root = excluded.root, width = COALESCE(excluded.width, width), "
@@ -247,7 +247,7 @@ class Recorder:
             "error_kind": outcome.error_kind, "attempts": attempts, "run_id": s.run_id,
             "batch_job": self.batch_job, "created_at": now, "updated_at": now,
         }
-        with self.db.conn:
+        with transaction(self.db):
             upsert_many(self.db, "scores", [row], ("image_id", "model", "prompt_version"))
         if v is not None:
             s.scored += 1
@@ -419,13 +419,13 @@ def submit_batch(db: sqlite_utils.Database, backend, targets: list[Target], sett
         return summary
     now = utc_now()
     pending_name = f"pending:{local_id}"
-    with db.conn:
+    with transaction(db):
         db["batch_jobs"].insert({"name": pending_name, "model": backend.name, "prompt_version": prompt_version,
                                  "state": "NOT_SUBMITTED", "input_file": str(jsonl), "n_requests": len(keys),
                                  "run_id": run_id, "created_at": now, "updated_at": now})
         db["batch_items"].insert_all([{"job_name": pending_name, "key": k, "image_id": v} for k, v in keys.items()])
     name, uploaded = backend.submit_batch(str(jsonl), local_id)
-    with db.conn:  # the job's name, its images and the prompt version are in SQLite from here on
+    with transaction(db):  # the job's name, its images and the prompt version are in SQLite from here on
         db.execute("UPDATE batch_items SET job_name = ? WHERE job_name = ?", [name, pending_name])
         db.execute("UPDATE batch_jobs SET name = ?, state = 'JOB_STATE_PENDING', input_file = ?, updated_at = ? "
                    "WHERE name = ?", [name, f"{jsonl} ({uploaded})", utc_now(), pending_name])
@@ -470,12 +470,12 @@ def resume_batch(db: sqlite_utils.Database, backend, job: dict, settings: dict[s
     if name.startswith("pending:"):
         found = find_submitted(backend, job)
         if found is None:
-            with db.conn:
+            with transaction(db):
                 db.execute("UPDATE batch_jobs SET state = 'NEVER_SUBMITTED', collected_at = ?, updated_at = ? "
                            "WHERE name = ?", [utc_now(), utc_now(), name])
             raise HitlError(f"batch {name} was never submitted (the process stopped before the upload "
                             f"finished); rerun `hitl score --model {job['model']} --batch` to submit its images")
-        with db.conn:
+        with transaction(db):
             db.execute("UPDATE batch_items SET job_name = ? WHERE job_name = ?", [found, name])
             db.execute("UPDATE batch_jobs SET name = ? WHERE name = ?", [found, name])
         name = found
@@ -493,7 +493,7 @@ def resume_batch(db: sqlite_utils.Database, backend, job: dict, settings: dict[s
     _update_job(db, name, state, stats.get("error"))
     summary.elapsed_s = time.perf_counter() - started
     if state != "JOB_STATE_SUCCEEDED":
-        with db.conn:
+        with transaction(db):
             db.execute("UPDATE batch_jobs SET collected_at = ? WHERE name = ?", [utc_now(), name])
         summary.stopped = f"batch ended {state.removeprefix('JOB_STATE_').lower()}" + (
             f": {stats['error']}" if stats.get("error") else "") + "; its images stay unscored, rerun to resubmit"
@@ -514,7 +514,7 @@ def resume_batch(db: sqlite_utils.Database, backend, job: dict, settings: dict[s
                                            error_kind="batch: missing result"), 1)
     if unknown:
         summary.failed["batch: result line with an unknown or repeated key"] += unknown
-    with db.conn:
+    with transaction(db):
         db.execute("UPDATE batch_jobs SET collected_at = ?, output_file = ? WHERE name = ?",
                    [utc_now(), result_file, name])
     if summary.run_id:
@@ -526,7 +526,7 @@ def resume_batch(db: sqlite_utils.Database, backend, job: dict, settings: dict[s
 
 
 def _update_job(db: sqlite_utils.Database, name: str, state: str, error: str | None = None) -> None:
-    with db.conn:
+    with transaction(db):
         db.execute("UPDATE batch_jobs SET state = ?, updated_at = ?, error = COALESCE(?, error) WHERE name = ?",
                    [state, utc_now(), error, name])
 
@@ -541,7 +541,7 @@ def cancel_batch(db: sqlite_utils.Database, backend, name: str) -> str:
     """Cancel a job on the provider's side; its images stay unscored."""
     backend.cancel_batch(name)
     state, _, _ = backend.batch_status(name)
-    with db.conn:
+    with transaction(db):
         db.execute("UPDATE batch_jobs SET state = ?, updated_at = ?, collected_at = COALESCE(collected_at, ?) "
                    "WHERE name = ?", [state, utc_now(), utc_now() if state in BATCH_DONE_STATES else None, name])
     return state

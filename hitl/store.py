@@ -7,7 +7,8 @@ migrations, each applied once and recorded in the ``_migrations`` table.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -224,6 +225,30 @@ def m004_events(db: sqlite_utils.Database) -> None:
     db["ls_projects"].add_column("webhook_url", str)
 
 
+@contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """One write transaction, taken with BEGIN IMMEDIATE.
+
+    sqlite-utils commits every write statement made outside an open transaction, so a
+    ``with db.conn:`` block is no transaction at all; this is. IMMEDIATE takes the write
+    lock at the start (waiting up to the busy timeout) instead of failing later when a
+    read would have to become a write while another process writes. Nested: a savepoint.
+    """
+    conn = db.conn
+    if conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def utc_now() -> str:
     """Now as an ISO 8601 UTC timestamp (what every *_at column holds)."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -278,6 +303,14 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
             conn.execute("ROLLBACK")
         raise
     return applied
+
+
+def insert_row(db: sqlite_utils.Database, table: str, row: dict) -> int:
+    """Insert one row with plain SQL (sqlite-utils' insert re-inspects the table on every call,
+    which the webhook cannot afford per delivery). Returns the rowid."""
+    columns = list(row)
+    sql = f"INSERT INTO [{table}] ({', '.join(f'[{c}]' for c in columns)}) VALUES ({', '.join('?' * len(columns))})"
+    return db.execute(sql, [row[c] for c in columns]).lastrowid
 
 
 def upsert_many(db: sqlite_utils.Database, table: str, rows: list[dict], pk: str | tuple[str, ...]) -> None:

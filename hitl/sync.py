@@ -21,7 +21,7 @@ from converters.labelstudio import image_id_of, rating_from_annotation
 from .errors import HitlError
 from .events import SOURCE, delete_task
 from .reviews import mark_deleted, record_ratings
-from .store import utc_now
+from .store import transaction, utc_now
 
 CHUNK = 200  # ratings per transaction: the webhook never waits long for the lock
 
@@ -45,7 +45,7 @@ def cache_users(db: sqlite_utils.Database, client) -> dict[int, str]:
     """Label Studio's users (id → email): webhook deliveries name annotators by id only."""
     users = {u.id: u.email for u in client.users.list() if u.email}
     now = utc_now()
-    with db.conn:
+    with transaction(db):
         db["ls_users"].upsert_all([{"id": k, "email": v, "updated_at": now} for k, v in users.items()], pk="id")
     return users
 
@@ -64,7 +64,7 @@ def reconcile_tasks(db: sqlite_utils.Database, tasks: Iterable[dict], project: s
     ratings: list[HumanRating] = []
     task_ids: set[int] = set()
     now = utc_now()
-    with db.conn:
+    with transaction(db):
         for task in tasks:
             if not isinstance(task, dict) or not isinstance(task.get("id"), int):
                 counts["malformed task skipped"] += 1
@@ -80,20 +80,20 @@ def reconcile_tasks(db: sqlite_utils.Database, tasks: Iterable[dict], project: s
                 rating.mode = rating.mode or mode
                 ratings.append(rating)
     for start in range(0, len(ratings), CHUNK):
-        with db.conn:
+        with transaction(db):
             counts.update(record_ratings(db, ratings[start:start + CHUNK], via=via))
     present = {r.annotation_id for r in ratings}
     stale = [row[0] for row in db.execute(
         "SELECT annotation_id FROM ratings WHERE source = ? AND project = ? AND deleted = 0 AND received_at < ?",
         [SOURCE, project, started]) if row[0] not in present]
     for start in range(0, len(stale), CHUNK):
-        with db.conn:
+        with transaction(db):
             counts.update(mark_deleted(db, SOURCE, project, stale[start:start + CHUNK], via=via))
     gone = [row[0] for row in db.execute(
         "SELECT task_id FROM ls_tasks WHERE project_id = ? AND deleted_at IS NULL AND pushed_at < ?",
         [int(project), started]) if row[0] not in task_ids]
     for task_id in gone:
-        with db.conn:
+        with transaction(db):
             counts.update(delete_task(db, project, task_id, via=via))
     return counts
 
@@ -131,12 +131,12 @@ def sync_labelme(db: sqlite_utils.Database, folder: str | Path) -> tuple[Counter
     project = Path(folder).resolve().as_posix()
     counts: Counter = Counter()
     for start in range(0, len(ratings), CHUNK):
-        with db.conn:
+        with transaction(db):
             counts.update(record_ratings(db, ratings[start:start + CHUNK], via="sync"))
     gone = [row[0] for row in db.execute(
         "SELECT annotation_id FROM ratings WHERE source = 'labelme' AND project = ? AND deleted = 0", [project])
         if not (Path(project) / row[0]).exists()]
-    with db.conn:
+    with transaction(db):
         counts.update(mark_deleted(db, "labelme", project, gone, via="sync"))
     return counts, problems
 

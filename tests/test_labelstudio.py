@@ -15,6 +15,7 @@ from label_studio_sdk.label_interface import LabelInterface
 from converters.labelstudio import (DETECTOR_VERSION, build_task, image_id_of, local_files_url, rating_from_annotation,
                                     stars)
 from hitl import store
+from hitl.store import transaction
 from hitl.cli import cli
 from hitl.labelstudio import config_labels, label_config
 
@@ -112,7 +113,7 @@ class Review:
                  "--speciesnet", str(data / "speciesnet_predictions.json"), "--images", str(self.images), "-n", str(n))
         self.run("score", "--model", "baseline")
         db = self.db
-        with db.conn:  # a second model, as if Gemini had scored them
+        with transaction(db):  # a second model, as if Gemini had scored them
             for k, row in enumerate(db.query("SELECT image_id FROM candidates ORDER BY rank")):
                 db["scores"].insert({"image_id": row["image_id"], "model": "gemini-2.5-flash",
                                      "prompt_version": "hero-v1", "status": "ok", "score": 3.0 + k * 0.7,
@@ -207,7 +208,7 @@ def test_push_counts_bad_images_and_scores_and_reenables_the_webhook(tmp_path, l
     db = review.db
     ids = [r["image_id"] for r in db.query("SELECT image_id FROM candidates ORDER BY rank")]
     missing = label_studio.document_root / "moved"  # inside the document root, but the file is not there
-    with db.conn:
+    with transaction(db):
         db.execute("UPDATE images SET root = ? WHERE image_id = ?", [str(missing), ids[0]])  # file not there
         db.execute("UPDATE scores SET score = ? WHERE image_id = ? AND model = 'baseline'", [math.nan, ids[1]])
     title = f"errors {uuid.uuid4().hex[:6]}"
@@ -231,7 +232,7 @@ def test_image_outside_the_document_root_is_a_counted_skip(tmp_path, label_studi
     (outside / first).parent.mkdir(parents=True)
     (outside / first).write_bytes((review.images / first).read_bytes())
     db = review.db
-    with db.conn:
+    with transaction(db):
         db.execute("UPDATE images SET root = ? WHERE image_id = ?", [str(outside), first])
     result = review.push(f"outside {uuid.uuid4().hex[:6]}")
     assert "2 tasks pushed" in result.output

@@ -23,7 +23,7 @@ TARGET_SECONDS = 120.0
 
 def fill(db, root: Path, n: int) -> None:
     """N candidate rows as select and score would leave them."""
-    from hitl.store import utc_now
+    from hitl.store import transaction, utc_now
 
     source = REPO / "sample_data" / "images" / "cam_a" / "IMG_0001.JPG"
     now = utc_now()
@@ -38,7 +38,7 @@ def fill(db, root: Path, n: int) -> None:
         candidates.append((image_id, None, k + 1, "well_framed", 0.8, "benchmark"))
         for model, score in (("gemini-2.5-flash", 3 + (k % 70) / 10), ("baseline", 2 + (k % 50) / 10)):
             scores.append((image_id, model, "hero-v1", "ok", score, int(score >= 7), "benchmark reasoning"))
-    with db.conn:
+    with transaction(db):
         db.conn.executemany("INSERT INTO images (image_id, root, width, height, species, seq_id, frame_num, updated_at) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", images)
         db.conn.executemany("INSERT INTO detections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", detections)
