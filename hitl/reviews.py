@@ -121,3 +121,29 @@ def _when(stamp: str | None) -> datetime | None:
     except ValueError:
         return None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def long_table(db: sqlite_utils.Database) -> list[dict]:
+    """Every opinion on every image as one long table, the input of the agreement statistics.
+
+    One row per (image, rater): ``image_id, rater, kind ("human" or "model"), score, hero,
+    mode, species``. Humans: one row per curator's live, non-skipped rating (stars 1-10, the
+    hero choice; rater = email, else "user <id>", else the Labelme folder). Models: every ok
+    score (0-10), rater = ``model@prompt_version``.
+    """
+    species = dict(db.execute("SELECT image_id, species FROM images").fetchall())
+    rows = []
+    for r in db.query("SELECT image_id, source, project, annotator_id, annotator_email, stars, hero, mode "
+                      "FROM ratings WHERE deleted = 0 AND skipped = 0 AND image_id IS NOT NULL "
+                      "AND (stars IS NOT NULL OR hero IS NOT NULL) ORDER BY image_id, updated_at"):
+        rater = r["annotator_email"] or (f"user {r['annotator_id']}" if r["annotator_id"] else f"{r['source']}:{r['project']}")
+        rows.append({"image_id": r["image_id"], "rater": rater, "kind": "human",
+                     "score": None if r["stars"] is None else float(r["stars"]),
+                     "hero": None if r["hero"] is None else bool(r["hero"]), "mode": r["mode"],
+                     "species": species.get(r["image_id"])})
+    for r in db.query("SELECT image_id, model, prompt_version, score, hero FROM scores WHERE status = 'ok' "
+                      "ORDER BY image_id"):
+        rows.append({"image_id": r["image_id"], "rater": f"{r['model']}@{r['prompt_version']}", "kind": "model",
+                     "score": r["score"], "hero": None if r["hero"] is None else bool(r["hero"]), "mode": None,
+                     "species": species.get(r["image_id"])})
+    return rows
