@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 import os
+import signal
+import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -386,6 +388,8 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
     echo = lambda m: click.echo(m, err=True)  # noqa: E731
     binary = ls.find_binary(install=True, echo=echo)
     log = config.data_dir / "label-studio.log"
+    # a script stopping us with SIGTERM must also stop Label Studio: run the finally below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     process = ls.start(config, binary, log)
     try:
         seconds = ls.wait_until_healthy(config, process, log)

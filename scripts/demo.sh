@@ -1,26 +1,112 @@
 #!/usr/bin/env bash
-# The main job on the bundled sample collection: set up, select candidates, score them.
-# Usage: scripts/demo.sh            (writes demo/hitl.db and demo/candidates.csv)
+# From a fresh clone to a working review desk, on the bundled sample collection:
+# set up, select and score candidates, start Label Studio and the webhook service, push the
+# project with the webhook registered, and wait. Ctrl+C stops both servers.
+#
+#   scripts/demo.sh
+#
+# Settings (environment): HITL_DEMO_DIR (default ./demo), HITL_STUDIO_PORT (8080),
+# HITL_SERVE_PORT (8765). A rerun reuses the database, the Label Studio data and the
+# credentials in $HITL_DEMO_DIR and adds nothing twice. With GEMINI_API_KEY or
+# HITL_OPENAI_BASE_URL set, the candidates are scored by Gemini or that server too.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 ensure_venv requirements.txt
 cd "$REPO"
-OUT="${HITL_DEMO_DIR:-$REPO/demo}"
-mkdir -p "$OUT"
+PY="$VENV/bin/python"
+
+OUT="$(mkdir -p "${HITL_DEMO_DIR:-$REPO/demo}" && cd "${HITL_DEMO_DIR:-$REPO/demo}" && pwd)"
+STUDIO_PORT="${HITL_STUDIO_PORT:-8080}"
+SERVE_PORT="${HITL_SERVE_PORT:-8765}"
+STUDIO_URL="http://127.0.0.1:$STUDIO_PORT"
+WEBHOOK_URL="http://127.0.0.1:$SERVE_PORT/webhooks/label-studio"
 export HITL_DB="$OUT/hitl.db"
-"$VENV/bin/python" -m hitl select \
-  --md sample_data/md_results.json \
-  --speciesnet sample_data/speciesnet_predictions.json \
-  --cct sample_data/cct.json \
-  --images sample_data/images \
-  -n 12 --out "$OUT/candidates.csv"
+
+# Demo credentials, made once and kept with the demo's data (Label Studio takes its preset
+# user and token on the first start of its data folder only, so a rerun must reuse them).
+CREDENTIALS="$OUT/credentials.env"
+if [ ! -f "$CREDENTIALS" ]; then
+  umask 077
+  "$PY" - > "$CREDENTIALS" <<'EOF'
+import secrets
+print(f"export LABEL_STUDIO_USERNAME=curator@example.org")
+print(f"export LABEL_STUDIO_PASSWORD={secrets.token_urlsafe(12)}")
+print(f"export LABEL_STUDIO_API_KEY={secrets.token_hex(20)}")
+print(f"export HITL_WEBHOOK_SECRET={secrets.token_urlsafe(24)}")
+EOF
+fi
+# shellcheck disable=SC1090
+source "$CREDENTIALS"
+
+port_taken() { ! "$PY" -c "import sys; from hitl.studio import port_is_free; sys.exit(0 if port_is_free('127.0.0.1', $1) else 1)"; }
+for spec in "$STUDIO_PORT:Label Studio:HITL_STUDIO_PORT" "$SERVE_PORT:the webhook service:HITL_SERVE_PORT"; do
+  IFS=: read -r port what variable <<< "$spec"
+  if port_taken "$port"; then
+    echo "Port $port is taken (needed for $what). Stop what uses it, or choose another: $variable=<port> scripts/demo.sh" >&2
+    exit 1
+  fi
+done
+
+echo "== 1. Select candidates from sample_data/"
+"$PY" -m hitl select --md sample_data/md_results.json --speciesnet sample_data/speciesnet_predictions.json \
+  --cct sample_data/cct.json --images sample_data/images -n 12 --out "$OUT/candidates.csv"
 echo
-"$VENV/bin/python" -m hitl score --model baseline
+echo "== 2. Score them"
+"$PY" -m hitl score --model baseline
 if [ -n "${GEMINI_API_KEY:-}${GOOGLE_API_KEY:-}" ]; then
-  "$VENV/bin/python" -m hitl score --model "${HITL_GEMINI_MODEL:-gemini-2.5-flash}" --max-cost "${HITL_DEMO_MAX_COST:-1}"
+  "$PY" -m hitl score --model "${HITL_GEMINI_MODEL:-gemini-2.5-flash}" --max-cost "${HITL_DEMO_MAX_COST:-1}"
 fi
 if [ -n "${HITL_OPENAI_BASE_URL:-}" ]; then
-  "$VENV/bin/python" -m hitl score --model "openai:${HITL_OPENAI_MODEL:-Qwen/Qwen2.5-VL-7B-Instruct}"
+  "$PY" -m hitl score --model "openai:${HITL_OPENAI_MODEL:-Qwen/Qwen2.5-VL-7B-Instruct}"
 fi
+
 echo
-echo "Candidates: $OUT/candidates.csv   Database: $HITL_DB"
+echo "== 3. Start Label Studio and the webhook service"
+PIDS=()
+cleanup() {
+  trap - INT TERM EXIT
+  if [ ${#PIDS[@]} -gt 0 ]; then
+    echo; echo "Stopping Label Studio and the webhook service"
+    kill -TERM "${PIDS[@]}" 2>/dev/null || true
+    wait "${PIDS[@]}" 2>/dev/null || true
+  fi
+}
+trap cleanup INT TERM EXIT
+"$PY" -m hitl studio --port "$STUDIO_PORT" --data-dir "$OUT/label-studio-data" \
+  --document-root "$REPO/sample_data" --webhook-url "$WEBHOOK_URL" > "$OUT/studio.out" 2>&1 &
+PIDS+=($!)
+"$PY" -m hitl serve --port "$SERVE_PORT" > "$OUT/serve.out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 600); do
+  if grep -q "is up" "$OUT/studio.out" 2>/dev/null; then break; fi
+  if ! kill -0 "${PIDS[0]}" 2>/dev/null; then cat "$OUT/studio.out" >&2; echo "Label Studio did not start" >&2; exit 1; fi
+  sleep 0.5
+done
+grep -q "is up" "$OUT/studio.out" || { cat "$OUT/studio.out" >&2; echo "Label Studio did not become ready" >&2; exit 1; }
+for _ in $(seq 1 60); do
+  "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$SERVE_PORT/healthz', timeout=1)" 2>/dev/null && break
+  sleep 0.5
+done
+
+echo
+echo "== 4. Push the candidates, with every model's opinion, and register the webhook"
+"$PY" -m hitl push --url "$STUDIO_URL" --project "hero-hitl demo" --document-root "$REPO/sample_data" \
+  --webhook-url "$WEBHOOK_URL"
+
+cat <<EOT
+
+Ready. Open $STUDIO_URL and log in:
+    user      $LABEL_STUDIO_USERNAME
+    password  $LABEL_STUDIO_PASSWORD
+Open the project "hero-hitl demo", click "Label All Tasks", give each image 1-10 stars and
+decide hero or not_hero, then Submit. Every decision lands in $HITL_DB at once.
+
+Then, in another terminal (from $REPO):
+    export HITL_DB=$HITL_DB
+    .venv/bin/python -m hitl ratings                      # what the curators decided
+    .venv/bin/python -m hitl report --out $OUT/report     # agreement: curators vs models
+    .venv/bin/python -m hitl export --out $OUT/heroes     # the validated hero set
+Credentials are in $CREDENTIALS. Ctrl+C stops both servers.
+EOT
+echo "hero-hitl demo is ready"
+wait
