@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from .common import RecordProblem, decode_records, gc_paused, image_keys, read_input
+from .common import RecordProblem, decode_records, gc_paused, keyed_records, read_input
 
 
 class _Image(msgspec.Struct, gc=False):
@@ -66,26 +66,7 @@ def parse_cct(data: bytes, source: str, images_root: str | Path | None = None) -
 
 
 def _columns(images: list, source: str, images_root, problems: list[RecordProblem]) -> CCTMetadata:
-    positions = [i for i, rec in enumerate(images) if rec is not None]
-    records = [images[i] for i in positions] if len(positions) != len(images) else images
-    keys, errors = image_keys([rec.file_name for rec in records], images_root)
-    drop = set()
-    for k, message in errors.items():
-        problems.append(RecordProblem(source, _where(positions[k], records[k].file_name), "bad path", message))
-        drop.add(k)
-    if len(set(keys)) + max(len(errors) - 1, 0) != len(keys):
-        first: set[str] = set()
-        for k, key in enumerate(keys):
-            if key is None:
-                continue
-            if key in first:
-                problems.append(RecordProblem(source, _where(positions[k], records[k].file_name),
-                                              "duplicate file_name", "this one skipped"))
-                drop.add(k)
-            first.add(key)
-    if drop:
-        kept = [k for k in range(len(records)) if k not in drop]
-        records, keys = [records[k] for k in kept], [keys[k] for k in kept]
+    records, keys, _ = keyed_records(images, source, images_root, "file_name", problems)
     n = len(records)
     # Capture times stay as written: normalise_datetime is applied only to the images a
     # caller needs, since parsing a million dates costs seconds and most are never used.
@@ -131,6 +112,3 @@ def normalise_datetime(text: str) -> str | None:
             return None
     return value.replace(tzinfo=None, microsecond=0).isoformat()
 
-
-def _where(i: int, name: object) -> str:
-    return f"images[{i}] (file_name {name!r})" if isinstance(name, str) else f"images[{i}]"

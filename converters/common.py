@@ -89,6 +89,40 @@ def image_keys(paths: list[str], root: str | Path | None = None) -> tuple[list[s
 _DRIVE = re.compile(r"\n[A-Za-z]:")
 
 
+def keyed_records(images: list, source: str, images_root: str | Path | None, path_field: str,
+                  problems: list[RecordProblem]) -> tuple[list, list[str], list[int]]:
+    """The usable records of an ``images`` list, their image_ids and their positions in the file.
+
+    Records that failed to decode (None), bad paths and repeated image_ids (the first one
+    wins) are dropped; each is added to ``problems`` naming the record.
+    """
+    def where(k: int) -> str:
+        name = getattr(records[k], path_field)
+        return f"images[{positions[k]}] ({path_field} {name!r})"
+
+    positions = [i for i, rec in enumerate(images) if rec is not None]
+    records = [images[i] for i in positions] if len(positions) != len(images) else images
+    keys, errors = image_keys([getattr(rec, path_field) for rec in records], images_root)
+    drop = set(errors)
+    for k, message in errors.items():
+        problems.append(RecordProblem(source, where(k), "bad path", message))
+    if len(set(keys)) + max(len(errors) - 1, 0) != len(keys):  # some image_id repeats
+        first: dict[str, int] = {}
+        for k, key in enumerate(keys):
+            if key is None:
+                continue
+            if key in first:
+                problems.append(RecordProblem(source, where(k), f"duplicate {path_field} entry",
+                                              f"first at images[{positions[first[key]]}]; this one skipped"))
+                drop.add(k)
+            else:
+                first[key] = k
+    if drop:
+        kept = [k for k in range(len(records)) if k not in drop]
+        records, keys, positions = [records[k] for k in kept], [keys[k] for k in kept], [positions[k] for k in kept]
+    return records, keys, positions
+
+
 def read_input(path: str | Path, what: str) -> bytes:
     """The bytes of an input file; a file that cannot be read is an InputFormatError."""
     try:

@@ -51,7 +51,7 @@ def test_bad_records_are_counted(tmp_path):
     meta = parse_cct(data, "cct.json")
     assert meta.image_ids == ["a.jpg"]
     assert sorted(p.reason for p in meta.problems) == [
-        "bad path", "duplicate file_name", "malformed image record", "malformed image record"]
+        "bad path", "duplicate file_name entry", "malformed image record", "malformed image record"]
 
 
 @pytest.mark.parametrize("payload", [b'{"images": [', b"<html>", b'{"categories": []}'])
