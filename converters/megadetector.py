@@ -95,10 +95,11 @@ def load_megadetector(path: str | Path, images_root: str | Path | None = None) -
 
 def parse_megadetector(data: bytes, source: str, images_root: str | Path | None = None) -> MegaDetectorFile:
     """Parse MegaDetector JSON bytes; bad records are counted problems, not fatal."""
+    head = data[:65536]  # enough to tell which kind of file it is, if it is not this kind
     with gc_paused():
         parsed, images, problems = decode_records(
             data, source, "MegaDetector", _TypedFile, _LooseFile, _Image, "file",
-            lambda exc: _whole_file_hint(source, data, exc))
+            lambda exc: _whole_file_hint(source, head, exc))
         del data
         return _columns(parsed, images, source, images_root, problems)
 

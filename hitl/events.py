@@ -30,7 +30,9 @@ class BadEvent(ValueError):
 def parse_body(raw: bytes) -> dict:
     """Decode a delivery body; anything but a JSON object is a BadEvent."""
     try:
-        body = json.loads(raw)
+        # UTF-8 only, as Label Studio sends; json.loads would also take UTF-16/32 bytes that
+        # could then not be stored as text
+        body = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # ValueError covers bad UTF-8 and bad JSON
         raise BadEvent(f"body is not valid JSON ({type(exc).__name__}: {str(exc)[:120]})") from None
     if not isinstance(body, dict):

@@ -367,9 +367,9 @@ def render_html(agreement: dict, rows: list[dict], ranked: list[dict], reasoning
         "<h2>Plots</h2>",
         *[f"<h3>{html.escape(title)}</h3>{img}" for title, img in scatter_and_bland_altman(rows)],
         *[f"<h3>{html.escape(title)}</h3>{img}" for title, img in distributions(rows)],
-        f"<h2>Top disagreements</h2><p class='small'>The images most worth a second look: the curators and a model far apart, "
-        f"the models far apart, or different hero decisions. All of them are in disagreements.csv; "
-        f"<code>hitl queue</code> sends them to a blind adjudication project.</p>",
+        "<h2>Top disagreements</h2><p class='small'>The images most worth a second look: the curators and a model far apart, "
+        "the models far apart, or different hero decisions. All of them are in disagreements.csv; "
+        "<code>hitl queue</code> sends them to a blind adjudication project.</p>",
         _gallery(ranked, reasoning, comments, roots),
     ]
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>hero-hitl agreement report</title>"

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -308,36 +308,50 @@ def run_sync(db: sqlite_utils.Database, backend, targets: list[Target], settings
                 ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="score") as call_pool:
             preparing: dict[Future, Target] = {}
             calling: set[Future] = set()
-            while True:
-                if not stop.is_set():
-                    for target in _take(pending, ahead - len(preparing) - len(ready)):
-                        preparing[prep_pool.submit(caller.prepare, target)] = target
-                    while ready and len(calling) < concurrency:
-                        target, request = ready.pop(0)
-                        calling.add(call_pool.submit(caller.call, target, request))
-                if not preparing and not calling:
-                    break
-                done, _ = wait(set(preparing) | calling, return_when=FIRST_COMPLETED)
-                for future in done:
-                    if future in preparing:
-                        target = preparing.pop(future)
-                        prepared = future.result()
-                        if isinstance(prepared, Attempted):  # unusable image: recorded, never sent
-                            recorder.record(target.image_id, prepared.outcome, 0)
+            try:
+                while True:
+                    if not stop.is_set():
+                        for target in _take(pending, ahead - len(preparing) - len(ready)):
+                            preparing[prep_pool.submit(caller.prepare, target)] = target
+                        while ready and len(calling) < concurrency:
+                            target, request = ready.pop(0)
+                            calling.add(call_pool.submit(caller.call, target, request))
+                    if not preparing and not calling:
+                        break
+                    done, _ = wait(set(preparing) | calling, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        if future in preparing:
+                            target = preparing.pop(future)
+                            prepared = future.result()
+                            if isinstance(prepared, Attempted):  # unusable image: recorded, never sent
+                                recorder.record(target.image_id, prepared.outcome, 0)
+                                bar.update(1)
+                            elif not stop.is_set():
+                                ready.append((target, prepared))
+                            continue
+                        calling.discard(future)
+                        try:
+                            result = future.result()
+                        except AuthError as exc:
+                            auth_error = auth_error or exc
+                            stop.set()
+                            continue
+                        if result.outcome is not None:
+                            recorder.record(result.target.image_id, result.outcome, result.attempts)
                             bar.update(1)
-                        elif not stop.is_set():
-                            ready.append((target, prepared))
-                        continue
-                    calling.discard(future)
+            except KeyboardInterrupt:
+                # The calls in flight are being paid for: wait for them and keep their results,
+                # so a rerun does not pay again for them. A second Ctrl+C abandons them.
+                stop.set()
+                status = "stopped"
+                summary.stopped = "interrupted: rerun the same command to continue where it stopped"
+                for future in as_completed(calling):
                     try:
                         result = future.result()
-                    except AuthError as exc:
-                        auth_error = auth_error or exc
-                        stop.set()
+                    except AuthError:
                         continue
                     if result.outcome is not None:
                         recorder.record(result.target.image_id, result.outcome, result.attempts)
-                        bar.update(1)
     except KeyboardInterrupt:
         stop.set()
         status = "stopped"

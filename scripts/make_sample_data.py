@@ -1242,7 +1242,7 @@ Species UUIDs (made up, fixed):
 
 | file | capture time | sequence | species | count | day/night | notes |
 |---|---|---|---|---|---|---|
-""" + "\n".join(rows) + f"""
+""" + "\n".join(rows) + """
 
 ## What a good selector should find
 

@@ -429,3 +429,21 @@ def test_baseline_on_the_shared_collection(tmp_path, camera_traps):
     assert rows["african_elephants_truncated_file.jpg"]["error_kind"] == "prepare: truncated or corrupt"
     image = folder.db["images"].get("african_elephants_with_exif_orientation.jpg")
     assert (image["width"], image["height"]) == (2048, 1536)  # recorded upright
+
+
+def test_ctrl_c_keeps_the_calls_already_paid_for(tmp_path):
+    make_folder(tmp_path / "photos", 6)
+    with FakeOpenAI(latency=1.5) as server:
+        project = Project(tmp_path, {"HITL_OPENAI_BASE_URL": server.url})
+        project.config.write_text(FAST_RETRIES.replace("timeout_seconds = 1.0", "timeout_seconds = 60.0")
+                                  + "concurrency = 2\n")
+        proc = _spawn(project, "score", "--model", QWEN, "--images", str(tmp_path / "photos"))
+        assert server.wait_for(lambda s: s.count_generate() >= 2, timeout=30)
+        proc.send_signal(signal.SIGINT)  # Ctrl+C while two calls are in flight
+        output = proc.communicate(timeout=30)[0].decode()
+        assert "interrupted" in output, output
+        rows = project.scores(QWEN)
+        assert len(rows) == server.count_generate() >= 2, output  # every call made is recorded, none lost
+        assert all(r["status"] == "ok" for r in rows.values())
+        run = next(project.db["score_runs"].rows)
+        assert run["status"] == "stopped"

@@ -131,6 +131,7 @@ CREATED = delivery("01_annotation_created.json")
 @pytest.mark.parametrize("raw, content_type, expected", [
     (json.dumps(CREATED)[:300], "application/json", "not valid JSON"),
     (b"\xff\xfe garbage", "application/json", "not valid JSON"),
+    (json.dumps(CREATED).encode("utf-16"), "application/json", "not valid JSON"),
     ("[1, 2, 3]", "application/json", "must be a JSON object"),
     ('"just a string"', "application/json", "must be a JSON object"),
     (json.dumps(CREATED), "text/plain", "Content-Type must be application/json"),

@@ -280,7 +280,7 @@ def _write_md(c: _Collection, path: Path) -> None:
         "classification_category_descriptions": {
             str(i + 1): f"{c.species_uuids[i]};{tax};{name}" for i, (name, tax) in enumerate(SPECIES)},
     }
-    failed, det_n, det_off = c.img["failed"], c.img["det_n"], c.img["det_off"]
+    failed, det_off = c.img["failed"], c.img["det_off"]
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         # Compact records, one image per line: near MD's size per image without indent=1's bulk,
         # and still greppable.
