@@ -64,3 +64,27 @@ def label_studio(tmp_path_factory):
         pytest.fail(str(exc))
     yield config
     studio.stop(process)
+
+
+class CliProject:
+    """A project database driven through the real CLI, with its own environment."""
+
+    def __init__(self, db_path: Path, env: dict[str, str | None]):
+        self.db_path = db_path
+        self.env = env
+
+    def run(self, *args: str, ok: bool = True):
+        from click.testing import CliRunner
+
+        from hitl.cli import cli
+
+        result = CliRunner().invoke(cli, list(args), env=self.env, catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    @property
+    def db(self):
+        from hitl import store
+
+        return store.connect(self.db_path)

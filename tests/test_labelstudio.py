@@ -8,18 +8,15 @@ import urllib.request
 import uuid
 
 import pytest
-from click.testing import CliRunner
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.label_interface import LabelInterface
 
 from converters.labelstudio import (DETECTOR_VERSION, build_task, image_id_of, local_files_url, rating_from_annotation,
                                     stars)
-from hitl import store
 from hitl.store import transaction
-from hitl.cli import cli
 from hitl.labelstudio import config_labels, label_config
 
-from .conftest import REPO, SHARED
+from .conftest import REPO, SHARED, CliProject
 
 DETECTION = {"det_index": 0, "x": 0.25, "y": 0.5, "w": 0.1, "h": 0.2, "species": "red deer"}
 SCORES = [{"model": "gemini-2.5-flash", "prompt_version": "hero-v1", "score": 7.6, "hero": 1, "reasoning": "Sharp."},
@@ -99,15 +96,15 @@ def test_the_shared_webhook_annotation_converts(camera_traps):
 
 # ---- against a real Label Studio -------------------------------------------------------------------
 
-class Review:
+class Review(CliProject):
     """A project database over the Label Studio fixture's copy of sample_data."""
 
     def __init__(self, tmp_path, studio, n=8):
+        super().__init__(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db"), "LABEL_STUDIO_API_KEY": studio.token,
+                                             "HITL_WEBHOOK_SECRET": "test-secret",
+                                             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": None})
         self.studio = studio
-        self.db_path = tmp_path / "h.db"
         self.images = studio.document_root / "sample_data" / "images"
-        self.env = {"HITL_DB": str(self.db_path), "LABEL_STUDIO_API_KEY": studio.token,
-                    "HITL_WEBHOOK_SECRET": "test-secret", "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": None}
         data = REPO / "sample_data"  # the detector files; the images are the fixture's copy
         self.run("select", "--md", str(data / "md_results.json"), "--cct", str(data / "cct.json"),
                  "--speciesnet", str(data / "speciesnet_predictions.json"), "--images", str(self.images), "-n", str(n))
@@ -119,16 +116,6 @@ class Review:
                                      "prompt_version": "hero-v1", "status": "ok", "score": 3.0 + k * 0.7,
                                      "hero": int(k % 2 == 0), "reasoning": f"gemini says {k}"})
         self.client = LabelStudio(base_url=studio.url, api_key=studio.token)
-
-    def run(self, *args, ok=True):
-        result = CliRunner().invoke(cli, list(args), env=self.env, catch_exceptions=False)
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    @property
-    def db(self):
-        return store.connect(self.db_path)
 
     def push(self, title, *extra, ok=True):
         return self.run("push", "--url", self.studio.url, "--project", title,

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from hitl import store
-from hitl.cli import cli
 from hitl.imageprep import prepare_image
 from hitl.prompts import ParseError, parse_verdict
 
-from .conftest import REPO
+from .conftest import REPO, CliProject
 from .fakes import FakeGemini, FakeOpenAI
 from .fakes import behaviours as B
 
@@ -54,28 +52,18 @@ def sent_hash(path: Path) -> str:
     return prepare_image(path).sha256
 
 
-class Project:
+class Project(CliProject):
     """A database, a config with fast retries, and the environment pointing at the fakes."""
 
     def __init__(self, tmp_path: Path, env: dict[str, str] | None = None, extra_config: str = ""):
         tmp_path.mkdir(parents=True, exist_ok=True)
-        self.db_path = tmp_path / "h.db"
         self.config = tmp_path / "hitl.toml"
         self.config.write_text(FAST_RETRIES + extra_config)
         # the developer's own keys and endpoints must not leak into a test
         unset = dict.fromkeys(["GEMINI_API_KEY", "GOOGLE_API_KEY", "HITL_GEMINI_BASE_URL", "HITL_OPENAI_BASE_URL",
                                "HITL_OPENAI_API_KEY", "OPENAI_API_KEY"])
-        self.env = {**unset, "HITL_DB": str(self.db_path), "HITL_CONFIG": str(self.config), **(env or {})}
-
-    def run(self, *args: str, ok: bool = True):
-        result = CliRunner().invoke(cli, list(args), env=self.env, catch_exceptions=False)
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    @property
-    def db(self):
-        return store.connect(self.db_path)
+        super().__init__(tmp_path / "h.db", {**unset, "HITL_DB": str(tmp_path / "h.db"),
+                                             "HITL_CONFIG": str(self.config), **(env or {})})
 
     def scores(self, model: str) -> dict[str, dict]:
         return {r["image_id"]: r for r in self.db["scores"].rows_where("model = ?", [model])}

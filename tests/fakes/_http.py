@@ -666,6 +666,16 @@ class FakeServer:
         raise NotImplementedError
 
     # helpers for subclasses --------------------------------------------------
+    def answer(self, call: Call) -> Optional[Reply]:
+        """Choose this call's behaviour, wait as it says, and reply (None: drop the connection)."""
+        b = self._choose(call)
+        call.behaviour = b.label or "behaviour"
+        self._sleep(self.latency)
+        self._sleep(b.delay)
+        if b.close_connection:
+            return None
+        return self.render(b, call.model or self.model)
+
     def render(self, b: Behaviour, model: str) -> Reply:
         """A behaviour as an HTTP reply: raw bytes, the provider's error shape, or an answer."""
         if b.raw_body is not None:

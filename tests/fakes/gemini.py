@@ -461,13 +461,7 @@ class FakeGemini(FakeServer):
             if call.json is None:
                 call.behaviour = "bad_json"
                 return self.error_reply(400, "Invalid JSON payload received.", "INVALID_ARGUMENT")
-            b = self._choose(call)
-            call.behaviour = b.label or "behaviour"
-            self._sleep(self.latency)
-            self._sleep(b.delay)
-            if b.close_connection:
-                return None
-            return self.render(b, call.model or self.model)
+            return self.answer(call)
         finally:
             self._exit_model_call()
 

@@ -189,12 +189,6 @@ class FakeOpenAI(FakeServer):
             if call.json.get("stream"):
                 call.behaviour = "stream_unsupported"
                 return self.error_reply(400, "The fake server does not implement stream=True.")
-            b = self._choose(call)
-            call.behaviour = b.label or "behaviour"
-            self._sleep(self.latency)
-            self._sleep(b.delay)
-            if b.close_connection:
-                return None
-            return self.render(b, call.model or self.model)
+            return self.answer(call)
         finally:
             self._exit_model_call()
