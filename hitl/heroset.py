@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from .errors import HitlError
 from .gallery import box_styles, make_thumbnails, render_page, write_atomic
+from .reviews import curator_name
 from .store import utc_now
 
 __all__ = ["POLICIES", "LINKS", "LAYOUTS", "HerosetError", "select_heroes", "select_with_counts", "export_heroset", "flat_names",
@@ -50,11 +51,6 @@ class HerosetError(HitlError, ValueError):
 
 
 # ---- who said hero -----------------------------------------------------------------------------
-
-def curator_name(email: str | None, annotator_id: str | None, source: str, project: str) -> str:
-    """A curator's name, as the agreement statistics name raters: email, else user id, else the source."""
-    return email or (f"user {annotator_id}" if annotator_id else f"{source}:{project}")
-
 
 def _stamp(value: str | None) -> datetime:
     """Sort key of a timestamp; unparseable or missing ones sort first."""

@@ -22,8 +22,8 @@ import sqlite_utils
 from .agreement import CONSENSUS, compute_agreement
 from .disagreements import rank_disagreements
 from .errors import NothingToDo
-from .imageprep import ImagePrepError, encode_jpeg, load_upright_rgb
-from .reviews import long_table
+from .gallery import make_thumbnails
+from .reviews import curator_name, long_table
 from .store import utc_now
 
 PAIR_COLUMNS = (("spearman", "Spearman ρ"), ("kendall_tau_b", "Kendall τ-b"), ("pearson", "Pearson r"),
@@ -56,9 +56,10 @@ def build_report(db: sqlite_utils.Database, out_dir: str | Path, *, hero_thresho
     for r in db.query("SELECT image_id, model, prompt_version, reasoning FROM scores WHERE status = 'ok'"):
         reasoning[r["image_id"]][f"{r['model']}@{r['prompt_version']}"] = r["reasoning"]
     comments = defaultdict(list)
-    for r in db.query("SELECT image_id, annotator_email, annotator_id, comment FROM ratings "
+    for r in db.query("SELECT image_id, source, project, annotator_email, annotator_id, comment FROM ratings "
                       "WHERE deleted = 0 AND comment IS NOT NULL AND comment != ''"):
-        comments[r["image_id"]].append((r["annotator_email"] or f"user {r['annotator_id']}", r["comment"]))
+        comments[r["image_id"]].append((curator_name(r["annotator_email"], r["annotator_id"], r["source"],
+                                                     r["project"]), r["comment"]))
     roots = dict(db.execute("SELECT image_id, root FROM images").fetchall())
     paths["html"].write_text(render_html(agreement, rows, ranked[:top], reasoning, comments, roots), encoding="utf-8")
     return paths
@@ -278,22 +279,25 @@ def _alpha(block: dict | None, who: str) -> str:
     return f"<p>Krippendorff's {'; '.join(parts)}{f' over {n} images' if n is not None else ''}.</p>{note}"
 
 
-def _thumbnail(path: Path) -> str:
-    try:
-        image, _ = load_upright_rgb(path, max_side=320)
-    except ImagePrepError as exc:
-        return f"<div class='noimg'>no preview: {html.escape(exc.reason)}</div>"
-    return f'<img class="thumb" alt="" src="data:image/jpeg;base64,{base64.b64encode(encode_jpeg(image, 80)).decode()}">'
+def _thumbnail(thumb) -> str:
+    if thumb is None:
+        return "<div class='noimg'>no preview: unknown file</div>"
+    if thumb.error:
+        return f"<div class='noimg'>no preview: {html.escape(thumb.error)}</div>"
+    return f'<img class="thumb" alt="" src="{thumb.data_uri()}">'
 
 
 def _gallery(ranked: list[dict], reasoning: dict, comments: dict, roots: dict) -> str:
     if not ranked:
         return "<p class='note'>No image has both a curator rating and a model score, or two model scores, yet.</p>"
+    # the same thumbnails as the gallery and the contact sheet: upright, made on every core
+    known = [r for r in ranked if roots.get(r["image_id"])]
+    made = dict(zip((r["image_id"] for r in known),
+                    make_thumbnails([Path(roots[r["image_id"]]) / r["image_id"] for r in known], 320, False)))
     cards = []
     for rank, row in enumerate(ranked, start=1):
         image_id = row["image_id"]
-        root = roots.get(image_id)
-        thumb = _thumbnail(Path(root) / image_id) if root else "<div class='noimg'>no preview: unknown file</div>"
+        thumb = _thumbnail(made.get(image_id))
         curators = "".join(
             f"<li>{html.escape(name)}: {_fmt(v['stars'], 0) or '–'}★ "
             f"{'hero' if v['hero'] else 'not hero' if v['hero'] is False else ''} <span class='small'>{html.escape(v['mode'] or '')}</span></li>"

@@ -123,6 +123,11 @@ def _when(stamp: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+def curator_name(email: str | None, annotator_id: str | None, source: str, project: str) -> str:
+    """How a curator is named wherever raters are: email, else user id, else the source."""
+    return email or (f"user {annotator_id}" if annotator_id else f"{source}:{project}")
+
+
 def long_table(db: sqlite_utils.Database) -> list[dict]:
     """Every opinion on every image as one long table, the input of the agreement statistics.
 
@@ -136,7 +141,7 @@ def long_table(db: sqlite_utils.Database) -> list[dict]:
     for r in db.query("SELECT image_id, source, project, annotator_id, annotator_email, stars, hero, mode "
                       "FROM ratings WHERE deleted = 0 AND skipped = 0 AND image_id IS NOT NULL "
                       "AND (stars IS NOT NULL OR hero IS NOT NULL) ORDER BY image_id, updated_at"):
-        rater = r["annotator_email"] or (f"user {r['annotator_id']}" if r["annotator_id"] else f"{r['source']}:{r['project']}")
+        rater = curator_name(r["annotator_email"], r["annotator_id"], r["source"], r["project"])
         rows.append({"image_id": r["image_id"], "rater": rater, "kind": "human",
                      "score": None if r["stars"] is None else float(r["stars"]),
                      "hero": None if r["hero"] is None else bool(r["hero"]), "mode": r["mode"],
