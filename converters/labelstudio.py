@@ -12,6 +12,7 @@ the image as Label Studio shows it, which is the EXIF-upright image, as MegaDete
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlparse
 
@@ -45,6 +46,12 @@ def local_files_url(path: str | Path, document_root: str | Path) -> str:
         raise ValueError(f"{path} is outside the document root {root} "
                          f"(LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT); serve it by URL template instead") from None
     return "/data/local-files/?d=" + quote(relative.as_posix(), safe="/")
+
+
+def default_document_root(roots: list[str]) -> str:
+    """The folder above the images' common root: Label Studio serves a local storage only from a
+    subfolder of its document root, never the root itself."""
+    return os.path.dirname(os.path.commonpath(roots))
 
 
 def region(detection: dict, label: str, width: int, height: int) -> dict:

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from hitl.errors import ConfigError
 
 # Every setting that has a sensible default has it here; the TOML file uses the same sections.
 DEFAULTS: dict[str, dict[str, Any]] = {

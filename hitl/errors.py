@@ -1,9 +1,15 @@
-"""Errors the library raises on purpose. The CLI turns each into a click.ClickException."""
+"""Errors the library raises on purpose: each says what went wrong and what to do about it.
+
+The CLI prints any of them as one line (never a traceback). Foreign exceptions (an SDK's,
+httpx's, sqlite3's) are turned into these in one place per boundary: the model backends
+(:mod:`hitl.score.backends`), Label Studio (:mod:`hitl.review.client`) and the store.
+"""
 from __future__ import annotations
 
 from converters.common import InputFormatError
 
-__all__ = ["HitlError", "ConfigError", "InputFormatError", "NothingToDo"]
+__all__ = ["HitlError", "ConfigError", "InputFormatError", "NothingToDo", "StoreError", "BackendError",
+           "AuthError", "RetryableError", "CallError", "StudioError"]
 
 
 class HitlError(Exception):
@@ -16,3 +22,40 @@ class ConfigError(HitlError):
 
 class NothingToDo(HitlError):
     """The command found nothing to work on (for example no candidates yet)."""
+
+
+class StoreError(HitlError):
+    """The database cannot be opened, written or migrated."""
+
+
+class BackendError(HitlError):
+    """A model provider's call failed. ``kind`` is short and countable (``http 503``, ``timeout``)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class AuthError(BackendError):
+    """Credentials missing, wrong or not allowed: a run stops at once (a bad key never becomes
+    thousands of failing calls)."""
+
+    def __init__(self, message: str, kind: str = "auth"):
+        super().__init__(kind, message)
+
+
+class RetryableError(BackendError):
+    """Worth another attempt (rate limit, server error, timeout, dropped connection);
+    ``retry_after`` (seconds) comes from the server when it said so."""
+
+    def __init__(self, kind: str, message: str, retry_after: float | None = None):
+        super().__init__(kind, message)
+        self.retry_after = retry_after
+
+
+class CallError(BackendError):
+    """The call failed in a way another attempt will not fix (a 400, a refused request)."""
+
+
+class StudioError(HitlError):
+    """Label Studio is unreachable, refused the token or refused a request."""

@@ -38,7 +38,7 @@ fi
 # shellcheck disable=SC1090
 source "$CREDENTIALS"
 
-port_taken() { ! "$PY" -c "import sys; from hitl.studio import port_is_free; sys.exit(0 if port_is_free('127.0.0.1', $1) else 1)"; }
+port_taken() { ! "$PY" -c "import sys; from hitl.review.studio import port_is_free; sys.exit(0 if port_is_free('127.0.0.1', $1) else 1)"; }
 for spec in "$STUDIO_PORT:Label Studio:HITL_STUDIO_PORT" "$SERVE_PORT:the webhook service:HITL_SERVE_PORT"; do
   IFS=: read -r port what variable <<< "$spec"
   if port_taken "$port"; then

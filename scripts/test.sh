@@ -6,7 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 ensure_venv requirements-dev.txt
 cd "$REPO"
 # Tests that concern Label Studio run against a real one, in its own environment (.venv-studio).
-"$VENV/bin/python" -c "from hitl.studio import find_binary; find_binary(install=True, echo=print)"
+"$VENV/bin/python" -c "from hitl.review.studio import find_binary; find_binary(install=True, echo=print)"
 # The browser test drives Debian's Chromium (Playwright downloads no browser here).
 if [ ! -x /usr/bin/chromium ]; then
   echo "Installing Debian's chromium for the browser test" >&2

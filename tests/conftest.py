@@ -42,7 +42,7 @@ def label_studio(tmp_path_factory):
     """
     import shutil
 
-    from hitl import studio
+    from hitl.review import studio
     from hitl.errors import HitlError
 
     try:

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score, f1_score, precision_score, recall_score
 
-from hitl import agreement as A
-from hitl.agreement import compute_agreement
+from hitl.analyse import statistics as A
+from hitl.analyse.agreement import compute_agreement
 
 NAN = np.nan
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from hitl.backends.base import Backend, Outcome, ScoreRequest
-from hitl.backends.baseline import (
+from hitl.score.backends.base import Backend, Outcome, ScoreRequest
+from hitl.score.backends.baseline import (
     HERO_THRESHOLD,
     TAGS,
     WEIGHTS,

@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from label_studio_sdk import LabelStudio
 from playwright.sync_api import sync_playwright
 
-from hitl import store, studio
+from hitl import store
+from hitl.review import studio
 from hitl.cli import cli
 
 from .conftest import REPO

@@ -14,7 +14,7 @@ from PIL import Image
 
 from hitl import store
 from hitl.cli import cli
-from hitl.gallery import GalleryError, build_gallery
+from hitl.publish.gallery import GalleryError, build_gallery
 
 from .conftest import REPO, SHARED
 

@@ -16,9 +16,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from hitl import heroset, store
+from hitl import store
+from hitl.publish import heroset
 from hitl.cli import cli
-from hitl.heroset import HerosetError, export_heroset, flat_names, select_heroes, select_with_counts
+from hitl.publish.heroset import HerosetError, export_heroset, flat_names, select_heroes, select_with_counts
 
 from .conftest import REPO, SHARED
 

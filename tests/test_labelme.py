@@ -17,7 +17,7 @@ from PIL import Image
 from converters.labelme import LabelmeFormatError, labelme_document, rating_from_labelme
 from hitl import store
 from hitl.cli import cli
-from hitl.labelme_io import KEPT_HINT, export_labelme, read_labelme_folder
+from hitl.review.labelme import KEPT_HINT, export_labelme, read_labelme_folder
 
 GEMINI = "gemini-2.5-flash"
 GEMINI_REASONING = "Crisp, well-lit animal filling the frame; a clear hero shot."

@@ -14,7 +14,7 @@ from label_studio_sdk.label_interface import LabelInterface
 from converters.labelstudio import (DETECTOR_VERSION, build_task, image_id_of, local_files_url, rating_from_annotation,
                                     stars)
 from hitl.store import transaction
-from hitl.labelstudio import config_labels, label_config
+from hitl.review.configs import config_labels, label_config
 
 from .conftest import REPO, SHARED, CliProject
 

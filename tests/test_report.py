@@ -153,8 +153,8 @@ def test_queue_lands_in_label_studio_blind(tmp_path, label_studio, sample_data):
     client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
     project = next(p for p in client.projects.list(title=title) if p.title == title)
     tasks = list(client.tasks.list(project=project.id, fields="all"))
-    from hitl.disagreements import rank_disagreements
-    from hitl.reviews import long_table
+    from hitl.analyse.disagreements import rank_disagreements
+    from hitl.store.ratings import long_table
 
     top = [r["image_id"] for r in rank_disagreements(long_table(store.connect(db_path)))[:5]]
     assert sorted(t.data["image_id"] for t in tasks) == sorted(top)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from hitl import store
 from hitl.imageprep import prepare_image
-from hitl.prompts import ParseError, parse_verdict
+from hitl.score.verdict import ParseError, parse_verdict
 
 from .conftest import REPO, CliProject
 from .fakes import FakeGemini, FakeOpenAI
@@ -273,14 +273,15 @@ def test_gemini_batch_cancel(tmp_path):
     with FakeGemini(batch_pending_polls=1000) as server:
         project = Project(tmp_path, gemini_env(server))
         db = project.db
-        from hitl import scoring
-        from hitl.backends.factory import make_backend
+        from hitl.score.batch import submit_batch
+        from hitl.score.targets import Target
+        from hitl.score.backends import make_backend
         from hitl.config import load_settings
 
         settings = load_settings(project.config)
         backend = make_backend("gemini-2.5-flash", settings, env=project.env)
-        targets = [scoring.Target(f"cam/img_{k:03d}.jpg", tmp_path / "photos" / f"cam/img_{k:03d}.jpg") for k in (0, 1)]
-        summary = scoring.submit_batch(db, backend, targets, settings, prompt_version="hero-v1", db_path=project.db_path)
+        targets = [Target(f"cam/img_{k:03d}.jpg", tmp_path / "photos" / f"cam/img_{k:03d}.jpg") for k in (0, 1)]
+        summary = submit_batch(db, backend, targets, settings, prompt_version="hero-v1", db_path=project.db_path)
         result = project.run("score", "--cancel", summary.batch_job)
         assert "JOB_STATE_CANCELLED" in result.output
         assert server.batch(summary.batch_job).job_state == "JOB_STATE_CANCELLED"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from converters.megadetector import KIND_ANIMAL, KIND_PERSON
-from hitl import selection
+from hitl.select import strata as selection
 
 
 def features_for(dets, n_images, threshold=0.3):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from hitl.sequences import build_sequences, read_capture_time
+from hitl.select.sequences import build_sequences, read_capture_time
 
 SHARED = Path(os.environ.get("HITL_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")) / "camera_traps"
 IMAGES = SHARED / "images"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from hitl import store
+from hitl.store.schema import MIGRATIONS
 from hitl.config import DEFAULTS, load_settings
 from hitl.errors import ConfigError
 
@@ -14,7 +15,7 @@ def test_connect_creates_schema_in_wal_mode_with_busy_timeout(tmp_path):
     assert db.execute("PRAGMA busy_timeout").fetchone()[0] == store.BUSY_TIMEOUT_MS
     assert {"selection_runs", "images", "detections", "candidates", "_migrations"} <= set(db.table_names())
     names = [r["name"] for r in db["_migrations"].rows]
-    assert names == [name for name, _ in store.MIGRATIONS]
+    assert names == [name for name, _ in MIGRATIONS]
 
 
 def test_migrations_run_once(tmp_path):
@@ -22,7 +23,7 @@ def test_migrations_run_once(tmp_path):
     store.connect(path)
     db = store.connect(path)
     assert store.migrate(db) == []
-    assert db["_migrations"].count == len(store.MIGRATIONS)
+    assert db["_migrations"].count == len(MIGRATIONS)
 
 
 def test_settings_defaults_and_overrides(tmp_path):
@@ -72,4 +73,4 @@ def test_two_processes_opening_a_new_database_at_once(tmp_path):
     errors = [p.communicate()[1].decode() for p in procs]
     assert all(p.returncode == 0 for p in procs), errors
     db = store.connect(path)
-    assert [r["name"] for r in db["_migrations"].rows] == [name for name, _ in store.MIGRATIONS]
+    assert [r["name"] for r in db["_migrations"].rows] == [name for name, _ in MIGRATIONS]

@@ -10,7 +10,8 @@ import time
 import urllib.request
 import uuid
 
-from hitl import store, studio
+from hitl import store
+from hitl.review import studio
 
 from .conftest import REPO
 from .test_labelstudio import Review

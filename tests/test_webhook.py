@@ -10,9 +10,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hitl import events, store
+from hitl import store
+from hitl.errors import ConfigError
+from hitl.review import events
 from hitl.cli import cli
-from hitl.webhook import create_app
+from hitl.review.webhook import create_app
 
 from .conftest import SHARED
 
@@ -228,7 +230,7 @@ def test_healthz_and_ratings_json(client, app):
 
 
 def test_no_secret_no_service(tmp_path):
-    with pytest.raises(RuntimeError, match="HITL_WEBHOOK_SECRET"):
+    with pytest.raises(ConfigError, match="HITL_WEBHOOK_SECRET"):
         create_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": None})
     result = CliRunner().invoke(cli, ["--db", str(tmp_path / "h.db"), "serve"], env={"HITL_WEBHOOK_SECRET": None})
     assert result.exit_code == 1 and "HITL_WEBHOOK_SECRET" in result.output

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from hitl.agreement import compute_agreement  # noqa: E402
+from hitl.analyse.agreement import compute_agreement  # noqa: E402
 
 WALL_TARGET_S = 60.0
 SPECIES = ["red deer", "roe deer", "wild boar", "red fox", "european badger", "european hare", "fallow deer",

@@ -51,7 +51,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=5000)
     args = parser.parse_args()
-    from hitl import labelstudio, store, studio
+    from hitl import store
+    from hitl.review import push as labelstudio
+    from hitl.review import studio
+    from hitl.review.client import connect
 
     with tempfile.TemporaryDirectory(prefix="hitl-bench-push-") as tmp:
         tmp = Path(tmp)
@@ -65,7 +68,7 @@ def main() -> int:
         process = studio.start(config, studio.find_binary(), log)
         try:
             startup = studio.wait_until_healthy(config, process, log)
-            client = labelstudio.connect(config.url, config.token)
+            client = connect(config.url, config.token)
             started = time.perf_counter()
             summary = labelstudio.push(db, client, url=config.url, title="bench", mode="assisted",
                                        prefill="gemini-2.5-flash", document_root=tmp / "files", progress=False)

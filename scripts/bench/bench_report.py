@@ -56,9 +56,9 @@ def main() -> int:
     from bench_agreement import make_rows
 
     from hitl import store
-    from hitl.agreement import compute_agreement
-    from hitl.report import build_report
-    from hitl.reviews import long_table
+    from hitl.analyse.agreement import compute_agreement
+    from hitl.publish.report import build_report
+    from hitl.store.ratings import long_table
 
     with tempfile.TemporaryDirectory(prefix="hitl-bench-report-") as tmp:
         tmp = Path(tmp)

@@ -94,8 +94,10 @@ def serve(latency: float, ready, stop) -> None:
 
 
 def bench_throughput(folder: Path, concurrency: int, latency: float) -> dict:
-    from hitl import scoring, store
-    from hitl.backends.openai_compat import OpenAICompatBackend
+    from hitl import store
+    from hitl.score.runner import run_sync
+    from hitl.score.targets import candidate_targets, register_folder
+    from hitl.score.backends.openai_compat import OpenAICompatBackend
     from hitl.config import load_settings
 
     ready, stop = multiprocessing.Queue(), multiprocessing.Event()
@@ -107,10 +109,10 @@ def bench_throughput(folder: Path, concurrency: int, latency: float) -> dict:
         settings = load_settings()
         settings["score"]["concurrency"] = concurrency
         backend = OpenAICompatBackend("Qwen/Qwen2.5-VL-7B-Instruct", [url], None, timeout_s=30)
-        ids = scoring.register_folder(db, folder / "images")
-        targets, _ = scoring.candidate_targets(db, backend.name, "hero-v1", False, 0.3, ids)
+        ids = register_folder(db, folder / "images")
+        targets, _ = candidate_targets(db, backend.name, "hero-v1", False, 0.3, ids)
         cpu = time.process_time()
-        summary = scoring.run_sync(db, backend, targets, settings, prompt_version="hero-v1", progress=False)
+        summary = run_sync(db, backend, targets, settings, prompt_version="hero-v1", progress=False)
         cpu = time.process_time() - cpu
     finally:
         stop.set()

@@ -84,7 +84,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
     from hitl import store
-    from hitl.studio import free_port
+    from hitl.review.studio import free_port
 
     bodies = templates()
     if not bodies:

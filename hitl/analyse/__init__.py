@@ -1,0 +1,1 @@
+"""The `report` stage's figures: agreement statistics, readings in words, disagreements."""

@@ -1,0 +1,93 @@
+"""What every command shares: the context object, the one error map and the shared options."""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from hitl.config import load_settings
+from hitl.errors import HitlError, InputFormatError
+
+# The loop's order: `hitl --help` lists the commands as a curator meets them.
+COMMAND_ORDER = ("select", "score", "studio", "push", "labelme", "serve", "sync", "ratings", "replay",
+                 "learn", "next", "compare", "report", "queue", "gallery", "export")
+
+
+class HitlGroup(click.Group):
+    """The error map of the command line: the library's errors become one line, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (HitlError, InputFormatError) as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = list(self.commands)
+        rank = {name: k for k, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+class Context:
+    """What every command gets: the settings and a lazily opened database."""
+
+    def __init__(self, db_path: str, config_path: str | None):
+        self.db_path = db_path
+        self.settings = load_settings(config_path)
+        self._db = None
+
+    @property
+    def db(self):
+        if self._db is None:
+            from hitl.store import connect
+
+            self._db = connect(self.db_path)
+        return self._db
+
+    @property
+    def threshold(self) -> float:
+        return self.settings["select"]["threshold"]
+
+    def studio_url(self, url: str | None) -> str:
+        return url or self.settings["studio"]["url"]
+
+    def studio_client(self, url: str):
+        """A checked Label Studio client (token from LABEL_STUDIO_API_KEY)."""
+        from hitl.review.client import connect
+
+        return connect(url, os.environ.get("LABEL_STUDIO_API_KEY"))
+
+    def webhook_url_default(self) -> str:
+        serve = self.settings["serve"]
+        return f"http://{serve['host']}:{serve['port']}/webhooks/label-studio"
+
+
+def echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def json_option(help: str = "Print the summary as JSON.") -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def url_option(default_hint: str = "studio.url, http://127.0.0.1:8080") -> Callable:
+    return click.option("--url", help=f"Label Studio address. [default: {default_hint}]")
+
+
+def webhook_url_option(help: str = "Register this webhook (secret from HITL_WEBHOOK_SECRET).") -> Callable:
+    return click.option("--webhook-url", help=help)
+
+
+def counted(lines: list[str], title: str, counter, indent: str = "  ") -> None:
+    """Append a titled block of counts, most common first, to ``lines``."""
+    if counter:
+        lines.append(f"{title} ({sum(counter.values()):,}):")
+        for key, count in counter.most_common():
+            lines.append(f"{indent}{count:>9,}  {key}")

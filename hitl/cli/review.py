@@ -1,0 +1,350 @@
+"""The review and ingest commands: `studio`, `push`, `labelme`, `serve`, `sync`, `ratings`,
+`replay` and `queue` (the disagreements to a blind adjudication project)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from hitl.cli.context import Context, echo_err, json_option, url_option, webhook_url_option
+
+
+@click.command()
+@url_option()
+@click.option("--project", "title", help="Project title: created if missing, reused if it exists.")
+@click.option("--mode", type=click.Choice(["assisted", "blind"]), help="Show model opinions or not. [default: assisted]")
+@click.option("--prefill", help="Assisted mode: the model whose rating and hero choice are prefilled.")
+@webhook_url_option()
+@click.option("--document-root", type=click.Path(file_okay=False),
+              help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: that variable, else the folder "
+                   "above the images' root, as `hitl studio` sets it).")
+@click.option("--image-url-template", help="Serve images from a web server or bucket, e.g. https://host/photos/{image_id}.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Tasks per import request. [default: 500]")
+@click.pass_obj
+def push(obj: Context, url, title, mode, prefill, webhook_url, document_root, image_url_template, batch_size) -> None:
+    """Push the candidates into Label Studio for review, with every model's opinion.
+
+    Creates or reuses the project by title, makes the images reachable (local-files storage
+    or a URL template), imports only images not yet in the project, and registers the
+    webhook (or re-enables it). API token from LABEL_STUDIO_API_KEY.
+
+    \b
+    Examples:
+        LABEL_STUDIO_API_KEY=... python -m hitl push --project "Hero review" --prefill gemini-2.5-flash \\
+            --webhook-url http://127.0.0.1:8765/webhooks/label-studio
+        python -m hitl push --project "Hero review (blind)" --mode blind
+        python -m hitl push --image-url-template "https://example.org/traps/{image_id}"
+    """
+    from hitl.review import push as review
+
+    settings = obj.settings
+    url = obj.studio_url(url)
+    summary = review.push(
+        obj.db, obj.studio_client(url), url=url, title=title or settings["push"]["project"],
+        mode=mode or settings["push"]["mode"], prefill=prefill,
+        document_root=document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
+        url_template=image_url_template, webhook_url=webhook_url, secret=os.environ.get("HITL_WEBHOOK_SECRET"),
+        batch_size=batch_size or settings["push"]["batch_size"], threshold=obj.threshold, echo=echo_err)
+    click.echo(f"Project {summary.project_id} ({'created' if summary.project_created else 'reused'}, "
+               f"{summary.mode}, prefilled: {summary.model_version}): {summary.pushed} tasks pushed, "
+               f"{summary.already} already there")
+    _skipped(summary)
+    for example in summary.skipped_examples[:5]:
+        click.echo(f"    e.g. {example}")
+    click.echo(f"Image storage: {summary.storage}; webhook: {summary.webhook}")
+    click.echo(f"Open {url.rstrip('/')}/projects/{summary.project_id}/data")
+
+
+def _skipped(summary) -> None:
+    for reason, count in summary.skipped.most_common():
+        click.echo(f"  skipped {count:>5}  {reason}")
+
+
+@click.command()
+@click.option("--port", type=int, help="Port. [default: studio.port, 8080]")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Label Studio's data (default: beside the database).")
+@click.option("--document-root", type=click.Path(file_okay=False, exists=True),
+              help="Folder Label Studio may serve images from (default: the folder above the images' root).")
+@click.option("--webhook-url", help="Where the webhook will go; SSRF protection is switched off only if it is loopback. "
+                                    "[default: the `serve` address]")
+@click.pass_obj
+def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
+    """Start a local Label Studio for this workflow and wait (Ctrl+C stops it).
+
+    Installs Label Studio into .venv-studio (in $HITL_HOME, default the working directory) on
+    first use, or uses $LABEL_STUDIO_BIN. The login is LABEL_STUDIO_USERNAME (an email) and
+    LABEL_STUDIO_PASSWORD, the API token LABEL_STUDIO_API_KEY; any not set are generated and
+    printed. The preset user and token are created on the first start of a data folder.
+
+    \b
+    Example:
+        LABEL_STUDIO_API_KEY=$(openssl rand -hex 20) python -m hitl studio --port 8080
+    """
+    from converters.labelstudio import default_document_root
+    from hitl.review import studio as ls
+    from hitl.store import queries
+
+    settings = obj.settings["studio"]
+    if document_root is None:
+        roots = sorted(set(queries.image_roots(obj.db).values()))
+        document_root = default_document_root(roots) if roots else os.getcwd()
+    config = ls.StudioConfig(
+        data_dir=Path(data_dir) if data_dir else Path(obj.db_path).resolve().parent / settings["data_dir"],
+        document_root=Path(document_root).resolve(),
+        username=os.environ.get("LABEL_STUDIO_USERNAME") or settings["username"],
+        password=os.environ.get("LABEL_STUDIO_PASSWORD") or ls.new_token()[:16],
+        token=os.environ.get("LABEL_STUDIO_API_KEY") or ls.new_token(),
+        port=port or settings["port"],
+        webhook_url=webhook_url or obj.webhook_url_default(),
+    )
+    binary = ls.find_binary(install=True, echo=echo_err)
+    log = config.data_dir / "label-studio.log"
+    # a script stopping us with SIGTERM must also stop Label Studio: run the finally below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    process = ls.start(config, binary, log)
+    try:
+        seconds = ls.wait_until_healthy(config, process, log)
+        click.echo(f"Label Studio is up at {config.url} ({seconds:.0f} s); log: {log}")
+        click.echo(f"Login: {config.username}  password: {config.password}")
+        click.echo(f"API token (first start of {config.data_dir} only): export LABEL_STUDIO_API_KEY={config.token}")
+        click.echo(f"Images served from {config.document_root}; SSRF protection "
+                   f"{'off (loopback webhook)' if ls.is_loopback_url(config.webhook_url) else 'on'}. Ctrl+C stops.")
+        process.wait()
+    except KeyboardInterrupt:
+        echo_err("Stopping Label Studio")
+    finally:
+        ls.stop(process)
+
+
+@click.group()
+def labelme() -> None:
+    """Review in Labelme: one JSON per candidate, read back after curators worked.
+
+    \b
+    Example:
+        python -m hitl labelme export --out review/
+        labelme review/cam_a --flags hero,not_hero,reviewed
+        python -m hitl labelme import review/
+    """
+
+
+@labelme.command("export")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Folder mirroring the image tree (default: each JSON beside its image).")
+@click.option("--mode", type=click.Choice(["assisted", "blind"]), default="assisted", show_default=True)
+@click.option("--prefill", help="Assisted mode: the model whose hero decision is pre-ticked.")
+@click.option("--overwrite", is_flag=True, help="Replace JSON files that differ (curators' edits are lost).")
+@click.pass_obj
+def labelme_export(obj: Context, out_dir, mode, prefill, overwrite) -> None:
+    """Write one Labelme JSON per candidate: boxes, hero/not_hero flags, model opinions.
+
+    \b
+    Example:
+        python -m hitl labelme export --out review/ --prefill gemini-2.5-flash
+    """
+    from hitl.review.labelme import export_labelme
+
+    counts = export_labelme(obj.db, out_dir, mode=mode, prefill_model=prefill, threshold=obj.threshold,
+                            overwrite=overwrite)
+    click.echo(f"Labelme files ({counts['mode']}, prefilled: {counts['prefill_model'] or 'none'}): "
+               f"{counts['written']} written, {counts['unchanged']} unchanged, "
+               f"{counts['kept_existing']} kept (edited since; --overwrite replaces)")
+    for key in ("skipped_missing_image", "skipped_unreadable_image", "skipped_name_clash", "write_failed"):
+        if counts.get(key):
+            click.echo(f"  {key.replace('_', ' ')}: {counts[key]}")
+    for note in counts.get("notes", [])[:5]:
+        click.echo(f"  note: {note}")
+    where = out_dir or "beside the images"
+    click.echo(f"Open them with: labelme <folder of images or JSON files in {where}> --flags hero,not_hero,reviewed")
+
+
+@labelme.command("import")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+@click.pass_obj
+def labelme_import(obj: Context, folder) -> None:
+    """Read curators' decisions back from a folder of Labelme files into the database.
+
+    A file nobody changed since the export is not a decision; tick "reviewed" to confirm a
+    pre-ticked choice. The file's modification time is the edit time.
+
+    \b
+    Example:
+        python -m hitl labelme import review/
+    """
+    from hitl.review.labelme import read_labelme_folder
+    from hitl.store import transaction
+    from hitl.store.ratings import record_ratings
+
+    ratings, problems = read_labelme_folder(folder)
+    with transaction(obj.db):
+        counts = record_ratings(obj.db, ratings, via="labelme")
+    click.echo(f"{len(ratings)} decisions read: {counts['new']} new, {counts['updated']} updated, "
+               f"{counts['unchanged']} unchanged, {counts['older']} older than stored")
+    reasons = Counter(p.reason for p in problems)
+    for reason, count in reasons.most_common():
+        click.echo(f"  {count:>5}  {reason}")
+    for problem in [p for p in problems if p.reason != "not reviewed yet"][:5]:
+        click.echo(f"    e.g. {problem}")
+
+
+@click.command()
+@click.option("--host", help="Address to listen on. [default: serve.host, 127.0.0.1]")
+@click.option("--port", type=int, help="Port. [default: serve.port, 8765]")
+@click.option("--threads", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--insecure", is_flag=True, help="Accept deliveries without a secret (loopback addresses only, for tests).")
+@click.pass_obj
+def serve(obj: Context, host, port, threads, insecure) -> None:
+    """Receive Label Studio's webhook deliveries into the database (waitress, production WSGI).
+
+    POST /webhooks/label-studio with `Authorization: Bearer $HITL_WEBHOOK_SECRET`;
+    GET /healthz. Every accepted delivery is stored raw before it is applied.
+
+    \b
+    Example:
+        HITL_WEBHOOK_SECRET=... python -m hitl serve --port 8765
+    """
+    import waitress
+
+    from hitl.review.studio import is_loopback_url, port_is_free
+    from hitl.review.webhook import create_app
+
+    host = host or obj.settings["serve"]["host"]
+    port = port or obj.settings["serve"]["port"]
+    secret = os.environ.get("HITL_WEBHOOK_SECRET")
+    if not secret and not insecure:
+        raise click.ClickException("set HITL_WEBHOOK_SECRET (the secret `hitl push` registers with the webhook), "
+                                   "or pass --insecure for a loopback-only test")
+    if insecure and not secret and not is_loopback_url(f"http://{host}"):
+        raise click.ClickException(f"--insecure is for loopback addresses only, not {host}")
+    if not port_is_free(host, port):
+        raise click.ClickException(f"port {port} on {host} is taken; choose another with --port")
+    app = create_app({"DATABASE": str(Path(obj.db_path).resolve()), "WEBHOOK_SECRET": secret, "INSECURE": insecure})
+    echo_err(f"Webhook service on http://{host}:{port}/webhooks/label-studio (health: /healthz), "
+             f"database {obj.db_path}. Ctrl+C stops.")
+    waitress.serve(app, host=host, port=port, threads=threads, ident="hero-hitl", _quiet=True)
+
+
+@click.command()
+@json_option("A JSON list of objects.")
+@click.option("--all", "include_deleted", is_flag=True, help="Include deleted ratings.")
+@click.pass_obj
+def ratings(obj: Context, as_json, include_deleted) -> None:
+    """List the curators' ratings (every curator's, every image).
+
+    \b
+    Example:
+        python -m hitl ratings --json > ratings.json
+    """
+    from hitl.store.ratings import list_ratings
+
+    rows = list_ratings(obj.db, include_deleted)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("No ratings yet.")
+        return
+    for r in rows:
+        decision = "skipped" if r["skipped"] else (
+            f"{r['stars'] or '-'}★ {'hero' if r['hero'] else 'not hero' if r['hero'] is False else 'undecided'}")
+        click.echo(f"{r['image_id'] or '?':40} {decision:18} {r['annotator'] or '?':24} {r['mode'] or '':9} "
+                   f"{r['updated_at'] or ''}{'  (deleted)' if r['deleted'] else ''}")
+
+
+@click.command()
+@click.pass_obj
+def replay(obj: Context) -> None:
+    """Reprocess the webhook deliveries whose processing failed (they are stored raw).
+
+    \b
+    Example:
+        python -m hitl replay
+    """
+    from hitl.review.events import replay_failed
+
+    counts = replay_failed(obj.db)
+    click.echo(f"Replayed {sum(counts.values())} events: " + (", ".join(f"{v} {k}" for k, v in counts.items()) or "none"))
+
+
+@click.command()
+@url_option("studio.url")
+@click.option("--project", "titles", multiple=True, help="Project title (repeatable). [default: every pushed project]")
+@click.option("--from-export", "export_file", type=click.Path(exists=True, dir_okay=False),
+              help="Reconcile from a Label Studio JSON export file instead of the API.")
+@click.option("--project-id", type=int, help="With --from-export: the project it came from (else read from the tasks).")
+@click.option("--labelme", "labelme_dir", type=click.Path(exists=True, file_okay=False),
+              help="Reconcile from a Labelme folder.")
+@click.pass_obj
+def sync(obj: Context, url, titles, export_file, project_id, labelme_dir) -> None:
+    """Reconcile the ratings with Label Studio (or an export, or a Labelme folder).
+
+    Every annotation is upserted, annotations no longer there are marked deleted, and a
+    webhook Label Studio disabled is switched back on. Safe while `serve` is receiving.
+
+    \b
+    Examples:
+        LABEL_STUDIO_API_KEY=... python -m hitl sync
+        python -m hitl sync --from-export project-1-at-2026-11-21.json
+        python -m hitl sync --labelme review/
+    """
+    from hitl.review import reconcile
+
+    db = obj.db
+    if labelme_dir:
+        counts, problems = reconcile.sync_labelme(db, labelme_dir)
+        _sync_line(f"Labelme {labelme_dir}", counts, f"{len(problems)} notes on files" if problems else "")
+        return
+    if export_file:
+        pid, counts = reconcile.sync_export_file(db, export_file, project_id)
+        _sync_line(f"Export {export_file} (project {pid})", counts)
+        return
+    url = obj.studio_url(url)
+    client = obj.studio_client(url)
+    for project in reconcile.projects_to_sync(db, client, url, list(titles)):
+        counts, webhook = reconcile.sync_project(db, client, url, project["id"])
+        _sync_line(f"Project {project['id']} ({project['title']})", counts, f"webhook: {webhook}")
+
+
+def _sync_line(name: str, counts: Counter, extra: str = "") -> None:
+    click.echo(f"{name}: {counts['new']} new, {counts['updated']} updated, {counts['deleted']} deleted, "
+               f"{counts['unchanged']} unchanged" + (f"; {extra}" if extra else ""))
+
+
+@click.command()
+@click.option("-n", "n", type=click.IntRange(min=1), default=50, show_default=True, help="How many images.")
+@url_option("studio.url")
+@click.option("--project", "title", help="Adjudication project title. [default: '<push.project> (adjudication)']")
+@webhook_url_option("Register the webhook for it too.")
+@click.pass_obj
+def queue(obj: Context, n, url, title, webhook_url) -> None:
+    """Send the top N disagreements to a blind adjudication project for a second curator.
+
+    \b
+    Example:
+        python -m hitl queue -n 40 --webhook-url http://127.0.0.1:8765/webhooks/label-studio
+    """
+    from hitl.analyse.disagreements import rank_disagreements
+    from hitl.review import push as review
+    from hitl.store.ratings import long_table
+
+    ranked = [r for r in rank_disagreements(long_table(obj.db)) if r["reason"] != "agree"][:n]
+    if not ranked:
+        raise click.ClickException("no disagreements yet: score with two models or collect curator ratings first")
+    settings = obj.settings
+    url = obj.studio_url(url)
+    summary = review.push(
+        obj.db, obj.studio_client(url), url=url, title=title or f"{settings['push']['project']} (adjudication)",
+        mode="blind", document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"), webhook_url=webhook_url,
+        secret=os.environ.get("HITL_WEBHOOK_SECRET"), threshold=obj.threshold,
+        image_ids=[r["image_id"] for r in ranked])
+    click.echo(f"Adjudication project {summary.project_id} (blind): {summary.pushed} queued, {summary.already} already "
+               f"there; the first: {ranked[0]['image_id']} ({ranked[0]['reason']})")
+    _skipped(summary)
+
+
+COMMANDS = [studio, push, labelme, serve, sync, ratings, replay, queue]

@@ -1,0 +1,188 @@
+"""`hitl score`: every candidate's verdict from a model, once; batch jobs; label files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from hitl.cli.context import Context, echo_err, json_option
+
+
+@click.command()
+@click.option("--model", "model", help="baseline, a Gemini model (gemini-2.5-flash) or openai:<model>.")
+@click.option("--batch", is_flag=True, help="Use the Gemini Batch API (half price; results in minutes to hours).")
+@click.option("--resume", is_flag=True, help="Continue batch jobs a stopped process left: poll and collect.")
+@click.option("--job", "job_name", help="With --resume: only this batch job.")
+@click.option("--cancel", "cancel_job", metavar="JOB", help="Cancel a batch job (e.g. batches/abc123).")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Calls in flight. [default: 8]")
+@click.option("--retry-failed", is_flag=True, help="Rerun only the images whose result is a failure.")
+@click.option("--max-cost", type=click.FloatRange(min=0), help="Refuse a run whose estimate is above this (USD).")
+@click.option("--base-url", "base_urls", multiple=True,
+              help="OpenAI-compatible server, repeatable (default: HITL_OPENAI_BASE_URL, comma-separated).")
+@click.option("--images", "images_dir", type=click.Path(file_okay=False),
+              help="Score every image of this folder instead of the candidates.")
+@click.option("--prompt-version", help="Prompt file version (hitl/score/prompts/<version>.txt). [default: hero-v1]")
+@click.option("--limit", type=click.IntRange(min=1), help="Score at most this many images now.")
+@click.option("--export", "export_path", type=click.Path(dir_okay=False),
+              help="Write this model's scores as a hero-images label JSON file and stop.")
+@json_option()
+@click.pass_obj
+def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency, retry_failed, max_cost, base_urls,
+          images_dir, prompt_version, limit, export_path, as_json) -> None:
+    """Score candidates with a model: every image once per model and prompt version.
+
+    Finished images are never called again (a rerun continues where a run stopped);
+    429, 5xx and timeouts are retried with backoff; an authentication error stops at once.
+
+    \b
+    Examples:
+        python -m hitl score --model baseline
+        GEMINI_API_KEY=... python -m hitl score --model gemini-2.5-flash --max-cost 5
+        GEMINI_API_KEY=... python -m hitl score --model gemini-2.5-flash --batch
+        python -m hitl score --model gemini-2.5-flash --resume
+        python -m hitl score --cancel batches/abc123 --model gemini-2.5-flash
+        python -m hitl score --model openai:Qwen/Qwen2.5-VL-7B-Instruct --base-url http://gpu1:8000/v1 \\
+            --base-url http://gpu2:8000/v1 --concurrency 32
+        python -m hitl score --model baseline --images photos/
+        python -m hitl score --model baseline --export baseline_labels.json
+    """
+    if concurrency:
+        obj.settings["score"]["concurrency"] = concurrency
+    pv = prompt_version or obj.settings["score"]["prompt_version"]
+    if export_path:
+        return _export(obj, model, pv, export_path)
+    if cancel_job:
+        return _cancel(obj, model, cancel_job)
+    if resume:
+        return _resume(obj, model, job_name, as_json)
+    if not model:
+        raise click.UsageError("--model is required, e.g. --model baseline")
+    _run(obj, model, pv, batch, retry_failed, max_cost, list(base_urls) or None, images_dir, limit, as_json)
+
+
+def _run(obj: Context, model: str, pv: str, batch: bool, retry_failed: bool, max_cost: float | None,
+         base_urls: list[str] | None, images_dir: str | None, limit: int | None, as_json: bool) -> None:
+    from hitl.score.backends import make_backend
+    from hitl.score.batch import open_batch_jobs, submit_batch
+    from hitl.score.record import estimate_cost
+    from hitl.score.runner import run_sync
+    from hitl.score.targets import candidate_targets, register_folder
+    from hitl.store import queries
+
+    settings, db = obj.settings, obj.db
+    backend = make_backend(model, settings, base_urls)
+    if batch and not backend.supports_batch:
+        raise click.UsageError(f"--batch works with backends that have a batch API (Gemini), not {model}")
+    image_ids = register_folder(db, images_dir) if images_dir else None
+    targets, skipped = candidate_targets(db, backend.name, pv, retry_failed, obj.threshold, image_ids)
+    if limit:
+        targets = targets[:limit]
+    if not targets:
+        if image_ids is None and not queries.candidates(db):
+            raise click.ClickException("no candidates yet: run `python -m hitl select` first, "
+                                       "or score a folder with --images DIR")
+        click.echo(f"Nothing to score with {backend.name} ({pv}): {skipped} already done"
+                   + ("" if retry_failed else "; --retry-failed reruns failures"))
+        return
+    estimate = estimate_cost(backend, len(targets), settings, batch)
+    if backend.paid:
+        shown = f"${estimate:.4f}" if estimate is not None else "unknown (no price for this model in the config)"
+        echo_err(f"{len(targets)} images to score with {backend.name}{' (batch, discounted)' if batch else ''}; "
+                 f"estimated cost {shown}")
+    if max_cost is not None and (estimate is None or estimate > max_cost):
+        raise click.ClickException(
+            f"estimated cost {'unknown' if estimate is None else f'${estimate:.4f}'} is above --max-cost "
+            f"${max_cost:.4f}; raise the limit, score fewer images (--limit) or use --batch")
+    if not batch:
+        summary = run_sync(db, backend, targets, settings, prompt_version=pv, skipped=skipped, estimate=estimate)
+        click.echo(summary_text(summary, as_json))
+        return
+    summary = submit_batch(db, backend, targets, settings, prompt_version=pv, db_path=obj.db_path,
+                           skipped=skipped, estimate=estimate)
+    if summary.batch_job is not None:
+        echo_err(f"Submitted batch {summary.batch_job}: {summary.targets - summary.done} images. Waiting for it; "
+                 f"Ctrl+C stops waiting (the job goes on): resume with `hitl score --resume`, "
+                 f"cancel with `hitl score --cancel {summary.batch_job}`")
+        summary = _poll(obj, backend, open_batch_jobs(db, name=summary.batch_job)[0])
+    click.echo(summary_text(summary, as_json))
+
+
+def _export(obj: Context, model: str | None, pv: str, export_path: str) -> None:
+    from hitl.score.labels import export_scores
+    from hitl.store import queries
+
+    if not model:
+        models = sorted({r.split("@", 1)[0] for r in queries.raters(obj.db)})
+        raise click.UsageError(f"--export needs --model (scored so far: {', '.join(models) or 'none'})")
+    data = export_scores(obj.db, model, pv)
+    Path(export_path).write_text(json.dumps(data, indent=2), encoding="utf-8")
+    info = data["labeling_info"]
+    click.echo(f"Wrote {export_path}: {info['total_images']} images, {info['successful']} scored, "
+               f"{info['failed']} failed")
+
+
+def _cancel(obj: Context, model: str | None, name: str) -> None:
+    from hitl.score.backends import make_backend
+    from hitl.score.batch import cancel_batch, open_batch_jobs
+
+    job = next(iter(open_batch_jobs(obj.db, name=name)), None)
+    backend = make_backend(model or (job["model"] if job else "gemini-2.5-flash"), obj.settings)
+    if not backend.supports_batch:
+        raise click.UsageError(f"{backend.name} has no batch jobs to cancel")
+    click.echo(f"Batch {name}: {cancel_batch(obj.db, backend, name, obj.settings)}")
+
+
+def _resume(obj: Context, model: str | None, job_name: str | None, as_json: bool) -> None:
+    from hitl.score.backends import make_backend
+    from hitl.score.batch import open_batch_jobs
+
+    jobs = open_batch_jobs(obj.db, model=model, name=job_name)
+    if not jobs:
+        click.echo("No batch job to resume.")
+        return
+    for job in jobs:
+        backend = make_backend(job["model"], obj.settings)
+        echo_err(f"Resuming batch {job['name']} ({job['n_requests']} images, {job['model']}, {job['prompt_version']})")
+        click.echo(summary_text(_poll(obj, backend, job), as_json))
+
+
+def _poll(obj: Context, backend, job: dict):
+    from hitl.score.batch import resume_batch
+
+    try:
+        return resume_batch(obj.db, backend, job, obj.settings, echo=echo_err)
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            f"stopped waiting; batch {job['name']} goes on at Google. Collect it later with "
+            f"`python -m hitl score --resume`, or cancel it with `python -m hitl score --cancel {job['name']}`"
+        ) from None
+
+
+def summary_text(summary, as_json: bool) -> str:
+    """A run's summary as a curator reads it (or as JSON)."""
+    counts = summary.as_counts()
+    if as_json:
+        return json.dumps(counts, indent=2, sort_keys=True)
+    lines = [f"{summary.model} ({summary.prompt_version}, {summary.mode}): {summary.scored} scored, "
+             f"{sum(summary.failed.values())} failed of {summary.targets}"
+             + (f"; {summary.skipped_done} already done before" if summary.skipped_done else "")]
+    for kind, count in summary.failed.most_common():
+        lines.append(f"  failed {count:>6}  {kind}")
+    if counts["scores"]:
+        s = counts["scores"]
+        lines.append(f"Scores: mean {s['mean']:.2f}, median {s['median']:.1f}, sd {s['stdev']:.2f}, "
+                     f"range {s['min']:.1f}-{s['max']:.1f}; {summary.heroes} marked hero")
+    if summary.tokens_in or summary.tokens_out:
+        lines.append(f"Tokens: {summary.tokens_in:,} in, {summary.tokens_out:,} out; cost ${summary.cost_usd:.4f}"
+                     + (f" (estimate ${summary.estimate_usd:.4f})" if summary.estimate_usd else ""))
+    if counts["images_per_s"]:
+        lines.append(f"Speed: {counts['images_per_s']} images/s over {summary.elapsed_s:.1f} s")
+    if summary.batch_job:
+        lines.append(f"Batch job: {summary.batch_job}")
+    if summary.stopped:
+        lines.append(f"Stopped: {summary.stopped}")
+    return "\n".join(lines)
+
+
+COMMANDS = [score]

@@ -1,0 +1,83 @@
+"""`hitl select`: choose the candidates from detector output."""
+from __future__ import annotations
+
+import click
+
+from hitl.cli.context import Context, counted, echo_err, json_option, print_json
+
+
+@click.command()
+@click.option("--md", "md_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="MegaDetector batch output (format 1.0-1.6).")
+@click.option("--speciesnet", "speciesnet_path", type=click.Path(exists=True, dir_okay=False),
+              help="SpeciesNet predictions (4.x or 5.x layout).")
+@click.option("--cct", "cct_path", type=click.Path(exists=True, dir_okay=False),
+              help="COCO Camera Traps metadata (seq_id, frame_num, location, datetime).")
+@click.option("--images", "images_root", required=True, type=click.Path(file_okay=False),
+              help="Collection root the detector's 'file' paths are relative to.")
+@click.option("-n", "n", required=True, type=click.IntRange(min=1), help="How many candidates.")
+@click.option("--out", "out_csv", type=click.Path(dir_okay=False), help="Also write the candidates to this CSV.")
+@click.option("--seed", type=int, help="Random seed (same seed, same inputs: same candidates). [default: 0]")
+@click.option("--threshold", type=click.FloatRange(0, 1), help="Detection confidence threshold. [default: 0.3]")
+@click.option("--include-people", is_flag=True, default=None,
+              help="Keep images with a person or vehicle above threshold (excluded by default).")
+@click.option("--gap-seconds", type=click.FloatRange(min=0),
+              help="Gap that starts a new sequence when sequences come from capture times. [default: 60]")
+@click.option("--check-files/--no-check-files", default=None,
+              help="Open each pick's header, replacing missing or unreadable files. [default: check]")
+@click.option("--add", is_flag=True, help="Keep the current candidates and add new ones from other sequences.")
+@json_option()
+@click.pass_obj
+def select(obj: Context, md_path, speciesnet_path, cct_path, images_root, n, out_csv, seed, threshold,
+           include_people, gap_seconds, check_files, add, as_json) -> None:
+    """Select N diverse, promising candidates from detector output.
+
+    One frame per sequence at most, stratified over categories (rare species, several
+    species, groups, close-ups, well-framed single animals, night), with a per-species cap.
+    Images with a person or vehicle are left out unless --include-people is given.
+
+    \b
+    Example:
+        python -m hitl select --md sample_data/md_results.json \\
+            --speciesnet sample_data/speciesnet_predictions.json \\
+            --cct sample_data/cct.json --images sample_data/images -n 12 --out candidates.csv
+    """
+    from hitl.select.run import run_selection
+
+    cfg = obj.settings["select"]
+    for key, value in (("seed", seed), ("threshold", threshold), ("include_people", include_people),
+                       ("sequence_gap_seconds", gap_seconds), ("check_files", check_files)):
+        if value is not None:
+            cfg[key] = value
+    summary = run_selection(
+        obj.db, md=md_path, images_root=images_root, n=n, settings=obj.settings, speciesnet=speciesnet_path,
+        cct=cct_path, out_csv=out_csv, add=add, echo=echo_err,
+    )
+    if as_json:
+        print_json(summary.as_counts())
+        return
+    click.echo(format_selection_summary(summary, out_csv))
+
+
+def format_selection_summary(summary, out_csv: str | None) -> str:
+    """The end-of-run summary a curator reads: what was read, failed, excluded and chosen."""
+    lines = [f"Selection run {summary.run_id}: {summary.selected} of {summary.requested} candidates "
+             f"from {summary.images_read:,} images ({summary.eligible:,} eligible in {summary.sequences:,} sequences)"]
+    counted(lines, "Failed", summary.failed)
+    counted(lines, "Excluded", summary.excluded)
+    counted(lines, "Bad records skipped", summary.problems)
+    for example in summary.problem_examples[:5]:
+        lines.append(f"    e.g. {example}")
+    counted(lines, "Selected per category", summary.by_category)
+    counted(lines, "Selected per species", summary.by_species)
+    for note in summary.notes[:10]:
+        lines.append(f"Note: {note}")
+    if len(summary.notes) > 10:
+        lines.append(f"Note: ... and {len(summary.notes) - 10} more (stored with the run)")
+    if out_csv:
+        lines.append(f"Wrote {out_csv}")
+    return "\n".join(lines)
+
+
+
+COMMANDS = [select]

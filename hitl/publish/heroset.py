@@ -1,0 +1,526 @@
+"""Export the validated hero set: the images curators marked hero, with a manifest and a contact sheet.
+
+The vote counts each curator once per image: their most recent live rating (not deleted,
+not skipped). Files are copied or hard-linked into a folder, never over a different file:
+a rerun skips what is already there with the same content, and anything else in the way
+is reported as a conflict and left alone. ``manifest.csv``, ``manifest.json`` and a
+self-contained ``index.html`` contact sheet describe what the folder holds.
+"""
+from __future__ import annotations
+
+import csv
+import errno
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import stat
+import statistics
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import sqlite_utils
+from tqdm import tqdm
+
+from hitl.errors import HitlError
+from hitl.publish.gallery import box_styles, make_thumbnails, render_page, write_atomic
+from hitl.store import utc_now
+from hitl.store.ratings import curator_name
+
+__all__ = ["POLICIES", "LINKS", "LAYOUTS", "HerosetError", "select_heroes", "select_with_counts", "export_heroset", "flat_names",
+           "curator_name"]
+
+POLICIES = ("any", "majority", "all")
+LINKS = ("copy", "hardlink")
+LAYOUTS = ("tree", "flat")
+MANIFEST_CSV, MANIFEST_JSON, INDEX_HTML = "manifest.csv", "manifest.json", "index.html"
+RESERVED = {MANIFEST_CSV, MANIFEST_JSON, INDEX_HTML}
+MAX_NAME = 180  # bytes of a flat name before the hash suffix; file systems allow 255
+# os.link errors that mean "no hard link here" (another file system, not allowed, too many
+# links, not supported), where a copy is the right answer rather than a failure.
+LINK_FALLBACK_ERRNOS = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class HerosetError(HitlError, ValueError):
+    """A bad export request (unknown policy, say); the message lists what is allowed."""
+
+
+# ---- who said hero -----------------------------------------------------------------------------
+
+def _stamp(value: str | None) -> datetime:
+    """Sort key of a timestamp; unparseable or missing ones sort first."""
+    try:
+        when = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        when = None
+    if when is None:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _opinions(db: sqlite_utils.Database) -> dict[str, list[dict]]:
+    """Per image, one opinion per curator: the most recent of their live, non-skipped ratings."""
+    latest: dict[tuple[str, str], dict] = {}
+    for r in db.query("SELECT source, project, annotator_id, annotator_email, image_id, stars, hero, comment, "
+                      "boxes, mode, created_at, updated_at, received_at FROM ratings "
+                      "WHERE deleted = 0 AND skipped = 0 AND image_id IS NOT NULL ORDER BY rowid"):
+        name = curator_name(r["annotator_email"], r["annotator_id"], r["source"], str(r["project"]))
+        try:
+            boxes = json.loads(r["boxes"] or "[]")
+        except json.JSONDecodeError:
+            boxes = []
+        opinion = {"curator": name, "stars": r["stars"], "hero": None if r["hero"] is None else bool(r["hero"]),
+                   "comment": r["comment"] or None, "mode": r["mode"], "updated_at": r["updated_at"],
+                   "boxes": boxes if isinstance(boxes, list) else [],
+                   "_when": (_stamp(r["updated_at"] or r["created_at"]), _stamp(r["received_at"]))}
+        key = (r["image_id"], name)
+        if key not in latest or opinion["_when"] >= latest[key]["_when"]:
+            latest[key] = opinion
+    by_image: dict[str, list[dict]] = defaultdict(list)
+    for (image_id, _), opinion in sorted(latest.items()):
+        by_image[image_id].append(opinion)
+    return by_image
+
+
+def _passes(policy: str, yes: int, decided: int) -> bool:
+    if policy == "any":
+        return yes >= 1
+    if policy == "majority":
+        return 2 * yes > decided  # a tie is no majority
+    return decided > 0 and yes == decided
+
+
+def _check(policy: str, min_stars: float | None) -> None:
+    if policy not in POLICIES:
+        raise HerosetError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+    if min_stars is not None and not isinstance(min_stars, (int, float)):
+        raise HerosetError(f"min_stars must be a number, not {min_stars!r}")
+
+
+def select_with_counts(db: sqlite_utils.Database, policy: str = "majority", min_stars: float | None = None
+                       ) -> tuple[list[dict], dict[str, int]]:
+    """:func:`select_heroes` and how the images fared: rated_images, candidates_considered (a
+    curator decided), excluded_by_policy, excluded_by_min_stars (of which excluded_no_stars), heroes."""
+    _check(policy, min_stars)
+    images = {r["image_id"]: r for r in db.query(
+        "SELECT image_id, root, width, height, species, seq_id, datetime, location FROM images")}
+    counts: Counter = Counter()
+    heroes = []
+    for image_id, opinions in sorted(_opinions(db).items()):
+        counts["rated_images"] += 1
+        decided = [o for o in opinions if o["hero"] is not None]
+        if not decided:
+            continue
+        counts["candidates_considered"] += 1
+        yes = sum(1 for o in decided if o["hero"])
+        if not _passes(policy, yes, len(decided)):
+            counts["excluded_by_policy"] += 1
+            continue
+        stars = [o["stars"] for o in opinions if o["stars"] is not None]
+        mean = round(statistics.fmean(stars), 3) if stars else None
+        if min_stars is not None and (mean is None or mean < min_stars):
+            counts["excluded_by_min_stars"] += 1
+            counts["excluded_no_stars"] += mean is None
+            continue
+        info = images.get(image_id) or {}
+        heroes.append({
+            "image_id": image_id, "root": info.get("root"), "species": info.get("species"),
+            "seq_id": info.get("seq_id"), "datetime": info.get("datetime"), "location": info.get("location"),
+            "width": info.get("width"), "height": info.get("height"),
+            "hero_votes": yes, "decided": len(decided), "votes": f"{yes}/{len(decided)}",
+            "mean_stars": mean, "n_stars": len(stars),
+            "curators": [{k: v for k, v in o.items() if not k.startswith("_")} for o in opinions],
+        })
+    counts["heroes"] = len(heroes)
+    for key in ("rated_images", "candidates_considered", "excluded_by_policy", "excluded_by_min_stars",
+                "excluded_no_stars"):
+        counts.setdefault(key, 0)
+    return heroes, dict(counts)
+
+
+def select_heroes(db: sqlite_utils.Database, policy: str = "majority", min_stars: float | None = None) -> list[dict]:
+    """The images curators validated as hero, in image_id order.
+
+    ``policy``: ``any`` (one curator said hero), ``majority`` (more than half of those who
+    decided; a tie is not), ``all`` (everyone who decided). With ``min_stars`` the curators'
+    mean stars must also reach it (an image nobody gave stars to fails). Each dict has the
+    image's metadata (``root`` None when the image is not in the images table), the votes
+    (``hero_votes``, ``decided``, ``votes`` as "2/3"), ``mean_stars`` and ``curators``: one
+    opinion per curator (stars, hero, comment, boxes, mode, updated_at).
+    """
+    return select_with_counts(db, policy, min_stars)[0]
+
+
+# ---- file names --------------------------------------------------------------------------------
+
+def _short_hash(image_id: str, n: int = 8) -> str:
+    return hashlib.sha256(image_id.encode("utf-8")).hexdigest()[:n]
+
+
+def _with_suffix(name: str, tag: str) -> str:
+    stem, ext = os.path.splitext(name)
+    return f"{stem}-{tag}{ext}"
+
+
+def _flat_base(image_id: str) -> tuple[str, bool]:
+    """``cam_a/IMG_0001.JPG`` -> ``cam_a__IMG_0001.JPG``; the flag says the mapping lost information."""
+    parts = image_id.split("/")
+    clean = [_UNSAFE.sub("_", part) for part in parts]
+    lossy = any(c != p or "__" in p or p in ("", ".", "..") for c, p in zip(clean, parts))
+    name = "__".join(clean)
+    if name.startswith("."):  # no hidden files
+        name, lossy = "_" + name[1:], True
+    if len(name.encode()) > MAX_NAME:
+        stem, ext = os.path.splitext(name)
+        name, lossy = stem[: MAX_NAME - len(ext)] + ext, True
+    if name in RESERVED:
+        lossy = True
+    return name, lossy
+
+
+def flat_names(image_ids: list[str]) -> dict[str, str]:
+    """A safe, unique flat file name per image_id ([A-Za-z0-9._-], folders joined by ``__``).
+
+    A name that had to be changed beyond that, or that would clash with another one (case
+    blind, for case-insensitive file systems), gets a short hash of the image_id: the same
+    image_id always gets the same name, whatever order the ids come in.
+    """
+    bases = {i: _flat_base(i) for i in sorted(set(image_ids))}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for image_id, (name, _) in bases.items():
+        groups[name.casefold()].append(image_id)
+    names = {}
+    for image_id, (name, lossy) in bases.items():
+        clash = len(groups[name.casefold()]) > 1
+        names[image_id] = _with_suffix(name, _short_hash(image_id)) if lossy or clash else name
+    # hash suffixes colliding is next to impossible; a longer hash settles it if it happens
+    seen: dict[str, list[str]] = defaultdict(list)
+    for image_id, name in names.items():
+        seen[name.casefold()].append(image_id)
+    for ids in seen.values():
+        if len(ids) > 1:
+            for image_id in ids:
+                names[image_id] = _with_suffix(bases[image_id][0], _short_hash(image_id, 24))
+    return names
+
+
+def _tree_name(image_id: str) -> str | None:
+    """The image_id as a relative path inside the export, or None when it cannot safely be one."""
+    path = PurePosixPath(image_id)
+    if (not image_id or path.is_absolute() or "\\" in image_id or "\x00" in image_id
+            or any(part in ("", ".", "..") for part in image_id.split("/")) or image_id in RESERVED):
+        return None
+    return path.as_posix()
+
+
+# ---- placing files -----------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _same_content(src: Path, target: Path) -> bool:
+    """Is ``target`` a regular file (not a link or folder) with exactly ``src``'s bytes?"""
+    info = os.lstat(target)
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    if os.path.samefile(src, target):
+        return True
+    return info.st_size == os.stat(src).st_size and _sha256(src) == _sha256(target)
+
+
+def _publish_copy(src: Path, target: Path) -> None:
+    """Copy ``src`` to ``target`` without ever replacing a file there, and never leave half a file.
+
+    The copy goes to a hidden temporary name first, then is linked into place: os.link
+    fails when the target exists, so a file that appeared meanwhile is not overwritten.
+    """
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        shutil.copy2(src, tmp)
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            raise
+        except OSError:
+            # no hard links on this file system: a rename is next best (only a file created in
+            # the instant between this check and the rename could be replaced)
+            if os.path.lexists(target):
+                raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
+            os.rename(tmp, target)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def _place(src: Path, target: Path, link: str) -> tuple[str, str | None]:
+    """Put ``src`` at ``target``: ("exported" | "unchanged" | "conflict", why a hard link fell back)."""
+    if os.path.lexists(target):
+        return ("unchanged" if _same_content(src, target) else "conflict"), None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        return "conflict", None  # a file sits where a folder of the tree should be
+    fallback = None
+    try:
+        if link == "hardlink":
+            try:
+                os.link(src, target)
+                return "exported", None
+            except FileExistsError:
+                raise
+            except OSError as exc:
+                if exc.errno not in LINK_FALLBACK_ERRNOS:
+                    raise
+                fallback = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        _publish_copy(src, target)
+    except FileExistsError:  # someone else put a file there meanwhile
+        return ("unchanged" if _same_content(src, target) else "conflict"), None
+    return "exported", fallback
+
+
+# ---- the export --------------------------------------------------------------------------------
+
+def _model_results(db: sqlite_utils.Database) -> tuple[list[str], dict[str, dict[str, dict]]]:
+    """Every rater ``model@prompt_version`` with ok scores, and their results per image."""
+    results: dict[str, dict[str, dict]] = defaultdict(dict)
+    names: set[str] = set()
+    for image_id, model, pv, score, hero, reasoning in db.execute(
+            "SELECT image_id, model, prompt_version, score, hero, reasoning FROM scores WHERE status = 'ok'"):
+        name = f"{model}@{pv}"
+        names.add(name)
+        results[image_id][name] = {"score": score, "hero": None if hero is None else bool(hero),
+                                   "reasoning": reasoning}
+    return sorted(names), results
+
+
+def _detector_boxes(db: sqlite_utils.Database, image_ids: set[str], threshold: float) -> dict[str, list[dict]]:
+    boxes: dict[str, list[dict]] = defaultdict(list)
+    for image_id, x, y, w, h, species in db.execute(
+            "SELECT d.image_id, d.x, d.y, d.w, d.h, COALESCE(d.species, i.species) FROM detections d "
+            "LEFT JOIN images i USING (image_id) WHERE d.kind = 'animal' AND d.conf >= ? "
+            "ORDER BY d.image_id, d.det_index", [threshold]):
+        if image_id in image_ids:
+            boxes[image_id].append({"x": round(x, 6), "y": round(y, 6), "w": round(w, 6), "h": round(h, 6),
+                                    "label": species or "animal"})
+    return boxes
+
+
+def _boxes(hero: dict, detected: list[dict]) -> tuple[str, list[dict]]:
+    """The curators' boxes when one edited them (the most recent such curator), else the detector's."""
+    edited = [o for o in hero["curators"] if o["boxes"]]
+    if edited:
+        latest = max(edited, key=lambda o: _stamp(o["updated_at"]))
+        return f"curator {latest['curator']}", latest["boxes"]
+    return ("detector" if detected else "none"), detected
+
+
+def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: str = "majority",
+                   min_stars: float | None = None, link: str = "copy", layout: str = "tree",
+                   progress: bool | None = None, threshold: float = 0.3) -> dict[str, Any]:
+    """Copy (or hard-link) the hero set into ``out_dir`` with manifest.csv, manifest.json and index.html.
+
+    ``layout`` ``tree`` keeps the image_id's folders; ``flat`` uses one folder and
+    :func:`flat_names`. ``link`` ``hardlink`` shares the original's inode (editing the
+    export edits the original); where hard links are impossible it copies and counts it.
+    A target already there with the same bytes is ``unchanged``; anything else there is a
+    conflict: left untouched, its path reported, that image not exported (and not in the
+    manifest). Detector boxes (animal, conf >= ``threshold``) stand in when no curator
+    drew any. Returns the counts, also written in manifest.json's header.
+    """
+    _check(policy, min_stars)
+    if link not in LINKS:
+        raise HerosetError(f"link must be one of {', '.join(LINKS)}, not {link!r}")
+    if layout not in LAYOUTS:
+        raise HerosetError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    out = Path(out_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise HerosetError(f"{out_dir} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+
+    heroes, selected = select_with_counts(db, policy, min_stars)
+    models, model_results = _model_results(db)
+    detected = _detector_boxes(db, {h["image_id"] for h in heroes}, threshold)
+    flat = flat_names([h["image_id"] for h in heroes])
+    counts: dict[str, Any] = {**selected, "exported": 0, "unchanged": 0, "conflicts": [], "missing_files": 0,
+                              "missing": [], "hardlink_fallbacks": 0, "failed": [], "notes": []}
+    placed: list[tuple[dict, str, Path]] = []
+    for hero in tqdm(heroes, desc="Exporting heroes", unit="img", leave=False,
+                     disable=None if progress is None else not progress):
+        image_id = hero["image_id"]
+        if hero["root"] is None:
+            counts["missing_files"] += 1
+            counts["missing"].append(f"{image_id} (not in the images table)")
+            continue
+        src = Path(hero["root"]) / image_id
+        if not src.is_file():
+            counts["missing_files"] += 1
+            counts["missing"].append(str(src))
+            continue
+        name = flat[image_id] if layout == "flat" else _tree_name(image_id)
+        if name is None:
+            name = flat[image_id]
+            counts["notes"].append(f"{image_id}: not a safe relative path, exported as {name}")
+        target = out / name
+        try:
+            outcome, fallback = _place(src, target, link)
+        except OSError as exc:
+            counts["failed"].append(f"{target}: {exc.strerror or exc}")
+            continue
+        if outcome == "conflict":
+            counts["conflicts"].append(str(target))
+            continue
+        counts[outcome] += 1
+        if fallback:
+            counts["hardlink_fallbacks"] += 1
+            if counts["hardlink_fallbacks"] == 1:
+                counts["notes"].append(f"hard link impossible ({fallback}) for {image_id}; copied instead")
+        placed.append((hero, name, target))
+
+    curators = sorted({o["curator"] for h, _, _ in placed for o in h["curators"]})
+    rows = []
+    for hero, name, target in placed:
+        source, boxes = _boxes(hero, detected.get(hero["image_id"], []))
+        rows.append({
+            "image_id": hero["image_id"], "file": name, "species": hero["species"], "seq_id": hero["seq_id"],
+            "datetime": hero["datetime"], "location": hero["location"], "width": hero["width"],
+            "height": hero["height"], "bytes": target.stat().st_size,
+            "mean_stars": hero["mean_stars"], "n_stars": hero["n_stars"], "votes": hero["votes"],
+            "hero_votes": hero["hero_votes"], "decided": hero["decided"],
+            "comments": [f"{o['curator']}: {o['comment']}" for o in hero["curators"] if o["comment"]],
+            "boxes_source": source, "boxes": boxes,
+            "models": model_results.get(hero["image_id"], {}),
+            "curators": [{k: o[k] for k in ("curator", "stars", "hero", "comment", "mode", "updated_at")}
+                         for o in hero["curators"]],
+        })
+    counts["in_manifest"] = len(rows)
+    counts["not_in_manifest"] = _leftovers(out, {r["file"] for r in rows}, set(counts["conflicts"]))
+
+    header = {"exported_at": utc_now(), "policy": policy, "min_stars": min_stars, "link": link, "layout": layout,
+              "threshold": threshold, "models": models, "curators": curators, "counts": counts}
+    write_atomic(out / MANIFEST_JSON, json.dumps({"header": header, "images": rows}, indent=2, ensure_ascii=False))
+    write_atomic(out / MANIFEST_CSV, _manifest_csv(rows, models, curators))
+    thumbs = make_thumbnails([target for _, _, target in placed], 320, progress, desc="Contact sheet")
+    write_atomic(out / INDEX_HTML, _contact_sheet(rows, thumbs, header))
+    return counts
+
+
+def _leftovers(out: Path, files: set[str], conflicts: set[str]) -> list[str]:
+    """Files in the folder that this export did not write nor report (earlier exports' heroes)."""
+    extra = []
+    for path in sorted(out.rglob("*")):
+        rel = path.relative_to(out).as_posix()
+        if path.is_dir() or rel in files or rel in RESERVED or str(path) in conflicts or path.name.endswith(".part"):
+            continue
+        extra.append(rel)
+    return extra
+
+
+def _manifest_csv(rows: list[dict], models: list[str], curators: list[str]) -> str:
+    columns = ["image_id", "file", "species", "seq_id", "datetime", "location", "width", "height", "bytes",
+               "mean_stars", "n_stars", "votes", "comments", "boxes_source", "boxes"]
+    columns += [f"score_{m}" for m in models] + [f"hero_{m}" for m in models]
+    columns += [f"stars_{c}" for c in curators] + [f"hero_{c}" for c in curators]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        line = {k: row[k] for k in columns if k in row}
+        line["comments"] = " | ".join(row["comments"])
+        line["boxes"] = json.dumps(row["boxes"])
+        for m in models:
+            result = row["models"].get(m) or {}
+            line[f"score_{m}"] = result.get("score")
+            line[f"hero_{m}"] = _yes_no(result.get("hero"))
+        for o in row["curators"]:
+            line[f"stars_{o['curator']}"] = o["stars"]
+            line[f"hero_{o['curator']}"] = _yes_no(o["hero"])
+        writer.writerow(line)
+    return buf.getvalue()
+
+
+def _yes_no(value: bool | None) -> str:
+    return "" if value is None else ("yes" if value else "no")
+
+
+def _contact_sheet(rows: list[dict], thumbs: list, header: dict) -> str:
+    cards = []
+    for row, thumb in zip(rows, thumbs):
+        cards.append({**row, "src": None if thumb.error else thumb.data_uri(), "thumb_error": thumb.error,
+                      "thumb_w": thumb.width, "thumb_h": thumb.height, "box_styles": box_styles(row["boxes"])})
+    return render_page(CONTACT_SHEET_TEMPLATE, cards=cards, header=header, counts=header["counts"])
+
+
+CONTACT_SHEET_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Hero set: {{ cards | length }} images</title>
+<style>{{ base_css | safe }}</style>
+</head>
+<body>
+<header class="top">
+  <h1>Hero set</h1>
+  <p class="sub">{{ cards | length }} image{{ "" if cards | length == 1 else "s" }} ·
+    policy <b>{{ header.policy }}</b>{% if header.min_stars is not none %}, mean stars ≥ {{ header.min_stars }}{% endif %} ·
+    {{ counts.candidates_considered }} images with a curator's hero decision ·
+    exported {{ header.exported_at }}</p>
+  <p class="sub">{{ counts.exported }} new, {{ counts.unchanged }} unchanged
+    {% if counts.conflicts %} · <span class="failed">{{ counts.conflicts | length }} conflicts (not exported)</span>{% endif %}
+    {% if counts.missing_files %} · <span class="failed">{{ counts.missing_files }} missing files</span>{% endif %}
+    {% if counts.excluded_by_min_stars %} · {{ counts.excluded_by_min_stars }} below the stars threshold{% endif %}
+    · files: manifest.csv, manifest.json</p>
+</header>
+<main class="grid">
+{% for c in cards %}
+  <article class="card" data-id="{{ c.image_id }}">
+    <div class="thumb">
+    {% if c.src %}
+      <img src="{{ c.src }}" width="{{ c.thumb_w }}" height="{{ c.thumb_h }}" alt="{{ c.image_id }}">
+      {% for b in c.box_styles %}<div class="box {{ b.side }}" style="{{ b.style }}"><span>{{ b.label }}</span></div>{% endfor %}
+    {% else %}
+      <div class="nothumb">no preview: {{ c.thumb_error }}</div>
+    {% endif %}
+    </div>
+    <div class="body">
+      <div class="title">{% if c.species %}<span class="species">{{ c.species }}</span>{% else %}<span class="meta">species unknown</span>{% endif %}
+        <span><span class="badge" style="background:{{ c.mean_stars | colour }}">★ {{ c.mean_stars | fmt(1) }}</span>
+        <span class="hero" title="curators who said hero / curators who decided">hero {{ c.votes }}</span></span></div>
+      <div class="id">{{ c.file }}</div>
+      <div class="meta">{{ c.datetime or "" }}{% if c.location %} · {{ c.location }}{% endif %}
+        {% if c.boxes %} · boxes: {{ c.boxes_source }}{% endif %}</div>
+      <table class="people">
+      {% for o in c.curators %}
+        <tr><td>{{ o.curator }}</td><td>{{ (o.stars ~ "★") if o.stars is not none else "–" }}</td>
+          <td>{{ "hero" if o.hero else ("not hero" if o.hero is not none else "undecided") }}</td>
+          <td class="meta">{{ o.mode or "" }}</td></tr>
+        {% if o.comment %}<tr><td colspan="4" class="comment">“{{ o.comment }}”</td></tr>{% endif %}
+      {% endfor %}
+      </table>
+      <ul class="models">
+      {% for name, m in c.models | dictsort %}
+        <li><span class="mname">{{ name }}</span>
+          <span class="badge" style="background:{{ m.score | colour }}">{{ m.score | fmt(1) }}</span>
+          {% if m.hero %}<span class="hero">★ hero</span>{% endif %}
+          {% if m.reasoning %}<p class="reason open">{{ m.reasoning }}</p>{% endif %}</li>
+      {% endfor %}
+      </ul>
+    </div>
+  </article>
+{% else %}
+  <p>No image passed the policy.</p>
+{% endfor %}
+</main>
+</body>
+</html>
+"""

@@ -1,0 +1,273 @@
+"""Push candidates into Label Studio for review (label-studio-sdk 2.x).
+
+Idempotent: the project is found by title, images already pushed (image_id ↔ task id ↔
+project in SQLite, rebuilt from Label Studio itself when SQLite is behind) are skipped, and
+the webhook is created once, or re-enabled when Label Studio switched it off.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from converters.labelstudio import (
+    DETECTOR_VERSION,
+    MODES,
+    build_task,
+    default_document_root,
+    local_files_url,
+    model_version,
+)
+from hitl.errors import HitlError
+from hitl.progress import progress_bar
+from hitl.review.client import api_error_text, fetch_users, studio_errors
+from hitl.review.configs import config_labels, label_config, with_labels
+from hitl.store import queries, transaction, utc_now
+
+WEBHOOK_ACTIONS = ["TASKS_CREATED", "TASKS_DELETED", "ANNOTATION_CREATED", "ANNOTATIONS_CREATED",
+                   "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
+DESCRIPTION = "hero-hitl review ({mode} mode): rate each camera-trap image 1-10 stars and decide hero or not."
+
+
+@dataclass
+class PushSummary:
+    project_id: int
+    project_created: bool
+    mode: str
+    model_version: str
+    pushed: int = 0
+    already: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    skipped_examples: list[str] = field(default_factory=list)
+    webhook: str = "not requested"
+    storage: str = "not needed"
+
+    def skip(self, reason: str, example: str) -> None:
+        self.skipped[reason] += 1
+        if len(self.skipped_examples) < 10:
+            self.skipped_examples.append(example)
+
+
+def review_rows(db: sqlite_utils.Database, threshold: float, image_ids: list[str] | None = None) -> list[dict]:
+    """Candidates (or the given images) with their animal boxes and every model's ok scores."""
+    rows = queries.candidates(db) if image_ids is None else queries.images(db, image_ids)
+    boxes = queries.animal_boxes(db, threshold, [r["image_id"] for r in rows])
+    scores = queries.scores_by_image(db)
+    for row in rows:
+        row["detections"] = boxes.get(row["image_id"], [])
+        row["scores"] = scores.get(row["image_id"], [])
+    return rows
+
+
+def choose_prefill(rows: list[dict], prefill: str | None) -> tuple[str, str] | None:
+    """(model, prompt_version) to prefill in assisted mode: the one asked for, else the most complete."""
+    counts = Counter((s["model"], s["prompt_version"]) for row in rows for s in row["scores"])
+    if not counts:
+        return None
+    if prefill:
+        for key in counts:
+            if prefill in (key[0], model_version(*key)):
+                return key
+        raise HitlError(f"--prefill {prefill!r} has no scores; scored so far: "
+                        f"{', '.join(sorted(model_version(*k) for k in counts))}")
+    return max(counts, key=lambda key: (counts[key], key[0] != "baseline", key))
+
+
+def push(db: sqlite_utils.Database, client, *, url: str, title: str, mode: str = "assisted",
+         prefill: str | None = None, document_root: str | Path | None = None,
+         url_template: str | None = None, webhook_url: str | None = None, secret: str | None = None,
+         batch_size: int = 500, threshold: float = 0.3, image_ids: list[str] | None = None,
+         progress: bool | None = None, echo: Callable[[str], None] = lambda _m: None) -> PushSummary:
+    """Create or reuse the project ``title`` and import the candidates not yet in it."""
+    if mode not in MODES:
+        raise HitlError(f"--mode must be assisted or blind, not {mode!r}")
+    rows = review_rows(db, threshold, image_ids)
+    if not rows:
+        raise HitlError("no candidates to push: run `python -m hitl select` (and `score`) first")
+    if mode == "blind" and prefill:
+        raise HitlError("--prefill makes no sense in blind mode: no model output is shown there")
+    chosen = choose_prefill(rows, prefill) if mode == "assisted" else None
+    version = model_version(*chosen) if chosen else DETECTOR_VERSION
+    labels = sorted({"animal"} | {r["species"] for r in rows if r["species"]}
+                    | {d["species"] for r in rows for d in r["detections"] if d.get("species")})
+    with studio_errors(url, f"pushing to project {title!r}"):
+        project, created = ensure_project(db, client, url, title, mode, labels, version)
+        summary = PushSummary(project.id, created, mode, version)
+        root = None
+        if url_template is None:
+            roots = sorted({r["root"] for r in rows})
+            root = Path(document_root or default_document_root(roots))
+            summary.storage = ensure_local_storage(client, project.id, roots, root)
+        tasks, images = _new_tasks(rows, mapped_images(db, client, project.id), summary, mode, chosen, root,
+                                   url_template)
+        _import(db, client, project.id, title, tasks, images, batch_size, summary, progress)
+        if webhook_url:
+            summary.webhook = ensure_webhook(client, project.id, webhook_url, secret)
+            with transaction(db):
+                db.execute("UPDATE ls_projects SET webhook_url = ? WHERE id = ?", [webhook_url, project.id])
+        cache_users(db, client, url)  # deliveries name annotators by id; keep their emails at hand
+    return summary
+
+
+def _new_tasks(rows: list[dict], done: set[str], summary: PushSummary, mode: str, chosen: tuple[str, str] | None,
+               root: Path | None, url_template: str | None) -> tuple[list[dict], list[str]]:
+    """The tasks of the images not yet in the project (and their image ids); the rest counted."""
+    tasks, images = [], []
+    for row in rows:
+        if row["image_id"] in done:
+            summary.already += 1
+            continue
+        path = Path(row["root"]) / row["image_id"]
+        if url_template is None and not path.is_file():
+            summary.skip("image file missing", f"{path}: missing; not pushed")
+            continue
+        try:
+            image_url = (url_template.format(image_id=row["image_id"]) if url_template
+                         else local_files_url(path, root))
+        except ValueError as exc:
+            summary.skip("image outside the document root", f"{exc}; or start Label Studio with a document root "
+                                                            f"covering it (`hitl studio --document-root`)")
+            continue
+        except (KeyError, IndexError) as exc:
+            raise HitlError(f"--image-url-template {url_template!r} may only use {{image_id}} ({exc})") from None
+        shown = []
+        if mode == "assisted":  # the prefilled model first: Label Studio lists predictions in order
+            shown = sorted(row["scores"], key=lambda s: (s["model"], s["prompt_version"]) != chosen)
+        try:
+            task = build_task(row, image_url, row["width"], row["height"], row["detections"], shown, mode)
+        except ValueError as exc:
+            summary.skip("bad score or size", str(exc))
+            continue
+        tasks.append(task)
+        images.append(row["image_id"])
+    return tasks, images
+
+
+def _import(db: sqlite_utils.Database, client, project_id: int, title: str, tasks: list[dict], images: list[str],
+            batch_size: int, summary: PushSummary, progress: bool | None) -> None:
+    """Import the tasks batch by batch, saving the task ↔ image map after each: a rerun never imports twice."""
+    with progress_bar(progress, total=len(tasks), desc=f"Pushing to {title}", unit="task") as bar:
+        for start in range(0, len(tasks), batch_size):
+            batch, batch_images = tasks[start:start + batch_size], images[start:start + batch_size]
+            response = client.projects.import_tasks(id=project_id, request=batch, return_task_ids=True)
+            task_ids = list(response.task_ids or [])
+            if len(task_ids) != len(batch):
+                raise HitlError(f"Label Studio created {len(task_ids)} tasks for {len(batch)} sent; "
+                                f"run `python -m hitl sync` to reconcile")
+            now = utc_now()
+            with transaction(db):
+                for task_id, image_id in zip(task_ids, batch_images):
+                    queries.map_task(db, project_id, task_id, image_id, now)
+            summary.pushed += len(batch)
+            bar.update(len(batch))
+
+
+def ensure_project(db: sqlite_utils.Database, client, url: str, title: str, mode: str, labels: list[str],
+                   version: str):
+    """Find the project by title (creating it if missing) with the right config and model_version."""
+    existing = [p for p in client.projects.list(title=title) if p.title == title]
+    now = utc_now()
+    if not existing:
+        project = client.projects.create(title=title, label_config=label_config(mode, labels),
+                                         description=DESCRIPTION.format(mode=mode), model_version=version,
+                                         show_skip_button=True, maximum_annotations=1)
+        created = True
+    else:
+        project = existing[0]
+        project_mode = queries.project_mode(db, project.id) or _mode_in(project.description or "")
+        if project_mode and project_mode != mode:
+            raise HitlError(f"project {title!r} is a {project_mode} review; push {mode} review to another title "
+                            f"(agreement needs the two kept apart)")
+        changes: dict[str, Any] = {}
+        config = project.label_config or label_config(mode, [])
+        if not set(labels) <= set(config_labels(config)):
+            changes["label_config"] = with_labels(config, labels)
+        if project.model_version != version:
+            changes["model_version"] = version
+        if changes:
+            project = client.projects.update(id=project.id, **changes)
+        created = False
+    with transaction(db):
+        db["ls_projects"].upsert({"id": project.id, "url": url, "title": title, "mode": mode, "model_version": version,
+                                  "created_at": now, "updated_at": now}, pk="id")
+    return project, created
+
+
+def _mode_in(description: str) -> str | None:
+    """The mode a project's description (written by push) names, for a project this database never saw."""
+    return next((m for m in MODES if f"({m} mode)" in description), None)
+
+
+def ensure_local_storage(client, project_id: int, roots: list[str], document_root: Path) -> str:
+    """A local-files storage per image root, so Label Studio will serve those files."""
+    have = {s.path for s in client.import_storage.local.list(project=project_id)}
+    made = []
+    for root in roots:
+        if root in have or any(root.startswith(h.rstrip("/") + "/") for h in have):
+            continue
+        if not Path(root).is_dir() or not Path(root).resolve().is_relative_to(document_root.resolve()):
+            continue  # its images are counted as skipped, one by one, with the reason and the fix
+        try:
+            # regex "^$" matches no file: a click on "Sync storage" must not import every image as a task
+            client.import_storage.local.create(project=project_id, path=root, title=f"hero-hitl images {root}",
+                                               use_blob_urls=False, regex_filter="^$")
+        except Exception as exc:  # noqa: BLE001 - the SDK's ApiError: said with the fix
+            raise HitlError(f"Label Studio refused a local storage for {root} ({api_error_text(exc)}); it needs "
+                            f"LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and a document root above {root}") from None
+        made.append(root)
+    return f"created for {', '.join(made)}" if made else "already there"
+
+
+def mapped_images(db: sqlite_utils.Database, client, project_id: int) -> set[str]:
+    """Images already in the project. SQLite knows; when Label Studio has more tasks than SQLite
+    maps (a push that died between import and save, a new database), they are read back."""
+    known = queries.mapped_image_ids(db, project_id)
+    count = client.projects.get(id=project_id).task_number or 0
+    if count <= len(known):
+        return known
+    found = {}
+    for task in client.tasks.list(project=project_id, fields="all", page_size=500):
+        image_id = (task.data or {}).get("image_id")
+        if isinstance(image_id, str) and image_id:
+            found[task.id] = image_id
+    now = utc_now()
+    with transaction(db):
+        for task_id, image_id in found.items():
+            queries.map_task(db, project_id, task_id, image_id, now)
+    return known | set(found.values())
+
+
+def ensure_webhook(client, project_id: int, url: str, secret: str | None) -> str:
+    """Register the webhook with the shared secret, or re-enable it if Label Studio switched it off."""
+    if not secret:
+        raise HitlError("a webhook needs a shared secret: set HITL_WEBHOOK_SECRET (the same for `hitl serve`)")
+    headers = {"Authorization": f"Bearer {secret}"}
+    for hook in client.webhooks.list(project=str(project_id)):
+        if hook.url != url:
+            continue
+        changes: dict[str, Any] = {}
+        if not hook.is_active:
+            changes["is_active"] = True
+        if (hook.headers or {}) != headers:
+            changes["headers"] = headers
+        if not hook.send_payload or not hook.send_for_all_actions:
+            changes.update(send_payload=True, send_for_all_actions=True)
+        if changes:
+            client.webhooks.update(id=hook.id, url=url, **changes)
+            return "re-enabled" if "is_active" in changes else "updated"
+        return "already active"
+    client.webhooks.create(url=url, project=project_id, headers=headers, send_payload=True,
+                           send_for_all_actions=True, is_active=True)
+    return "created"
+
+
+def cache_users(db: sqlite_utils.Database, client, url: str) -> dict[int, str]:
+    """Label Studio's users (id → email) saved in the store: webhook deliveries name annotators by id only."""
+    users = fetch_users(client, url)
+    with transaction(db):
+        queries.save_users(db, users)
+    return users

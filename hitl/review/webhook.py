@@ -1,0 +1,144 @@
+"""The webhook service: Label Studio → SQLite, fast, authenticated, and never a 500 for bad input.
+
+Built by ``create_app(test_config=None)`` in the Flask tutorial's way: settings from the
+environment, overridable in tests; one database connection per request (``get_db``).
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+from typing import Any
+
+from flask import Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from hitl import store
+from hitl.errors import ConfigError
+from hitl.review.events import BadEvent, parse_body, store_event, validate
+
+log = logging.getLogger("hitl.webhook")
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+# Writers of this process queue here rather than in SQLite's busy handler, which sleeps in
+# growing steps (up to 100 ms) and would give an unlucky delivery a long wait under load.
+# Other processes (a `hitl sync`) still meet the busy timeout.
+WRITE_LOCK = threading.Lock()
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """The Flask app. Refuses to start without a secret unless INSECURE is set."""
+    app = Flask("hitl")
+    app.config.from_mapping(
+        DATABASE=os.environ.get("HITL_DB", "hitl.db"),
+        WEBHOOK_SECRET=os.environ.get("HITL_WEBHOOK_SECRET") or None,
+        INSECURE=False,
+        MAX_CONTENT_LENGTH=DEFAULT_MAX_BYTES,
+    )
+    if test_config:
+        app.config.update(test_config)
+    if not app.config["WEBHOOK_SECRET"] and not app.config["INSECURE"]:
+        raise ConfigError("no webhook secret: set HITL_WEBHOOK_SECRET (the same one `hitl push` registers)")
+    store.connect(app.config["DATABASE"]).conn.close()  # migrate once here, not per request
+
+    if not app.config.get("TESTING"):
+        app.extensions["hitl_checkpointer"] = Checkpointer(app.config["DATABASE"])
+        app.extensions["hitl_checkpointer"].start()
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Exception, unexpected_error)
+    app.add_url_rule("/webhooks/label-studio", view_func=receive, methods=["POST"])
+    app.add_url_rule("/healthz", view_func=healthz, methods=["GET"])
+    return app
+
+
+_connections = threading.local()
+
+
+def get_db():
+    """The database connection of this worker thread (opened once per thread, reused).
+
+    Opening SQLite per request costs more than the delivery itself; the WSGI server's
+    worker threads live as long as the service, so each keeps one connection.
+    """
+    path = current_app.config["DATABASE"]
+    db = getattr(_connections, "db", None)
+    if db is None or _connections.path != path:
+        db = store.connect(path, migrate_schema=False)
+        # No checkpoint on the request path: a checkpoint flushes the log to the database file
+        # and syncs it, hundreds of milliseconds on slow disks; the checkpointer thread does it.
+        db.execute("PRAGMA wal_autocheckpoint = 0")
+        _connections.db, _connections.path = db, path
+    return db
+
+
+class Checkpointer(threading.Thread):
+    """Folds the write-ahead log into the database every few seconds, off the request path."""
+
+    def __init__(self, path: str, every: float = 2.0):
+        super().__init__(name="wal-checkpoint", daemon=True)
+        self.path, self.every = path, every
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        db = store.connect(self.path, migrate_schema=False)
+        while not self.stopped.wait(self.every):
+            try:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except Exception as exc:  # a busy database now is fine: next time
+                log.debug("checkpoint skipped: %s", exc)
+
+
+def error(status: int, message: str):
+    return jsonify({"error": message, "status": status}), status
+
+
+def authorized() -> bool:
+    secret = current_app.config["WEBHOOK_SECRET"]
+    if not secret:
+        return bool(current_app.config["INSECURE"])
+    given = request.headers.get("Authorization", "")
+    # constant-time: the comparison must not tell an attacker how much of the secret matched
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), f"Bearer {secret}".encode())
+
+
+def receive():
+    if not authorized():
+        return error(401, "missing or wrong Authorization header (Bearer <HITL_WEBHOOK_SECRET>)")
+    if request.mimetype != "application/json":
+        return error(400, f"Content-Type must be application/json, not {request.mimetype or 'missing'}")
+    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        body = parse_body(raw)
+        action = validate(body)
+    except BadEvent as exc:
+        return error(400, str(exc))
+    db = get_db()
+    with WRITE_LOCK:
+        event_id, outcome, detail = store_event(db, raw, body, via="webhook")
+    if outcome == "failed":
+        log.error("event %s (%s) stored but not applied: %s; `hitl replay` retries it", event_id, action, detail)
+    elif outcome == "ignored":
+        log.info("event %s: %s", event_id, detail)
+    return jsonify({"event": event_id, "action": action, "outcome": outcome, "detail": detail}), 200
+
+
+def healthz():
+    db = get_db()
+    counts = {
+        "ratings": db.execute("SELECT COUNT(*) FROM ratings WHERE deleted = 0").fetchone()[0],
+        "events": db.execute("SELECT COUNT(*) FROM events").fetchone()[0],
+        "failed_events": db.execute("SELECT COUNT(*) FROM events WHERE outcome = 'failed'").fetchone()[0],
+    }
+    return jsonify({"status": "ok", "database": current_app.config["DATABASE"], **counts}), 200
+
+
+def http_error(exc: HTTPException):
+    return error(exc.code or 500, exc.description or exc.name)
+
+
+def unexpected_error(exc: Exception):
+    # Only our own failures land here (the database is unreachable, a bug): never client input,
+    # which is answered 400/401/413 above. 503 says "try later", and the event table, if it was
+    # reachable, holds the delivery.
+    log.exception("webhook failed: %s", exc)
+    return error(503, f"the service could not store this delivery: {type(exc).__name__}")

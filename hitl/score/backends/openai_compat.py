@@ -1,0 +1,106 @@
+"""Any OpenAI-compatible chat-completions server through the openai SDK: vLLM, Ollama,
+llama.cpp, LM Studio or OpenAI itself. Several base URLs (data-parallel servers) share the load.
+"""
+from __future__ import annotations
+
+import base64
+import itertools
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+import openai
+
+from hitl.errors import HitlError
+from hitl.score.backends.base import Backend, Outcome, ScoreRequest, outcome_from_text, translate_error
+from hitl.score.verdict import VERDICT_SCHEMA
+
+PREFIX = "openai:"
+
+
+def normalise_base_url(url: str) -> str:
+    """`http://host:8000` → `http://host:8000/v1` (where vLLM and Ollama serve the API)."""
+    url = url.strip().rstrip("/")
+    if not urlparse(url).scheme:
+        raise ValueError(f"base URL {url!r} needs a scheme, e.g. http://127.0.0.1:8000/v1")
+    return url if urlparse(url).path not in ("", "/") else url + "/v1"
+
+
+class OpenAICompatBackend(Backend):
+    """``openai:<model>``: the model name as the server knows it (e.g. Qwen/Qwen2.5-VL-7B-Instruct).
+
+    Paid only when the settings hold a price for the model (a local vLLM server costs nothing).
+    """
+
+    key_env = ("HITL_OPENAI_API_KEY", "OPENAI_API_KEY")
+    supports_schema = True
+
+    @classmethod
+    def handles(cls, model: str) -> bool:
+        return model.startswith(PREFIX)
+
+    @classmethod
+    def from_settings(cls, model: str, settings: dict[str, Any], base_urls: list[str] | None,
+                      env: Mapping[str, str]) -> OpenAICompatBackend:
+        cfg = settings["score"]
+        name = model.removeprefix(PREFIX)
+        if not name:
+            raise HitlError("--model openai: needs the model name the server serves, e.g. "
+                            "openai:Qwen/Qwen2.5-VL-7B-Instruct")
+        urls = base_urls or [u for u in env.get("HITL_OPENAI_BASE_URL", "").split(",") if u.strip()]
+        if not urls:
+            raise HitlError(f"{model}: no server address; pass --base-url http://host:8000/v1 (repeatable) "
+                            f"or set HITL_OPENAI_BASE_URL (comma-separated for several servers)")
+        key = next((env[k] for k in cls.key_env if env.get(k)), None)
+        try:
+            return cls(name, urls, key, timeout_s=cfg["timeout_seconds"], max_tokens=cfg["max_output_tokens"],
+                       paid=name in cfg["prices"])
+        except ValueError as exc:
+            raise HitlError(f"{model}: {exc}") from None
+
+    def __init__(self, model: str, base_urls: list[str], api_key: str | None, timeout_s: float = 120.0,
+                 max_tokens: int = 512, paid: bool = False):
+        if not base_urls:
+            raise ValueError("no base URL: pass --base-url or set HITL_OPENAI_BASE_URL")
+        self.model = model
+        self.name = f"{PREFIX}{model}"
+        self.paid = paid  # an instance attribute: the price table decides, not the class
+        self.max_tokens = max_tokens
+        self.clients = [openai.OpenAI(base_url=normalise_base_url(u), api_key=api_key or "not-needed",
+                                      max_retries=0, timeout=timeout_s) for u in base_urls]
+        self._next = itertools.cycle(range(len(self.clients)))
+        self._lock = threading.Lock()
+
+    def price(self, settings: dict[str, Any]) -> dict[str, float] | None:
+        return settings["score"]["prices"].get(self.model) if self.paid else None
+
+    def _client(self) -> openai.OpenAI:
+        with self._lock:  # round robin keeps every data-parallel server equally busy
+            return self.clients[next(self._next)]
+
+    def score(self, request: ScoreRequest, prompt: str) -> Outcome:
+        data_url = "data:image/jpeg;base64," + base64.b64encode(request.jpeg).decode()
+        started = time.perf_counter()
+        try:
+            response = self._client().chat.completions.create(
+                model=self.model,
+                messages=[{"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": data_url}},
+                    {"type": "text", "text": prompt},
+                ]}],
+                response_format={"type": "json_schema",
+                                 "json_schema": {"name": "hero_verdict", "schema": VERDICT_SCHEMA}},
+                temperature=0.0,
+                max_tokens=self.max_tokens,
+            )
+        except Exception as exc:
+            raise translate_error(exc) from exc
+        latency = (time.perf_counter() - started) * 1000
+        usage = response.usage
+        choice = response.choices[0] if response.choices else None
+        text = choice.message.content if choice and choice.message else None
+        return outcome_from_text(text, usage.prompt_tokens if usage else None,
+                                 usage.completion_tokens if usage else None, latency,
+                                 choice.finish_reason if choice else None)

@@ -1,0 +1,33 @@
+"""Which backend a --model value names. Keys and endpoints come only from the environment."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from hitl.errors import HitlError
+from hitl.score.backends.base import Backend
+
+
+def backend_classes() -> list[type[Backend]]:
+    """Every backend, in the order --model values are matched. Imported here, not at start-up:
+    the SDKs take a while to import and a baseline run needs neither."""
+    from hitl.score.backends.baseline import BaselineBackend
+    from hitl.score.backends.gemini import GeminiBackend
+    from hitl.score.backends.openai_compat import OpenAICompatBackend
+
+    return [BaselineBackend, OpenAICompatBackend, GeminiBackend]
+
+
+def backend_class(model: str) -> type[Backend]:
+    for cls in backend_classes():
+        if cls.handles(model):
+            return cls
+    raise HitlError(f"unknown --model {model!r}: use baseline, a Gemini model name such as gemini-2.5-flash, "
+                    f"or openai:<model> for an OpenAI-compatible server (vLLM, Ollama, ...)")
+
+
+def make_backend(model: str, settings: dict[str, Any], base_urls: list[str] | None = None,
+                 env: Mapping[str, str] = os.environ) -> Backend:
+    """``baseline``, ``openai:<model>`` or a Gemini model name (``gemini-2.5-flash``, ...)."""
+    return backend_class(model).from_settings(model, settings, base_urls, env)

@@ -1,0 +1,69 @@
+"""What to score: the candidates (or a folder's images) not yet done for a model and prompt."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlite_utils
+
+from hitl.errors import HitlError, NothingToDo
+from hitl.imageprep import read_upright_size
+from hitl.store import queries, transaction, utc_now
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
+
+
+@dataclass
+class Target:
+    image_id: str
+    path: Path
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+
+
+def candidate_targets(db: sqlite_utils.Database, model: str, prompt_version: str, retry_failed: bool,
+                      threshold: float, image_ids: list[str] | None = None) -> tuple[list[Target], int]:
+    """The images to score now, and how many are skipped because they are already done.
+
+    By default: every candidate with no result for (model, prompt_version). With
+    ``retry_failed``: only those whose result is a failure. ``image_ids`` narrows the set
+    (the images of a folder scored without a selection step).
+    """
+    rows = queries.candidates(db) if image_ids is None else queries.images(db, image_ids)
+    status = dict(db.execute("SELECT image_id, status FROM scores WHERE model = ? AND prompt_version = ?",
+                             [model, prompt_version]).fetchall())
+    boxes = queries.animal_boxes(db, threshold, [r["image_id"] for r in rows])
+    targets, skipped = [], 0
+    for row in rows:
+        image_id = row["image_id"]
+        state = status.get(image_id)
+        if (state == "failed") if retry_failed else (state is None):
+            targets.append(Target(image_id, Path(row["root"]) / image_id,
+                                  [(b["x"], b["y"], b["w"], b["h"]) for b in boxes.get(image_id, [])]))
+        else:
+            skipped += 1
+    return targets, skipped
+
+
+def register_folder(db: sqlite_utils.Database, folder: str | Path) -> list[str]:
+    """Record every image file under ``folder`` (recursively) in the images table; return their ids.
+
+    This is the hero-images way: score a folder as it is, with no selection step.
+    """
+    root = Path(folder).resolve()
+    if not root.is_dir():
+        raise HitlError(f"{folder} is not a folder; pass --images with a folder of images")
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise NothingToDo(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    now = utc_now()
+    rows = []
+    for path in paths:
+        _, size = read_upright_size(path)  # an unreadable file is recorded as failed when it is scored
+        rows.append((path.relative_to(root).as_posix(), str(root), size[0] if size else None,
+                     size[1] if size else None, now))
+    with transaction(db):
+        db.conn.executemany(
+            "INSERT INTO images (image_id, root, width, height, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (image_id) DO UPDATE SET root = excluded.root, width = COALESCE(excluded.width, width), "
+            "height = COALESCE(excluded.height, height), updated_at = excluded.updated_at", rows)
+    return [r[0] for r in rows]

@@ -1,0 +1,1 @@
+"""The `select` stage: detector files in, a stratified, sequence-aware candidate set out."""

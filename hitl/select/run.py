@@ -1,0 +1,482 @@
+"""The `select` step: detector files in, a stratified, sequence-aware candidate set out.
+
+Glue between the converters (formats), :mod:`hitl.select.strata` (the choice) and the
+store, in steps: who is eligible, sequences and capture times, species and rarity, the
+pick (checking each file as it is taken), the record.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from converters.cct import CCTMetadata, load_cct, normalise_datetime
+from converters.common import RecordProblem, gc_paused
+from converters.megadetector import KIND_NAMES, MegaDetectorFile, load_megadetector
+from converters.speciesnet import SpeciesNetFile, load_speciesnet
+from hitl.errors import HitlError
+from hitl.imageprep import read_upright_size
+from hitl.progress import progress_bar
+from hitl.select import strata as selection
+from hitl.select.output import SelectionSummary, write_candidates_csv
+from hitl.select.sequences import build_sequences, read_capture_time
+from hitl.store import transaction, upsert_many, utc_now
+
+NON_ANIMAL_LABELS = {"blank", "human", "vehicle", "animal", "no cv result", "unknown"}
+UNIDENTIFIED = "unidentified animal"
+SPECIES_SOURCES = ("none", "megadetector-classifier", "speciesnet")
+
+
+def run_selection(db: sqlite_utils.Database, *, md: str | Path, images_root: str | Path, n: int,
+                  settings: dict[str, Any], speciesnet: str | Path | None = None,
+                  cct: str | Path | None = None, out_csv: str | Path | None = None, add: bool = False,
+                  echo: Callable[[str], None] = lambda _msg: None, progress: bool | None = None
+                  ) -> SelectionSummary:
+    """Select ``n`` candidates and record them (and the run) in ``db``.
+
+    With ``add`` the existing candidates stay and their images and sequences are not chosen
+    again; otherwise the new set replaces them.
+    """
+    cfg = settings["select"]
+    if n < 1:
+        raise HitlError("-n must be at least 1")
+    root = Path(images_root).resolve()
+    if cfg["check_files"] and not root.is_dir():
+        raise HitlError(f"image root {images_root} is not a folder; pass --images with the folder "
+                        f"MegaDetector's 'file' paths are relative to")
+    started = utc_now()
+    run_id = db["selection_runs"].insert({
+        "started_at": started, "status": "running", "md_path": str(md),
+        "speciesnet_path": str(speciesnet) if speciesnet else None, "cct_path": str(cct) if cct else None,
+        "images_root": str(root), "n_requested": n, "parameters": json.dumps(cfg, sort_keys=True),
+    }).last_pk
+    try:
+        with gc_paused():  # millions of short-lived containers and no cycles: see gc_paused
+            summary = _select(db, run_id, Path(md), root, n, cfg, speciesnet, cct, out_csv, add, echo, progress)
+    except BaseException as exc:
+        db["selection_runs"].update(run_id, {"status": "failed", "finished_at": utc_now(),
+                                             "counts": json.dumps({"error": str(exc)})})
+        raise
+    return summary
+
+
+@dataclass
+class _Run:
+    """What every step of one selection needs: the inputs, the settings and the summary."""
+
+    db: sqlite_utils.Database
+    root: Path
+    n: int
+    cfg: dict[str, Any]
+    add: bool
+    summary: SelectionSummary
+    md: MegaDetectorFile
+    feats: selection.ImageFeatures
+    sn: SpeciesNetFile | None
+    cct: CCTMetadata | None
+    echo: Callable[[str], None]
+    progress: bool | None
+
+
+@dataclass
+class _Frames:
+    """Sequence, frame, capture time and location of each eligible image (row k = elig[k])."""
+
+    elig: np.ndarray
+    seq_ids: list[str | None]
+    frames: np.ndarray
+    nframes: np.ndarray
+    times: list[str | None]
+    hours: np.ndarray
+    locations: list[str | None]
+    sizes: dict[int, tuple[int, int]]
+
+    def keep(self, keep: np.ndarray) -> _Frames:
+        pick = keep.tolist()
+        elig = self.elig[keep]
+        return _Frames(elig, [s for s, k in zip(self.seq_ids, pick) if k], self.frames[keep], self.nframes[keep],
+                       [t for t, k in zip(self.times, pick) if k], self.hours[keep],
+                       [loc for loc, k in zip(self.locations, pick) if k],
+                       {i: self.sizes[i] for i in elig.tolist() if i in self.sizes})
+
+
+@dataclass
+class _Species:
+    """Each eligible image's species (index into ``names``), its score and source, and rarity."""
+
+    names: list[str]
+    sp: np.ndarray
+    score: np.ndarray
+    source: np.ndarray  # 0 none, 1 megadetector-classifier, 2 speciesnet
+    rare: np.ndarray
+
+
+def _select(db, run_id, md_path: Path, root: Path, n: int, cfg, sn_path, cct_path, out_csv, add, echo,
+            progress) -> SelectionSummary:
+    echo(f"Reading {md_path} ({md_path.stat().st_size / 1e6:.1f} MB)")
+    md = load_megadetector(md_path, root)
+    summary = SelectionSummary(run_id=run_id, images_read=len(md.image_ids), eligible=0, sequences=0,
+                               selected=0, requested=n)
+    summary.notes.extend(md.notes)
+    _count_problems(summary, md.problems)
+    for reason in md.failures.values():
+        summary.failed[f"detector failure: {reason}"] += 1
+    det = md.detections
+    feats = selection.image_features(det.image, det.kind, det.conf, det.bbox, det.species, len(md.image_ids),
+                                     cfg["threshold"], cfg["edge_margin"])
+    sn = _load_speciesnet(sn_path, root, md, summary, echo)
+    cct = None
+    if cct_path:
+        echo(f"Reading {cct_path} ({Path(cct_path).stat().st_size / 1e6:.1f} MB)")
+        cct = load_cct(cct_path, root)
+        _count_problems(summary, cct.problems)
+    run = _Run(db, root, n, cfg, add, summary, md, feats, sn, cct, echo, progress)
+
+    ok, sn_species, existing_seqs = _eligible(run)
+    elig = np.flatnonzero(ok)
+    summary.eligible = len(elig)
+    if len(elig) == 0:
+        raise HitlError(f"no image in {md_path} is eligible (see the counts: {dict(summary.excluded)}); "
+                        f"lower the threshold (--threshold) or check the file")
+    echo(f"Building sequences for {len(elig):,} eligible images")
+    frames = _sequences(md, elig, cct, root, cfg, summary, echo, progress)
+    if add and existing_seqs:
+        already = np.array([s in existing_seqs for s in frames.seq_ids], dtype=bool)
+        summary.excluded["sequence already has a candidate"] += int(already.sum())
+        frames = frames.keep(~already)
+    rows = _choose(run, frames, sn_species)
+    summary.selected = len(rows)
+    echo(f"Writing {len(rows):,} candidates")
+    summary.candidates = rows
+    if len(rows) < n:
+        summary.notes.append(f"only {len(rows)} of {n} requested: the collection has {summary.sequences} "
+                             f"eligible sequences and at most one frame of each is taken")
+    _write(db, run_id, rows, md, root, add, summary)
+    if out_csv:
+        write_candidates_csv(out_csv, rows)
+    return summary
+
+
+def _eligible(run: _Run) -> tuple[np.ndarray, dict[int, tuple[str, float | None]], set[str]]:
+    """Who may be a candidate: the mask, SpeciesNet's animal answers, the sequences already taken."""
+    md, feats, cfg, summary = run.md, run.feats, run.cfg, run.summary
+    n_img = len(md.image_ids)
+    ok = np.ones(n_img, dtype=bool)
+    ok[list(md.failures)] = False
+    if not cfg["include_people"]:
+        _exclude(summary, ok, feats.n_people > 0, "person above threshold")
+        _exclude(summary, ok, feats.n_vehicles > 0, "vehicle above threshold")
+    _exclude(summary, ok, feats.n_animals == 0, "no animal above threshold")
+    _exclude(summary, ok, feats.area < cfg["min_animal_area"], "animal too small")
+
+    sn_species: dict[int, tuple[str, float | None]] = {}
+    if run.sn is not None:
+        people = np.zeros(n_img, dtype=bool)
+        vehicles = np.zeros(n_img, dtype=bool)
+        index = md.index()
+        for key, pred in run.sn.predictions.items():
+            i = index.get(key)
+            if i is None or pred.species is None:
+                continue
+            if pred.species == "human":
+                people[i] = True
+            elif pred.species == "vehicle":
+                vehicles[i] = True
+            elif pred.species not in NON_ANIMAL_LABELS:
+                sn_species[i] = (pred.species, pred.score)
+        if not cfg["include_people"]:
+            _exclude(summary, ok, people, "person (SpeciesNet)")
+            _exclude(summary, ok, vehicles, "vehicle (SpeciesNet)")
+
+    existing_seqs: set[str] = set()
+    if run.add:
+        existing = set()
+        for row in run.db.execute("SELECT c.image_id, i.seq_id FROM candidates c JOIN images i USING (image_id)"):
+            existing.add(row[0])
+            if row[1]:
+                existing_seqs.add(row[1])
+        if existing:
+            index = md.index()
+            already = np.zeros(n_img, dtype=bool)
+            already[[index[k] for k in existing if k in index]] = True
+            _exclude(summary, ok, already, "already a candidate")
+    return ok, sn_species, existing_seqs
+
+
+def _species(run: _Run, frames: _Frames, seq_index: np.ndarray, sn_species: dict) -> _Species:
+    """Each image's species: SpeciesNet's image-level answer where it names an animal, else the
+    detector-side classifier's label of the largest animal, else "unidentified animal"; and
+    which species are rare, counted in sequences, not frames (a 10-frame burst is one sighting)."""
+    md, feats, elig = run.md, run.feats, frames.elig
+    det = md.detections
+    names = list(md.species_names) + [UNIDENTIFIED]
+    main = det.species[feats.main_det[elig]]
+    sp = np.where(main >= 0, main, len(names) - 1).astype(np.int64)
+    sp_score = np.where(main >= 0, det.species_conf[feats.main_det[elig]], np.nan).astype(np.float64)
+    source_code = np.where(main >= 0, 1, 0)
+    if sn_species:
+        name_index = {name: k for k, name in enumerate(names)}
+        position = {int(i): k for k, i in enumerate(elig.tolist())}
+        for i, (name, score) in sn_species.items():
+            k = position.get(i)
+            if k is None:
+                continue
+            if name not in name_index:
+                name_index[name] = len(names)
+                names.append(name)
+            sp[k] = name_index[name]
+            sp_score[k] = np.nan if score is None else score
+            source_code[k] = 2
+    seq_species = np.unique(seq_index * len(names) + sp) % len(names)
+    per_species_seqs = np.bincount(seq_species, minlength=len(names))
+    rare_limit = max(run.cfg["rare_min_sequences"], run.cfg["rare_max_share"] * run.summary.sequences)
+    rare_species = (per_species_seqs <= rare_limit) & (np.array([nm != UNIDENTIFIED for nm in names]))
+    if len(names) == 1:
+        rare_species[:] = False  # a single-species collection has no rare species
+    return _Species(names, sp, sp_score, source_code, rare_species[sp])
+
+
+def _choose(run: _Run, frames: _Frames, sn_species: dict) -> list[dict[str, Any]]:
+    """Pick the candidates (checking each file as it is taken) and describe each as a row."""
+    cfg, summary, feats, e = run.cfg, run.summary, run.feats, frames.elig
+    seq_code: dict[str, int] = {}
+    seq_index = np.fromiter((seq_code.setdefault(sid, len(seq_code)) for sid in frames.seq_ids), dtype=np.int64,
+                            count=len(frames.seq_ids))
+    summary.sequences = len(seq_code)
+    start, end = cfg["night_start_hour"], cfg["night_end_hour"]
+    hours = frames.hours
+    night = (hours >= 0) & ((hours >= start) | (hours < end)) if start > end else (hours >= start) & (hours < end)
+    species = _species(run, frames, seq_index, sn_species)
+    quality = selection.quality_score(feats.area[e], feats.centrality[e], feats.max_conf[e], feats.cut_off[e], night)
+    masks = selection.category_masks(feats.n_animals[e], feats.n_species[e], feats.area[e], feats.cut_off[e],
+                                     feats.centrality[e], night, species.rare, cfg["close_up_area"])
+    cap = max(1, int(np.ceil(cfg["species_max_share"] * run.n)))
+    run.echo(f"Choosing {run.n:,} candidates from {summary.sequences:,} sequences")
+    bar = progress_bar(run.progress, total=run.n, desc="Selecting", unit="img", leave=False)
+    checked_sizes: dict[int, tuple[int, int]] = {}
+
+    def accept(row: int) -> bool:
+        if cfg["check_files"]:
+            reason, size = read_upright_size(run.root / run.md.image_ids[e[row]])
+            if reason:
+                summary.failed[reason] += 1
+                return False
+            checked_sizes[int(e[row])] = size
+        bar.update(1)
+        return True
+
+    picks = selection.pick(run.n, quality, masks, seq_index, species.sp, cfg["shares"], cap, cfg["seed"],
+                           accept=accept)
+    bar.close()
+    return [_row(run, frames, species, p, rank, night, quality, cap, checked_sizes)
+            for rank, p in enumerate(picks, start=1)]
+
+
+def _row(run: _Run, frames: _Frames, species: _Species, p: selection.Pick, rank: int, night: np.ndarray,
+         quality: np.ndarray, cap: int, checked_sizes: dict[int, tuple[int, int]]) -> dict[str, Any]:
+    """One candidate as the CSV and the store see it (columns starting with _ are store-only)."""
+    summary, feats = run.summary, run.feats
+    r, i = p.row, int(frames.elig[p.row])
+    when_text = frames.times[r]
+    when = normalise_datetime(when_text) if when_text else None
+    if when_text and when is None:  # looked like a date but is none, e.g. 30 February
+        summary.problems[f"{run.cct.source if run.cct else 'capture times'}: unparseable datetime"] += 1
+    width, height = checked_sizes.get(i) or frames.sizes.get(i) or (None, None)
+    name = species.names[species.sp[r]]
+    row = {
+        "rank": rank, "image_id": run.md.image_ids[i], "category": p.category,
+        "score": round(float(quality[r]), 4),
+        "reason": _reason(p, feats, i, name, bool(night[r]), bool(species.rare[r]), when_text, cap),
+        "species": name, "seq_id": frames.seq_ids[r], "location": frames.locations[r], "datetime": when,
+        "night": int(night[r]), "n_animals": int(feats.n_animals[i]), "area": round(float(feats.area[i]), 4),
+        "width": width, "height": height,
+        "_frame": int(frames.frames[r]), "_nframes": int(frames.nframes[r]),
+        "_species_score": None if np.isnan(species.score[r]) else float(species.score[r]),
+        "_source": SPECIES_SOURCES[species.source[r]],
+        "_md_index": i,
+    }
+    summary.by_category[p.category] += 1
+    summary.by_species[name] += 1
+    if p.relaxed:
+        summary.notes.append(f"{row['image_id']}: taken after relaxing the per-species cap ({cap})")
+    return row
+
+
+def _load_speciesnet(path, root, md: MegaDetectorFile, summary: SelectionSummary, echo) -> SpeciesNetFile | None:
+    if not path:
+        return None
+    echo(f"Reading {path}")
+    sn = load_speciesnet(path, root)
+    _count_problems(summary, sn.problems)
+    index = md.index()
+    missing = [k for k in sn.predictions if k not in index]
+    if missing:
+        summary.problems[f"{path}: image not in the MegaDetector file"] += len(missing)
+        summary.problem_examples.extend(f"{path}: {k}: not in the MegaDetector file" for k in missing[:3])
+    for pred in sn.predictions.values():
+        if pred.failures:
+            summary.notes.append(f"SpeciesNet failed on {pred.image_id}: {', '.join(pred.failures)}")
+    return sn
+
+
+def _count_problems(summary: SelectionSummary, problems: list[RecordProblem]) -> None:
+    for p in problems:
+        summary.problems[f"{p.source}: {p.reason}"] += 1
+        if len(summary.problem_examples) < 20:
+            summary.problem_examples.append(str(p))
+
+
+def _exclude(summary: SelectionSummary, ok: np.ndarray, mask: np.ndarray, reason: str) -> None:
+    hit = ok & mask
+    count = int(hit.sum())
+    if count:
+        summary.excluded[reason] += count
+        ok &= ~mask
+
+
+def _sequences(md, elig, cct: CCTMetadata | None, root: Path, cfg, summary, echo, progress) -> _Frames:
+    """Sequence, frame, capture time and location of each eligible image.
+
+    Priority: the CCT's seq_id; else sequences rebuilt with the gap rule from the CCT's
+    capture times; else from EXIF DateTimeOriginal; an image with no usable time is its own sequence.
+    """
+    m = len(elig)
+    keys = [md.image_ids[i] for i in elig.tolist()]
+    seq_ids: list[str | None] = [None] * m
+    frames = np.full(m, -1, dtype=np.int32)
+    nframes = np.full(m, -1, dtype=np.int32)
+    times: list[str | None] = [None] * m
+    locations: list[str | None] = [None] * m
+    sizes: dict[int, tuple[int, int]] = {}
+    if cct is not None:
+        rows = cct.rows()
+        found = [rows.get(key, -1) for key in keys]
+        r = np.asarray(found, dtype=np.int64)
+        hit = r >= 0
+        rh = r[hit]
+        frames[hit] = cct.frame_num[rh]
+        nframes[hit] = cct.seq_num_frames[rh]
+        seq_ids = [None if j < 0 or cct.seq_id[j] is None else "cct:" + cct.seq_id[j] for j in found]
+        locations = [None if j < 0 else cct.location[j] for j in found]
+        # Times stay as written here (normalised later only where needed): hours for the night
+        # flag can be read straight off the text for hundreds of thousands of images.
+        times = [cct.datetime[j] if j >= 0 else None for j in found]
+        with_size = np.flatnonzero(hit)[cct.width[rh] > 0]
+        for k in with_size.tolist():
+            sizes[int(elig[k])] = (int(cct.width[r[k]]), int(cct.height[r[k]]))
+        unmatched = int((~hit).sum())
+        if unmatched:
+            summary.notes.append(f"{unmatched} eligible images are not in {cct.source}; their sequences "
+                                 f"come from capture times")
+    hours = np.fromiter((_hour(text) for text in times), dtype=np.int16, count=m)
+    bad_time = np.flatnonzero(hours == -2)
+    if len(bad_time):
+        source = cct.source if cct is not None else "capture times"
+        summary.problems[f"{source}: unparseable datetime"] += len(bad_time)
+        summary.problem_examples.extend(f"{source}: {keys[k]}: unparseable datetime {times[k]!r}; image kept "
+                                        f"without a capture time" for k in bad_time[:3].tolist())
+        for k in bad_time.tolist():
+            times[k] = None
+        hours[bad_time] = -1
+    need = [k for k in range(m) if seq_ids[k] is None]
+    if need:
+        if any(times[k] is None for k in need) and cfg["check_files"]:
+            for k in progress_bar(progress, [k for k in need if times[k] is None], desc="Reading EXIF times",
+                                  unit="img", leave=False):
+                t = read_capture_time(root / keys[k])
+                if t is not None:
+                    times[k] = t.isoformat()
+                    hours[k] = t.hour
+        items = [(keys[k], _when(times[k])) for k in need]
+        built = build_sequences(items, gap_seconds=cfg["sequence_gap_seconds"])
+        no_time = 0
+        for k, (key, when) in zip(need, items):
+            seq_ids[k], frames[k], nframes[k] = built[key]
+            no_time += when is None
+        if no_time:
+            summary.notes.append(f"{no_time} eligible images have no usable capture time; each is its own sequence")
+    locations = [loc if loc is not None else (key.rpartition("/")[0] or ".") for loc, key in zip(locations, keys)]
+    return _Frames(elig, seq_ids, frames, nframes, times, hours, locations, sizes)
+
+
+def _hour(text: str | None) -> int:
+    """Hour of a capture time as written: -1 when there is none, -2 when it cannot be read."""
+    if not text:
+        return -1
+    if len(text) >= 16 and text[13] == ":" and text[10] in " T" and text[11:13].isdigit() and int(text[11:13]) < 24:
+        return int(text[11:13])
+    iso = normalise_datetime(text)
+    return int(iso[11:13]) if iso else -2
+
+
+def _when(text: str | None) -> datetime | None:
+    iso = normalise_datetime(text) if text else None
+    return datetime.fromisoformat(iso) if iso else None
+
+
+def _reason(p: selection.Pick, feats, i: int, species: str, night: bool, rare: bool, when, cap: int) -> str:
+    """A sentence a curator can read: why this image is here."""
+    n = int(feats.n_animals[i])
+    who = species if n == 1 else f"{n} animals of {int(feats.n_species[i])} species (mostly {species})"
+    if rare and p.category != "rare_species":
+        who += ", a rare species here"
+    c = float(feats.centrality[i])
+    framing = [f"largest animal covers {feats.area[i] * 100:.1f}% of the frame",
+               "cut off by the frame edge" if feats.cut_off[i] else "fully in frame",
+               "centred" if c >= 0.7 else "off-centre" if c >= 0.4 else "near the edge"]
+    text = f"{selection.CATEGORY_LABELS[p.category]}: {who}; {', '.join(framing)}; detector confidence {feats.max_conf[i]:.2f}"
+    if night:
+        text += f"; night/IR ({when[11:16]})" if when else "; night/IR"
+    if p.relaxed:
+        text += f"; added beyond the per-species cap of {cap} because too few other sequences are left"
+    return text
+
+
+def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summary: SelectionSummary) -> None:
+    det = md.detections
+    now = utc_now()
+    image_rows, det_rows, cand_rows = [], [], []
+    # detection rows are in file order, so each image's rows are one sorted run
+    wanted = np.array([row["_md_index"] for row in rows], dtype=det.image.dtype)
+    first, last = np.searchsorted(det.image, wanted, "left"), np.searchsorted(det.image, wanted, "right")
+    for row, lo, hi in zip(rows, first.tolist(), last.tolist()):
+        image_rows.append({
+            "image_id": row["image_id"], "root": str(root), "width": row["width"], "height": row["height"],
+            "datetime": row["datetime"], "location": row["location"], "seq_id": row["seq_id"],
+            "frame_num": row["_frame"] if row["_frame"] >= 0 else None,
+            "seq_num_frames": row["_nframes"] if row["_nframes"] >= 0 else None,
+            "species": row["species"], "species_score": row["_species_score"], "species_source": row["_source"],
+            "night": row["night"], "updated_at": now,
+        })
+        for d in range(lo, hi):
+            s = int(det.species[d])
+            x, y, w, h = (float(v) for v in det.bbox[d])
+            det_rows.append({
+                "image_id": row["image_id"], "det_index": int(det.det_index[d]), "kind": KIND_NAMES[det.kind[d]],
+                "category": str(int(det.category[d])), "conf": round(float(det.conf[d]), 4),
+                "x": round(x, 6), "y": round(y, 6), "w": round(w, 6), "h": round(h, 6),
+                "species": md.species_names[s] if s >= 0 else None,
+                "species_conf": round(float(det.species_conf[d]), 4) if s >= 0 else None,
+            })
+        cand_rows.append({"image_id": row["image_id"], "run_id": run_id, "rank": row["rank"],
+                          "category": row["category"], "score": row["score"], "reason": row["reason"]})
+    with transaction(db):  # one transaction: a crash leaves the previous candidate set intact
+        if not add:
+            db.execute("DELETE FROM candidates")
+        ids = [r["image_id"] for r in image_rows]
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            db.execute(f"DELETE FROM detections WHERE image_id IN ({','.join('?' * len(part))})", part)
+        upsert_many(db, "images", image_rows, "image_id")
+        upsert_many(db, "detections", det_rows, ("image_id", "det_index"))
+        upsert_many(db, "candidates", cand_rows, "image_id")
+        db["selection_runs"].update(run_id, {
+            "status": "finished", "finished_at": utc_now(), "n_selected": len(rows),
+            "counts": json.dumps(summary.as_counts(), sort_keys=True),
+        })

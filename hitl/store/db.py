@@ -1,0 +1,131 @@
+"""Opening the SQLite store, write transactions and the two bulk write helpers.
+
+Opened through sqlite-utils in WAL mode with a busy timeout, so the webhook service, a
+reconcile run and the CLI can use one database at once; the schema is brought up to date
+by the migrations in :mod:`hitl.store.schema`.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlite_utils
+
+from hitl.errors import StoreError
+from hitl.store.schema import MIGRATIONS
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+@contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """One write transaction, taken with BEGIN IMMEDIATE.
+
+    sqlite-utils commits every write statement made outside an open transaction, so a
+    ``with db.conn:`` block is no transaction at all; this is. IMMEDIATE takes the write
+    lock at the start (waiting up to the busy timeout) instead of failing later when a
+    read would have to become a write while another process writes. Nested: a savepoint.
+    """
+    conn = db.conn
+    if conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def utc_now() -> str:
+    """Now as an ISO 8601 UTC timestamp (what every *_at column holds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def connect(path: str | Path, migrate_schema: bool = True) -> sqlite_utils.Database:
+    """Open (creating if needed) the database at ``path`` and bring its schema up to date.
+
+    A service that opens a connection per request passes ``migrate_schema=False`` after
+    migrating once at start. A database that cannot be opened or written is a StoreError
+    naming the file and the fix.
+    """
+    path = Path(path)
+    try:
+        if path.parent and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        db = sqlite_utils.Database(conn)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA foreign_keys = ON")
+        if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            db.enable_wal()
+        db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a crash loses no committed txn
+        if migrate_schema:
+            migrate(db)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"cannot open the database {path} ({exc}); check that its folder exists and is "
+                         f"writable, or pass another --db (env HITL_DB)") from None
+    return db
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply the migrations not yet recorded; return their names.
+
+    All of it happens in one IMMEDIATE transaction: two processes opening a new database at
+    the same moment (the webhook service and a CLI command, say) migrate one after the
+    other, and a migration that fails leaves no half-made schema behind.
+    """
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+        applied = []
+        for name, fn in MIGRATIONS:
+            if name in done:
+                continue
+            try:
+                fn(db)
+            except Exception as exc:
+                raise StoreError(f"database migration {name} failed ({exc}); the database is unchanged: "
+                                 f"restore it from a backup or report the error") from exc
+            conn.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, utc_now()])
+            applied.append(name)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return applied
+
+
+def insert_row(db: sqlite_utils.Database, table: str, row: dict) -> int:
+    """Insert one row with plain SQL (sqlite-utils' insert re-inspects the table on every call,
+    which the webhook cannot afford per delivery). Returns the rowid."""
+    columns = list(row)
+    sql = f"INSERT INTO [{table}] ({', '.join(f'[{c}]' for c in columns)}) VALUES ({', '.join('?' * len(columns))})"
+    return db.execute(sql, [row[c] for c in columns]).lastrowid
+
+
+def upsert_many(db: sqlite_utils.Database, table: str, rows: list[dict], pk: str | tuple[str, ...]) -> None:
+    """Insert or update many rows with one executemany (all rows have the same keys).
+
+    sqlite-utils' upsert_all works row by row; this is one prepared statement, which matters
+    when a command writes tens of thousands of rows. The caller owns the transaction.
+    """
+    if not rows:
+        return
+    columns = list(rows[0])
+    keys = (pk,) if isinstance(pk, str) else tuple(pk)
+    updates = [c for c in columns if c not in keys]
+    sql = (f"INSERT INTO [{table}] ({', '.join(f'[{c}]' for c in columns)}) "
+           f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT ({', '.join(f'[{k}]' for k in keys)}) "
+           + (f"DO UPDATE SET {', '.join(f'[{c}] = excluded.[{c}]' for c in updates)}" if updates else "DO NOTHING"))
+    db.conn.executemany(sql, [tuple(row[c] for c in columns) for row in rows])

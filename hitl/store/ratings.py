@@ -1,0 +1,170 @@
+"""Human ratings in the store: every curator decision, kept with its history.
+
+One row per (source, project, annotation_id): several curators per image are all kept. An
+update older than what is stored never overwrites it (deliveries arrive out of order), a
+repeated one changes nothing, and every replaced or deleted version goes to rating_history.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime, timezone
+
+import sqlite_utils
+
+from converters.common import HumanRating
+from hitl.store.db import insert_row, utc_now
+
+KEY = ("source", "project", "annotation_id")
+# What a curator decided; a change in any of these is a new version.
+DECISION = ("image_id", "task_id", "annotator_id", "annotator_email", "stars", "hero", "comment", "boxes",
+            "lead_time", "skipped", "deleted", "mode", "created_at", "updated_at")
+
+
+def rating_row(rating: HumanRating, via: str) -> dict:
+    return {
+        "source": rating.source, "project": str(rating.project), "annotation_id": str(rating.annotation_id),
+        "task_id": rating.task_id, "image_id": rating.image_id, "annotator_id": rating.annotator_id,
+        "annotator_email": rating.annotator_email, "stars": rating.stars,
+        "hero": None if rating.hero is None else int(rating.hero), "comment": rating.comment,
+        "boxes": json.dumps(rating.boxes, sort_keys=True), "lead_time": rating.lead_time,
+        "skipped": int(rating.skipped), "deleted": 0, "mode": rating.mode,
+        "created_at": rating.created_at, "updated_at": rating.updated_at, "received_at": utc_now(), "via": via,
+    }
+
+
+def record_ratings(db: sqlite_utils.Database, ratings: Iterable[HumanRating], via: str) -> Counter:
+    """Upsert ratings; returns counts of new, updated, unchanged and older (ignored).
+
+    The caller owns the transaction, so a webhook delivery and its event row commit together.
+    """
+    counts: Counter = Counter()
+    for rating in ratings:
+        row = rating_row(rating, via)
+        old = db.execute(f"SELECT {', '.join(DECISION)} FROM ratings WHERE source = ? AND project = ? "
+                         f"AND annotation_id = ?", [row[k] for k in KEY]).fetchone()
+        if old is None:
+            insert_row(db, "ratings", row)
+            _history(db, row, "created")
+            counts["new"] += 1
+            continue
+        old = dict(zip(DECISION, old))
+        row["deleted"] = old["deleted"]  # a deleted annotation stays deleted: its ids are never reused
+        if _older(row["updated_at"], old["updated_at"]):
+            counts["older"] += 1
+            continue
+        if all(old[k] == row[k] for k in DECISION if k not in ("annotator_email", "mode")) and (
+                row["annotator_email"] in (None, old["annotator_email"])) and row["mode"] in (None, old["mode"]):
+            counts["unchanged"] += 1
+            continue
+        # fill what this delivery does not know (a webhook has no email) from what we had
+        for k in ("annotator_email", "mode", "image_id", "task_id"):
+            if row[k] is None:
+                row[k] = old[k]
+        changes = [k for k in row if k not in KEY]
+        db.execute(f"UPDATE ratings SET {', '.join(f'[{k}] = ?' for k in changes)} "
+                   f"WHERE source = ? AND project = ? AND annotation_id = ?",
+                   [row[k] for k in changes] + [row[k] for k in KEY])
+        _history(db, row, "updated")
+        counts["updated"] += 1
+    return counts
+
+
+def mark_deleted(db: sqlite_utils.Database, source: str, project: str, annotation_ids: Iterable[str],
+                 via: str, tombstone: bool = False) -> Counter:
+    """Mark annotations deleted (history kept).
+
+    With ``tombstone`` an id not seen yet is remembered as deleted, so its creation, if that
+    delivery arrives later, is stored as deleted rather than brought back.
+    """
+    counts: Counter = Counter()
+    now = utc_now()
+    for annotation_id in annotation_ids:
+        key = [source, str(project), str(annotation_id)]
+        row = db.execute("SELECT * FROM ratings WHERE source = ? AND project = ? AND annotation_id = ?", key).fetchone()
+        if row is None:
+            if tombstone:
+                stone = {"source": source, "project": str(project), "annotation_id": str(annotation_id), "deleted": 1,
+                         "skipped": 0, "boxes": "[]", "received_at": now, "via": via}
+                insert_row(db, "ratings", stone)
+                _history(db, stone, "deleted")
+            counts["deleted before seen" if tombstone else "unknown"] += 1
+            continue
+        row = dict(zip([c[0] for c in db.execute("SELECT * FROM ratings LIMIT 0").description], row))
+        if row["deleted"]:
+            counts["unchanged"] += 1
+            continue
+        db.execute("UPDATE ratings SET deleted = 1, received_at = ?, via = ? WHERE source = ? AND project = ? "
+                   "AND annotation_id = ?", [now, via, *key])
+        _history(db, {**row, "deleted": 1, "received_at": now, "via": via}, "deleted")
+        counts["deleted"] += 1
+    return counts
+
+
+def _history(db: sqlite_utils.Database, row: dict, change: str) -> None:
+    insert_row(db, "rating_history", {**{k: v for k, v in row.items() if k != "id"}, "change": change})
+
+
+def _older(new: str | None, old: str | None) -> bool:
+    """Is ``new`` strictly older than ``old``? Unparseable or missing times never count as older."""
+    a, b = _when(new), _when(old)
+    return a is not None and b is not None and a < b
+
+
+def _when(stamp: str | None) -> datetime | None:
+    if not stamp:
+        return None
+    try:
+        value = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def curator_name(email: str | None, annotator_id: str | None, source: str, project: str) -> str:
+    """How a curator is named wherever raters are: email, else user id, else the source."""
+    return email or (f"user {annotator_id}" if annotator_id else f"{source}:{project}")
+
+
+def long_table(db: sqlite_utils.Database) -> list[dict]:
+    """Every opinion on every image as one long table, the input of the agreement statistics.
+
+    One row per (image, rater): ``image_id, rater, kind ("human" or "model"), score, hero,
+    mode, species``. Humans: one row per curator's live, non-skipped rating (stars 1-10, the
+    hero choice; rater = email, else "user <id>", else the Labelme folder). Models: every ok
+    score (0-10), rater = ``model@prompt_version``.
+    """
+    species = dict(db.execute("SELECT image_id, species FROM images").fetchall())
+    rows = []
+    for r in db.query("SELECT image_id, source, project, annotator_id, annotator_email, stars, hero, mode "
+                      "FROM ratings WHERE deleted = 0 AND skipped = 0 AND image_id IS NOT NULL "
+                      "AND (stars IS NOT NULL OR hero IS NOT NULL) ORDER BY image_id, updated_at"):
+        rater = curator_name(r["annotator_email"], r["annotator_id"], r["source"], r["project"])
+        rows.append({"image_id": r["image_id"], "rater": rater, "kind": "human",
+                     "score": None if r["stars"] is None else float(r["stars"]),
+                     "hero": None if r["hero"] is None else bool(r["hero"]), "mode": r["mode"],
+                     "species": species.get(r["image_id"])})
+    for r in db.query("SELECT image_id, model, prompt_version, score, hero FROM scores WHERE status = 'ok' "
+                      "ORDER BY image_id"):
+        rows.append({"image_id": r["image_id"], "rater": f"{r['model']}@{r['prompt_version']}", "kind": "model",
+                     "score": r["score"], "hero": None if r["hero"] is None else bool(r["hero"]), "mode": None,
+                     "species": species.get(r["image_id"])})
+    return rows
+
+
+def list_ratings(db: sqlite_utils.Database, include_deleted: bool = False) -> list[dict]:
+    """Every curator rating as plain JSON-ready dicts (booleans as booleans, boxes decoded),
+    with ``annotator`` the email, else the user id."""
+    sql = ("SELECT source, project, annotation_id, task_id, image_id, annotator_id, annotator_email, stars, hero, "
+           "comment, boxes, lead_time, skipped, deleted, mode, created_at, updated_at, via FROM ratings "
+           + ("" if include_deleted else "WHERE deleted = 0 ") + "ORDER BY image_id, updated_at")
+    rows = []
+    for r in db.query(sql):
+        r = dict(r)
+        r["annotator"] = r["annotator_email"] or r["annotator_id"]
+        r["hero"] = None if r["hero"] is None else bool(r["hero"])
+        r["skipped"], r["deleted"] = bool(r["skipped"]), bool(r["deleted"])
+        r["boxes"] = json.loads(r["boxes"] or "[]")
+        rows.append(r)
+    return rows

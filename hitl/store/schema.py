@@ -1,0 +1,218 @@
+"""The schema as small named migrations, applied once each, in order, and recorded in ``_migrations``.
+
+A migration's function name is its identity: never rename or edit one that has shipped; add
+the next one instead.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration; its name is its identity, so never rename one."""
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_selection(db: sqlite_utils.Database) -> None:
+    """Selection runs, the selected images, their detections and the candidates."""
+    db["selection_runs"].create(
+        {
+            "id": int,
+            "started_at": str,
+            "finished_at": str,
+            "status": str,  # running, finished, failed
+            "md_path": str,
+            "speciesnet_path": str,
+            "cct_path": str,
+            "images_root": str,
+            "n_requested": int,
+            "n_selected": int,
+            "parameters": str,  # JSON
+            "counts": str,  # JSON: read, eligible, failed/excluded/problems by reason
+        },
+        pk="id",
+    )
+    db["images"].create(
+        {
+            "image_id": str,  # POSIX path relative to the collection root, as MegaDetector's `file`
+            "root": str,  # absolute collection root the image_id is relative to
+            "width": int,  # upright (EXIF-rotated) size in pixels, when known
+            "height": int,
+            "datetime": str,  # ISO 8601 capture time, when known
+            "location": str,
+            "seq_id": str,
+            "frame_num": int,
+            "seq_num_frames": int,
+            "species": str,  # readable name of the image's main species
+            "species_score": float,
+            "species_source": str,  # speciesnet, megadetector-classifier, none
+            "night": int,
+            "updated_at": str,
+        },
+        pk="image_id",
+    )
+    db["detections"].create(
+        {
+            "image_id": str,
+            "det_index": int,  # position in the detector file, so boxes can be matched later
+            "kind": str,  # animal, person, vehicle, other
+            "category": str,  # the detector's category id
+            "conf": float,
+            "x": float,  # MegaDetector box: normalised [x_min, y_min, width, height], upright image
+            "y": float,
+            "w": float,
+            "h": float,
+            "species": str,
+            "species_conf": float,
+        },
+        pk=("image_id", "det_index"),
+        foreign_keys=[("image_id", "images", "image_id")],
+    )
+    db["candidates"].create(
+        {
+            "image_id": str,
+            "run_id": int,
+            "rank": int,
+            "category": str,
+            "score": float,
+            "reason": str,
+        },
+        pk="image_id",
+        foreign_keys=[("image_id", "images", "image_id"), ("run_id", "selection_runs", "id")],
+    )
+    db["candidates"].create_index(["run_id"])
+
+
+@migration
+def m002_scoring(db: sqlite_utils.Database) -> None:
+    """Model scores keyed by (image_id, model, prompt_version), scoring runs and Gemini batch jobs."""
+    db["score_runs"].create(
+        {
+            "id": int,
+            "model": str,
+            "prompt_version": str,
+            "mode": str,  # sync, batch, offline
+            "started_at": str,
+            "finished_at": str,
+            "status": str,  # running, finished, stopped, failed
+            "n_targets": int,
+            "estimate_usd": float,
+            "parameters": str,  # JSON
+            "counts": str,  # JSON summary
+        },
+        pk="id",
+    )
+    db["scores"].create(
+        {
+            "image_id": str,
+            "model": str,
+            "prompt_version": str,
+            "status": str,  # ok or failed
+            "score": float,
+            "hero": int,
+            "reasoning": str,
+            "tags": str,  # JSON list
+            "raw_response": str,  # kept whatever happened, so a parse failure can be read
+            "latency_ms": float,
+            "tokens_in": int,
+            "tokens_out": int,
+            "cost_usd": float,
+            "error": str,
+            "error_kind": str,  # short and countable: parse: ..., http 500, timeout, prepare: ...
+            "attempts": int,
+            "run_id": int,
+            "batch_job": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk=("image_id", "model", "prompt_version"),
+    )
+    db["scores"].create_index(["model", "prompt_version", "status"])
+    db["batch_jobs"].create(
+        {
+            "name": str,  # the provider's job name, e.g. batches/abc123
+            "model": str,
+            "prompt_version": str,
+            "state": str,
+            "input_file": str,
+            "output_file": str,
+            "n_requests": int,
+            "run_id": int,
+            "created_at": str,
+            "updated_at": str,
+            "collected_at": str,
+            "error": str,
+        },
+        pk="name",
+    )
+    db["batch_items"].create({"job_name": str, "key": str, "image_id": str}, pk=("job_name", "key"))
+    db["batch_items"].create_index(["image_id"])
+
+
+@migration
+def m003_review(db: sqlite_utils.Database) -> None:
+    """Label Studio projects and tasks we pushed, and every human rating with its history."""
+    db["ls_projects"].create(
+        {"id": int, "url": str, "title": str, "mode": str, "model_version": str, "images_root": str,
+         "created_at": str, "updated_at": str},
+        pk="id",
+    )
+    db["ls_tasks"].create({"project_id": int, "task_id": int, "image_id": str, "pushed_at": str, "deleted_at": str},
+                          pk=("project_id", "task_id"))
+    db["ls_tasks"].create_index(["project_id", "image_id"])
+    db["ls_tasks"].create_index(["task_id"])
+    rating_columns = {
+        "source": str,  # labelstudio or labelme
+        "project": str,  # Label Studio project id, or the Labelme folder
+        "annotation_id": str,
+        "task_id": int,
+        "image_id": str,
+        "annotator_id": str,
+        "annotator_email": str,
+        "stars": int,  # 1-10, NULL when not given
+        "hero": int,  # 1, 0, NULL when undecided
+        "comment": str,
+        "boxes": str,  # JSON list of {x, y, w, h, label}, normalised on the upright image
+        "lead_time": float,
+        "skipped": int,
+        "deleted": int,
+        "mode": str,  # assisted or blind
+        "created_at": str,  # as the source reports it
+        "updated_at": str,
+        "received_at": str,  # when it reached us
+        "via": str,  # webhook, sync, export, labelme
+    }
+    db["ratings"].create(rating_columns, pk=("source", "project", "annotation_id"))
+    db["ratings"].create_index(["image_id"])
+    # Every version a rating had, so an update or a delete never erases what a curator did.
+    db["rating_history"].create({"id": int, **rating_columns, "change": str}, pk="id")
+    db["rating_history"].create_index(["source", "project", "annotation_id"])
+
+
+@migration
+def m004_events(db: sqlite_utils.Database) -> None:
+    """Every accepted webhook delivery, raw, before it is processed; Label Studio's users."""
+    db["events"].create(
+        {
+            "id": int,
+            "received_at": str,
+            "action": str,
+            "project": str,
+            "body": str,  # the raw delivery, so a processing failure loses nothing
+            "outcome": str,  # ok, ignored, failed
+            "detail": str,
+            "processed_at": str,
+            "attempts": int,
+        },
+        pk="id",
+    )
+    db["events"].create_index(["outcome"])
+    db["ls_users"].create({"id": int, "email": str, "updated_at": str}, pk="id")
+    db["ls_projects"].add_column("webhook_url", str)

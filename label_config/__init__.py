@@ -1,0 +1,1 @@
+"""The Label Studio review configs (``assisted.xml``, ``blind.xml``), shipped as package data."""
