@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlite_utils
 
-from hitl.errors import HitlError
+from hitl.errors import AuthError, HitlError
 from hitl.progress import progress_bar
 from hitl.score import retry
 from hitl.score.backends.base import BATCH_DONE_STATES, BatchBackend, Outcome
@@ -36,8 +36,13 @@ def batch_dir(db_path: str | Path) -> Path:
     return Path(f"{db_path}.batches")
 
 
-def _with_retries(settings: dict[str, Any], fn: Callable, *args: Any):
-    return retry.call(retry.retrying(settings), fn, *args)[0]
+def _with_retries(settings: dict[str, Any], backend: BatchBackend, fn: Callable, *args: Any):
+    """``fn(*args)`` under the retry policy; an auth failure says which key to check."""
+    try:
+        return retry.call(retry.retrying(settings), fn, *args)[0]
+    except AuthError as exc:
+        raise AuthError(f"{backend.name}: authentication or permission error ({exc}); check the API key "
+                        f"({backend.key_hint()}) and rerun") from None
 
 
 def submit_batch(db: sqlite_utils.Database, backend: BatchBackend, targets: list[Target], settings: dict[str, Any],
@@ -70,7 +75,7 @@ def submit_batch(db: sqlite_utils.Database, backend: BatchBackend, targets: list
                                  "state": "NOT_SUBMITTED", "input_file": str(jsonl), "n_requests": len(keys),
                                  "run_id": run_id, "created_at": now, "updated_at": now})
         db["batch_items"].insert_all([{"job_name": pending_name, "key": k, "image_id": v} for k, v in keys.items()])
-    name, uploaded = _with_retries(settings, backend.submit_batch, str(jsonl), local_id)
+    name, uploaded = _with_retries(settings, backend, backend.submit_batch, str(jsonl), local_id)
     with transaction(db):  # the job's name, its images and the prompt version are in SQLite from here on
         db.execute("UPDATE batch_items SET job_name = ? WHERE job_name = ?", [name, pending_name])
         db.execute("UPDATE batch_jobs SET name = ?, state = 'JOB_STATE_PENDING', input_file = ?, updated_at = ? "
@@ -114,7 +119,7 @@ def _resolve_pending(db: sqlite_utils.Database, backend: BatchBackend, job: dict
     """A job recorded as pending whose process died before storing its name: find it by its
     display name in the provider's job list, or mark it never submitted."""
     name = job["name"]
-    found = _with_retries(settings, backend.find_batch, name.removeprefix("pending:"))
+    found = _with_retries(settings, backend, backend.find_batch, name.removeprefix("pending:"))
     if found is None:
         with transaction(db):
             db.execute("UPDATE batch_jobs SET state = 'NEVER_SUBMITTED', collected_at = ?, updated_at = ? "
@@ -138,14 +143,14 @@ def resume_batch(db: sqlite_utils.Database, backend: BatchBackend, job: dict, se
     summary = ScoreSummary(job["run_id"] or 0, job["model"], job["prompt_version"], "batch", job["n_requests"] or 0,
                            batch_job=name)
     started = time.perf_counter()
-    state, result_file, stats = _with_retries(settings, backend.batch_status, name)
+    state, result_file, stats = _with_retries(settings, backend, backend.batch_status, name)
     with progress_bar(progress, desc=f"Batch {name}", unit="poll") as bar:
         while state not in BATCH_DONE_STATES:
             _update_job(db, name, state)
             bar.set_postfix_str(f"{state.removeprefix('JOB_STATE_').lower()} {_stats_text(stats)}")
             bar.update(1)
             poll(cfg["batch_poll_seconds"])
-            state, result_file, stats = _with_retries(settings, backend.batch_status, name)
+            state, result_file, stats = _with_retries(settings, backend, backend.batch_status, name)
     _update_job(db, name, state, stats.get("error"))
     summary.elapsed_s = time.perf_counter() - started
     if state != "JOB_STATE_SUCCEEDED":
@@ -165,7 +170,7 @@ def _collect(db: sqlite_utils.Database, backend: BatchBackend, job: dict, name: 
     recorder = Recorder(db, summary, backend.price(settings), settings["score"]["batch_discount"], batch_job=name)
     seen: set[str] = set()
     unknown = 0
-    for key, outcome in _with_retries(settings, lambda: list(backend.batch_results(result_file))):
+    for key, outcome in _with_retries(settings, backend, lambda: list(backend.batch_results(result_file))):
         image_id = keys.get(key)
         if image_id is None or key in seen:
             unknown += 1
@@ -201,8 +206,8 @@ def _stats_text(stats: dict) -> str:
 
 def cancel_batch(db: sqlite_utils.Database, backend: BatchBackend, name: str, settings: dict[str, Any]) -> str:
     """Cancel a job on the provider's side; its images stay unscored."""
-    _with_retries(settings, backend.cancel_batch, name)
-    state, _, _ = _with_retries(settings, backend.batch_status, name)
+    _with_retries(settings, backend, backend.cancel_batch, name)
+    state, _, _ = _with_retries(settings, backend, backend.batch_status, name)
     with transaction(db):
         db.execute("UPDATE batch_jobs SET state = ?, updated_at = ?, collected_at = COALESCE(collected_at, ?) "
                    "WHERE name = ?", [state, utc_now(), utc_now() if state in BATCH_DONE_STATES else None, name])

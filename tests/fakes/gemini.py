@@ -30,6 +30,7 @@ GET         /{v}/models, /{v}/models/{model}               models.list / models.
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import json
 import random
@@ -245,6 +246,8 @@ class FakeGemini(FakeServer):
       batch_error           Behaviour rendered for those lines (default 500 INTERNAL)
       batch_responder       responder for batch lines (falls back to .responder, then default)
       batch_seed            RNG seed for the shuffle
+      batch_get_failures    Behaviours (errors) answered to the next batch GETs, FIFO, before
+                            the job is looked at (a poll that fails does not advance the job)
     """
 
     kind_for_counting = ("generate",)
@@ -281,6 +284,7 @@ class FakeGemini(FakeServer):
         self.batch_seed = batch_seed
         self.thoughts_tokens = thoughts_tokens
         self.bad_key_status = bad_key_status
+        self.batch_get_failures: collections.deque[Behaviour] = collections.deque()
         self.files: dict[str, FakeFile] = {}
         self.batches: dict[str, FakeBatch] = {}
         self._uploads: dict[str, dict[str, Any]] = {}
@@ -677,6 +681,8 @@ class FakeGemini(FakeServer):
 
     def _batch_get(self, bid: str) -> Reply:
         with self._state_lock:
+            if self.batch_get_failures:
+                return self.behaviour_error(self.batch_get_failures.popleft())
             b = self.batches.get(f"batches/{bid}")
             if b is None:
                 return self.error_reply(404, f"Batch batches/{bid} not found.", "NOT_FOUND")
