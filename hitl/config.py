@@ -5,9 +5,12 @@ Secrets (API keys, the webhook secret) are never read from the file: only from t
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from hitl.errors import ConfigError
 
@@ -80,7 +83,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 def load_settings(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """Return the defaults merged with the TOML file at ``path`` (if any).
 
-    Unknown sections or keys are an error, so a typo never silently does nothing.
+    The file is checked against typed structs built from DEFAULTS (msgspec): unknown sections
+    or keys and wrong types are an error naming the setting, so a typo never silently does nothing.
     """
     settings = copy.deepcopy(DEFAULTS)
     if path is None:
@@ -93,33 +97,69 @@ def load_settings(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"config file {path} does not exist; pass --config with an existing TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    _merge(settings, data, path, prefix="")
+    try:
+        msgspec.convert(data, _SettingsFile)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {_explain(str(exc), data)}") from None
+    for section, values in data.items():
+        for key, value in values.items():
+            name = f"{section}.{key}"
+            if name == "select.shares":
+                _check_shares(value, path)  # replaced as a whole, so a category can be switched off
+                settings[section][key] = {k: float(v) for k, v in value.items()}
+            elif name == "score.prices":
+                settings[section][key].update({m: {k: float(v) for k, v in p.items()} for m, p in value.items()})
+            else:
+                settings[section][key] = float(value) if isinstance(DEFAULTS[section][key], float) else value
     return settings
 
 
-def _merge(into: dict[str, Any], new: dict[str, Any], path: Path, prefix: str) -> None:
-    for key, value in new.items():
-        name = f"{prefix}{key}"
-        if key not in into:
-            known = ", ".join(sorted(into)) or "(none)"
-            raise ConfigError(f"{path}: unknown setting '{name}'; known here: {known}")
-        default = into[key]
-        if isinstance(default, dict):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{path}: '{name}' must be a table ([{name}])")
-            if name == "select.shares":
-                # category shares are replaced as a whole so a category can be switched off
-                _check_shares(value, path)
-                into[key] = {k: float(v) for k, v in value.items()}
-                continue
-            if name == "score.prices":
-                into[key].update(_check_prices(value, path))
-                continue
-            _merge(default, value, path, prefix=f"{name}.")
-            continue
-        if isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default) if not isinstance(default, float) else (int, float)):
-            raise ConfigError(f"{path}: '{name}' must be {type(default).__name__}, not {value!r}")
-        into[key] = float(value) if isinstance(default, float) else value
+class _Price(msgspec.Struct, forbid_unknown_fields=True):
+    input: Annotated[float, msgspec.Meta(ge=0)]
+    output: Annotated[float, msgspec.Meta(ge=0)]
+
+
+def _field_type(name: str, default: Any) -> Any:
+    if name == "select.shares":
+        return dict[str, float]
+    if name == "score.prices":
+        return dict[str, _Price]
+    return type(default)
+
+
+def _struct(name: str, defaults: dict[str, Any]) -> type[msgspec.Struct]:
+    fields = [(key, _field_type(f"{name}.{key}", value), msgspec.field(default=None)) for key, value in defaults.items()]
+    return msgspec.defstruct(f"_{name.title()}Settings", fields, forbid_unknown_fields=True)
+
+
+_SettingsFile = msgspec.defstruct(
+    "_SettingsFile", [(section, _struct(section, values), msgspec.field(default=None))
+                      for section, values in DEFAULTS.items()], forbid_unknown_fields=True)
+
+_UNKNOWN = re.compile(r"Object contains unknown field `([^`]+)`(?: - at `\$\.?([^`]*)`)?")
+_WRONG = re.compile(r"Expected `([^`]+)`, got `([^`]+)` - at `\$\.([^`]+)`")
+
+
+def _explain(message: str, data: dict) -> str:
+    """msgspec's message in the words of this file: which setting, and what it must be."""
+    if m := _UNKNOWN.match(message):
+        where = ".".join(p for p in (m.group(2), m.group(1)) if p)
+        section = DEFAULTS.get(where.split(".")[0], DEFAULTS) if "." in where else DEFAULTS
+        known = ", ".join(sorted(section)) or "(none)"
+        return f"unknown setting '{where}'; known here: {known}"
+    if m := _WRONG.match(message):
+        where = m.group(3)
+        wanted = {"object": "a table", "float": "float", "int": "int", "bool": "bool", "str": "str"}.get(m.group(1), m.group(1))
+        if where.endswith("[...]"):  # a value inside a table of named entries
+            return f"every entry of '{where[:-5]}' must be {wanted}, not {m.group(2)}"
+        value: Any = data
+        for part in where.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return f"'{where}' must be {wanted}, not {value!r}"
+    if "score.prices" in message:
+        return (f"score.prices must be tables with input and output (USD per million tokens, >= 0), "
+                f"e.g. {{input = 0.3, output = 2.5}} ({message})")
+    return message
 
 
 def _check_shares(shares: dict[str, Any], path: Path | str) -> None:
@@ -127,18 +167,7 @@ def _check_shares(shares: dict[str, Any], path: Path | str) -> None:
     for name, value in shares.items():
         if name not in known:
             raise ConfigError(f"{path}: unknown category '{name}' in select.shares; known: {', '.join(sorted(known))}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if value < 0:
             raise ConfigError(f"{path}: select.shares.{name} must be a number >= 0, not {value!r}")
     if sum(shares.values()) <= 0:
         raise ConfigError(f"{path}: select.shares must give at least one category a share above 0")
-
-
-def _check_prices(prices: dict[str, Any], path: Path | str) -> dict[str, dict[str, float]]:
-    checked = {}
-    for model, price in prices.items():
-        if not isinstance(price, dict) or set(price) != {"input", "output"} or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in price.values()):
-            raise ConfigError(f"{path}: score.prices.{model} must be a table with input and output "
-                              f"(USD per million tokens), e.g. {{input = 0.3, output = 2.5}}")
-        checked[model] = {k: float(v) for k, v in price.items()}
-    return checked

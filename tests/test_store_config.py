@@ -45,6 +45,10 @@ def test_settings_defaults_and_overrides(tmp_path):
     ("[select.shares]\nportraits = 1\n", "unknown category 'portraits'"),
     ("[select.shares]\ngroup = 0\n", "at least one category"),
     ("[select\n", "not valid TOML"),
+    ("[serve]\nport = '80'\n", "'serve.port' must be int, not '80'"),
+    ("[select.shares]\ngroup = 'x'\n", "every entry of 'select.shares' must be float"),
+    ("[score.prices]\nm = {input = -1, output = 2}\n", "input and output"),
+    ("[score.prices]\nm = {input = 1}\n", "input and output"),
 ])
 def test_bad_settings_name_the_file_and_the_setting(tmp_path, text, message):
     path = tmp_path / "bad.toml"
