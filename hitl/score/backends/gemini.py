@@ -148,13 +148,13 @@ class GeminiBackend(BatchBackend):
             job = self.client.batches.get(name=name)
         except Exception as exc:
             raise translate_error(exc) from exc
-        state = job.state.name if hasattr(job.state, "name") else str(job.state)
+        state = getattr(job.state, "name", None) or str(job.state)  # an enum, or a plain string
         result_file = job.dest.file_name if job.dest is not None else None
         stats = {}
         if getattr(job, "completion_stats", None) is not None:
             stats = job.completion_stats.model_dump(exclude_none=True)
         if job.error is not None:
-            stats["error"] = job.error.message if hasattr(job.error, "message") else str(job.error)
+            stats["error"] = getattr(job.error, "message", None) or str(job.error)
         return state, result_file, stats
 
     def find_batch(self, display_name: str) -> str | None:
