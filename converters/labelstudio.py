@@ -14,14 +14,18 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlparse
 
+import msgspec
+
 from .common import HumanRating
+from .decisions import MAX_STARS, DecisionError, check_box, check_decision, check_hero, check_stars, describe_invalid
 
 FROM_RATING, FROM_HERO, FROM_COMMENT, FROM_BOXES, TO_IMAGE = "aesthetic", "hero", "comment", "boxes", "image"
-MAX_STARS = 10
 DETECTOR_VERSION = "detector"  # the blind-mode prediction: boxes only, no opinion
 MODES = ("assisted", "blind")
+_Id = Annotated[int, msgspec.Meta(ge=0)]
 
 
 def model_version(model: str, prompt_version: str) -> str:
@@ -124,46 +128,118 @@ def image_id_of(task: dict) -> str | None:
     return parsed.path.lstrip("/") or None
 
 
+class _User(msgspec.Struct):
+    id: _Id | None = None
+    email: str | None = None
+
+
+class _TaskRef(msgspec.Struct):
+    id: _Id
+
+
+class _Result(msgspec.Struct):
+    type: str = ""
+    from_name: str | None = None
+    value: dict[str, Any] = {}
+    original_width: float | None = None
+    original_height: float | None = None
+
+
+class _Annotation(msgspec.Struct):
+    """The parts of an annotation (webhook, API or export) a decision is read from, typed."""
+
+    id: _Id
+    result: list[_Result] | None = None
+    was_cancelled: bool | None = False
+    lead_time: float | None = None
+    completed_by: _Id | _User | None = None
+    task: _Id | _TaskRef | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class _Rating(msgspec.Struct):
+    rating: float
+
+
+class _Choices(msgspec.Struct):
+    choices: list[str]
+
+
+class _Text(msgspec.Struct):
+    text: str | list[str]
+
+
+class _Rectangle(msgspec.Struct):
+    x: float
+    y: float
+    width: float
+    height: float
+    rotation: float = 0.0
+    rectanglelabels: list[str] = []
+
+
+def _typed(data: Any, kind: type, where: str):
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise DecisionError(f"bad {where}", describe_invalid(str(exc))) from None
+
+
 def rating_from_annotation(annotation: dict, task: dict | None, project: int | str,
                            mode: str | None = None, annotator_email: str | None = None) -> HumanRating:
-    """An annotation (as the API or a webhook gives it) as a HumanRating.
+    """An annotation (as the API, an export or a webhook gives it) as a checked HumanRating.
 
     A skipped task (``was_cancelled``) is a skip, not a rating. Boxes come back normalised
-    on the upright image, like the detector's.
+    on the upright image, like the detector's. Anything malformed or impossible (a rating
+    of 11 or 0.5, two hero choices, a box outside the image, a string where a boolean
+    belongs) raises DecisionError naming it.
     """
+    a = _typed(annotation, _Annotation, "annotation")
     stars_value = hero = comment = None
     boxes = []
-    for item in annotation.get("result") or []:
-        value = item.get("value") or {}
-        kind = item.get("type")
-        if kind == "rating" and item.get("from_name") == FROM_RATING:
-            rating = value.get("rating")
-            stars_value = int(rating) if isinstance(rating, (int, float)) and rating >= 1 else None
-        elif kind == "choices" and item.get("from_name") == FROM_HERO:
-            choices = value.get("choices") or []
-            hero = True if "hero" in choices else False if "not_hero" in choices else None
-        elif kind == "textarea" and item.get("from_name") == FROM_COMMENT:
-            text = value.get("text")
+    for item in a.result or []:
+        if item.type == "rating" and item.from_name == FROM_RATING:
+            stars_value = check_stars(_typed(item.value, _Rating, "rating").rating, MAX_STARS)
+        elif item.type == "choices" and item.from_name == FROM_HERO:
+            hero = check_hero(_typed(item.value, _Choices, "hero choice").choices)
+        elif item.type == "textarea" and item.from_name == FROM_COMMENT:
+            text = _typed(item.value, _Text, "comment").text
             comment = "\n".join(text) if isinstance(text, list) else text
-        elif kind == "rectanglelabels":
-            labels = value.get("rectanglelabels") or []
-            boxes.append({"x": value.get("x", 0) / 100, "y": value.get("y", 0) / 100,
-                          "w": value.get("width", 0) / 100, "h": value.get("height", 0) / 100,
-                          "label": labels[0] if labels else None})
-    completed_by = annotation.get("completed_by")
-    if isinstance(completed_by, dict):
-        annotator_email = completed_by.get("email") or annotator_email
-        completed_by = completed_by.get("id")
-    task_id = annotation.get("task")
-    if isinstance(task_id, dict):
-        task_id = task_id.get("id")
-    skipped = bool(annotation.get("was_cancelled"))
-    return HumanRating(
-        source="labelstudio", project=str(project), annotation_id=str(annotation["id"]),
-        image_id=image_id_of(task) if task else None, task_id=task_id if task_id is not None else (task or {}).get("id"),
-        annotator_id=None if completed_by is None else str(completed_by), annotator_email=annotator_email,
+        elif item.type == "rectanglelabels":
+            boxes.append(_box(item))
+    email = annotator_email
+    completed_by = a.completed_by
+    if isinstance(completed_by, _User):
+        email = completed_by.email or email
+        completed_by = completed_by.id
+    task_id = a.task.id if isinstance(a.task, _TaskRef) else a.task
+    if task_id is None and isinstance(task, dict) and isinstance(task.get("id"), int):
+        task_id = task["id"]
+    skipped = bool(a.was_cancelled)
+    task_mode = ((task or {}).get("data") or {}).get("mode") if isinstance(task, dict) else None
+    return check_decision(HumanRating(
+        source="labelstudio", project=str(project), annotation_id=str(a.id),
+        image_id=image_id_of(task) if isinstance(task, dict) else None, task_id=task_id,
+        annotator_id=None if completed_by is None else str(completed_by), annotator_email=email,
         stars=None if skipped else stars_value, hero=None if skipped else hero, comment=comment,
-        boxes=[] if skipped else boxes, lead_time=annotation.get("lead_time"), skipped=skipped,
-        mode=mode or ((task or {}).get("data") or {}).get("mode"),
-        created_at=annotation.get("created_at"), updated_at=annotation.get("updated_at"),
-    )
+        boxes=[] if skipped else boxes, lead_time=a.lead_time, skipped=skipped,
+        mode=mode or task_mode, created_at=a.created_at, updated_at=a.updated_at,
+    ))
+
+
+def _box(item: _Result) -> dict:
+    """A rectangle (percent of the shown, upright image) as a normalised box; a rotated one as the
+    upright box around it (Label Studio rotates about the top-left corner, in pixels)."""
+    r = _typed(item.value, _Rectangle, "box")
+    label = r.rectanglelabels[0] if r.rectanglelabels else None
+    x, y, w, h = r.x / 100, r.y / 100, r.width / 100, r.height / 100
+    if r.rotation and math.isfinite(r.rotation):
+        iw, ih = item.original_width or 1.0, item.original_height or 1.0
+        theta = math.radians(r.rotation)
+        corners = [(dx * w * iw, dy * h * ih) for dx, dy in ((0, 0), (1, 0), (1, 1), (0, 1))]
+        xs = [x + (cx * math.cos(theta) - cy * math.sin(theta)) / iw for cx, cy in corners]
+        ys = [y + (cx * math.sin(theta) + cy * math.cos(theta)) / ih for cx, cy in corners]
+        x0, y0 = max(min(xs), 0.0), max(min(ys), 0.0)
+        x, y, w, h = x0, y0, min(max(xs), 1.0) - x0, min(max(ys), 1.0) - y0
+    return check_box(x, y, w, h, label)

@@ -152,16 +152,16 @@ def test_malformed_bodies_are_400(client, app, raw, content_type, expected):
     (["action"], KeyError, "'action'"),
     (["project"], KeyError, "'project'"),
     (["project", "id"], "four", "'project'"),
-    (["annotation", "id"], "3", "integer 'id'"),
-    (["annotation", "result"], "stars", "'result' must be a list"),
-    (["annotation", "result", 0, "value", "rating"], "four", "number 'rating'"),
-    (["annotation", "result", 1, "value", "choices"], "hero", "'choices'"),
-    (["annotation", "lead_time"], "slow", "'lead_time'"),
+    (["annotation", "id"], "3", "'id' must be int"),
+    (["annotation", "result"], "stars", "'result' must be array"),
+    (["annotation", "result", 0, "value", "rating"], "four", "'rating' must be float"),
+    (["annotation", "result", 1, "value", "choices"], "hero", "'choices' must be array"),
+    (["annotation", "lead_time"], "slow", "'lead_time' must be float"),
     (["annotation", "task"], 99, "its task is missing"),
     (["task"], KeyError, "'task'"),
-    (["task", "data"], KeyError, "'data'"),
+    (["task", "data"], KeyError, "'data' is required"),
     (["task", "data"], {}, "no image"),
-    (["task", "data", "image_id"], 5, "data.image_id"),
+    (["task", "data", "image_id"], 5, "'data.image_id' must be str"),
 ])
 def test_wrong_types_and_missing_fields_are_400(client, app, path, value, expected):
     before = fingerprint(app.config["DATABASE"])

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections import Counter
+from datetime import timezone
 from pathlib import Path
 
 import click
@@ -276,15 +277,20 @@ def replay(obj: Context) -> None:
 @click.option("--project", "titles", multiple=True, help="Project title (repeatable). [default: every pushed project]")
 @click.option("--from-export", "export_file", type=click.Path(exists=True, dir_okay=False),
               help="Reconcile from a Label Studio JSON export file instead of the API.")
-@click.option("--project-id", type=int, help="With --from-export: the project it came from (else read from the tasks).")
+@click.option("--project-id", type=int, help="With --from-export: the project it came from (must agree with the tasks).")
+@click.option("--taken-at", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+              help="With --from-export: when the export was taken (default: the newest time written in it; "
+                   "times without a zone are UTC).")
 @click.option("--labelme", "labelme_dir", type=click.Path(exists=True, file_okay=False),
               help="Reconcile from a Labelme folder.")
 @click.pass_obj
-def sync(obj: Context, url, titles, export_file, project_id, labelme_dir) -> None:
+def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_dir) -> None:
     """Reconcile the ratings with Label Studio (or an export, or a Labelme folder).
 
-    Every annotation is upserted, annotations no longer there are marked deleted, and a
-    webhook Label Studio disabled is switched back on. Safe while `serve` is receiving.
+    Every decision is checked and upserted; annotations the export proves gone (older than
+    it, of tasks it holds, missing from it) are marked deleted until a later sync sees them
+    again; a task is deleted only when Label Studio answers 404 for it. A webhook Label
+    Studio disabled is switched back on. Safe while `serve` is receiving.
 
     \b
     Examples:
@@ -296,23 +302,29 @@ def sync(obj: Context, url, titles, export_file, project_id, labelme_dir) -> Non
 
     db = obj.db
     if labelme_dir:
-        counts, problems = reconcile.sync_labelme(db, labelme_dir)
-        _sync_line(f"Labelme {labelme_dir}", counts, f"{len(problems)} notes on files" if problems else "")
+        _sync_line(f"Labelme {labelme_dir}", reconcile.sync_labelme(db, labelme_dir))
         return
     if export_file:
-        pid, counts = reconcile.sync_export_file(db, export_file, project_id)
-        _sync_line(f"Export {export_file} (project {pid})", counts)
+        when = taken_at if taken_at is None or taken_at.tzinfo else taken_at.replace(tzinfo=timezone.utc)
+        pid, result = reconcile.sync_export_file(db, export_file, project_id, when)
+        _sync_line(f"Export {export_file} (project {pid})", result)
         return
     url = obj.studio_url(url)
     client = obj.studio_client(url)
     for project in reconcile.projects_to_sync(db, client, url, list(titles)):
-        counts, webhook = reconcile.sync_project(db, client, url, project["id"])
-        _sync_line(f"Project {project['id']} ({project['title']})", counts, f"webhook: {webhook}")
+        result = reconcile.sync_project(db, client, url, project["id"])
+        _sync_line(f"Project {project['id']} ({project['title']})", result, f"webhook: {result.webhook}")
 
 
-def _sync_line(name: str, counts: Counter, extra: str = "") -> None:
+def _sync_line(name: str, result, extra: str = "") -> None:
+    counts = result.counts
     click.echo(f"{name}: {counts['new']} new, {counts['updated']} updated, {counts['deleted']} deleted, "
-               f"{counts['unchanged']} unchanged" + (f"; {extra}" if extra else ""))
+               f"{counts['unchanged']} unchanged" + (f", {counts['restored']} restored" if counts["restored"] else "")
+               + (f"; {extra}" if extra else ""))
+    for reason, count in result.problems.most_common():
+        click.echo(f"  skipped {count:>5}  {reason}")
+    for example in result.examples[:5]:
+        click.echo(f"    e.g. {example}")
 
 
 @click.command()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import sqlite_utils
 
+from converters.decisions import MODES, DecisionError, describe_invalid
 from converters.labelstudio import image_id_of, rating_from_annotation
 from hitl.store import queries, transaction, utc_now
 from hitl.store.ratings import mark_deleted, record_ratings
@@ -20,6 +22,7 @@ from hitl.store.ratings import mark_deleted, record_ratings
 ANNOTATION_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED"}
 HANDLED = ANNOTATION_ACTIONS | {"ANNOTATIONS_DELETED", "TASKS_CREATED", "TASKS_DELETED"}
 SOURCE = "labelstudio"
+_Id = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class BadEvent(ValueError):
@@ -27,113 +30,101 @@ class BadEvent(ValueError):
 
 
 def parse_body(raw: bytes) -> dict:
-    """Decode a delivery body; anything but a JSON object is a BadEvent."""
+    """Decode a delivery body: strict JSON in UTF-8 (no NaN or Infinity, no lone surrogates, no
+    nesting deeper than a real delivery has); anything else, or anything but an object, is a BadEvent."""
     try:
-        # UTF-8 only, as Label Studio sends; json.loads would also take UTF-16/32 bytes that
-        # could then not be stored as text
-        body = json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # ValueError covers bad UTF-8 and bad JSON
+        body = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeError) as exc:
         raise BadEvent(f"body is not valid JSON ({type(exc).__name__}: {str(exc)[:120]})") from None
     if not isinstance(body, dict):
         raise BadEvent(f"body must be a JSON object, not {type(body).__name__}")
     return body
 
 
+class _ProjectRef(msgspec.Struct):
+    id: _Id
+
+
+class _IdRef(msgspec.Struct):
+    id: _Id
+
+
+class _TaskData(msgspec.Struct):
+    image_id: str | None = None
+    image: str | None = None
+    mode: str | None = None
+
+
+class _Task(msgspec.Struct):
+    id: _Id
+    data: _TaskData
+
+
+def _typed(data: Any, kind: type, what: str):
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise BadEvent(f"{what}: {describe_invalid(str(exc))}") from None
+
+
 def validate(body: dict) -> str:
-    """Check the parts this service reads; return the action. Unknown actions are accepted."""
+    """Check everything this service reads (the decisions with the one validator); return the
+    action. Unknown actions are accepted and logged."""
     action = body.get("action")
     if not isinstance(action, str) or not action:
         raise BadEvent("'action' must be a non-empty string")
     if action not in HANDLED:
         return action
-    project = body.get("project")
-    if not isinstance(project, dict) or not _is_id(project.get("id")):
+    if not isinstance(body.get("project"), dict):
         raise BadEvent(f"{action}: 'project' must be an object with an integer 'id'")
+    project = _typed(body["project"], _ProjectRef, f"{action}: 'project'").id
     if action in ANNOTATION_ACTIONS:
-        annotations, tasks = body.get("annotation"), body.get("task")
-        if annotations is None or tasks is None:
-            raise BadEvent(f"{action}: 'annotation' and 'task' are both required (send_payload must be on)")
-        many = action == "ANNOTATIONS_CREATED"
-        annotations = annotations if many else [annotations]
-        tasks = tasks if many else [tasks]
-        if not isinstance(annotations, list) or not isinstance(tasks, list):
-            raise BadEvent(f"{action}: 'annotation' and 'task' must be lists")
-        by_id = {}
-        for task in tasks:
-            _check_task(action, task)
-            by_id[task["id"]] = task
-        for annotation in annotations:
-            if not isinstance(annotation, dict) or not _is_id(annotation.get("id")):
-                raise BadEvent(f"{action}: each annotation needs an integer 'id'")
-            if not isinstance(annotation.get("result", []), list):
-                raise BadEvent(f"{action}: annotation {annotation['id']}: 'result' must be a list")
-            for item in annotation.get("result", []):
-                _check_result(action, annotation["id"], item)
-            if annotation.get("lead_time") is not None and not _is_number(annotation["lead_time"]):
-                raise BadEvent(f"{action}: annotation {annotation['id']}: 'lead_time' must be a number")
-            completed_by = annotation.get("completed_by")
-            if completed_by is not None and not (_is_id(completed_by) or isinstance(completed_by, dict)):
-                raise BadEvent(f"{action}: annotation {annotation['id']}: 'completed_by' must be a user id")
-            for key in ("created_at", "updated_at"):
-                if annotation.get(key) is not None and not isinstance(annotation[key], str):
-                    raise BadEvent(f"{action}: annotation {annotation['id']}: '{key}' must be a string")
-            task_id = annotation.get("task")
-            task_id = task_id.get("id") if isinstance(task_id, dict) else task_id
-            if not _is_id(task_id) or task_id not in by_id:
-                raise BadEvent(f"{action}: annotation {annotation['id']}: its task is missing from the delivery")
+        for annotation, task in annotations_with_tasks(action, body):
+            try:
+                rating_from_annotation(annotation, task, project)
+            except DecisionError as exc:
+                raise BadEvent(f"{action}: annotation {annotation.get('id')}: {exc}") from None
     else:
         key = "annotations" if action == "ANNOTATIONS_DELETED" else "tasks"
-        items = body.get(key)
-        if not isinstance(items, list) or not all(isinstance(i, dict) and _is_id(i.get("id")) for i in items):
+        if not isinstance(body.get(key), list):
             raise BadEvent(f"{action}: '{key}' must be a list of objects with an integer 'id'")
-        if action == "TASKS_CREATED":
-            for task in items:
-                _check_task(action, task)
+        kind = _IdRef if action != "TASKS_CREATED" else _Task
+        for item in body[key]:
+            _check_task(action, item) if kind is _Task else _typed(item, _IdRef, f"{action}: '{key}'")
     return action
 
 
-def _check_result(action: str, annotation_id: int, item: Any) -> None:
-    """The result types the rating is read from must carry values of the right type."""
-    where = f"{action}: annotation {annotation_id}"
-    if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
-        raise BadEvent(f"{where}: each result needs a 'value' object")
-    value, kind = item["value"], item.get("type")
-    if kind == "rating" and not _is_number(value.get("rating")):
-        raise BadEvent(f"{where}: a rating needs a number 'rating'")
-    if kind == "choices" and not (isinstance(value.get("choices"), list)
-                                  and all(isinstance(c, str) for c in value["choices"])):
-        raise BadEvent(f"{where}: 'choices' must be a list of strings")
-    if kind == "textarea":
-        text = value.get("text")
-        if not (isinstance(text, str) or (isinstance(text, list) and all(isinstance(t, str) for t in text))):
-            raise BadEvent(f"{where}: a textarea 'text' must be a string or a list of strings")
-    if kind == "rectanglelabels":
-        if not all(_is_number(value.get(k, 0)) for k in ("x", "y", "width", "height")):
-            raise BadEvent(f"{where}: a rectangle needs numbers x, y, width, height")
-        labels = value.get("rectanglelabels", [])
-        if not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
-            raise BadEvent(f"{where}: 'rectanglelabels' must be a list of strings")
+def annotations_with_tasks(action: str, body: dict) -> list[tuple[dict, dict]]:
+    """Each annotation of an annotation delivery with its task (checked), in delivery order."""
+    annotations, tasks = body.get("annotation"), body.get("task")
+    if annotations is None or tasks is None:
+        raise BadEvent(f"{action}: 'annotation' and 'task' are both required (send_payload must be on)")
+    many = action == "ANNOTATIONS_CREATED"
+    annotations = annotations if many else [annotations]
+    tasks = tasks if many else [tasks]
+    if not isinstance(annotations, list) or not isinstance(tasks, list):
+        raise BadEvent(f"{action}: 'annotation' and 'task' must be lists")
+    by_id = {_check_task(action, task): task for task in tasks}
+    pairs = []
+    for annotation in annotations:
+        if not isinstance(annotation, dict):
+            raise BadEvent(f"{action}: each annotation must be an object")
+        ref = annotation.get("task")
+        task_id = ref.get("id") if isinstance(ref, dict) else ref
+        if task_id not in by_id or isinstance(task_id, bool):
+            raise BadEvent(f"{action}: annotation {annotation.get('id')}: its task is missing from the delivery")
+        pairs.append((annotation, by_id[task_id]))
+    return pairs
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
-
-
-def _check_task(action: str, task: Any) -> None:
-    if not isinstance(task, dict) or not _is_id(task.get("id")):
-        raise BadEvent(f"{action}: each task needs an integer 'id'")
-    data = task.get("data")
-    if not isinstance(data, dict):
-        raise BadEvent(f"{action}: task {task['id']}: 'data' must be an object")
+def _check_task(action: str, task: Any) -> int:
+    """A task's id, once its id, data and image are known good."""
+    checked = _typed(task, _Task, f"{action}: task")
     if not image_id_of(task):
-        raise BadEvent(f"{action}: task {task['id']}: no image (data.image_id or data.image)")
-    for key in ("image_id", "image", "mode"):
-        if key in data and data[key] is not None and not isinstance(data[key], str):
-            raise BadEvent(f"{action}: task {task['id']}: data.{key} must be a string")
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        raise BadEvent(f"{action}: task {checked.id}: no image (data.image_id or data.image)")
+    if checked.data.mode is not None and checked.data.mode not in MODES:
+        raise BadEvent(f"{action}: task {checked.id}: data.mode {checked.data.mode!r} is not one of {', '.join(MODES)}")
+    return checked.id
 
 
 def apply_event(db: sqlite_utils.Database, body: dict, via: str) -> tuple[str, str]:
@@ -144,16 +135,10 @@ def apply_event(db: sqlite_utils.Database, body: dict, via: str) -> tuple[str, s
     project = str(body["project"]["id"])
     counts: Counter = Counter()
     if action in ANNOTATION_ACTIONS:
-        many = action == "ANNOTATIONS_CREATED"
-        annotations = body["annotation"] if many else [body["annotation"]]
-        tasks = {t["id"]: t for t in (body["task"] if many else [body["task"]])}
         mode = queries.project_mode(db, project)
         emails = queries.user_emails(db)
         ratings = []
-        for annotation in annotations:
-            task_id = annotation.get("task")
-            task_id = task_id.get("id") if isinstance(task_id, dict) else task_id
-            task = tasks[task_id]
+        for annotation, task in annotations_with_tasks(action, body):
             queries.map_task(db, int(project), task["id"], image_id_of(task))
             email = queries.email_of(annotation.get("completed_by"), emails)
             ratings.append(rating_from_annotation(annotation, task, project, mode=None, annotator_email=email))

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
 from converters.common import HumanRating
+from converters.decisions import DecisionError
 from converters.labelstudio import image_id_of, rating_from_annotation
 from hitl.errors import HitlError
 from hitl.review.client import export_tasks, studio_errors
@@ -26,58 +30,130 @@ from hitl.store.ratings import mark_deleted, record_ratings
 CHUNK = 200  # ratings per transaction: the webhook never waits long for the lock
 
 
-def reconcile_tasks(db: sqlite_utils.Database, tasks: Iterable[dict], project: str, started: str,
-                    emails: dict[int, str] | None = None, via: str = "sync") -> Counter:
-    """Upsert every annotation of ``tasks`` and mark deleted what the project no longer has.
+@dataclass
+class SyncResult:
+    """What a sync did (new, updated, restored, deleted, unchanged, older) and what it refused."""
 
-    ``started`` is when the export was taken: ratings and tasks received after it are kept
-    even if the export does not have them (they are newer than the export).
+    counts: Counter = field(default_factory=Counter)
+    problems: Counter = field(default_factory=Counter)  # bad records by reason: counted, reported, skipped
+    examples: list[str] = field(default_factory=list)
+    webhook: str = ""
+
+    def bad(self, reason: str, example: str) -> None:
+        self.problems[reason] += 1
+        if len(self.examples) < 10:
+            self.examples.append(example)
+
+
+@dataclass
+class Snapshot:
+    """What an export is evidence of: when it was taken, and by whose clock.
+
+    ``ours``: the time (our clock) the API export was asked for; a rating received before it
+    and missing from it is gone. ``content``: the newest time written inside an export file
+    (Label Studio's clock), compared with the ratings' own times; a file's modification time
+    says nothing (a copy is newer than its content).
+    """
+
+    taken_at: datetime
+    clock: str  # "ours" or "content"
+    verify_task: Callable[[int], bool] | None = None  # does the source prove this task deleted?
+
+    def older(self, row: dict) -> bool:
+        stamp = row["received_at"] if self.clock == "ours" else (row["updated_at"] or row["created_at"])
+        when = parse_time(stamp)
+        return when is not None and when < self.taken_at
+
+
+def reconcile_tasks(db: sqlite_utils.Database, tasks: Iterable[Any], project: str, snapshot: Snapshot,
+                    emails: dict[int, str] | None = None, via: str = "sync") -> SyncResult:
+    """Upsert every decision of ``tasks`` and mark deleted what the export proves gone.
+
+    Only annotations of tasks the export holds, older than the snapshot and missing from it,
+    are marked deleted, and not for good: one seen again in a later sync comes back. A task
+    is deleted only when ``snapshot.verify_task`` proves it (never because an export lacks
+    it). Bad records are counted by reason, with examples; the rest goes on.
     """
     emails = emails if emails is not None else queries.user_emails(db)
     mode = queries.project_mode(db, project)
-    counts: Counter = Counter()
+    result = SyncResult()
+    counts = result.counts
     ratings: list[HumanRating] = []
     task_ids: set[int] = set()
     now = utc_now()
     with transaction(db):
-        for task in tasks:
-            if not isinstance(task, dict) or not isinstance(task.get("id"), int):
-                counts["malformed task skipped"] += 1
+        for position, task in enumerate(tasks):
+            if not isinstance(task, dict) or not isinstance(task.get("id"), int) or isinstance(task["id"], bool):
+                result.bad("malformed task", f"tasks[{position}] is not a task with an integer id")
                 continue
             task_ids.add(task["id"])
             queries.map_task(db, int(project), task["id"], image_id_of(task), now)
-            for annotation in task.get("annotations") or []:
-                email = queries.email_of(annotation.get("completed_by"), emails)
-                rating = rating_from_annotation(annotation, task, project, annotator_email=email)
+            annotations = task.get("annotations") or []
+            for annotation in annotations if isinstance(annotations, list) else [annotations]:
+                try:
+                    email = queries.email_of(annotation.get("completed_by"), emails) if isinstance(annotation, dict) \
+                        else None
+                    rating = rating_from_annotation(annotation, task, project, annotator_email=email)
+                except DecisionError as exc:
+                    who = annotation.get("id") if isinstance(annotation, dict) else repr(annotation)[:40]
+                    result.bad(exc.reason, f"task {task['id']}, annotation {who}: {exc}")
+                    continue
                 rating.mode = rating.mode or mode
                 ratings.append(rating)
     for start in range(0, len(ratings), CHUNK):
         with transaction(db):
             counts.update(record_ratings(db, ratings[start:start + CHUNK], via=via))
     present = {r.annotation_id for r in ratings}
-    stale = [row[0] for row in db.execute(
-        "SELECT annotation_id FROM ratings WHERE source = ? AND project = ? AND deleted = 0 AND received_at < ?",
-        [SOURCE, project, started]) if row[0] not in present]
+    stale = [r["annotation_id"] for r in db.query(
+        "SELECT annotation_id, task_id, received_at, created_at, updated_at FROM ratings "
+        "WHERE source = ? AND project = ? AND deleted = 0", [SOURCE, project])
+        if r["annotation_id"] not in present and r["task_id"] in task_ids and snapshot.older(r)]
     for start in range(0, len(stale), CHUNK):
         with transaction(db):
-            counts.update(mark_deleted(db, SOURCE, project, stale[start:start + CHUNK], via=via))
-    gone = [row[0] for row in db.execute(
-        "SELECT task_id FROM ls_tasks WHERE project_id = ? AND deleted_at IS NULL AND pushed_at < ?",
-        [int(project), started]) if row[0] not in task_ids]
-    for task_id in gone:
-        with transaction(db):
-            counts.update(delete_task(db, project, task_id, via=via))
-    return counts
+            counts.update(mark_deleted(db, SOURCE, project, stale[start:start + CHUNK], via=via, explicit=False))
+    if snapshot.verify_task is not None:
+        for task_id in [r[0] for r in db.execute("SELECT task_id FROM ls_tasks WHERE project_id = ? AND "
+                                                 "deleted_at IS NULL", [int(project)]) if r[0] not in task_ids]:
+            if snapshot.verify_task(task_id):
+                with transaction(db):
+                    counts.update(delete_task(db, project, task_id, via=via))
+    return result
 
 
-def sync_project(db: sqlite_utils.Database, client, url: str, project_id: int) -> tuple[Counter, str]:
+def parse_time(stamp: str | None) -> datetime | None:
+    if not stamp:
+        return None
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def sync_project(db: sqlite_utils.Database, client, url: str, project_id: int) -> SyncResult:
     """Reconcile one project through the API; re-enable its webhook if Label Studio disabled it."""
-    started = utc_now()
+    started = datetime.now(timezone.utc)
     emails = cache_users(db, client, url)
     tasks = export_tasks(client, url, project_id)
-    counts = reconcile_tasks(db, tasks, str(project_id), started, emails)
+    snapshot = Snapshot(started, "ours", verify_task=lambda task_id: task_gone(client, url, task_id))
+    result = reconcile_tasks(db, tasks, str(project_id), snapshot, emails)
     with studio_errors(url, f"checking the webhook of project {project_id}"):
-        return counts, reenable_webhooks(db, client, project_id)
+        result.webhook = reenable_webhooks(db, client, project_id)
+    return result
+
+
+def task_gone(client, url: str, task_id: int) -> bool:
+    """Does Label Studio say this task no longer exists (404)? Any other answer proves nothing."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    with studio_errors(url, f"checking task {task_id}"):
+        try:
+            client.tasks.get(id=task_id)
+        except ApiError as exc:
+            if exc.status_code == 404:
+                return True
+            raise
+    return False
 
 
 def reenable_webhooks(db: sqlite_utils.Database, client, project_id: int) -> str:
@@ -96,13 +172,18 @@ def reenable_webhooks(db: sqlite_utils.Database, client, project_id: int) -> str
     return ", ".join(states) or "none registered"
 
 
-def sync_labelme(db: sqlite_utils.Database, folder: str | Path) -> tuple[Counter, list]:
-    """Reconcile from a Labelme folder: changed files upserted, deleted files' ratings marked."""
+def sync_labelme(db: sqlite_utils.Database, folder: str | Path) -> SyncResult:
+    """Reconcile from a Labelme folder: changed files upserted, deleted files' ratings marked
+    (until the file is back)."""
     from hitl.review.labelme import read_labelme_folder
 
     ratings, problems = read_labelme_folder(folder)
     project = Path(folder).resolve().as_posix()
-    counts: Counter = Counter()
+    result = SyncResult()
+    for problem in problems:
+        if problem.reason != "not reviewed yet":
+            result.bad(problem.reason, str(problem))
+    counts = result.counts
     for start in range(0, len(ratings), CHUNK):
         with transaction(db):
             counts.update(record_ratings(db, ratings[start:start + CHUNK], via="sync"))
@@ -110,34 +191,66 @@ def sync_labelme(db: sqlite_utils.Database, folder: str | Path) -> tuple[Counter
         "SELECT annotation_id FROM ratings WHERE source = 'labelme' AND project = ? AND deleted = 0", [project])
         if not (Path(project) / row[0]).exists()]
     with transaction(db):
-        counts.update(mark_deleted(db, "labelme", project, gone, via="sync"))
-    return counts, problems
+        counts.update(mark_deleted(db, "labelme", project, gone, via="sync", explicit=False))
+    return result
 
 
-def read_export_file(path: str | Path) -> list[dict]:
+def read_export_file(path: str | Path) -> list[Any]:
     """A Label Studio JSON export file (a list of tasks with annotations)."""
     try:
         data = json.loads(Path(path).read_bytes())
     except OSError as exc:
         raise HitlError(f"{path}: cannot read the export ({exc.strerror})") from None
-    except ValueError as exc:
-        raise HitlError(f"{path}: not a JSON file ({exc}); export the project as JSON from Label Studio") from None
+    except (ValueError, RecursionError) as exc:
+        raise HitlError(f"{path}: not a JSON file ({type(exc).__name__}: {str(exc)[:120]}); export the project "
+                        f"as JSON from Label Studio") from None
     if not isinstance(data, list):
         raise HitlError(f"{path}: not a Label Studio JSON export (expected a list of tasks)")
     return data
 
 
-def sync_export_file(db: sqlite_utils.Database, path: str | Path, project_id: int | None) -> tuple[int, Counter]:
-    """Reconcile from an export file; the project is ``project_id`` or the one its tasks name."""
-    from datetime import datetime, timezone
-
-    tasks = read_export_file(path)
-    pid = project_id or next((t.get("project") for t in tasks if isinstance(t, dict) and t.get("project")), None)
-    if pid is None:
+def export_project(tasks: list[Any], path: str | Path, project_id: int | None) -> int:
+    """The project an export file is of: the one its tasks name, which ``project_id`` must agree with."""
+    named = {t.get("project") for t in tasks if isinstance(t, dict) and t.get("project") is not None}
+    if len(named) > 1:
+        raise HitlError(f"{path}: its tasks name several projects ({', '.join(map(str, sorted(named, key=str)))}); "
+                        f"export one project at a time")
+    if named:
+        found = next(iter(named))
+        if not isinstance(found, int) or isinstance(found, bool):
+            raise HitlError(f"{path}: its tasks name project {found!r}, which is not a project id")
+        if project_id is not None and project_id != found:
+            raise HitlError(f"{path}: its tasks are of project {found}, not --project-id {project_id}; "
+                            f"pass --project-id {found} or leave it out")
+        return found
+    if project_id is None:
         raise HitlError(f"{path}: the export does not say its project; pass --project-id")
-    # the file is a snapshot taken when it was written: nothing that arrived later is marked deleted
-    started = datetime.fromtimestamp(Path(path).stat().st_mtime, timezone.utc).isoformat(timespec="milliseconds")
-    return pid, reconcile_tasks(db, tasks, str(pid), started)
+    return project_id
+
+
+def content_time(tasks: list[Any]) -> datetime | None:
+    """The newest time written in an export: no annotation in it can be newer than this."""
+    stamps = []
+    for task in tasks:
+        if not isinstance(task, dict):
+            continue
+        stamps += [task.get("updated_at"), task.get("created_at")]
+        annotations = task.get("annotations")
+        for a in annotations if isinstance(annotations, list) else []:
+            if isinstance(a, dict):
+                stamps += [a.get("updated_at"), a.get("created_at")]
+    times = [t for t in (parse_time(s) if isinstance(s, str) else None for s in stamps) if t is not None]
+    return max(times, default=None)
+
+
+def sync_export_file(db: sqlite_utils.Database, path: str | Path, project_id: int | None,
+                     taken_at: datetime | None = None) -> tuple[int, SyncResult]:
+    """Reconcile from an export file; nothing newer than the export's own content is marked deleted."""
+    tasks = read_export_file(path)
+    pid = export_project(tasks, path, project_id)
+    when = taken_at or content_time(tasks)
+    snapshot = Snapshot(when or datetime.min.replace(tzinfo=timezone.utc), "content")
+    return pid, reconcile_tasks(db, tasks, str(pid), snapshot)
 
 
 def projects_to_sync(db: sqlite_utils.Database, client, url: str, titles: list[str]) -> list[dict]:

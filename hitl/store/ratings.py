@@ -19,7 +19,8 @@ from hitl.store.db import insert_row, utc_now
 KEY = ("source", "project", "annotation_id")
 # What a curator decided; a change in any of these is a new version.
 DECISION = ("image_id", "task_id", "annotator_id", "annotator_email", "stars", "hero", "comment", "boxes",
-            "lead_time", "skipped", "deleted", "mode", "created_at", "updated_at")
+            "lead_time", "skipped", "deleted", "deleted_because", "mode", "created_at", "updated_at")
+EXPLICIT, ABSENT = "event", "absent"  # why a rating is deleted: Label Studio said so, or a sync did not see it
 
 
 def rating_row(rating: HumanRating, via: str) -> dict:
@@ -28,8 +29,8 @@ def rating_row(rating: HumanRating, via: str) -> dict:
         "task_id": rating.task_id, "image_id": rating.image_id, "annotator_id": rating.annotator_id,
         "annotator_email": rating.annotator_email, "stars": rating.stars,
         "hero": None if rating.hero is None else int(rating.hero), "comment": rating.comment,
-        "boxes": json.dumps(rating.boxes, sort_keys=True), "lead_time": rating.lead_time,
-        "skipped": int(rating.skipped), "deleted": 0, "mode": rating.mode,
+        "boxes": json.dumps(rating.boxes, sort_keys=True, allow_nan=False), "lead_time": rating.lead_time,
+        "skipped": int(rating.skipped), "deleted": 0, "deleted_because": None, "mode": rating.mode,
         "created_at": rating.created_at, "updated_at": rating.updated_at, "received_at": utc_now(), "via": via,
     }
 
@@ -50,11 +51,15 @@ def record_ratings(db: sqlite_utils.Database, ratings: Iterable[HumanRating], vi
             counts["new"] += 1
             continue
         old = dict(zip(DECISION, old))
-        row["deleted"] = old["deleted"]  # a deleted annotation stays deleted: its ids are never reused
+        restored = bool(old["deleted"]) and old["deleted_because"] != EXPLICIT
+        # deleted in Label Studio stays deleted (its ids are never reused); only missing from a
+        # sync comes back when the annotation is seen again
+        row["deleted"] = 0 if restored else old["deleted"]
+        row["deleted_because"] = None if restored else old["deleted_because"]
         if _older(row["updated_at"], old["updated_at"]):
             counts["older"] += 1
             continue
-        if all(old[k] == row[k] for k in DECISION if k not in ("annotator_email", "mode")) and (
+        if not restored and all(old[k] == row[k] for k in DECISION if k not in ("annotator_email", "mode")) and (
                 row["annotator_email"] in (None, old["annotator_email"])) and row["mode"] in (None, old["mode"]):
             counts["unchanged"] += 1
             continue
@@ -66,18 +71,21 @@ def record_ratings(db: sqlite_utils.Database, ratings: Iterable[HumanRating], vi
         db.execute(f"UPDATE ratings SET {', '.join(f'[{k}] = ?' for k in changes)} "
                    f"WHERE source = ? AND project = ? AND annotation_id = ?",
                    [row[k] for k in changes] + [row[k] for k in KEY])
-        _history(db, row, "updated")
-        counts["updated"] += 1
+        _history(db, row, "restored" if restored else "updated")
+        counts["restored" if restored else "updated"] += 1
     return counts
 
 
 def mark_deleted(db: sqlite_utils.Database, source: str, project: str, annotation_ids: Iterable[str],
-                 via: str, tombstone: bool = False) -> Counter:
+                 via: str, tombstone: bool = False, explicit: bool = True) -> Counter:
     """Mark annotations deleted (history kept).
 
-    With ``tombstone`` an id not seen yet is remembered as deleted, so its creation, if that
-    delivery arrives later, is stored as deleted rather than brought back.
+    ``explicit``: the source said so (a delete delivery, a deleted task); otherwise the rating
+    was only missing from a sync and comes back when a later one sees it. With ``tombstone``
+    an id not seen yet is remembered as deleted, so its creation, if that delivery arrives
+    later, is stored as deleted rather than brought back.
     """
+    because = EXPLICIT if explicit else ABSENT
     counts: Counter = Counter()
     now = utc_now()
     for annotation_id in annotation_ids:
@@ -86,18 +94,18 @@ def mark_deleted(db: sqlite_utils.Database, source: str, project: str, annotatio
         if row is None:
             if tombstone:
                 stone = {"source": source, "project": str(project), "annotation_id": str(annotation_id), "deleted": 1,
-                         "skipped": 0, "boxes": "[]", "received_at": now, "via": via}
+                         "deleted_because": because, "skipped": 0, "boxes": "[]", "received_at": now, "via": via}
                 insert_row(db, "ratings", stone)
                 _history(db, stone, "deleted")
             counts["deleted before seen" if tombstone else "unknown"] += 1
             continue
         row = dict(zip([c[0] for c in db.execute("SELECT * FROM ratings LIMIT 0").description], row))
-        if row["deleted"]:
+        if row["deleted"] and (row["deleted_because"] == EXPLICIT or not explicit):
             counts["unchanged"] += 1
             continue
-        db.execute("UPDATE ratings SET deleted = 1, received_at = ?, via = ? WHERE source = ? AND project = ? "
-                   "AND annotation_id = ?", [now, via, *key])
-        _history(db, {**row, "deleted": 1, "received_at": now, "via": via}, "deleted")
+        db.execute("UPDATE ratings SET deleted = 1, deleted_because = ?, received_at = ?, via = ? WHERE source = ? "
+                   "AND project = ? AND annotation_id = ?", [because, now, via, *key])
+        _history(db, {**row, "deleted": 1, "deleted_because": because, "received_at": now, "via": via}, "deleted")
         counts["deleted"] += 1
     return counts
 

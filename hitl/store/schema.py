@@ -216,3 +216,13 @@ def m004_events(db: sqlite_utils.Database) -> None:
     db["events"].create_index(["outcome"])
     db["ls_users"].create({"id": int, "email": str, "updated_at": str}, pk="id")
     db["ls_projects"].add_column("webhook_url", str)
+
+
+@migration
+def m005_deletion_reason(db: sqlite_utils.Database) -> None:
+    """Why a rating is deleted: ``event`` (Label Studio said so, for good) or ``absent`` (a sync
+    did not find it; it comes back if a later sync sees it again)."""
+    for table in ("ratings", "rating_history"):
+        db[table].add_column("deleted_because", str)
+        db.execute(f"UPDATE [{table}] SET deleted_because = CASE WHEN via IN ('webhook', 'replay') THEN 'event' "
+                   f"ELSE 'absent' END WHERE deleted = 1")
