@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import posixpath
 from typing import Any
 
 from .common import HumanRating, InputFormatError, RecordProblem, image_key
+from .decisions import check_decision
 
 EXTRA_KEY = "hero_hitl"
 # "reviewed" lets a curator confirm a pre-ticked choice: Labelme saves nothing that is unchanged,
@@ -182,24 +184,25 @@ def rating_from_labelme(doc: dict, relative_json_path: str, folder: str, mtime_i
         except ValueError as exc:
             note("image outside the folder", str(exc))
     mode = meta.get("mode") if meta.get("mode") in MODES else None
-    return HumanRating(
+    return check_decision(HumanRating(
         source="labelme", project=folder, annotation_id=relative_json_path, image_id=image_id,
         hero=hero, boxes=boxes, mode=mode, created_at=mtime_iso, updated_at=mtime_iso,
-    )
+    ))
 
 
 def _boxes(shapes: list, width: object, height: object, bad, note) -> list[dict]:
     """Rectangles as normalised upright boxes with their labels; other shapes are noted and skipped."""
     if shapes and not (isinstance(width, int | float) and isinstance(height, int | float)
-                       and width > 0 and height > 0):
+                       and math.isfinite(width) and math.isfinite(height) and width > 0 and height > 0):
         raise bad("imageWidth/imageHeight missing or not positive: the boxes cannot be normalised")
     boxes = []
     for i, shape in enumerate(shapes):
         points = shape.get("points") if isinstance(shape, dict) else None
         if not (isinstance(points, list) and points and all(
-                isinstance(p, list | tuple) and len(p) == 2 and all(isinstance(v, int | float) for v in p)
+                isinstance(p, list | tuple) and len(p) == 2
+                and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in p)
                 for p in points)):
-            raise bad("shape without a list of [x, y] points", f"shapes[{i}]")
+            raise bad("shape without a list of finite [x, y] points", f"shapes[{i}]")
         if shape.get("shape_type") != "rectangle":
             note("shape is not a rectangle", f"{shape.get('shape_type')!r} ignored", f"shapes[{i}]")
             continue

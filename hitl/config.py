@@ -47,6 +47,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "retry_max_seconds": 60.0,  # ... up to here; a server's Retry-After wins
         "timeout_seconds": 120.0,
         "max_side": 768,  # longest side of the image sent to a model
+        "max_pixels": 50_000_000,  # larger images are refused from their header, before decoding
         "jpeg_quality": 85,
         "prompt_version": "hero-v1",
         "gemini_thinking_budget": 0,  # thinking tokens are billed as output; 0 turns it off (-1: model default)

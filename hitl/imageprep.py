@@ -35,6 +35,9 @@ __all__ = [
 ]
 
 EXIF_ORIENTATION = 0x0112
+# Checked from the header before any decoding: a 144 MP PNG decodes to ~430 MB of RGB, and a
+# few at once would take the machine's memory. Camera-trap frames are far below this.
+MAX_PIXELS = 50_000_000
 BACKGROUND = (128, 128, 128)  # neutral grey under transparent pixels: neither black nor white
 
 # EXIF orientation -> the transpose that makes the stored pixels upright (EXIF 2.3, tag 274).
@@ -128,18 +131,24 @@ def _wide_to_u8(a: np.ndarray, mode: str) -> np.ndarray:
 
 
 def load_upright_rgb(
-    path: str | os.PathLike[str], max_side: int = 768
+    path: str | os.PathLike[str], max_side: int = 768, max_pixels: int = MAX_PIXELS
 ) -> tuple[Image.Image, tuple[int, int]]:
     """Decode ``path`` to an upright RGB image with longest side <= max_side.
 
-    Returns (image, upright size of the original). Raises ImagePrepError.
+    Returns (image, upright size of the original). Raises ImagePrepError, also for a file
+    that is not a regular file (a FIFO would hang the reader) and for an image of more than
+    ``max_pixels`` pixels (read from the header, before decoding).
     """
     if max_side < 1:
         raise ValueError("max_side must be >= 1")
     path = Path(path)
+    _check_regular(path)
     try:
         with Image.open(path) as im:
             stored = im.size
+            if stored[0] * stored[1] > max_pixels:
+                raise ImagePrepError(path, "too many pixels", f"{stored[0]}x{stored[1]} is above the limit of "
+                                     f"{max_pixels / 1e6:g} MP (score.max_pixels)")
             orientation = _orientation(im)
             want = target_size(stored, max_side)
             if want != stored:
@@ -184,10 +193,10 @@ def encode_jpeg(image: Image.Image, quality: int = 85) -> bytes:
 
 
 def prepare_image(
-    path: str | os.PathLike[str], max_side: int = 768, quality: int = 85
+    path: str | os.PathLike[str], max_side: int = 768, quality: int = 85, max_pixels: int = MAX_PIXELS
 ) -> PreparedImage:
     """Load, orient, convert, downscale and encode one file. Raises ImagePrepError."""
-    rgb, (sw, sh) = load_upright_rgb(path, max_side)
+    rgb, (sw, sh) = load_upright_rgb(path, max_side, max_pixels)
     jpeg = encode_jpeg(rgb, quality)
     return PreparedImage(
         jpeg=jpeg,
@@ -203,8 +212,12 @@ def read_upright_size(path: str | Path) -> tuple[str | None, tuple[int, int] | N
     """Read only the header: (failure reason or None, upright size or None).
 
     Cheap enough for thousands of files; the size is the one MegaDetector, Label Studio and
-    Labelme see, with the EXIF orientation applied.
+    Labelme see, with the EXIF orientation applied. Only regular files are opened.
     """
+    try:
+        _check_regular(Path(path))
+    except ImagePrepError as exc:
+        return ("image file missing" if exc.reason == "file missing" else f"unreadable image ({exc.reason})"), None
     try:
         with Image.open(path) as im:
             width, height = im.size
@@ -216,3 +229,12 @@ def read_upright_size(path: str | Path) -> tuple[str | None, tuple[int, int] | N
     if orientation in _SWAPS_AXES:
         width, height = height, width
     return None, (width, height)
+
+
+def _check_regular(path: Path) -> None:
+    """Refuse what is not a regular file before opening it (a FIFO named .jpg blocks open())."""
+    from hitl.files import regular_file_problem
+
+    problem = regular_file_problem(path)
+    if problem:
+        raise ImagePrepError(path, *problem)

@@ -244,7 +244,26 @@ def test_not_an_image(tmp_path, content):
 def test_directory_is_unreadable(tmp_path):
     with pytest.raises(ImagePrepError) as info:
         prepare_image(tmp_path)
-    assert info.value.reason == "unreadable"
+    assert info.value.reason == "not a regular file"
+
+
+def test_a_fifo_named_jpg_is_refused_without_opening_it(tmp_path):
+    fifo = tmp_path / "trap.jpg"
+    os.mkfifo(fifo)  # open() on it would block until a writer came: the run would hang
+    with pytest.raises(ImagePrepError) as info:
+        prepare_image(fifo)
+    assert info.value.reason == "not a regular file"
+    assert imageprep.read_upright_size(fifo) == ("unreadable image (not a regular file)", None)
+
+
+def test_too_many_pixels_are_refused_from_the_header(tmp_path):
+    path = tmp_path / "huge.png"
+    Image.new("L", (9000, 6000)).save(path)  # 54 MP, tiny on disk
+    with pytest.raises(ImagePrepError) as info:
+        prepare_image(path)
+    assert info.value.reason == "too many pixels" and "9000x6000" in str(info.value)
+    small = prepare_image(path, max_pixels=60_000_000)
+    assert small.source_width == 9000
 
 
 def test_decompression_bomb_has_a_clear_reason(tmp_path, monkeypatch):

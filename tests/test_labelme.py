@@ -331,11 +331,11 @@ def test_rating_rules():
     assert rating.image_id == "img/a.jpg"  # no hero_hitl: resolved from imagePath and the file's folder
     assert rating.boxes == [{"x": 0.25, "y": 0.2, "w": 0.5, "h": 0.6, "label": "fox"},
                             {"x": 0.0, "y": 0.0, "w": 1.0, "h": 1.0, "label": "off"}]  # clipped to the image
-    assert rating_from_labelme(_doc(not_hero=True), "a.json", "/f", "t").hero is False
-    assert rating_from_labelme(_doc(hero=True, not_hero=False), "a.json", "/f", "t").hero is True
-    assert rating_from_labelme(_doc(), "a.json", "/f", "t").hero is None
+    assert rating_from_labelme(_doc(not_hero=True), "a.json", "/f", "2025-01-01T00:00:00+00:00").hero is False
+    assert rating_from_labelme(_doc(hero=True, not_hero=False), "a.json", "/f", "2025-01-01T00:00:00+00:00").hero is True
+    assert rating_from_labelme(_doc(), "a.json", "/f", "2025-01-01T00:00:00+00:00").hero is None
     with pytest.raises(LabelmeFormatError, match="a.json: imageWidth"):
-        rating_from_labelme({**_doc(), "imageWidth": None}, "a.json", "/f", "t")
+        rating_from_labelme({**_doc(), "imageWidth": None}, "a.json", "/f", "2025-01-01T00:00:00+00:00")
 
 
 def test_document_rules():

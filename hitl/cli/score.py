@@ -74,7 +74,13 @@ def _run(obj: Context, model: str, pv: str, batch: bool, retry_failed: bool, max
     backend = make_backend(model, settings, base_urls)
     if batch and not backend.supports_batch:
         raise click.UsageError(f"--batch works with backends that have a batch API (Gemini), not {model}")
-    image_ids = register_folder(db, images_dir) if images_dir else None
+    image_ids = None
+    if images_dir:
+        image_ids, skipped_files = register_folder(db, images_dir)
+        for problem in skipped_files[:10]:
+            echo_err(f"Skipped {problem}")
+        if len(skipped_files) > 10:
+            echo_err(f"... and {len(skipped_files) - 10} more files skipped")
     targets, skipped = candidate_targets(db, backend.name, pv, retry_failed, obj.threshold, image_ids)
     if limit:
         targets = targets[:limit]

@@ -6,176 +6,32 @@ score, hero flag and reasoning. A little vanilla JS sorts and filters; a summary
 histogram per model (inline SVG) sits on top. Nothing is fetched from the network, so the
 page opens straight from disk, and it can be mailed or archived as one file.
 
-The thumbnail and page helpers here are shared with the hero set's contact sheet.
+The page is templates/gallery.html, drawn through hitl.publish.render like the hero set's
+contact sheet and the agreement report.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
-import os
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-import jinja2
 import sqlite_utils
-from tqdm import tqdm
 
 from hitl.errors import HitlError, NothingToDo
-from hitl.imageprep import ImagePrepError, encode_jpeg, load_upright_rgb
+from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
 from hitl.store import utc_now
 
-__all__ = ["build_gallery", "GalleryError", "EMBED_MAX_IMAGES", "Thumb", "make_thumbnails", "render_page",
-           "box_styles", "score_colour"]
+__all__ = ["build_gallery", "GalleryError", "EMBED_MAX_IMAGES"]
 
 # Up to this many cards the thumbnails go inside the page (~15-25 kB each at 320 px), so it
 # is one file; beyond it the page would grow past ~40 MB and they go to thumbs/ instead.
 EMBED_MAX_IMAGES = 2000
-THUMB_QUALITY = 80
 THUMBS_DIR = "thumbs"
 
 
 class GalleryError(HitlError, ValueError):
     """A bad gallery request (an unknown model, say); the message lists what exists."""
-
-
-# ---- shared helpers: thumbnails and pages -----------------------------------------------------
-
-class Thumb:
-    """A thumbnail's JPEG bytes and size, or why there is none."""
-
-    __slots__ = ("jpeg", "width", "height", "error")
-
-    def __init__(self, jpeg: bytes | None = None, width: int = 0, height: int = 0, error: str | None = None):
-        self.jpeg, self.width, self.height, self.error = jpeg, width, height, error
-
-    def data_uri(self) -> str:
-        return "data:image/jpeg;base64," + base64.b64encode(self.jpeg or b"").decode("ascii")
-
-
-def _thumb(path: Path, side: int) -> Thumb:
-    try:
-        # load_upright_rgb applies the EXIF orientation, so a rotated photo shows upright
-        image, _ = load_upright_rgb(path, max_side=side)
-    except ImagePrepError as exc:
-        return Thumb(error=exc.reason)
-    return Thumb(encode_jpeg(image, THUMB_QUALITY), image.width, image.height)
-
-
-def make_thumbnails(paths: Sequence[Path], side: int = 320, progress: bool | None = None,
-                    desc: str = "Thumbnails") -> list[Thumb]:
-    """Thumbnails of ``paths``, in order; an unreadable file gives a Thumb with ``error`` set.
-
-    Threads pay off: Pillow releases the GIL while it decodes.
-    """
-    workers = min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(lambda p: _thumb(Path(p), side), paths)
-        return list(tqdm(results, total=len(paths), desc=desc, unit="img", leave=False,
-                         disable=None if progress is None else not progress))
-
-
-def box_styles(boxes: list[dict]) -> list[dict]:
-    """CSS positions (percent of the upright image) of normalised x, y, w, h boxes, clipped to it."""
-    styles = []
-    for box in boxes:
-        try:
-            x, y, w, h = (float(box[k]) for k in ("x", "y", "w", "h"))
-        except (KeyError, TypeError, ValueError):
-            continue  # a malformed box is not worth losing the page over
-        x0, y0 = min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)
-        x1, y1 = min(max(x + w, 0.0), 1.0), min(max(y + h, 0.0), 1.0)
-        styles.append({"style": f"left:{x0 * 100:.2f}%;top:{y0 * 100:.2f}%;"
-                                f"width:{(x1 - x0) * 100:.2f}%;height:{(y1 - y0) * 100:.2f}%",
-                       "label": str(box.get("label") or ""),
-                       # a label hanging off the right edge would be cut: anchor it right there
-                       "side": "r" if x0 > 0.5 else "l"})
-    return styles
-
-
-def score_colour(score: float | None, top: float = 10.0) -> str:
-    """A red-to-green badge colour for a score on 0..top (grey when there is none)."""
-    if score is None:
-        return "hsl(0,0%,55%)"
-    share = min(max(score / top, 0.0), 1.0)
-    return f"hsl({share * 120:.0f},55%,38%)"
-
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-_ENV.filters["fmt"] = _fmt
-_ENV.filters["colour"] = score_colour
-
-
-def render_page(template: str, **context: Any) -> str:
-    """Render a page template with the shared CSS; every value is HTML-escaped."""
-    return _ENV.from_string(template).render(base_css=BASE_CSS, **context)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write text so a reader never sees half a file (and a crash leaves the old one)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-BASE_CSS = """
-:root { --ink:#1d2428; --muted:#5f6b73; --line:#d9dee2; --bg:#f3f5f6; --card:#fff; --accent:#b7791f; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
-       background: var(--bg); }
-header.top { padding: 16px 24px 8px; background: var(--card); border-bottom: 1px solid var(--line); }
-h1 { font-size: 20px; margin: 0 0 4px; }
-.sub { color: var(--muted); margin: 0 0 10px; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 14px; padding: 16px 24px;
-        align-items: start; }
-.card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; overflow: hidden;
-        box-shadow: 0 1px 2px rgba(0,0,0,.05); }
-.card[hidden] { display: none; }
-.thumb { position: relative; background: #222; line-height: 0; }
-.thumb img { width: 100%; height: auto; display: block; }
-.nothumb { display: flex; align-items: center; justify-content: center; height: 180px; color: #ddd;
-           background: repeating-linear-gradient(45deg,#333,#333 10px,#3a3a3a 10px,#3a3a3a 20px); line-height: 1.4; }
-.box { position: absolute; border: 2px solid #ffd84d; box-shadow: 0 0 0 1px rgba(0,0,0,.5); pointer-events: none; }
-.box span { position: absolute; left: 0; top: 0; font: 11px/15px system-ui, sans-serif; background: #ffd84d;
-            color: #000; padding: 0 3px; white-space: nowrap; }
-.box.r span { left: auto; right: 0; }
-body.noboxes .box { display: none; }
-.body { padding: 8px 10px 10px; }
-.title { display: flex; justify-content: space-between; gap: 8px; align-items: baseline; }
-.species { font-weight: 600; font-size: 15px; text-transform: capitalize; }
-.id { color: var(--muted); font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; word-break: break-all; }
-.meta { color: var(--muted); font-size: 12px; margin: 2px 0 6px; }
-.badge { display: inline-block; min-width: 34px; text-align: center; color: #fff; border-radius: 10px;
-         padding: 0 7px; font-weight: 600; font-size: 12px; }
-.hero { color: var(--accent); font-weight: 700; }
-.models { margin: 6px 0 0; padding: 0; list-style: none; }
-.models li { border-top: 1px solid var(--line); padding: 5px 0 3px; }
-.mname { font-weight: 600; font-size: 12px; }
-.reason { color: #39444b; font-size: 12px; margin: 2px 0 0; display: -webkit-box; -webkit-line-clamp: 4;
-          -webkit-box-orient: vertical; overflow: hidden; cursor: pointer; }
-.reason.open { display: block; }
-.failed { color: #a33; font-size: 12px; }
-.summary { display: flex; flex-wrap: wrap; gap: 12px; margin: 6px 0 10px; }
-.stat { border: 1px solid var(--line); border-radius: 8px; padding: 8px 10px; background: #fafbfb; }
-.stat h2 { font-size: 13px; margin: 0 0 4px; }
-.stat .nums { font-size: 12px; color: var(--muted); margin-bottom: 4px; }
-.hist rect { fill: #4a7c8c; }
-.hist text { font-size: 9px; fill: var(--muted); }
-.hist text.n { fill: var(--ink); }
-.controls { display: flex; flex-wrap: wrap; gap: 14px; align-items: center; padding: 4px 0 6px; }
-.controls label { font-size: 13px; color: var(--muted); }
-.controls select { font: inherit; padding: 2px 4px; }
-table.people { width: 100%; border-collapse: collapse; font-size: 12px; margin-top: 4px; }
-table.people td { border-top: 1px solid var(--line); padding: 3px 2px; vertical-align: top; }
-.comment { font-style: italic; color: #39444b; }
-"""
 
 
 # ---- the gallery -------------------------------------------------------------------------------
@@ -207,22 +63,18 @@ def build_gallery(db: sqlite_utils.Database, out_dir: str | Path, *, models: lis
     if not embed:
         (out / THUMBS_DIR).mkdir(exist_ok=True)
     for card, thumb in zip(cards, thumbs):
-        card["thumb_error"] = thumb.error
-        card["thumb_w"], card["thumb_h"] = thumb.width, thumb.height
-        if thumb.error:
-            card["src"] = None
-        elif embed:
-            card["src"] = thumb.data_uri()
-        else:
+        src = None  # None: card_image embeds the thumbnail as a data URI
+        if not embed and not thumb.error:
             # named by the image_id's hash: unique, stable across runs, and safe as a file name
             name = hashlib.sha256(card["image_id"].encode()).hexdigest()[:20] + ".jpg"
             (out / THUMBS_DIR / name).write_bytes(thumb.jpeg or b"")
-            card["src"] = f"{THUMBS_DIR}/{name}"
+            src = f"{THUMBS_DIR}/{name}"
+        card["image"] = card_image(thumb, alt=card["image_id"], boxes=card["boxes"], src=src, lazy=True)
 
     species = sorted({c["species"] for c in cards if c["species"]})
-    html = render_page(GALLERY_TEMPLATE, cards=cards, raters=raters, summaries=_summaries(cards, raters),
-                       species=species, generated_at=utc_now(), n_cards=len(cards),
-                       from_candidates=cards[0]["rank"] is not None)
+    html = render("gallery.html", cards=cards, raters=raters, summaries=_summaries(cards, raters),
+                  species=species, generated_at=utc_now(), n_cards=len(cards),
+                  from_candidates=cards[0]["rank"] is not None)
     index = out / "index.html"
     write_atomic(index, html)
     return index
@@ -264,6 +116,14 @@ def _attach_scores(db: sqlite_utils.Database, cards: list[dict], raters: list[st
     for card in cards:
         mine = by_image.get(card["image_id"], {})
         card["scores"] = [mine.get(r) for r in raters]
+        card["verdicts"] = [verdict(r, **(s or {"status": None})) for r, s in zip(raters, card["scores"])]
+        # what the page's script sorts and filters by; "" where a model has no ok answer
+        card["data"] = {"id": card["image_id"], "rank": "" if card["rank"] is None else card["rank"],
+                        "species": card["species"] or ""}
+        for i, s in enumerate(card["scores"]):
+            ok = s is not None and s["status"] == "ok"
+            card["data"][f"score-{i}"] = s["score"] if ok and s["score"] is not None else ""
+            card["data"][f"hero-{i}"] = ("1" if s["hero"] else "0") if ok and s["hero"] is not None else ""
 
 
 def _attach_boxes(db: sqlite_utils.Database, cards: list[dict], threshold: float) -> None:
@@ -273,7 +133,7 @@ def _attach_boxes(db: sqlite_utils.Database, cards: list[dict], threshold: float
             "ORDER BY image_id, det_index", [threshold]):
         boxes[image_id].append({"x": x, "y": y, "w": w, "h": h, "label": f"{species or 'animal'} {conf:.2f}"})
     for card in cards:
-        card["boxes"] = box_styles(boxes.get(card["image_id"], []))
+        card["boxes"] = boxes.get(card["image_id"], [])
 
 
 def _summaries(cards: list[dict], raters: list[str]) -> list[dict]:
@@ -309,162 +169,3 @@ def _histogram(bins: list[int], width: int = 231, height: int = 76) -> dict:
         bars.append({"x": f"{i * step + 1:.1f}", "y": f"{y:.1f}", "w": f"{step - 2:.1f}", "h": f"{h:.1f}",
                      "count": count, "cy": f"{y - 2:.1f}", "label": str(i), "lx": f"{i * step + step / 2:.1f}"})
     return {"width": width, "height": height, "bars": bars, "axis_y": height - 2}
-
-
-GALLERY_TEMPLATE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Model scores: {{ n_cards }} images</title>
-<style>{{ base_css | safe }}</style>
-</head>
-<body>
-<header class="top">
-  <h1>Model scores before review</h1>
-  <p class="sub">{{ n_cards }} {{ "candidates" if from_candidates else "scored images" }} ·
-    {{ raters | length }} model{{ "" if raters | length == 1 else "s" }} · generated {{ generated_at }}</p>
-  <div class="summary">
-  {% for s in summaries %}
-    <div class="stat">
-      <h2>{{ s.name }}</h2>
-      <div class="nums">mean {{ s.mean | fmt(2) }} · median {{ s.median | fmt(1) }} ·
-        hero {{ s.heroes }}/{{ s.ok }}{% if s.hero_share is not none %} ({{ "%.0f" | format(s.hero_share * 100) }}%){% endif %}
-        {% if s.failed %} · <span class="failed">{{ s.failed }} failed</span>{% endif %}
-        {% if s.missing %} · {{ s.missing }} not scored{% endif %}</div>
-      <svg class="hist" width="{{ s.histogram.width }}" height="{{ s.histogram.height }}" role="img"
-           aria-label="Histogram of {{ s.name }} scores, 0 to 10">
-      {% for b in s.histogram.bars %}
-        <rect x="{{ b.x }}" y="{{ b.y }}" width="{{ b.w }}" height="{{ b.h }}"><title>score {{ b.label }}: {{ b.count }}</title></rect>
-        <text x="{{ b.lx }}" y="{{ s.histogram.axis_y }}" text-anchor="middle">{{ b.label }}</text>
-        {% if b.count %}<text class="n" x="{{ b.lx }}" y="{{ b.cy }}" text-anchor="middle">{{ b.count }}</text>{% endif %}
-      {% endfor %}
-      </svg>
-    </div>
-  {% else %}
-    <div class="stat">No model scores yet.</div>
-  {% endfor %}
-  </div>
-  <div class="controls">
-    <label>Sort <select id="sort">
-      {% if from_candidates %}<option value="rank">rank</option>{% endif %}
-      <option value="id">image id</option>
-      <option value="species">species</option>
-      {% for r in raters %}
-      <option value="score-{{ loop.index0 }}:desc">{{ r }} score, high first</option>
-      <option value="score-{{ loop.index0 }}:asc">{{ r }} score, low first</option>
-      {% endfor %}
-    </select></label>
-    <label>Species <select id="species">
-      <option value="">all</option>
-      {% for sp in species %}<option value="{{ sp }}">{{ sp }}</option>{% endfor %}
-    </select></label>
-    <label>Hero <select id="hero">
-      <option value="">any</option>
-      {% for r in raters %}
-      <option value="hero-{{ loop.index0 }}:1">hero by {{ r }}</option>
-      <option value="hero-{{ loop.index0 }}:0">not hero by {{ r }}</option>
-      {% endfor %}
-      {% if raters | length > 1 %}<option value="disagree">models disagree</option>{% endif %}
-    </select></label>
-    <label><input type="checkbox" id="boxes" checked> detector boxes</label>
-    <span id="count" class="sub"></span>
-  </div>
-</header>
-<main class="grid" id="grid">
-{% for c in cards %}
-  <article class="card" data-id="{{ c.image_id }}" data-rank="{{ c.rank if c.rank is not none else '' }}"
-           data-species="{{ c.species or '' }}"
-           {% for s in c.scores %}data-score-{{ loop.index0 }}="{{ s.score if s and s.status == 'ok' and s.score is not none else '' }}" data-hero-{{ loop.index0 }}="{{ ('1' if s.hero else '0') if s and s.status == 'ok' and s.hero is not none else '' }}" {% endfor %}>
-    <div class="thumb">
-    {% if c.src %}
-      <img src="{{ c.src }}" width="{{ c.thumb_w }}" height="{{ c.thumb_h }}" loading="lazy" alt="{{ c.image_id }}">
-      {% for b in c.boxes %}<div class="box {{ b.side }}" style="{{ b.style }}"><span>{{ b.label }}</span></div>{% endfor %}
-    {% else %}
-      <div class="nothumb">no preview: {{ c.thumb_error }}</div>
-    {% endif %}
-    </div>
-    <div class="body">
-      <div class="title">{% if c.species %}<span class="species">{{ c.species }}</span>{% else %}<span class="meta">species unknown</span>{% endif %}
-        {% if c.rank is not none %}<span class="meta">#{{ c.rank }}</span>{% endif %}</div>
-      <div class="id">{{ c.image_id }}</div>
-      <div class="meta">{% if c.reason or c.category %}{{ c.reason or c.category | replace("_", " ") }} · {% endif %}{{ c.datetime or "" }}{% if c.location %} · {{ c.location }}{% endif %}</div>
-      <ul class="models">
-      {% for s in c.scores %}
-        <li><span class="mname">{{ raters[loop.index0] }}</span>
-        {% if s and s.status == "ok" %}
-          <span class="badge" style="background:{{ s.score | colour }}">{{ s.score | fmt(1) }}</span>
-          {% if s.hero %}<span class="hero">★ hero</span>{% endif %}
-          {% if s.reasoning %}<p class="reason" title="click to expand">{{ s.reasoning }}</p>{% endif %}
-        {% elif s %}
-          <span class="failed">failed: {{ s.error or "unknown error" }}</span>
-        {% else %}
-          <span class="meta">not scored</span>
-        {% endif %}
-        </li>
-      {% endfor %}
-      </ul>
-    </div>
-  </article>
-{% endfor %}
-</main>
-<script>
-(function () {
-  var grid = document.getElementById("grid");
-  var cards = Array.prototype.slice.call(grid.children);
-  var sortSel = document.getElementById("sort"), speciesSel = document.getElementById("species");
-  var heroSel = document.getElementById("hero"), count = document.getElementById("count");
-  var nModels = {{ raters | length }};
-  function num(card, attr) {
-    var v = card.getAttribute(attr);
-    return v === null || v === "" ? null : parseFloat(v);
-  }
-  function keep(card) {
-    if (speciesSel.value && card.getAttribute("data-species") !== speciesSel.value) return false;
-    var h = heroSel.value;
-    if (!h) return true;
-    if (h === "disagree") {
-      var seen = {};
-      for (var i = 0; i < nModels; i++) { var v = card.getAttribute("data-hero-" + i); if (v) seen[v] = 1; }
-      return Object.keys(seen).length > 1;
-    }
-    var parts = h.split(":");
-    return card.getAttribute("data-" + parts[0]) === parts[1];
-  }
-  function compare(a, b) {
-    var key = sortSel.value, parts = key.split(":");
-    if (parts[0] === "rank") return (num(a, "data-rank") || 0) - (num(b, "data-rank") || 0);
-    if (parts[0] === "id") return a.getAttribute("data-id").localeCompare(b.getAttribute("data-id"));
-    if (parts[0] === "species") {
-      return a.getAttribute("data-species").localeCompare(b.getAttribute("data-species")) ||
-             (num(a, "data-rank") || 0) - (num(b, "data-rank") || 0) ||
-             a.getAttribute("data-id").localeCompare(b.getAttribute("data-id"));
-    }
-    var x = num(a, "data-" + parts[0]), y = num(b, "data-" + parts[0]);
-    if (x === null && y === null) return 0;
-    if (x === null) return 1;  // unscored images last, whichever the direction
-    if (y === null) return -1;
-    return parts[1] === "asc" ? x - y : y - x;
-  }
-  function apply() {
-    var shown = 0;
-    cards.slice().sort(compare).forEach(function (card) {
-      card.hidden = !keep(card);
-      if (!card.hidden) shown++;
-      grid.appendChild(card);
-    });
-    count.textContent = "showing " + shown + " of " + cards.length;
-  }
-  [sortSel, speciesSel, heroSel].forEach(function (el) { el.addEventListener("change", apply); });
-  document.getElementById("boxes").addEventListener("change", function (e) {
-    document.body.classList.toggle("noboxes", !e.target.checked);
-  });
-  grid.addEventListener("click", function (e) {
-    if (e.target.classList.contains("reason")) e.target.classList.toggle("open");
-  });
-  apply();
-})();
-</script>
-</body>
-</html>
-"""

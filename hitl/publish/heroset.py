@@ -27,7 +27,7 @@ import sqlite_utils
 from tqdm import tqdm
 
 from hitl.errors import HitlError
-from hitl.publish.gallery import box_styles, make_thumbnails, render_page, write_atomic
+from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
 from hitl.store import utc_now
 from hitl.store.ratings import curator_name
 
@@ -350,9 +350,28 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     heroes, selected = select_with_counts(db, policy, min_stars)
     models, model_results = _model_results(db)
     detected = _detector_boxes(db, {h["image_id"] for h in heroes}, threshold)
-    flat = flat_names([h["image_id"] for h in heroes])
     counts: dict[str, Any] = {**selected, "exported": 0, "unchanged": 0, "conflicts": [], "missing_files": 0,
                               "missing": [], "hardlink_fallbacks": 0, "failed": [], "notes": []}
+    placed = _place_heroes(heroes, out, layout, link, counts, progress)
+
+    curators = sorted({o["curator"] for h, _, _ in placed for o in h["curators"]})
+    rows = _manifest_rows(placed, detected, model_results)
+    counts["in_manifest"] = len(rows)
+    counts["not_in_manifest"] = _leftovers(out, {r["file"] for r in rows}, set(counts["conflicts"]))
+
+    header = {"exported_at": utc_now(), "policy": policy, "min_stars": min_stars, "link": link, "layout": layout,
+              "threshold": threshold, "models": models, "curators": curators, "counts": counts}
+    write_atomic(out / MANIFEST_JSON, json.dumps({"header": header, "images": rows}, indent=2, ensure_ascii=False))
+    write_atomic(out / MANIFEST_CSV, _manifest_csv(rows, models, curators))
+    thumbs = make_thumbnails([target for _, _, target in placed], 320, progress, desc="Contact sheet")
+    write_atomic(out / INDEX_HTML, _contact_sheet(rows, thumbs, header))
+    return counts
+
+
+def _place_heroes(heroes: list[dict], out: Path, layout: str, link: str, counts: dict[str, Any],
+                  progress: bool | None) -> list[tuple[dict, str, Path]]:
+    """Put each hero's file into ``out``, counting what happened; (hero, name in the export, target) of the placed."""
+    flat = flat_names([h["image_id"] for h in heroes])
     placed: list[tuple[dict, str, Path]] = []
     for hero in tqdm(heroes, desc="Exporting heroes", unit="img", leave=False,
                      disable=None if progress is None else not progress):
@@ -385,8 +404,12 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
             if counts["hardlink_fallbacks"] == 1:
                 counts["notes"].append(f"hard link impossible ({fallback}) for {image_id}; copied instead")
         placed.append((hero, name, target))
+    return placed
 
-    curators = sorted({o["curator"] for h, _, _ in placed for o in h["curators"]})
+
+def _manifest_rows(placed: list[tuple[dict, str, Path]], detected: dict[str, list[dict]],
+                   model_results: dict[str, dict[str, dict]]) -> list[dict]:
+    """One manifest entry per placed hero: its metadata, votes, boxes, model results and curators."""
     rows = []
     for hero, name, target in placed:
         source, boxes = _boxes(hero, detected.get(hero["image_id"], []))
@@ -402,16 +425,7 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
             "curators": [{k: o[k] for k in ("curator", "stars", "hero", "comment", "mode", "updated_at")}
                          for o in hero["curators"]],
         })
-    counts["in_manifest"] = len(rows)
-    counts["not_in_manifest"] = _leftovers(out, {r["file"] for r in rows}, set(counts["conflicts"]))
-
-    header = {"exported_at": utc_now(), "policy": policy, "min_stars": min_stars, "link": link, "layout": layout,
-              "threshold": threshold, "models": models, "curators": curators, "counts": counts}
-    write_atomic(out / MANIFEST_JSON, json.dumps({"header": header, "images": rows}, indent=2, ensure_ascii=False))
-    write_atomic(out / MANIFEST_CSV, _manifest_csv(rows, models, curators))
-    thumbs = make_thumbnails([target for _, _, target in placed], 320, progress, desc="Contact sheet")
-    write_atomic(out / INDEX_HTML, _contact_sheet(rows, thumbs, header))
-    return counts
+    return rows
 
 
 def _leftovers(out: Path, files: set[str], conflicts: set[str]) -> list[str]:
@@ -448,79 +462,17 @@ def _manifest_csv(rows: list[dict], models: list[str], curators: list[str]) -> s
     return buf.getvalue()
 
 
+def _by_name(item: tuple[str, Any]) -> str:
+    return item[0].lower()  # the order Jinja's dictsort gave the contact sheet: case-blind
+
+
 def _yes_no(value: bool | None) -> str:
     return "" if value is None else ("yes" if value else "no")
 
 
 def _contact_sheet(rows: list[dict], thumbs: list, header: dict) -> str:
-    cards = []
-    for row, thumb in zip(rows, thumbs):
-        cards.append({**row, "src": None if thumb.error else thumb.data_uri(), "thumb_error": thumb.error,
-                      "thumb_w": thumb.width, "thumb_h": thumb.height, "box_styles": box_styles(row["boxes"])})
-    return render_page(CONTACT_SHEET_TEMPLATE, cards=cards, header=header, counts=header["counts"])
-
-
-CONTACT_SHEET_TEMPLATE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Hero set: {{ cards | length }} images</title>
-<style>{{ base_css | safe }}</style>
-</head>
-<body>
-<header class="top">
-  <h1>Hero set</h1>
-  <p class="sub">{{ cards | length }} image{{ "" if cards | length == 1 else "s" }} ·
-    policy <b>{{ header.policy }}</b>{% if header.min_stars is not none %}, mean stars ≥ {{ header.min_stars }}{% endif %} ·
-    {{ counts.candidates_considered }} images with a curator's hero decision ·
-    exported {{ header.exported_at }}</p>
-  <p class="sub">{{ counts.exported }} new, {{ counts.unchanged }} unchanged
-    {% if counts.conflicts %} · <span class="failed">{{ counts.conflicts | length }} conflicts (not exported)</span>{% endif %}
-    {% if counts.missing_files %} · <span class="failed">{{ counts.missing_files }} missing files</span>{% endif %}
-    {% if counts.excluded_by_min_stars %} · {{ counts.excluded_by_min_stars }} below the stars threshold{% endif %}
-    · files: manifest.csv, manifest.json</p>
-</header>
-<main class="grid">
-{% for c in cards %}
-  <article class="card" data-id="{{ c.image_id }}">
-    <div class="thumb">
-    {% if c.src %}
-      <img src="{{ c.src }}" width="{{ c.thumb_w }}" height="{{ c.thumb_h }}" alt="{{ c.image_id }}">
-      {% for b in c.box_styles %}<div class="box {{ b.side }}" style="{{ b.style }}"><span>{{ b.label }}</span></div>{% endfor %}
-    {% else %}
-      <div class="nothumb">no preview: {{ c.thumb_error }}</div>
-    {% endif %}
-    </div>
-    <div class="body">
-      <div class="title">{% if c.species %}<span class="species">{{ c.species }}</span>{% else %}<span class="meta">species unknown</span>{% endif %}
-        <span><span class="badge" style="background:{{ c.mean_stars | colour }}">★ {{ c.mean_stars | fmt(1) }}</span>
-        <span class="hero" title="curators who said hero / curators who decided">hero {{ c.votes }}</span></span></div>
-      <div class="id">{{ c.file }}</div>
-      <div class="meta">{{ c.datetime or "" }}{% if c.location %} · {{ c.location }}{% endif %}
-        {% if c.boxes %} · boxes: {{ c.boxes_source }}{% endif %}</div>
-      <table class="people">
-      {% for o in c.curators %}
-        <tr><td>{{ o.curator }}</td><td>{{ (o.stars ~ "★") if o.stars is not none else "–" }}</td>
-          <td>{{ "hero" if o.hero else ("not hero" if o.hero is not none else "undecided") }}</td>
-          <td class="meta">{{ o.mode or "" }}</td></tr>
-        {% if o.comment %}<tr><td colspan="4" class="comment">“{{ o.comment }}”</td></tr>{% endif %}
-      {% endfor %}
-      </table>
-      <ul class="models">
-      {% for name, m in c.models | dictsort %}
-        <li><span class="mname">{{ name }}</span>
-          <span class="badge" style="background:{{ m.score | colour }}">{{ m.score | fmt(1) }}</span>
-          {% if m.hero %}<span class="hero">★ hero</span>{% endif %}
-          {% if m.reasoning %}<p class="reason open">{{ m.reasoning }}</p>{% endif %}</li>
-      {% endfor %}
-      </ul>
-    </div>
-  </article>
-{% else %}
-  <p>No image passed the policy.</p>
-{% endfor %}
-</main>
-</body>
-</html>
-"""
+    """templates/contact_sheet.html over the manifest rows: a card per exported hero."""
+    cards = [{**row, "image": card_image(thumb, alt=row["image_id"], boxes=row["boxes"]),
+              "verdicts": [verdict(name, **m) for name, m in sorted(row["models"].items(), key=_by_name)]}
+             for row, thumb in zip(rows, thumbs)]
+    return render("contact_sheet.html", cards=cards, header=header, counts=header["counts"])

@@ -2,13 +2,13 @@
 
 Everything is embedded (plots as PNG, thumbnails as JPEG data URIs), so report.html opens
 from disk with no server and can be mailed to a project lead. Too little data for a
-statistic is said in words; no NaN is ever shown.
+statistic is said in words; no NaN is ever shown. This module computes plain data (cells
+as strings, plots as data URIs, sentences); templates/report.html lays it out.
 """
 from __future__ import annotations
 
 import base64
 import csv
-import html
 import io
 import json
 import math
@@ -22,7 +22,7 @@ import sqlite_utils
 from hitl.analyse.agreement import CONSENSUS, compute_agreement
 from hitl.analyse.disagreements import rank_disagreements
 from hitl.errors import NothingToDo
-from hitl.publish.gallery import make_thumbnails
+from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
 from hitl.store import utc_now
 from hitl.store.ratings import curator_name, long_table
 
@@ -61,7 +61,7 @@ def build_report(db: sqlite_utils.Database, out_dir: str | Path, *, hero_thresho
         comments[r["image_id"]].append((curator_name(r["annotator_email"], r["annotator_id"], r["source"],
                                                      r["project"]), r["comment"]))
     roots = dict(db.execute("SELECT image_id, root FROM images").fetchall())
-    paths["html"].write_text(render_html(agreement, rows, ranked[:top], reasoning, comments, roots), encoding="utf-8")
+    write_atomic(paths["html"], render_html(agreement, rows, ranked[:top], reasoning, comments, roots))
     return paths
 
 
@@ -87,7 +87,7 @@ def _num(value: float | None) -> str:
 # ---- plots ------------------------------------------------------------------------------------------
 
 def _figure_png(draw: Callable) -> str:
-    """A matplotlib figure as an <img> tag with an embedded PNG."""
+    """A matplotlib figure as a PNG data URI, to embed in the page."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: files only
@@ -97,7 +97,7 @@ def _figure_png(draw: Callable) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
-    return f'<img class="plot" alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _per_image(rows: list[dict]) -> tuple[dict, dict]:
@@ -114,7 +114,7 @@ def _per_image(rows: list[dict]) -> tuple[dict, dict]:
 
 
 def scatter_and_bland_altman(rows: list[dict]) -> list[tuple[str, str]]:
-    """(title, img tag) per model: curators vs model, and the Bland-Altman plot of the differences."""
+    """(title, PNG data URI) per model: curators vs model, and the Bland-Altman plot of the differences."""
     import numpy as np
 
     human, models = _per_image(rows)
@@ -148,6 +148,7 @@ def scatter_and_bland_altman(rows: list[dict]) -> list[tuple[str, str]]:
 
 
 def hero_confusion(agreement: dict) -> list[tuple[str, str]]:
+    """("Hero decisions", PNG data URI): one confusion matrix per model, or nothing without decisions."""
     plots = []
     entries = [h for h in agreement.get("hero", []) if h.get("n")]
     if not entries:
@@ -173,7 +174,7 @@ def hero_confusion(agreement: dict) -> list[tuple[str, str]]:
 
 
 def distributions(rows: list[dict]) -> list[tuple[str, str]]:
-    """Score histograms per rater, and per species (curators vs each model)."""
+    """(title, PNG data URI): score histograms per rater, and per species (curators vs each model)."""
     by_rater = defaultdict(list)
     by_species = defaultdict(lambda: defaultdict(list))
     for r in rows:
@@ -217,173 +218,62 @@ def distributions(rows: list[dict]) -> list[tuple[str, str]]:
             ("Score distributions per species", _figure_png(draw_species))]
 
 
-# ---- html -------------------------------------------------------------------------------------------
+# ---- the page's data: plain strings and lists, laid out by templates/report.html -------------------
 
-def _fmt(value: Any, digits: int = 2) -> str:
+def _text(value: Any, digits: int = 2) -> str:
+    """A number as the report prints it: floats with ``digits`` decimals, nothing for None or NaN."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
     if isinstance(value, float):
         return f"{value:.{digits}f}"
-    return html.escape(str(value))
+    return str(value)
 
 
-def _cell(entry: dict, key: str) -> str:
+def _cell(entry: dict, key: str) -> dict:
+    """One table cell: the estimate, its 95% interval and for bias the limits of agreement (None: not computed)."""
     value = entry.get(key)
     if value is None:
-        return '<td class="na" title="not computed">–</td>'
+        return {"value": None}
     ci = (entry.get("ci") or {}).get(key)
-    interval = f'<div class="ci">{_fmt(ci[0])} – {_fmt(ci[1])}</div>' if ci else ""
+    limits = None
     if key == "bias" and entry.get("loa_low") is not None:
-        interval += f'<div class="ci">limits {_fmt(entry["loa_low"])} … {_fmt(entry["loa_high"])}</div>'
-    return f"<td>{_fmt(value)}{interval}</td>"
+        limits = f"{_text(entry['loa_low'])} … {_text(entry['loa_high'])}"
+    return {"value": _text(value), "ci": f"{_text(ci[0])} – {_text(ci[1])}" if ci else None, "limits": limits}
 
 
-def _pair_table(pairs: list[dict], title: str, empty: str) -> str:
-    if not pairs:
-        return f"<h3>{html.escape(title)}</h3><p class='note'>{html.escape(empty)}</p>"
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in PAIR_COLUMNS)
-    body = []
-    for p in pairs:
-        note = f"<div class='note'>{html.escape(p['note'])}</div>" if p.get("note") else ""
-        body.append(f"<tr><th class='row'>{html.escape(p['a'])} vs {html.escape(p['b'])}{note}</th>"
-                    f"<td>{p['n']}</td>" + "".join(_cell(p, k) for k, _ in PAIR_COLUMNS) + "</tr>")
-    return (f"<h3>{html.escape(title)}</h3><table><tr><th>pair</th><th>n</th>{head}</tr>{''.join(body)}</table>"
-            "<p class='small'>Cells show the estimate and its 95% bootstrap interval (images resampled). "
-            "MAE and bias are in score points; weighted κ is quadratic-weighted on integer bins 0-10.</p>")
+def _estimates(label: str, entry: dict, columns: tuple[tuple[str, str], ...]) -> dict:
+    return {"label": label, "note": entry.get("note"), "n": entry["n"], "cells": [_cell(entry, k) for k, _ in columns]}
 
 
-def _hero_table(entries: list[dict]) -> str:
-    if not entries:
-        return "<p class='note'>No model hero decisions to compare with the curators yet.</p>"
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in HERO_COLUMNS)
-    body = []
+def _pair_table(pairs: list[dict], title: str, empty: str) -> dict:
+    return {"title": title, "empty": empty, "columns": [label for _, label in PAIR_COLUMNS],
+            "rows": [_estimates(f"{p['a']} vs {p['b']}", p, PAIR_COLUMNS) for p in pairs]}
+
+
+def _hero_table(entries: list[dict]) -> dict:
+    rows = []
     for h in entries:
         how = "its own hero flag" if h["via"] == "flag" else f"score ≥ {h.get('threshold')}"
-        note = f"<div class='note'>{html.escape(h['note'])}</div>" if h.get("note") else ""
-        body.append(f"<tr><th class='row'>{html.escape(h['model'])} ({html.escape(how)}){note}</th><td>{h['n']}</td>"
-                    + "".join(_cell(h, k) for k, _ in HERO_COLUMNS) + "</tr>")
-    return f"<table><tr><th>model</th><th>n</th>{head}</tr>{''.join(body)}</table>"
+        rows.append(_estimates(f"{h['model']} ({how})", h, HERO_COLUMNS))
+    return {"columns": [label for _, label in HERO_COLUMNS], "rows": rows}
 
 
-def _alpha(block: dict | None, who: str) -> str:
+def _alpha(block: dict | None, who: str) -> dict:
+    """Krippendorff's alpha per level (value and interval as text); no levels when there is no block."""
     if not block:
-        return f"<p class='note'>No {who} agreement to report.</p>"
-    parts = []
+        return {"who": who, "levels": [], "n": None, "note": None}
+    levels = []
     for level in ("interval", "ordinal"):
         value = block.get(f"alpha_{level}")
         ci = (block.get("ci") or {}).get(f"alpha_{level}")
-        parts.append(f"{level} α = <b>{_fmt(value)}</b>" + (f" ({_fmt(ci[0])} – {_fmt(ci[1])})" if ci else "")
-                     if value is not None else f"{level} α: not computed")
-    note = f"<div class='note'>{html.escape(block['note'])}</div>" if block.get("note") else ""
-    n = block.get("n_units")
-    return f"<p>Krippendorff's {'; '.join(parts)}{f' over {n} images' if n is not None else ''}.</p>{note}"
+        levels.append({"level": level, "value": None if value is None else _text(value),
+                       "ci": f"{_text(ci[0])} – {_text(ci[1])}" if ci else None})
+    return {"who": who, "levels": levels, "n": block.get("n_units"), "note": block.get("note")}
 
 
-def _thumbnail(thumb) -> str:
-    if thumb is None:
-        return "<div class='noimg'>no preview: unknown file</div>"
-    if thumb.error:
-        return f"<div class='noimg'>no preview: {html.escape(thumb.error)}</div>"
-    return f'<img class="thumb" alt="" src="{thumb.data_uri()}">'
-
-
-def _gallery(ranked: list[dict], reasoning: dict, comments: dict, roots: dict) -> str:
-    if not ranked:
-        return "<p class='note'>No image has both a curator rating and a model score, or two model scores, yet.</p>"
-    # the same thumbnails as the gallery and the contact sheet: upright, made on every core
-    known = [r for r in ranked if roots.get(r["image_id"])]
-    made = dict(zip((r["image_id"] for r in known),
-                    make_thumbnails([Path(roots[r["image_id"]]) / r["image_id"] for r in known], 320, False)))
-    cards = []
-    for rank, row in enumerate(ranked, start=1):
-        image_id = row["image_id"]
-        thumb = _thumbnail(made.get(image_id))
-        curators = "".join(
-            f"<li>{html.escape(name)}: {_fmt(v['stars'], 0) or '–'}★ "
-            f"{'hero' if v['hero'] else 'not hero' if v['hero'] is False else ''} <span class='small'>{html.escape(v['mode'] or '')}</span></li>"
-            for name, v in row["curators"].items())
-        models = "".join(
-            f"<li><b>{html.escape(name)}</b>: {_fmt(v['score'], 1)}{' ★ hero' if v['hero'] else ''}"
-            f"<div class='reason'>{html.escape(reasoning.get(image_id, {}).get(name) or '')}</div></li>"
-            for name, v in row["models"].items())
-        notes = "".join(f"<li class='comment'>“{html.escape(text)}” — {html.escape(who)}</li>"
-                        for who, text in comments.get(image_id, []))
-        cards.append(f"<div class='card'>{thumb}<div class='body'><div class='title'>#{rank} {html.escape(image_id)}</div>"
-                     f"<div class='small'>{html.escape(row['species'] or '')} · {html.escape(row['reason'])}</div>"
-                     f"<ul>{curators}{notes}</ul><ul>{models}</ul></div></div>")
-    return f"<div class='cards'>{''.join(cards)}</div>"
-
-
-STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;color:#1a202c}
-h1{margin-bottom:.1em} h2{border-bottom:2px solid #e2e8f0;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.6em 0;font-size:13px} th,td{border:1px solid #e2e8f0;padding:4px 7px;text-align:right;vertical-align:top}
-th{background:#f7fafc} th.row{text-align:left;max-width:260px} td.na{color:#a0aec0;text-align:center}
-.ci{color:#718096;font-size:11px} .note{color:#975a16;font-size:12px} .small{color:#718096;font-size:12px}
-.readings li{margin:.3em 0} img.plot{max-width:100%;display:block;margin:.6em 0}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:12px}
-.card{border:1px solid #e2e8f0;border-radius:8px;overflow:hidden;background:#fff} .card ul{margin:.3em 0;padding-left:1.1em}
-.card .body{padding:8px 10px} .thumb{width:100%;display:block} .title{font-weight:600;word-break:break-all}
-.reason{color:#4a5568;font-size:12px} .comment{font-style:italic;color:#2c5282} .noimg{padding:3em 1em;background:#edf2f7;color:#718096;text-align:center}
-.summary{display:flex;gap:2em;flex-wrap:wrap} .summary div{background:#f7fafc;border-radius:8px;padding:.5em 1em}
-"""
-
-
-def render_html(agreement: dict, rows: list[dict], ranked: list[dict], reasoning: dict, comments: dict,
-                roots: dict) -> str:
-    params = agreement.get("parameters", {})
-    raters = agreement.get("raters", [])
-    humans = [r for r in raters if r["kind"] == "human"]
-    models = [r for r in raters if r["kind"] == "model"]
-    pairs = agreement.get("pairs", [])
-    vs_humans = [p for p in pairs if p["a"] == CONSENSUS or p["b"] == CONSENSUS]
-    model_model = [p for p in pairs if p["kind"] == "model-model"]
-    human_model = [p for p in pairs if p["kind"] == "human-model" and p not in vs_humans]
-    inter = agreement.get("inter_human") or {}
-    readings = "".join(f"<li>{html.escape(s)}</li>" for s in agreement.get("readings", []))
-    rater_rows = "".join(
-        f"<tr><th class='row'>{html.escape(r['name'])}</th><td>{html.escape(r['kind'])}</td><td>{r['n_images']}</td>"
-        f"<td>{_fmt(r.get('mean_score'))}</td><td>{_fmt(r.get('hero_share'))}</td></tr>" for r in raters)
-    sections = [
-        f"<h1>hero-hitl agreement report</h1><p class='small'>Generated {html.escape(agreement.get('generated_at', ''))}; "
-        f"{params.get('resamples')} bootstrap resamples (seed {params.get('seed')}); model hero by threshold = score ≥ "
-        f"{params.get('hero_threshold')}.</p>",
-        f"<div class='summary'><div><b>{len({r['image_id'] for r in rows})}</b> images</div>"
-        f"<div><b>{len(humans)}</b> curators</div><div><b>{len(models)}</b> models</div>"
-        f"<div><b>{sum(1 for r in rows if r['kind'] == 'human')}</b> curator ratings</div></div>",
-        f"<h2>What this says</h2><ul class='readings'>{readings or '<li>Not enough data for any statement yet.</li>'}</ul>",
-        f"<h2>Raters</h2><table><tr><th>rater</th><th>kind</th><th>images</th><th>mean score</th><th>hero share</th></tr>"
-        f"{rater_rows}</table>",
-        "<h2>Models against the curators</h2>",
-        _pair_table(vs_humans, "Each model vs the curators' consensus (mean stars per image)",
-                    "No image has both a curator rating and a model score yet."),
-        _pair_table(human_model, "Each model vs each curator", "No curator has rated images a model scored."),
-        _pair_table(model_model, "Model vs model", "Only one model has scored these images."),
-        "<h2>Across all raters</h2>", _alpha(agreement.get("overall"), "overall"),
-        "<h2>Hero decisions</h2>", _hero_table(agreement.get("hero", [])),
-        *[img for _, img in hero_confusion(agreement)],
-        "<h2>Curators among themselves: the ceiling a model can reach</h2>",
-        _pair_table(inter.get("pairs", []), "Curator vs curator", inter.get("note") or
-                    "No two curators rated the same images yet: the ceiling is unknown."),
-        _alpha(inter, "inter-curator"),
-        _subsets("By review mode", inter.get("by_mode"), agreement.get("by_mode")),
-        _subsets("By species", inter.get("by_species"), agreement.get("by_species")),
-        "<h2>Plots</h2>",
-        *[f"<h3>{html.escape(title)}</h3>{img}" for title, img in scatter_and_bland_altman(rows)],
-        *[f"<h3>{html.escape(title)}</h3>{img}" for title, img in distributions(rows)],
-        "<h2>Top disagreements</h2><p class='small'>The images most worth a second look: the curators and a model far apart, "
-        "the models far apart, or different hero decisions. All of them are in disagreements.csv; "
-        "<code>hitl queue</code> sends them to a blind adjudication project.</p>",
-        _gallery(ranked, reasoning, comments, roots),
-    ]
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>hero-hitl agreement report</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
-
-
-def _subsets(title: str, human_block: dict | None, model_block: dict | None) -> str:
-    """A compact table of the per-subset figures (modes or species), words where data is thin."""
-    parts = [f"<h3>{html.escape(title)}</h3>"]
-    shown = False
+def _subsets(title: str, human_block: dict | None, model_block: dict | None) -> dict:
+    """The per-subset figures (modes or species) as one line of words per subset; no groups when data is thin."""
+    groups = []
     for label, block in (("curators among themselves", human_block), ("models vs curators", model_block)):
         if not isinstance(block, dict) or not block:
             continue
@@ -394,17 +284,74 @@ def _subsets(title: str, human_block: dict | None, model_block: dict | None) -> 
             text = []
             for key, name_ in (("alpha_interval", "α (interval)"), ("n_images", "images")):
                 if entry.get(key) is not None:
-                    text.append(f"{name_} {_fmt(entry[key])}")
+                    text.append(f"{name_} {_text(entry[key])}")
             for m in entry.get("models", []) if isinstance(entry.get("models"), list) else []:
-                bits = [f"{k} {_fmt(m.get(k))}" for k in ("spearman", "mae", "qwk", "hero_kappa") if m.get(k) is not None]
+                bits = [f"{k} {_text(m.get(k))}" for k in ("spearman", "mae", "qwk", "hero_kappa") if m.get(k) is not None]
                 text.append(f"{m.get('model', m.get('b', ''))}: {', '.join(bits) or m.get('note') or 'not computed'}")
             if entry.get("note"):
                 text.append(entry["note"])
-            rows.append(f"<tr><th class='row'>{html.escape(str(name))}</th><td style='text-align:left'>"
-                        f"{html.escape('; '.join(text) or 'too little data')}</td></tr>")
+            rows.append({"name": str(name), "text": "; ".join(text) or "too little data"})
         if rows:
-            shown = True
-            parts.append(f"<p class='small'>{html.escape(label)}</p><table>{''.join(rows)}</table>")
-    if not shown:
-        parts.append("<p class='note'>Too little data to split.</p>")
-    return "".join(parts)
+            groups.append({"label": label, "rows": rows})
+    return {"title": title, "groups": groups}
+
+
+def _cards(ranked: list[dict], reasoning: dict, comments: dict, roots: dict) -> list[dict]:
+    """One card per top disagreement: thumbnail, what each curator and model said, the curators' comments."""
+    # the same thumbnails as the gallery and the contact sheet: upright, made on every core
+    known = [r for r in ranked if roots.get(r["image_id"])]
+    made = dict(zip((r["image_id"] for r in known),
+                    make_thumbnails([Path(roots[r["image_id"]]) / r["image_id"] for r in known], 320, False)))
+    cards = []
+    for rank, row in enumerate(ranked, start=1):
+        image_id = row["image_id"]
+        curators = [{"name": name, "stars": _text(v["stars"], 0) or "–", "mode": v["mode"] or "",
+                     "hero": "hero" if v["hero"] else "not hero" if v["hero"] is False else ""}
+                    for name, v in row["curators"].items()]
+        verdicts = [verdict(name, v["score"], v["hero"], reasoning.get(image_id, {}).get(name))
+                    for name, v in row["models"].items()]
+        cards.append({"rank": rank, "image_id": image_id, "species": row["species"] or "", "reason": row["reason"],
+                      "image": card_image(made.get(image_id), alt=image_id), "curators": curators,
+                      "comments": [{"who": who, "text": text} for who, text in comments.get(image_id, [])],
+                      "verdicts": verdicts})
+    return cards
+
+
+def render_html(agreement: dict, rows: list[dict], ranked: list[dict], reasoning: dict, comments: dict,
+                roots: dict) -> str:
+    """The report page: ``ranked`` are the disagreements shown as cards, the rest is in ``agreement``."""
+    params = agreement.get("parameters", {})
+    raters = agreement.get("raters", [])
+    pairs = agreement.get("pairs", [])
+    vs_humans = [p for p in pairs if p["a"] == CONSENSUS or p["b"] == CONSENSUS]
+    model_model = [p for p in pairs if p["kind"] == "model-model"]
+    human_model = [p for p in pairs if p["kind"] == "human-model" and p not in vs_humans]
+    inter = agreement.get("inter_human") or {}
+    return render(
+        "report.html",
+        generated_at=agreement.get("generated_at", ""),
+        params={k: params.get(k) for k in ("resamples", "seed", "hero_threshold")},
+        totals={"images": len({r["image_id"] for r in rows}),
+                "curators": sum(1 for r in raters if r["kind"] == "human"),
+                "models": sum(1 for r in raters if r["kind"] == "model"),
+                "ratings": sum(1 for r in rows if r["kind"] == "human")},
+        readings=agreement.get("readings", []),
+        raters=[{"name": r["name"], "kind": r["kind"], "n_images": r["n_images"],
+                 "mean_score": _text(r.get("mean_score")), "hero_share": _text(r.get("hero_share"))} for r in raters],
+        model_tables=[
+            _pair_table(vs_humans, "Each model vs the curators' consensus (mean stars per image)",
+                        "No image has both a curator rating and a model score yet."),
+            _pair_table(human_model, "Each model vs each curator", "No curator has rated images a model scored."),
+            _pair_table(model_model, "Model vs model", "Only one model has scored these images."),
+        ],
+        overall=_alpha(agreement.get("overall"), "overall"),
+        hero=_hero_table(agreement.get("hero", [])),
+        confusion=[src for _, src in hero_confusion(agreement)],
+        inter_table=_pair_table(inter.get("pairs", []), "Curator vs curator", inter.get("note") or
+                                "No two curators rated the same images yet: the ceiling is unknown."),
+        inter_alpha=_alpha(inter, "inter-curator"),
+        subset_tables=[_subsets("By review mode", inter.get("by_mode"), agreement.get("by_mode")),
+                       _subsets("By species", inter.get("by_species"), agreement.get("by_species"))],
+        plots=[{"title": title, "src": src} for title, src in scatter_and_bland_altman(rows) + distributions(rows)],
+        cards=_cards(ranked, reasoning, comments, roots),
+    )

@@ -16,8 +16,10 @@ from typing import Any
 import sqlite_utils
 
 from converters.common import HumanRating, RecordProblem
+from converters.decisions import DecisionError
 from converters.labelme import MODES, LabelmeFormatError, labelme_document, rating_from_labelme
 from hitl.errors import HitlError, NothingToDo
+from hitl.files import walk_files
 from hitl.imageprep import read_upright_size
 from hitl.store import queries
 
@@ -166,44 +168,41 @@ def read_labelme_folder(folder: str | Path) -> tuple[list[HumanRating], list[Rec
     """Every Labelme JSON under ``folder`` (recursively) as a HumanRating, plus the problems.
 
     A file's modification time (UTC) is its edit time. Nothing is fatal for one file: a file
-    that is not JSON or that Labelme could not open becomes a problem naming it. JSON files
-    that are not Labelme files (no ``shapes`` and no ``imagePath``) are skipped but still
-    listed as "not a Labelme file", so a wrong folder shows up. Hidden folders (``.git``,
-    ``.venv``) are not searched. Notes on usable files (both flags ticked, non-rectangle
-    shapes) are problems too; their rating is still returned. A file nobody changed since
-    the export is no decision: it is listed as "not reviewed yet" and gives no rating.
+    that is not JSON, that Labelme could not open or whose decision fails the validator
+    becomes a problem naming it. JSON files that are not Labelme files (no ``shapes`` and no
+    ``imagePath``) are skipped but still listed as "not a Labelme file", so a wrong folder
+    shows up. Hidden folders (``.git``, ``.venv``) are not searched, hidden files are (the
+    export writes ``.x.json`` for ``.x.jpg``); only regular files inside the folder are opened.
+    Notes on usable files (both flags ticked, non-rectangle shapes) are problems too; their
+    rating is still returned. A file nobody changed since the export is no decision: it is
+    listed as "not reviewed yet" and gives no rating.
     """
     root = Path(folder).resolve()
     if not root.is_dir():
         raise HitlError(f"{folder} is not a folder; pass the folder the Labelme JSON files are in")
     project = root.as_posix()
+    walk = walk_files(root, {".json"})
     ratings: list[HumanRating] = []
-    problems: list[RecordProblem] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith(".") or not name.lower().endswith(".json"):
-                continue
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            try:
-                # stat before reading: a save in between then shows up as newer on the next read
-                mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="milliseconds")
-                doc = json.loads(path.read_bytes())
-            except OSError as exc:
-                problems.append(RecordProblem(rel, "file", "cannot read the file", exc.strerror or str(exc)))
-                continue
-            except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-                problems.append(RecordProblem(rel, "file", "not valid JSON", str(exc)))
-                continue
-            if not isinstance(doc, dict) or not ({"shapes", "imagePath"} & doc.keys()):
-                problems.append(RecordProblem(rel, "file", "not a Labelme file", "no shapes or imagePath; skipped"))
-                continue
-            try:
-                rating = rating_from_labelme(doc, rel, project, mtime, problems)
-            except LabelmeFormatError as exc:
-                problems.append(RecordProblem(rel, "document", exc.reason, exc.detail))
-                continue
-            if rating is not None:
-                ratings.append(rating)
+    problems: list[RecordProblem] = list(walk.problems)
+    for path, rel in walk.files:
+        try:
+            # stat before reading: a save in between then shows up as newer on the next read
+            mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="milliseconds")
+            doc = json.loads(path.read_bytes())
+        except OSError as exc:
+            problems.append(RecordProblem(rel, "file", "cannot read the file", exc.strerror or str(exc)))
+            continue
+        except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting
+            problems.append(RecordProblem(rel, "file", "not valid JSON", f"{type(exc).__name__}: {str(exc)[:120]}"))
+            continue
+        if not isinstance(doc, dict) or not ({"shapes", "imagePath"} & doc.keys()):
+            problems.append(RecordProblem(rel, "file", "not a Labelme file", "no shapes or imagePath; skipped"))
+            continue
+        try:
+            rating = rating_from_labelme(doc, rel, project, mtime, problems)
+        except (LabelmeFormatError, DecisionError) as exc:
+            problems.append(RecordProblem(rel, "document", exc.reason, exc.detail))
+            continue
+        if rating is not None:
+            ratings.append(rating)
     return ratings, problems

@@ -47,7 +47,7 @@ class Caller:
         self.policy = retry.retrying(settings, stop)
 
     def request(self, target: Target) -> ScoreRequest:
-        prepared = prepare_image(target.path, self.cfg["max_side"], self.cfg["jpeg_quality"])
+        prepared = prepare_image(target.path, self.cfg["max_side"], self.cfg["jpeg_quality"], self.cfg["max_pixels"])
         return ScoreRequest(image_id=target.image_id, key=target.image_id, jpeg=prepared.jpeg,
                             width=prepared.width, height=prepared.height, boxes=target.boxes, path=str(target.path))
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import sqlite_utils
 
+from converters.common import RecordProblem
 from hitl.errors import HitlError, NothingToDo
+from hitl.files import walk_files
 from hitl.imageprep import read_upright_size
 from hitl.store import queries, transaction, utc_now
 
@@ -44,26 +46,27 @@ def candidate_targets(db: sqlite_utils.Database, model: str, prompt_version: str
     return targets, skipped
 
 
-def register_folder(db: sqlite_utils.Database, folder: str | Path) -> list[str]:
-    """Record every image file under ``folder`` (recursively) in the images table; return their ids.
+def register_folder(db: sqlite_utils.Database, folder: str | Path) -> tuple[list[str], list[RecordProblem]]:
+    """Record every image file under ``folder`` (recursively) in the images table; return their
+    ids, and the files skipped (not regular files, links out of the folder, names not UTF-8).
 
     This is the hero-images way: score a folder as it is, with no selection step.
     """
     root = Path(folder).resolve()
     if not root.is_dir():
         raise HitlError(f"{folder} is not a folder; pass --images with a folder of images")
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise NothingToDo(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    walk = walk_files(root, IMAGE_SUFFIXES)
+    if not walk.files:
+        raise NothingToDo(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}"
+                          + (f"; {len(walk.problems)} skipped, e.g. {walk.problems[0]}" if walk.problems else ""))
     now = utc_now()
     rows = []
-    for path in paths:
+    for path, rel in walk.files:
         _, size = read_upright_size(path)  # an unreadable file is recorded as failed when it is scored
-        rows.append((path.relative_to(root).as_posix(), str(root), size[0] if size else None,
-                     size[1] if size else None, now))
+        rows.append((rel, str(root), size[0] if size else None, size[1] if size else None, now))
     with transaction(db):
         db.conn.executemany(
             "INSERT INTO images (image_id, root, width, height, updated_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (image_id) DO UPDATE SET root = excluded.root, width = COALESCE(excluded.width, width), "
             "height = COALESCE(excluded.height, height), updated_at = excluded.updated_at", rows)
-    return [r[0] for r in rows]
+    return [r[0] for r in rows], walk.problems

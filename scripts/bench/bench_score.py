@@ -109,7 +109,7 @@ def bench_throughput(folder: Path, concurrency: int, latency: float) -> dict:
         settings = load_settings()
         settings["score"]["concurrency"] = concurrency
         backend = OpenAICompatBackend("Qwen/Qwen2.5-VL-7B-Instruct", [url], None, timeout_s=30)
-        ids = register_folder(db, folder / "images")
+        ids, _ = register_folder(db, folder / "images")
         targets, _ = candidate_targets(db, backend.name, "hero-v1", False, 0.3, ids)
         cpu = time.process_time()
         summary = run_sync(db, backend, targets, settings, prompt_version="hero-v1", progress=False)
