@@ -216,8 +216,11 @@ def test_processing_failure_keeps_the_event_and_replay_applies_it(client, app, m
 def test_healthz_and_ratings_json(client, app):
     for path in DELIVERIES:
         post(client, json.loads(path.read_text())["body"])
-    health = client.get("/healthz")
+    anonymous = client.get("/healthz")
+    assert anonymous.status_code == 200 and anonymous.json == {"status": "ok"}  # no path, no counts
+    health = client.get("/healthz", headers={"Authorization": f"Bearer {SECRET}"})
     assert health.status_code == 200 and health.json["ratings"] == 2 and health.json["events"] == len(DELIVERIES)
+    assert app.config["DATABASE"] not in json.dumps(health.json)
     out = CliRunner().invoke(cli, ["--db", app.config["DATABASE"], "ratings", "--json"])
     rows = json.loads(out.output)
     assert {"image_id", "annotation_id", "annotator", "stars", "hero", "skipped", "deleted", "mode",

@@ -211,8 +211,8 @@ def serve(obj: Context, host, port, threads, insecure) -> None:
     """
     import waitress
 
-    from hitl.review.studio import is_loopback_url, port_is_free
-    from hitl.review.webhook import create_app
+    from hitl.review.studio import is_loopback_host, port_is_free
+    from hitl.review.webhook import DEFAULT_MAX_BYTES, check_secret, create_app
 
     host = host or obj.settings["serve"]["host"]
     port = port or obj.settings["serve"]["port"]
@@ -220,14 +220,21 @@ def serve(obj: Context, host, port, threads, insecure) -> None:
     if not secret and not insecure:
         raise click.ClickException("set HITL_WEBHOOK_SECRET (the secret `hitl push` registers with the webhook), "
                                    "or pass --insecure for a loopback-only test")
-    if insecure and not secret and not is_loopback_url(f"http://{host}"):
+    if not secret and not is_loopback_host(host):
         raise click.ClickException(f"--insecure is for loopback addresses only, not {host}")
+    if secret:
+        check_secret(secret, loopback=is_loopback_host(host))
     if not port_is_free(host, port):
         raise click.ClickException(f"port {port} on {host} is taken; choose another with --port")
     app = create_app({"DATABASE": str(Path(obj.db_path).resolve()), "WEBHOOK_SECRET": secret, "INSECURE": insecure})
     echo_err(f"Webhook service on http://{host}:{port}/webhooks/label-studio (health: /healthz), "
              f"database {obj.db_path}. Ctrl+C stops.")
-    waitress.serve(app, host=host, port=port, threads=threads, ident="hero-hitl", _quiet=True)
+    # Limits before the app sees a byte: a body is refused past 10 MB while it is read (not
+    # buffered to /tmp first), a connection that sends nothing for 10 s is dropped, and enough
+    # connections are allowed that a crowd of slow ones cannot lock Label Studio out.
+    waitress.serve(app, host=host.strip("[]"), port=port, threads=threads, ident="hero-hitl", _quiet=True,
+                   max_request_body_size=DEFAULT_MAX_BYTES, channel_timeout=10, cleanup_interval=2,
+                   connection_limit=1000, max_request_header_size=64 * 1024)
 
 
 @click.command()

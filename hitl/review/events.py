@@ -183,22 +183,42 @@ def _task_deleted(db: sqlite_utils.Database, project: str, task_id: int | None) 
     return bool(row and row[0])
 
 
-def store_event(db: sqlite_utils.Database, raw: bytes, body: dict, via: str) -> tuple[int, str, str]:
-    """Append the delivery to ``events`` and apply it, in one transaction.
+# Keys whose values are credentials: never kept in the events table (Label Studio puts the
+# project's token, and task_data_login/password when set, into every delivery).
+CREDENTIAL_WORDS = ("token", "password", "secret", "login", "api_key", "apikey", "authorization")
+
+
+def without_credentials(value: Any) -> Any:
+    """``value`` with every entry whose key names a credential removed, at any depth."""
+    if isinstance(value, dict):
+        return {k: without_credentials(v) for k, v in value.items()
+                if not (isinstance(k, str) and any(word in k.lower() for word in CREDENTIAL_WORDS))}
+    if isinstance(value, list):
+        return [without_credentials(v) for v in value]
+    return value
+
+
+def store_event(db: sqlite_utils.Database, body: dict, via: str) -> tuple[int, str, str]:
+    """Append the delivery to ``events`` and apply it, in one transaction."""
+    with transaction(db):
+        return record_event(db, body, via)
+
+
+def record_event(db: sqlite_utils.Database, body: dict, via: str) -> tuple[int, str, str]:
+    """Append the delivery (credentials stripped) and apply it, inside the caller's transaction.
 
     The event row is written first; processing runs in a savepoint, so a failure rolls back
     only the processing and the event stays, marked failed, for `hitl replay`.
     """
-    now = utc_now()
     project = body.get("project", {}).get("id") if isinstance(body.get("project"), dict) else None
-    with transaction(db):
-        event_id = db.execute(
-            "INSERT INTO events (received_at, action, project, body, outcome, attempts) VALUES (?, ?, ?, ?, ?, 1)",
-            [now, body["action"], None if project is None else str(project), raw.decode("utf-8"), "received"],
-        ).lastrowid
-        outcome, detail = _apply_in_savepoint(db, body, via)
-        db.execute("UPDATE events SET outcome = ?, detail = ?, processed_at = ? WHERE id = ?",
-                   [outcome, detail, utc_now(), event_id])
+    stored = json.dumps(without_credentials(body), ensure_ascii=False, allow_nan=False)
+    event_id = db.execute(
+        "INSERT INTO events (received_at, action, project, body, outcome, attempts) VALUES (?, ?, ?, ?, ?, 1)",
+        [utc_now(), body["action"], None if project is None else str(project), stored, "received"],
+    ).lastrowid
+    outcome, detail = _apply_in_savepoint(db, body, via)
+    db.execute("UPDATE events SET outcome = ?, detail = ?, processed_at = ? WHERE id = ?",
+               [outcome, detail, utc_now(), event_id])
     return event_id, outcome, detail
 
 

@@ -54,9 +54,14 @@ def new_token() -> str:
 
 
 def is_loopback_url(url: str | None) -> bool:
-    host = urlparse(url or "").hostname
+    return is_loopback_host(urlparse(url or "").hostname)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """localhost, 127.0.0.0/8 or ::1 (with or without brackets)."""
     if not host:
         return False
+    host = host.strip("[]")
     if host == "localhost":
         return True
     try:
@@ -109,7 +114,9 @@ def find_binary(install: bool = False, echo=lambda _m: None) -> Path:
 
 
 def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
