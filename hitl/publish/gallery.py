@@ -20,7 +20,7 @@ import sqlite_utils
 
 from hitl.errors import HitlError, NothingToDo
 from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
-from hitl.store import utc_now
+from hitl.store import queries, utc_now
 
 __all__ = ["build_gallery", "GalleryError", "EMBED_MAX_IMAGES"]
 
@@ -127,13 +127,10 @@ def _attach_scores(db: sqlite_utils.Database, cards: list[dict], raters: list[st
 
 
 def _attach_boxes(db: sqlite_utils.Database, cards: list[dict], threshold: float) -> None:
-    boxes: dict[str, list[dict]] = defaultdict(list)
-    for image_id, x, y, w, h, conf, species in db.execute(
-            "SELECT image_id, x, y, w, h, conf, species FROM detections WHERE kind = 'animal' AND conf >= ? "
-            "ORDER BY image_id, det_index", [threshold]):
-        boxes[image_id].append({"x": x, "y": y, "w": w, "h": h, "label": f"{species or 'animal'} {conf:.2f}"})
+    boxes = queries.animal_boxes(db, threshold, [c["image_id"] for c in cards])
     for card in cards:
-        card["boxes"] = boxes.get(card["image_id"], [])
+        card["boxes"] = [{"x": b["x"], "y": b["y"], "w": b["w"], "h": b["h"],
+                          "label": f"{b['species'] or 'animal'} {b['conf']:.2f}"} for b in boxes.get(card["image_id"], [])]
 
 
 def _summaries(cards: list[dict], raters: list[str]) -> list[dict]:

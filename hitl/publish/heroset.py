@@ -19,17 +19,16 @@ import shutil
 import stat
 import statistics
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import sqlite_utils
-from tqdm import tqdm
 
 from hitl.errors import HitlError
+from hitl.progress import progress_bar
 from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
-from hitl.store import utc_now
-from hitl.store.ratings import curator_name
+from hitl.store import queries, utc_now
+from hitl.store.ratings import curator_name, time_key
 
 __all__ = ["POLICIES", "LINKS", "LAYOUTS", "HerosetError", "select_heroes", "select_with_counts", "export_heroset", "flat_names",
            "curator_name"]
@@ -52,17 +51,6 @@ class HerosetError(HitlError, ValueError):
 
 # ---- who said hero -----------------------------------------------------------------------------
 
-def _stamp(value: str | None) -> datetime:
-    """Sort key of a timestamp; unparseable or missing ones sort first."""
-    try:
-        when = datetime.fromisoformat(value) if value else None
-    except ValueError:
-        when = None
-    if when is None:
-        return datetime.min.replace(tzinfo=timezone.utc)
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
 def _opinions(db: sqlite_utils.Database) -> dict[str, list[dict]]:
     """Per image, one opinion per curator: the most recent of their live, non-skipped ratings."""
     latest: dict[tuple[str, str], dict] = {}
@@ -77,7 +65,7 @@ def _opinions(db: sqlite_utils.Database) -> dict[str, list[dict]]:
         opinion = {"curator": name, "stars": r["stars"], "hero": None if r["hero"] is None else bool(r["hero"]),
                    "comment": r["comment"] or None, "mode": r["mode"], "updated_at": r["updated_at"],
                    "boxes": boxes if isinstance(boxes, list) else [],
-                   "_when": (_stamp(r["updated_at"] or r["created_at"]), _stamp(r["received_at"]))}
+                   "_when": (time_key(r["updated_at"] or r["created_at"]), time_key(r["received_at"]))}
         key = (r["image_id"], name)
         if key not in latest or opinion["_when"] >= latest[key]["_when"]:
             latest[key] = opinion
@@ -304,22 +292,16 @@ def _model_results(db: sqlite_utils.Database) -> tuple[list[str], dict[str, dict
 
 
 def _detector_boxes(db: sqlite_utils.Database, image_ids: set[str], threshold: float) -> dict[str, list[dict]]:
-    boxes: dict[str, list[dict]] = defaultdict(list)
-    for image_id, x, y, w, h, species in db.execute(
-            "SELECT d.image_id, d.x, d.y, d.w, d.h, COALESCE(d.species, i.species) FROM detections d "
-            "LEFT JOIN images i USING (image_id) WHERE d.kind = 'animal' AND d.conf >= ? "
-            "ORDER BY d.image_id, d.det_index", [threshold]):
-        if image_id in image_ids:
-            boxes[image_id].append({"x": round(x, 6), "y": round(y, 6), "w": round(w, 6), "h": round(h, 6),
-                                    "label": species or "animal"})
-    return boxes
+    return {image_id: [{"x": round(b["x"], 6), "y": round(b["y"], 6), "w": round(b["w"], 6), "h": round(b["h"], 6),
+                        "label": b["species"] or "animal"} for b in boxes]
+            for image_id, boxes in queries.animal_boxes(db, threshold, image_ids).items()}
 
 
 def _boxes(hero: dict, detected: list[dict]) -> tuple[str, list[dict]]:
     """The curators' boxes when one edited them (the most recent such curator), else the detector's."""
     edited = [o for o in hero["curators"] if o["boxes"]]
     if edited:
-        latest = max(edited, key=lambda o: _stamp(o["updated_at"]))
+        latest = max(edited, key=lambda o: time_key(o["updated_at"]))
         return f"curator {latest['curator']}", latest["boxes"]
     return ("detector" if detected else "none"), detected
 
@@ -373,8 +355,7 @@ def _place_heroes(heroes: list[dict], out: Path, layout: str, link: str, counts:
     """Put each hero's file into ``out``, counting what happened; (hero, name in the export, target) of the placed."""
     flat = flat_names([h["image_id"] for h in heroes])
     placed: list[tuple[dict, str, Path]] = []
-    for hero in tqdm(heroes, desc="Exporting heroes", unit="img", leave=False,
-                     disable=None if progress is None else not progress):
+    for hero in progress_bar(progress, heroes, desc="Exporting heroes", unit="img", leave=False):
         image_id = hero["image_id"]
         if hero["root"] is None:
             counts["missing_files"] += 1

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from tqdm import tqdm
 
 from hitl.imageprep import ImagePrepError, encode_jpeg, load_upright_rgb
+from hitl.progress import progress_bar
 
 __all__ = ["Thumb", "make_thumbnails", "card_image", "verdict", "box_styles", "score_colour", "fmt", "render",
            "write_atomic"]
@@ -57,8 +57,7 @@ def make_thumbnails(paths: Sequence[Path], side: int = 320, progress: bool | Non
     workers = min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(lambda p: _thumb(Path(p), side), paths)
-        return list(tqdm(results, total=len(paths), desc=desc, unit="img", leave=False,
-                         disable=None if progress is None else not progress))
+        return list(progress_bar(progress, results, total=len(paths), desc=desc, unit="img", leave=False))
 
 
 def box_styles(boxes: Iterable[dict]) -> list[dict]:

@@ -25,7 +25,7 @@ from hitl.review.client import export_tasks, studio_errors
 from hitl.review.events import SOURCE, delete_task
 from hitl.review.push import cache_users
 from hitl.store import queries, transaction, utc_now
-from hitl.store.ratings import mark_deleted, record_ratings
+from hitl.store.ratings import EARLIEST, mark_deleted, parse_time, record_ratings
 
 CHUNK = 200  # ratings per transaction: the webhook never waits long for the lock
 
@@ -118,16 +118,6 @@ def reconcile_tasks(db: sqlite_utils.Database, tasks: Iterable[Any], project: st
                 with transaction(db):
                     counts.update(delete_task(db, project, task_id, via=via))
     return result
-
-
-def parse_time(stamp: str | None) -> datetime | None:
-    if not stamp:
-        return None
-    try:
-        when = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def sync_project(db: sqlite_utils.Database, client, url: str, project_id: int) -> SyncResult:
@@ -249,7 +239,7 @@ def sync_export_file(db: sqlite_utils.Database, path: str | Path, project_id: in
     tasks = read_export_file(path)
     pid = export_project(tasks, path, project_id)
     when = taken_at or content_time(tasks)
-    snapshot = Snapshot(when or datetime.min.replace(tzinfo=timezone.utc), "content")
+    snapshot = Snapshot(when or EARLIEST, "content")
     return pid, reconcile_tasks(db, tasks, str(pid), snapshot)
 
 

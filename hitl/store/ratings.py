@@ -116,11 +116,12 @@ def _history(db: sqlite_utils.Database, row: dict, change: str) -> None:
 
 def _older(new: str | None, old: str | None) -> bool:
     """Is ``new`` strictly older than ``old``? Unparseable or missing times never count as older."""
-    a, b = _when(new), _when(old)
+    a, b = parse_time(new), parse_time(old)
     return a is not None and b is not None and a < b
 
 
-def _when(stamp: str | None) -> datetime | None:
+def parse_time(stamp: str | None) -> datetime | None:
+    """An ISO 8601 time as an aware datetime (UTC when it names no zone); None when absent or unreadable."""
     if not stamp:
         return None
     try:
@@ -128,6 +129,14 @@ def _when(stamp: str | None) -> datetime | None:
     except ValueError:
         return None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def time_key(stamp: str | None) -> datetime:
+    """Sort key of a timestamp; unparseable or missing ones sort first."""
+    return parse_time(stamp) or EARLIEST
 
 
 def curator_name(email: str | None, annotator_id: str | None, source: str, project: str) -> str:
