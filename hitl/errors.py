@@ -6,10 +6,13 @@ httpx's, sqlite3's) are turned into these in one place per boundary: the model b
 """
 from __future__ import annotations
 
+import os
+import re
+
 from converters.common import InputFormatError
 
 __all__ = ["HitlError", "ConfigError", "InputFormatError", "NothingToDo", "StoreError", "BackendError",
-           "AuthError", "RetryableError", "CallError", "StudioError"]
+           "AuthError", "RetryableError", "CallError", "StudioError", "redact"]
 
 
 class HitlError(Exception):
@@ -29,10 +32,11 @@ class StoreError(HitlError):
 
 
 class BackendError(HitlError):
-    """A model provider's call failed. ``kind`` is short and countable (``http 503``, ``timeout``)."""
+    """A model provider's call failed. ``kind`` is short and countable (``http 503``, ``timeout``).
+    The message never carries a key: providers echo requests in their errors."""
 
     def __init__(self, kind: str, message: str):
-        super().__init__(message)
+        super().__init__(redact(message))
         self.kind = kind
 
 
@@ -59,3 +63,21 @@ class CallError(BackendError):
 
 class StudioError(HitlError):
     """Label Studio is unreachable, refused the token or refused a request."""
+
+
+# Where keys live, and the shapes providers give them: an error message that echoes a request
+# (a URL with ?key=..., a header) must not carry the key into a log, the database or a screen.
+SECRET_ENV = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "HITL_OPENAI_API_KEY", "OPENAI_API_KEY", "LABEL_STUDIO_API_KEY",
+              "LABEL_STUDIO_PASSWORD", "HITL_WEBHOOK_SECRET")
+_KEY_SHAPES = re.compile(r"AIza[0-9A-Za-z_\-]{35}|sk-[A-Za-z0-9_\-]{20,}|(?<=[?&]key=)[^&\s'\"]+"
+                         r"|(?<=Bearer )[^\s'\"]+|(?<=Token )[^\s'\"]+")
+
+
+def redact(text: str, environ: dict[str, str] | None = None) -> str:
+    """``text`` with every secret of the environment, and anything shaped like an API key, replaced."""
+    env = os.environ if environ is None else environ
+    for name in SECRET_ENV:
+        value = env.get(name)
+        if value and len(value) >= 6:
+            text = text.replace(value, "[redacted]")
+    return _KEY_SHAPES.sub("[redacted]", text)

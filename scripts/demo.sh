@@ -64,14 +64,17 @@ echo
 echo "== 3. Start Label Studio and the webhook service"
 PIDS=()
 cleanup() {
-  trap - INT TERM EXIT
+  # a second signal while stopping is ignored: the servers are given the time to stop cleanly
+  trap '' INT TERM HUP
+  trap - EXIT
   if [ ${#PIDS[@]} -gt 0 ]; then
     echo; echo "Stopping Label Studio and the webhook service"
     kill -TERM "${PIDS[@]}" 2>/dev/null || true
     wait "${PIDS[@]}" 2>/dev/null || true
   fi
+  exit 0
 }
-trap cleanup INT TERM EXIT
+trap cleanup INT TERM HUP EXIT
 "$PY" -m hitl studio --port "$STUDIO_PORT" --data-dir "$OUT/label-studio-data" \
   --document-root "$REPO/sample_data" --webhook-url "$WEBHOOK_URL" > "$OUT/studio.out" 2>&1 &
 PIDS+=($!)

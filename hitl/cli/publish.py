@@ -65,7 +65,8 @@ def export_command(obj: Context, out_dir, policy, min_stars, link, layout) -> No
         click.echo(f"  conflict (left untouched): {path}")
     for note in counts.get("notes", [])[:5]:
         click.echo(f"  note: {note}")
-    click.echo(f"Wrote {Path(out_dir) / 'manifest.csv'}, manifest.json and index.html")
+    if counts["written"]:
+        click.echo(f"Wrote {', '.join(str(Path(out_dir) / name) for name in counts['written'])}")
 
 
 @click.command()

@@ -91,6 +91,7 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
     from hitl.store import queries
 
     settings = obj.settings["studio"]
+    given_password, given_token = os.environ.get("LABEL_STUDIO_PASSWORD"), os.environ.get("LABEL_STUDIO_API_KEY")
     if document_root is None:
         roots = sorted(set(queries.image_roots(obj.db).values()))
         document_root = default_document_root(roots) if roots else os.getcwd()
@@ -98,27 +99,38 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
         data_dir=Path(data_dir) if data_dir else Path(obj.db_path).resolve().parent / settings["data_dir"],
         document_root=Path(document_root).resolve(),
         username=os.environ.get("LABEL_STUDIO_USERNAME") or settings["username"],
-        password=os.environ.get("LABEL_STUDIO_PASSWORD") or ls.new_token()[:16],
-        token=os.environ.get("LABEL_STUDIO_API_KEY") or ls.new_token(),
+        password=given_password or ls.new_token()[:16],
+        token=given_token or ls.new_token(),
         port=port or settings["port"],
         webhook_url=webhook_url or obj.webhook_url_default(),
     )
     binary = ls.find_binary(install=True, echo=echo_err)
     log = config.data_dir / "label-studio.log"
-    # a script stopping us with SIGTERM must also stop Label Studio: run the finally below
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # SIGTERM (a script, systemd, docker stop) and SIGHUP (a closed terminal) stop Label Studio
+    # as Ctrl+C does: through the finally below
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, lambda *_: sys.exit(0))
     process = ls.start(config, binary, log)
     try:
         seconds = ls.wait_until_healthy(config, process, log)
         click.echo(f"Label Studio is up at {config.url} ({seconds:.0f} s); log: {log}")
-        click.echo(f"Login: {config.username}  password: {config.password}")
-        click.echo(f"API token (first start of {config.data_dir} only): export LABEL_STUDIO_API_KEY={config.token}")
+        # only what was made up here is shown: a secret the user set stays where they put it
+        click.echo(f"Login: {config.username}  password: "
+                   + ("(LABEL_STUDIO_PASSWORD)" if given_password else config.password))
+        if not given_token:
+            click.echo(f"API token (first start of {config.data_dir} only): export LABEL_STUDIO_API_KEY={config.token}")
+        else:
+            click.echo("API token: LABEL_STUDIO_API_KEY (as set)")
         click.echo(f"Images served from {config.document_root}; SSRF protection "
                    f"{'off (loopback webhook)' if ls.is_loopback_url(config.webhook_url) else 'on'}. Ctrl+C stops.")
         process.wait()
     except KeyboardInterrupt:
         echo_err("Stopping Label Studio")
     finally:
+        # a second signal (Ctrl+C twice, or the whole process group signalled while a script
+        # also signals us) must not cut the stop short and leave Label Studio holding its port
+        for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(stop_signal, signal.SIG_IGN)
         ls.stop(process)
 
 

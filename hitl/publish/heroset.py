@@ -8,7 +8,6 @@ self-contained ``index.html`` contact sheet describe what the folder holds.
 """
 from __future__ import annotations
 
-import csv
 import errno
 import hashlib
 import io
@@ -29,6 +28,7 @@ from hitl.progress import progress_bar
 from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
 from hitl.store import queries, utc_now
 from hitl.store.ratings import curator_name, time_key
+from hitl.tables import SafeDictWriter
 
 __all__ = ["POLICIES", "LINKS", "LAYOUTS", "HerosetError", "select_heroes", "select_with_counts", "export_heroset", "flat_names",
            "curator_name"]
@@ -37,7 +37,7 @@ POLICIES = ("any", "majority", "all")
 LINKS = ("copy", "hardlink")
 LAYOUTS = ("tree", "flat")
 MANIFEST_CSV, MANIFEST_JSON, INDEX_HTML = "manifest.csv", "manifest.json", "index.html"
-RESERVED = {MANIFEST_CSV, MANIFEST_JSON, INDEX_HTML}
+RESERVED = {MANIFEST_CSV, MANIFEST_JSON, INDEX_HTML, ".hero-hitl-export.json"}
 MAX_NAME = 180  # bytes of a flat name before the hash suffix; file systems allow 255
 # os.link errors that mean "no hard link here" (another file system, not allowed, too many
 # links, not supported), where a copy is the right answer rather than a failure.
@@ -250,8 +250,18 @@ def _publish_copy(src: Path, target: Path) -> None:
             os.unlink(tmp)
 
 
-def _place(src: Path, target: Path, link: str) -> tuple[str, str | None]:
+def _leaves(out: Path, target: Path) -> bool:
+    """Would writing ``target`` go through a link, and so possibly out of ``out``?"""
+    for folder in target.relative_to(out).parents:
+        if folder != Path(".") and (out / folder).is_symlink():
+            return True
+    return False
+
+
+def _place(src: Path, target: Path, link: str, out: Path) -> tuple[str, str | None]:
     """Put ``src`` at ``target``: ("exported" | "unchanged" | "conflict", why a hard link fell back)."""
+    if _leaves(out, target):
+        return "conflict", None  # a linked folder inside the export: never written through
     if os.path.lexists(target):
         return ("unchanged" if _same_content(src, target) else "conflict"), None
     try:
@@ -343,11 +353,47 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
 
     header = {"exported_at": utc_now(), "policy": policy, "min_stars": min_stars, "link": link, "layout": layout,
               "threshold": threshold, "models": models, "curators": curators, "counts": counts}
-    write_atomic(out / MANIFEST_JSON, json.dumps({"header": header, "images": rows}, indent=2, ensure_ascii=False))
-    write_atomic(out / MANIFEST_CSV, _manifest_csv(rows, models, curators))
     thumbs = make_thumbnails([target for _, _, target in placed], 320, progress, desc="Contact sheet")
-    write_atomic(out / INDEX_HTML, _contact_sheet(rows, thumbs, header))
+    files = {MANIFEST_JSON: json.dumps({"header": header, "images": rows}, indent=2, ensure_ascii=False),
+             MANIFEST_CSV: _manifest_csv(rows, models, curators), INDEX_HTML: _contact_sheet(rows, thumbs, header)}
+    counts["written"] = _write_own_files(out, files, counts)
     return counts
+
+
+STATE = ".hero-hitl-export.json"  # what this export wrote last, so it replaces only its own files
+
+
+def _write_own_files(out: Path, files: dict[str, str], counts: dict[str, Any]) -> list[str]:
+    """Write the manifest and contact sheet, replacing a file only if an earlier export of ours
+    wrote exactly it; anything else there (a curator's notes.csv, a JPEG named manifest.json)
+    is a conflict, reported and left alone. Returns the names written."""
+    state_path = out / STATE
+    try:
+        ours = json.loads(state_path.read_text(encoding="utf-8")) if _regular(state_path) else {}
+    except (OSError, ValueError):
+        ours = {}
+    ours = ours if isinstance(ours, dict) else {}
+    written = []
+    for name, text in files.items():
+        path = out / name
+        if os.path.lexists(path) and not (_regular(path) and ours.get(name) == _sha256(path)):
+            counts["conflicts"].append(str(path))
+            continue
+        write_atomic(path, text)
+        ours[name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        written.append(name)
+    if os.path.lexists(state_path) and not _regular(state_path):
+        counts["conflicts"].append(str(state_path))
+    else:
+        write_atomic(state_path, json.dumps(ours, indent=2, sort_keys=True))
+    return written
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _place_heroes(heroes: list[dict], out: Path, layout: str, link: str, counts: dict[str, Any],
@@ -372,7 +418,7 @@ def _place_heroes(heroes: list[dict], out: Path, layout: str, link: str, counts:
             counts["notes"].append(f"{image_id}: not a safe relative path, exported as {name}")
         target = out / name
         try:
-            outcome, fallback = _place(src, target, link)
+            outcome, fallback = _place(src, target, link, out)
         except OSError as exc:
             counts["failed"].append(f"{target}: {exc.strerror or exc}")
             continue
@@ -426,7 +472,7 @@ def _manifest_csv(rows: list[dict], models: list[str], curators: list[str]) -> s
     columns += [f"score_{m}" for m in models] + [f"hero_{m}" for m in models]
     columns += [f"stars_{c}" for c in curators] + [f"hero_{c}" for c in curators]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, columns, lineterminator="\n")
+    writer = SafeDictWriter(buf, columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         line = {k: row[k] for k in columns if k in row}

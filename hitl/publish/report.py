@@ -8,7 +8,6 @@ as strings, plots as data URIs, sentences); templates/report.html lays it out.
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import json
 import math
@@ -25,6 +24,7 @@ from hitl.errors import NothingToDo
 from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
 from hitl.store import utc_now
 from hitl.store.ratings import curator_name, long_table
+from hitl.tables import SafeDictWriter
 
 PAIR_COLUMNS = (("spearman", "Spearman ρ"), ("kendall_tau_b", "Kendall τ-b"), ("pearson", "Pearson r"),
                 ("mae", "MAE"), ("bias", "bias (b − a)"), ("qwk", "weighted κ"), ("icc_a1", "ICC(A,1)"),
@@ -67,7 +67,7 @@ def build_report(db: sqlite_utils.Database, out_dir: str | Path, *, hero_thresho
 
 def write_disagreements_csv(path: Path, ranked: list[dict]) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        writer = SafeDictWriter(fh, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for rank, row in enumerate(ranked, start=1):
             writer.writerow({

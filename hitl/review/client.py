@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from hitl.errors import HitlError, StudioError
+from hitl.errors import HitlError, StudioError, redact
 
 RERUN = "what was done before is kept; rerun the command to continue"
 
@@ -20,8 +20,8 @@ def api_error_text(exc: Exception) -> str:
     """What Label Studio said, without the response headers the SDK puts in str(exc)."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
-        return str(body.get("validation_errors") or body.get("detail") or body)
-    return str(body if body is not None else exc)[:300]
+        return redact(str(body.get("validation_errors") or body.get("detail") or body))
+    return redact(str(body if body is not None else exc)[:300])
 
 
 @contextmanager
@@ -43,7 +43,7 @@ def studio_errors(url: str, doing: str) -> Iterator[None]:
         raise StudioError(f"Label Studio at {url} refused {doing} (HTTP {status}: {api_error_text(exc)}); "
                           f"{RERUN}") from None
     except (httpx.HTTPError, OSError) as exc:
-        raise StudioError(f"lost Label Studio at {url} while {doing} ({type(exc).__name__}: {exc}); is it running? "
+        raise StudioError(f"lost Label Studio at {url} while {doing} ({type(exc).__name__}: {redact(str(exc))}); is it running? "
                           f"`python -m hitl studio` starts one; {RERUN}") from None
     except ValueError as exc:  # a body the SDK could not read as JSON: not Label Studio, or a proxy's page
         raise StudioError(f"{url} answered {doing} with something that is not Label Studio's JSON ({exc}); "

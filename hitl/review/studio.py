@@ -170,15 +170,19 @@ def wait_until_healthy(config: StudioConfig, process: subprocess.Popen, log_path
     raise HitlError(f"Label Studio did not become healthy within {timeout:.0f} s; see {log_path}")
 
 
-def stop(process: subprocess.Popen, timeout: float = 20) -> None:
-    """Stop Label Studio and its children: SIGTERM to the group, SIGKILL if it lingers."""
-    if process.poll() is not None:
-        return
+def stop(process: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop Label Studio and its children: SIGTERM to its process group, then SIGKILL to whatever
+    of the group lingers (a worker holding the port would keep the next start from binding it)."""
     try:
         os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
         process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         return
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=timeout)
+    process.wait(timeout=timeout)

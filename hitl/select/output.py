@@ -1,11 +1,12 @@
 """What a selection run leaves behind: its summary and the candidates CSV."""
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from hitl.tables import SafeDictWriter
 
 CSV_COLUMNS = ("rank", "image_id", "category", "score", "reason", "species", "seq_id", "location",
                "datetime", "night", "n_animals", "area", "width", "height")
@@ -43,7 +44,7 @@ def write_candidates_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer = SafeDictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})

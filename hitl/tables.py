@@ -1,0 +1,30 @@
+"""CSV files the tool writes, safe to open in a spreadsheet.
+
+A cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is a formula to
+Excel, LibreOffice and Google Sheets; a file named ``=HYPERLINK(...).jpg`` or a species typed
+as ``=cmd|' /C calc'!A0`` would run when a curator opens the CSV. Such cells get a leading
+apostrophe (OWASP's advice), which spreadsheets hide and which keeps the text; numbers,
+negative ones included, are written as they are.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from typing import Any
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` as it may stand in a CSV cell: text that a spreadsheet would run is neutralised."""
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+class SafeDictWriter(csv.DictWriter):
+    """csv.DictWriter whose every cell goes through :func:`csv_cell`."""
+
+    def writerow(self, rowdict: dict[str, Any]):
+        return super().writerow({k: csv_cell(v) for k, v in rowdict.items()})
