@@ -88,3 +88,59 @@ class CliProject:
         from hitl import store
 
         return store.connect(self.db_path)
+
+
+def _default_signals() -> None:
+    """In the child: INT, TERM and HUP at their defaults, whatever the test runner inherited
+    (a job started in the background of a shell has SIGINT ignored, and bash cannot trap a
+    signal that was ignored when it started)."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+class Demo:
+    """scripts/demo.sh running on free ports with its data in ``out``, in its own process group."""
+
+    def __init__(self, out: Path, timeout: float = 600):
+        import subprocess
+        import time
+
+        from hitl.review import studio
+
+        self.out = out
+        self.studio_port, self.serve_port = studio.free_port(), studio.free_port()
+        env = {**os.environ, "HITL_DEMO_DIR": str(out), "HITL_STUDIO_PORT": str(self.studio_port),
+               "HITL_SERVE_PORT": str(self.serve_port)}
+        for key in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "HITL_OPENAI_BASE_URL", "HITL_DB", "HITL_CONFIG"):
+            env.pop(key, None)
+        self.log = out / "demo.log"
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(["bash", str(REPO / "scripts" / "demo.sh")], cwd=REPO, env=env,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=_default_signals)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "hero-hitl demo is ready" in self.text():
+                return
+            if self.process.poll() is not None:
+                pytest.fail(f"scripts/demo.sh exited with {self.process.returncode}:\n{self.text()[-3000:]}")
+            time.sleep(1)
+        self.kill()
+        pytest.fail(f"scripts/demo.sh was not ready in time:\n{self.text()[-3000:]}")
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.studio_port}"
+
+    def kill(self) -> None:
+        import signal
+
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from hitl import store
 from hitl.review import studio
 from hitl.cli import cli
 
-from .conftest import REPO
+from .conftest import Demo
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -40,26 +39,9 @@ def demo(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: scripts/test.sh installs Debian's chromium")
     out = tmp_path_factory.mktemp("demo")
-    studio_port, serve_port = studio.free_port(), studio.free_port()
-    env = {**os.environ, "HITL_DEMO_DIR": str(out), "HITL_STUDIO_PORT": str(studio_port),
-           "HITL_SERVE_PORT": str(serve_port)}
-    for key in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "HITL_OPENAI_BASE_URL", "HITL_DB", "HITL_CONFIG"):
-        env.pop(key, None)
-    log = (out / "demo.log").open("w")
-    process = subprocess.Popen(["bash", str(REPO / "scripts" / "demo.sh")], cwd=REPO, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 600
-    text = ""
-    while time.monotonic() < deadline:
-        text = (out / "demo.log").read_text()
-        if "hero-hitl demo is ready" in text:
-            break
-        if process.poll() is not None:
-            pytest.fail(f"scripts/demo.sh exited with {process.returncode}:\n{text[-3000:]}")
-        time.sleep(1)
-    else:
-        os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail(f"scripts/demo.sh was not ready in time:\n{text[-3000:]}")
+    running = Demo(out)
+    process = running.process
+    studio_port, serve_port = running.studio_port, running.serve_port
     credentials = read_credentials(out / "credentials.env")
     yield {"out": out, "db": out / "hitl.db", "url": f"http://127.0.0.1:{studio_port}", "serve_port": serve_port,
            "studio_port": studio_port, "process": process, **credentials}

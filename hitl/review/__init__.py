@@ -1,0 +1,1 @@
+"""The `review` and ingest stage: Label Studio, the webhook service, reconcile, Labelme."""
