@@ -399,3 +399,50 @@ def test_select_does_not_hang_on_a_fifo(tmp_path, sample_data):
     result = project.run("select", "--md", str(sample_data / "md_results.json"), "--images", str(images), "-n", "1")
     assert "not a regular file" in result.output
     assert next(project.db["candidates"].rows)["image_id"] != first
+
+
+# ---- against a real Label Studio --------------------------------------------------------------------
+
+WEIRD_SPECIES = ["it's 'single' & \"double\"", "two\nlines", "<b>bold</b>", "café ñandú"]
+
+
+def test_the_label_config_is_written_once_for_any_species_name(tmp_path, label_studio):
+    import uuid
+
+    from hitl.review.configs import config_labels
+
+    from .test_labelstudio import Review
+
+    review = Review(tmp_path, label_studio, n=6)
+    db = review.db
+    ids = [r["image_id"] for r in db.query("SELECT image_id FROM candidates ORDER BY rank")]
+    with store.transaction(db):
+        for image_id, name in zip(ids, WEIRD_SPECIES):
+            db.execute("UPDATE images SET species = ? WHERE image_id = ?", [name, image_id])
+            db.execute("UPDATE detections SET species = NULL WHERE image_id = ?", [image_id])
+    db.conn.close()
+    title = f"weird species {uuid.uuid4().hex[:6]}"
+    configs = []
+    for _ in range(3):
+        review.push(title)
+        configs.append(review.project(title).label_config)
+    assert configs[0] == configs[1] == configs[2]
+    labels = config_labels(configs[0])
+    for name in WEIRD_SPECIES:
+        assert labels.count(name) == 1, (name, labels)
+
+
+def test_a_key_echoed_in_a_provider_error_is_redacted(tmp_path):
+    from .fakes import FakeGemini
+    from .fakes import behaviours as B
+    from .test_scoring import Project, gemini_env, make_folder
+
+    make_folder(tmp_path / "photos", 1)
+    with FakeGemini() as server:
+        key = gemini_env(server)["GEMINI_API_KEY"]
+        server.script(*[B.bad_request(f"Invalid request https://x/v1beta?key={key}&alt=json")] * 3)
+        project = Project(tmp_path, gemini_env(server))
+        result = project.run("score", "--model", "gemini-2.5-flash", "--images", str(tmp_path / "photos"), ok=False)
+        stored = json.dumps(list(project.db["scores"].rows))
+    assert key not in result.output and key not in stored
+    assert "[redacted]" in stored
