@@ -1,11 +1,13 @@
 """Benchmark of `hitl serve`: 8 concurrent senders replaying realistic deliveries for 20 s.
 
-    python scripts/bench/bench_webhook.py [--senders 8] [--seconds 20]
+    python scripts/bench/bench_webhook.py [--senders 8] [--seconds 20] [--slow 128]
 
 The deliveries are the real Label Studio 1.23.2 captures in ../shared/labelstudio_webhooks,
 with annotation and task ids renumbered so every sender creates and updates its own ratings.
 The service runs as `python -m hitl serve` (waitress) in its own process, as in production.
-Targets: at least 300 deliveries/s sustained, p99 at most 50 ms, every delivery stored.
+Targets: at least 300 deliveries/s sustained, p99 at most 50 ms, every delivery stored, with
+every delivery fsynced before its 200 (the service commits concurrent deliveries in groups).
+With ``--slow N`` the same runs while N other connections trickle partial headers (slowloris).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import copy
 import http.client
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -82,6 +85,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--slow", type=int, default=0, help="connections that send partial headers meanwhile")
     args = parser.parse_args()
     from hitl import store
     from hitl.review.studio import free_port
@@ -104,6 +108,9 @@ def main() -> int:
                 except OSError:
                     time.sleep(0.1)
             stop = threading.Event()
+            slow = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(args.slow)]
+            for sock in slow:
+                sock.sendall(b"POST /webhooks/label-studio HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             latencies: list[list[float]] = [[] for _ in range(args.senders)]
             errors: list = []
             threads = [threading.Thread(target=send, args=(port, k, bodies, stop, latencies[k], errors))
@@ -116,6 +123,8 @@ def main() -> int:
             for thread in threads:
                 thread.join()
             elapsed = time.perf_counter() - started
+            for sock in slow:
+                sock.close()
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -135,7 +144,8 @@ def main() -> int:
     p99 = every[int(0.99 * (sent - 1))] * 1000
     ok = rate >= TARGET_RATE and p99 <= TARGET_P99_MS and stored == sent and not errors and failed == 0
     print("==== hitl serve benchmark ====")
-    print(f"senders                {args.senders} for {elapsed:.1f} s")
+    print(f"senders                {args.senders} for {elapsed:.1f} s"
+          + (f", with {args.slow} slow connections open" if args.slow else ""))
     print(f"deliveries answered    {sent:,} ({rate:.0f}/s)   target >= {TARGET_RATE:.0f}/s")
     print(f"latency                p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {every[-1] * 1000:.1f} ms   "
           f"target p99 <= {TARGET_P99_MS:.0f} ms")
