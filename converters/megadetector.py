@@ -1,21 +1,23 @@
 """MegaDetector batch output (format 1.0 to 1.6) into columnar arrays.
 
 A collection can hold millions of images, so detections are kept as numpy columns rather
-than a dict per detection, and the decoded file is dropped as soon as the columns exist.
+than a dict per detection, and the file is decoded a chunk of records at a time, each
+chunk dropped as soon as its columns exist.
 Boxes are MegaDetector's: ``[x_min, y_min, width, height]``, normalised to [0, 1] on the
 EXIF-upright image.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import itemgetter
+from itertools import chain, compress
+from operator import attrgetter, itemgetter
 from pathlib import Path
 
 import msgspec
 import numpy as np
 
-from .common import RecordProblem, decode_records, gc_paused, keyed_records, read_input
+from .chunked import KeyedChunk, RecordKeys, decode_outer, key_chunk, map_chunks
+from .common import RecordProblem, gc_paused, read_input
 from .speciesnet import parse_taxonomy
 
 KIND_ANIMAL, KIND_PERSON, KIND_VEHICLE, KIND_OTHER = 0, 1, 2, 3
@@ -25,29 +27,23 @@ KNOWN_FORMAT_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6")
 BOX_TOLERANCE = 1e-3  # rounding in writers puts edges a hair outside [0, 1]
 
 
+# Tuples rather than lists: a tuple holds its items itself, a list in a second block of
+# memory, and reading a million of them is bound by memory, not by Python.
 class _Detection(msgspec.Struct, gc=False):
     category: str | int
     conf: float
     bbox: tuple[float, float, float, float]
-    classifications: list[tuple[str | int, float]] | None = None
+    classifications: tuple[tuple[str | int, float], ...] | None = None
 
 
 class _Image(msgspec.Struct, gc=False):
     file: str
-    detections: list[_Detection] | None = None
+    detections: tuple[_Detection, ...] | None = None
     failure: str | None = None
 
 
-class _TypedFile(msgspec.Struct):
-    images: list[_Image]
-    info: dict = {}
-    detection_categories: dict[str, str] = {}
-    classification_categories: dict[str, str] = {}
-    classification_category_descriptions: dict[str, str] = {}
-
-
-class _LooseFile(msgspec.Struct):
-    images: list[object]
+class _File(msgspec.Struct):
+    images: list[msgspec.Raw]  # built a chunk at a time: see chunked.map_chunks
     info: dict = {}
     detection_categories: dict[str, str] = {}
     classification_categories: dict[str, str] = {}
@@ -97,11 +93,14 @@ def parse_megadetector(data: bytes, source: str, images_root: str | Path | None 
     """Parse MegaDetector JSON bytes; bad records are counted problems, not fatal."""
     head = data[:65536]  # enough to tell which kind of file it is, if it is not this kind
     with gc_paused():
-        parsed, images, problems = decode_records(
-            data, source, "MegaDetector", _TypedFile, _LooseFile, _Image, "file",
-            lambda exc: _whole_file_hint(source, head, exc))
-        del data
-        return _columns(parsed, images, source, images_root, problems)
+        parsed, spans = decode_outer(data, source, "MegaDetector", _File,
+                                     lambda exc: _whole_file_hint(source, head, exc))
+        tables = _tables(parsed, source)
+        chunks = map_chunks(data, spans, source, "MegaDetector", _Image, "file",
+                            lambda positions, records: _read_chunk(positions, records, tables, images_root))
+        del data, spans
+        problems = [p for chunk_problems, _ in chunks for p in chunk_problems]
+        return _finish([chunk for _, chunk in chunks], tables, source, problems)
 
 
 def _whole_file_hint(source: str, data: bytes, exc: Exception) -> str:
@@ -118,7 +117,20 @@ def _where(i: int, name: object) -> str:
     return f"images[{i}] (file {name!r})" if isinstance(name, str) else f"images[{i}]"
 
 
-def _columns(parsed, images, source, images_root, problems) -> MegaDetectorFile:
+@dataclass
+class _Tables:
+    """What the file's header says: version, notes, and the category and class tables."""
+
+    version: str
+    info: dict
+    notes: list[str]
+    kind_of: dict[str, int]  # detection category id -> KIND_*
+    species_names: list[str]
+    species_of: dict[str | int, int]  # class id (as text and as a number) -> species_names index
+    detection_categories: dict[str, str]
+
+
+def _tables(parsed: _File, source: str) -> _Tables:
     info = parsed.info if isinstance(parsed.info, dict) else {}
     version = str(info.get("format_version", "1.0"))
     notes = []
@@ -133,7 +145,7 @@ def _columns(parsed, images, source, images_root, problems) -> MegaDetectorFile:
         notes.append(f"{source}: no detection_categories; assumed 1=animal, 2=person, 3=vehicle")
 
     species_names: list[str] = []
-    species_of: dict[str, int] = {}
+    species_of: dict[str | int, int] = {}
     descriptions = parsed.classification_category_descriptions
     for cat_id, name in parsed.classification_categories.items():
         readable = parse_taxonomy(name) if ";" in str(name) else str(name).strip()
@@ -141,87 +153,162 @@ def _columns(parsed, images, source, images_root, problems) -> MegaDetectorFile:
             readable = parse_taxonomy(descriptions[str(cat_id)])
         species_of[str(cat_id)] = len(species_names)
         species_names.append(readable or f"class {cat_id}")
-
-    # Pass 1, per image: keys, duplicates, failures, and one flat list of detections.
-    records, keys, positions = keyed_records(images, source, images_root, "file", problems)
-    image_ids: list[str] = keys
-    record_of = positions  # image index -> position in the file, for messages
-    failures = {i: rec.failure or "no detections and no failure reason"
-                for i, rec in enumerate(records) if rec.detections is None}
-    counts = [len(rec.detections) if rec.detections is not None else 0 for rec in records]
-    flat: list[_Detection] = list(chain.from_iterable(rec.detections for rec in records if rec.detections))
-    del records
-
-    # Pass 2, per detection, as whole columns: list comprehensions and numpy, no per-row branches.
-    n_det = len(flat)
-    owner = np.repeat(np.arange(len(image_ids), dtype=np.int32), counts)
-    starts = np.cumsum(counts) - np.asarray(counts, dtype=np.int64) if counts else np.zeros(0, np.int64)
-    det_index = (np.arange(n_det) - np.repeat(starts, counts)).astype(np.int16)
-    # Category ids become small codes in one pass; kinds and numbers come from lookup tables.
-    code_of: dict[str | int, int] = {}
     species_of.update({int(k): v for k, v in species_of.items() if k.isdigit()})  # ids may be numbers
-    # One pass over the detections fills four columns at once (a structured array):
-    # at a million images every extra Python pass costs a few hundred milliseconds.
-    columns = np.fromiter(_detection_rows(flat, code_of, species_of), count=n_det,
-                          dtype=[("code", np.int16), ("conf", np.float64), ("species", np.int32), ("spconf", np.float32)])
-    codes, conf = columns["code"], columns["conf"]
-    species, species_conf = columns["species"].copy(), columns["spconf"].copy()
-    ids = [str(c) for c in code_of]
-    kind = np.array([kind_of.get(c, -1) for c in ids], dtype=np.int8)[codes] if ids else np.zeros(0, np.int8)
-    category = np.array([int(c) if c.isdigit() else -1 for c in ids], dtype=np.int16)[codes] if ids else np.zeros(0, np.int16)
-    bbox = np.fromiter(chain.from_iterable(d.bbox for d in flat), dtype=np.float64, count=4 * n_det).reshape(-1, 4)
+    return _Tables(version, info, notes, kind_of, species_names, species_of,
+                   {str(k): str(v) for k, v in parsed.detection_categories.items()})
 
+
+# One row per detection, filled in one pass: at a million images every extra Python pass
+# over the detections costs a few hundred milliseconds.
+_ROW = np.dtype([("code", np.int16), ("conf", np.float64), ("species", np.int32), ("spconf", np.float32)])
+
+
+@dataclass
+class _Chunk:
+    """One chunk of records as plain data, its detections already checked; indexes are
+    within the chunk, and ``detections`` has no ``image`` column yet."""
+
+    keyed: KeyedChunk
+    failures: dict[int, str]  # record -> the detector's failure text
+    counts: np.ndarray  # detections per record
+    detections: dict[str, np.ndarray]  # the Detections columns but ``image``
+    unknown: dict[int, object]  # detection -> its top class id, missing from the table
+    bad: dict[int, tuple[str, str]]  # record -> (reason, detail) for its first bad detection
+
+
+def _read_chunk(positions: np.ndarray, records: list, tables: _Tables, images_root) -> _Chunk:
+    keyed = key_chunk(list(map(_FILE, records)), positions, images_root)
+    dets = list(map(_DETECTIONS, records))
+    failures = {}
+    for k in _nones(dets):  # a failed image: no detections list
+        failures[k] = records[k].failure or "no detections and no failure reason"
+        dets[k] = ()
+    counts = np.fromiter(map(len, dets), np.int64, len(dets))
+    n = int(counts.sum())
+    code_of: dict[str | int, int] = {}
+    # Straight from the records' tuples: a flat list of the detections is one more pass.
+    rows = np.fromiter(_detection_rows(dets, code_of, tables.species_of), count=n, dtype=_ROW)
+    bbox = np.fromiter(chain.from_iterable(map(_BBOX, chain.from_iterable(dets))), np.float64, 4 * n).reshape(-1, 4)
+    species, species_conf = rows["species"].copy(), rows["spconf"].copy()
+    unknown = {}
+    odd = np.flatnonzero(species == -2).tolist()
+    flat: list[_Detection] = list(chain.from_iterable(dets)) if odd else []
+    for d in odd:  # keep the detection, drop the species
+        unknown[d] = _top(flat[d].classifications)[0]
+        species[d], species_conf[d] = -1, 0
+    # Category ids became small codes while reading; kinds and numbers come from lookup tables.
+    ids = [str(c) for c in code_of]
+    codes = rows["code"]
+    kind = np.array([tables.kind_of.get(c, -1) for c in ids] or [0], dtype=np.int8)[codes]
+    category = np.array([int(c) if c.isdigit() else -1 for c in ids] or [0], dtype=np.int16)[codes]
+    starts = np.cumsum(counts) - counts
+    det_index = (np.arange(n) - np.repeat(starts, counts)).astype(np.int16)
+    bad = _bad_detections(kind, rows["conf"], bbox, det_index, counts, ids, codes)
+    columns = {"kind": kind, "category": category, "conf": rows["conf"].astype(np.float32),
+               "bbox": np.clip(bbox, 0.0, 1.0).astype(np.float32), "species": species,
+               "species_conf": species_conf, "det_index": det_index}
+    return _Chunk(keyed, failures, counts, columns, unknown, bad)
+
+
+_FILE, _DETECTIONS, _BBOX = attrgetter("file"), attrgetter("detections"), attrgetter("bbox")
+
+
+def _nones(values: list) -> list[int]:
+    """Where None is in ``values``, found by list.index, which scans in C."""
+    found: list[int] = []
+    try:
+        while True:
+            found.append(values.index(None, found[-1] + 1 if found else 0))
+    except ValueError:
+        return found
+
+
+def _bad_detections(kind: np.ndarray, conf: np.ndarray, bbox: np.ndarray, det_index: np.ndarray,
+                    counts: np.ndarray, ids: list[str], codes: np.ndarray) -> dict[int, tuple[str, str]]:
+    """Each record with a bad detection: (reason, detail) for its first one."""
     lo, hi = -BOX_TOLERANCE, 1 + BOX_TOLERANCE
     x, y, w, h = bbox.T
     bad_box = ~((x >= lo) & (x <= hi) & (y >= lo) & (y <= hi) & (w >= 0) & (w <= hi) & (h >= 0) & (h <= hi)
                 & (x + w <= hi + BOX_TOLERANCE) & (y + h <= hi + BOX_TOLERANCE))
     bad_conf = ~((conf >= 0) & (conf <= 1))  # also catches NaN
     bad_kind = kind < 0
-    bad = bad_kind | bad_box | bad_conf
-    for d in np.flatnonzero(species == -2):  # unknown class id: keep the detection, drop the species
-        t = _top(flat[d].classifications)
-        problems.append(RecordProblem(source, _where(record_of[owner[d]], image_ids[owner[d]]),
-                                      "unknown classification category",
-                                      f"detections[{det_index[d]}] class {t[0]!r}; detection kept without species"))
-        species[d] = -1
-        species_conf[d] = 0
-    del flat
-    if bad.any():
-        # A bad detection drops its whole image: keeping the rest could hide a person.
-        bad_images = np.unique(owner[bad])
-        for img in bad_images:
-            d = int(np.flatnonzero(bad & (owner == img))[0])
-            j = int(det_index[d])
-            if bad_kind[d]:
-                reason, detail = "unknown detection category", (f"detections[{j}] category {ids[codes[d]]!r} "
-                                                                f"is not in detection_categories")
-            elif bad_conf[d]:
-                reason, detail = "confidence outside [0,1]", f"detections[{j}] conf {conf[d]}"
-            else:
-                reason, detail = "bbox outside [0,1]", (f"detections[{j}] bbox {bbox[d].round(4).tolist()}; boxes must be "
-                                                       f"normalised x_min,y_min,width,height")
-            problems.append(RecordProblem(source, _where(record_of[img], image_ids[img]), reason, detail + "; image skipped"))
-        keep_image = np.ones(len(image_ids), dtype=bool)
-        keep_image[bad_images] = False
-        new_index = np.cumsum(keep_image) - 1
-        keep = keep_image[owner]
-        owner = new_index[owner[keep]].astype(np.int32)
-        kind, category, conf, bbox = kind[keep], category[keep], conf[keep], bbox[keep]
-        species, species_conf, det_index = species[keep], species_conf[keep], det_index[keep]
-        failures = {int(new_index[i]): text for i, text in failures.items() if keep_image[i]}
-        image_ids = [k for k, ok in zip(image_ids, keep_image) if ok]
+    bad_rows = np.flatnonzero(bad_kind | bad_box | bad_conf)
+    if not len(bad_rows):
+        return {}
+    owner = np.repeat(np.arange(len(counts)), counts)
+    records, first = np.unique(owner[bad_rows], return_index=True)
+    bad = {}
+    for k, d in zip(records.tolist(), bad_rows[first].tolist()):
+        j = int(det_index[d])
+        if bad_kind[d]:
+            bad[k] = "unknown detection category", (f"detections[{j}] category {ids[codes[d]]!r} "
+                                                    f"is not in detection_categories")
+        elif bad_conf[d]:
+            bad[k] = "confidence outside [0,1]", f"detections[{j}] conf {conf[d]}"
+        else:
+            bad[k] = "bbox outside [0,1]", (f"detections[{j}] bbox {bbox[d].round(4).tolist()}; boxes must be "
+                                           f"normalised x_min,y_min,width,height")
+    return bad
 
-    detections = Detections(
-        image=owner, kind=kind, category=category, conf=conf.astype(np.float32),
-        bbox=np.clip(bbox, 0.0, 1.0).astype(np.float32), species=species, species_conf=species_conf,
-        det_index=det_index,
-    )
+
+def _finish(chunks: list[_Chunk], t: _Tables, source: str, problems: list[RecordProblem]) -> MegaDetectorFile:
+    """The chunks as one file; then the problems; then one drop of every skipped image."""
+    keys = RecordKeys([c.keyed for c in chunks])
+    counts = np.concatenate([c.counts for c in chunks]) if chunks else np.zeros(0, np.int64)
+    cols = Detections(image=np.repeat(np.arange(len(counts), dtype=np.int32), counts),
+                      **{name: np.concatenate([c.detections[name] for c in chunks]) if chunks else
+                         np.zeros((0, 4) if name == "bbox" else 0, _EMPTY[name]) for name in _COLUMNS[1:]})
+    failures, unknown, bad = _merged(chunks)
+    skipped = np.zeros(len(keys.keys), dtype=bool)
+    skipped[list(keys.skipped(source, "file", problems))] = True
+    for d, class_id in unknown.items():
+        img = cols.image[d]
+        if not skipped[img]:
+            problems.append(RecordProblem(source, _where(keys.positions[img], keys.keys[img]),
+                                          "unknown classification category",
+                                          f"detections[{cols.det_index[d]}] class {class_id!r}; "
+                                          f"detection kept without species"))
+    # A bad detection drops its whole image: keeping the rest could hide a person.
+    for img, (reason, detail) in bad.items():
+        if not skipped[img]:
+            problems.append(RecordProblem(source, _where(keys.positions[img], keys.keys[img]), reason,
+                                          detail + "; image skipped"))
+    drop = skipped
+    drop[list(bad)] = True
+    image_ids = keys.keys
+    if drop.any():
+        keep_image = ~drop
+        new_index = np.cumsum(keep_image) - 1
+        keep = keep_image[cols.image]
+        cols = Detections(image=new_index[cols.image[keep]].astype(np.int32),
+                          **{name: getattr(cols, name)[keep] for name in _COLUMNS[1:]})
+        failures = {int(new_index[i]): text for i, text in failures.items() if keep_image[i]}
+        image_ids = list(compress(image_ids, keep_image.tolist()))
     return MegaDetectorFile(
-        source=source, format_version=version, image_ids=image_ids, failures=failures,
-        detections=detections, species_names=species_names,
-        detection_categories={str(k): str(v) for k, v in parsed.detection_categories.items()},
-        info=info, problems=problems, notes=notes,
+        source=source, format_version=t.version, image_ids=image_ids, failures=failures, detections=cols,
+        species_names=t.species_names, detection_categories=t.detection_categories, info=t.info,
+        problems=problems, notes=t.notes,
     )
+
+
+_COLUMNS = ("image", "kind", "category", "conf", "bbox", "species", "species_conf", "det_index")
+_EMPTY = {"kind": np.int8, "category": np.int16, "conf": np.float32, "bbox": np.float32, "species": np.int32,
+          "species_conf": np.float32, "det_index": np.int16}
+
+
+def _merged(chunks: list[_Chunk]) -> tuple[dict[int, str], dict[int, object], dict[int, tuple[str, str]]]:
+    """The chunks' failures and bad detections (by record) and unknown classes (by detection), file-wide."""
+    failures: dict[int, str] = {}
+    unknown: dict[int, object] = {}
+    bad: dict[int, tuple[str, str]] = {}
+    records = detections = 0
+    for c in chunks:
+        failures.update((records + k, text) for k, text in c.failures.items())
+        bad.update((records + k, found) for k, found in c.bad.items())
+        unknown.update((detections + d, class_id) for d, class_id in c.unknown.items())
+        records += len(c.counts)
+        detections += len(c.detections["kind"])
+    return failures, unknown, bad
 
 
 def _top(classifications: list) -> tuple:
@@ -229,10 +316,11 @@ def _top(classifications: list) -> tuple:
     return classifications[0] if len(classifications) == 1 else max(classifications, key=itemgetter(1))
 
 
-def _detection_rows(flat: list, code_of: dict, species_of: dict):
-    """(category code, confidence, species index, species score) per detection; -2: unknown class."""
+def _detection_rows(dets: list[tuple], code_of: dict, species_of: dict):
+    """(category code, confidence, species index, species score) per detection of each record's
+    ``dets``; -2: unknown class."""
     setdefault, get = code_of.setdefault, species_of.get
-    for d in flat:
+    for d in chain.from_iterable(dets):
         c = d.classifications
         code = setdefault(d.category, len(code_of))
         if not c:

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sqlite_utils
 
-from converters.cct import CCTMetadata, load_cct, normalise_datetime
+from converters.cct import CCTFile, CCTMetadata, normalise_datetime
 from converters.common import RecordProblem, gc_paused
 from converters.megadetector import KIND_NAMES, MegaDetectorFile, load_megadetector
 from converters.speciesnet import SpeciesNetFile, load_speciesnet
@@ -25,7 +25,7 @@ from hitl.imageprep import read_upright_size
 from hitl.progress import progress_bar
 from hitl.select import strata as selection
 from hitl.select.output import SelectionSummary, write_candidates_csv
-from hitl.select.sequences import build_sequences, read_capture_time
+from hitl.select.sequences import Frames, frames_of
 from hitl.store import transaction, upsert_many, utc_now
 
 NON_ANIMAL_LABELS = {"blank", "human", "vehicle", "animal", "no cv result", "unknown"}
@@ -57,8 +57,10 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path, images_root: str
         "images_root": str(root), "n_requested": n, "parameters": json.dumps(cfg, sort_keys=True),
     }).last_pk
     try:
-        with gc_paused():  # millions of short-lived containers and no cycles: see gc_paused
-            summary = _select(db, run_id, Path(md), root, n, cfg, speciesnet, cct, out_csv, add, echo, progress)
+        # The CCT file's whole-file check begins now, beside the MegaDetector file's reading.
+        with gc_paused(), CCTFile(cct) if cct else nullcontext() as cct_file:  # gc: see gc_paused
+            summary = _select(db, run_id, Path(md), root, n, cfg, speciesnet, cct_file, out_csv, add, echo,
+                              progress)
     except BaseException as exc:
         db["selection_runs"].update(run_id, {"status": "failed", "finished_at": utc_now(),
                                              "counts": json.dumps({"error": str(exc)})})
@@ -85,28 +87,6 @@ class _Run:
 
 
 @dataclass
-class _Frames:
-    """Sequence, frame, capture time and location of each eligible image (row k = elig[k])."""
-
-    elig: np.ndarray
-    seq_ids: list[str | None]
-    frames: np.ndarray
-    nframes: np.ndarray
-    times: list[str | None]
-    hours: np.ndarray
-    locations: list[str | None]
-    sizes: dict[int, tuple[int, int]]
-
-    def keep(self, keep: np.ndarray) -> _Frames:
-        pick = keep.tolist()
-        elig = self.elig[keep]
-        return _Frames(elig, [s for s, k in zip(self.seq_ids, pick) if k], self.frames[keep], self.nframes[keep],
-                       [t for t, k in zip(self.times, pick) if k], self.hours[keep],
-                       [loc for loc, k in zip(self.locations, pick) if k],
-                       {i: self.sizes[i] for i in elig.tolist() if i in self.sizes})
-
-
-@dataclass
 class _Species:
     """Each eligible image's species (index into ``names``), its score and source, and rarity."""
 
@@ -117,7 +97,7 @@ class _Species:
     rare: np.ndarray
 
 
-def _select(db, run_id, md_path: Path, root: Path, n: int, cfg, sn_path, cct_path, out_csv, add, echo,
+def _select(db, run_id, md_path: Path, root: Path, n: int, cfg, sn_path, cct_file: CCTFile | None, out_csv, add, echo,
             progress) -> SelectionSummary:
     echo(f"Reading {md_path} ({md_path.stat().st_size / 1e6:.1f} MB)")
     md = load_megadetector(md_path, root)
@@ -131,23 +111,24 @@ def _select(db, run_id, md_path: Path, root: Path, n: int, cfg, sn_path, cct_pat
     feats = selection.image_features(det.image, det.kind, det.conf, det.bbox, det.species, len(md.image_ids),
                                      cfg["threshold"], cfg["edge_margin"])
     sn = _load_speciesnet(sn_path, root, md, summary, echo)
-    cct = None
-    if cct_path:
-        echo(f"Reading {cct_path} ({Path(cct_path).stat().st_size / 1e6:.1f} MB)")
-        cct = load_cct(cct_path, root)
-        _count_problems(summary, cct.problems)
-    run = _Run(db, root, n, cfg, add, summary, md, feats, sn, cct, echo, progress)
+    run = _Run(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress)
 
     ok, sn_species, existing_seqs = _eligible(run)
     elig = np.flatnonzero(ok)
     summary.eligible = len(elig)
+    keys = list(map(md.image_ids.__getitem__, elig.tolist()))
+    if cct_file:  # read after the eligible images are known: only their rows are kept
+        echo(f"Reading {cct_file.source} ({Path(cct_file.source).stat().st_size / 1e6:.1f} MB)")
+        run.cct = cct_file.read(root, only=keys)
+        _count_problems(summary, run.cct.problems)
+    cct = run.cct
     if len(elig) == 0:
         raise HitlError(f"no image in {md_path} is eligible (see the counts: {dict(summary.excluded)}); "
                         f"lower the threshold (--threshold) or check the file")
     echo(f"Building sequences for {len(elig):,} eligible images")
-    frames = _sequences(md, elig, cct, root, cfg, summary, echo, progress)
+    frames = frames_of(elig, keys, cct, root, cfg, summary, progress)
     if add and existing_seqs:
-        already = np.array([s in existing_seqs for s in frames.seq_ids], dtype=bool)
+        already = np.array([frames.seq_id(k) in existing_seqs for k in range(len(elig))], dtype=bool)
         summary.excluded["sequence already has a candidate"] += int(already.sum())
         frames = frames.keep(~already)
     rows = _choose(run, frames, sn_species)
@@ -209,7 +190,7 @@ def _eligible(run: _Run) -> tuple[np.ndarray, dict[int, tuple[str, float | None]
     return ok, sn_species, existing_seqs
 
 
-def _species(run: _Run, frames: _Frames, seq_index: np.ndarray, sn_species: dict) -> _Species:
+def _species(run: _Run, frames: Frames, seq_index: np.ndarray, sn_species: dict) -> _Species:
     """Each image's species: SpeciesNet's image-level answer where it names an animal, else the
     detector-side classifier's label of the largest animal, else "unidentified animal"; and
     which species are rare, counted in sequences, not frames (a 10-frame burst is one sighting)."""
@@ -242,13 +223,11 @@ def _species(run: _Run, frames: _Frames, seq_index: np.ndarray, sn_species: dict
     return _Species(names, sp, sp_score, source_code, rare_species[sp])
 
 
-def _choose(run: _Run, frames: _Frames, sn_species: dict) -> list[dict[str, Any]]:
+def _choose(run: _Run, frames: Frames, sn_species: dict) -> list[dict[str, Any]]:
     """Pick the candidates (checking each file as it is taken) and describe each as a row."""
     cfg, summary, feats, e = run.cfg, run.summary, run.feats, frames.elig
-    seq_code: dict[str, int] = {}
-    seq_index = np.fromiter((seq_code.setdefault(sid, len(seq_code)) for sid in frames.seq_ids), dtype=np.int64,
-                            count=len(frames.seq_ids))
-    summary.sequences = len(seq_code)
+    seq_index = frames.seq
+    summary.sequences = len(np.unique(seq_index))
     start, end = cfg["night_start_hour"], cfg["night_end_hour"]
     hours = frames.hours
     night = (hours >= 0) & ((hours >= start) | (hours < end)) if start > end else (hours >= start) & (hours < end)
@@ -278,12 +257,12 @@ def _choose(run: _Run, frames: _Frames, sn_species: dict) -> list[dict[str, Any]
             for rank, p in enumerate(picks, start=1)]
 
 
-def _row(run: _Run, frames: _Frames, species: _Species, p: selection.Pick, rank: int, night: np.ndarray,
+def _row(run: _Run, frames: Frames, species: _Species, p: selection.Pick, rank: int, night: np.ndarray,
          quality: np.ndarray, cap: int, checked_sizes: dict[int, tuple[int, int]]) -> dict[str, Any]:
     """One candidate as the CSV and the store see it (columns starting with _ are store-only)."""
     summary, feats = run.summary, run.feats
     r, i = p.row, int(frames.elig[p.row])
-    when_text = frames.times[r]
+    when_text = frames.time(r)
     when = normalise_datetime(when_text) if when_text else None
     if when_text and when is None:  # looked like a date but is none, e.g. 30 February
         summary.problems[f"{run.cct.source if run.cct else 'capture times'}: unparseable datetime"] += 1
@@ -293,7 +272,7 @@ def _row(run: _Run, frames: _Frames, species: _Species, p: selection.Pick, rank:
         "rank": rank, "image_id": run.md.image_ids[i], "category": p.category,
         "score": round(float(quality[r]), 4),
         "reason": _reason(p, feats, i, name, bool(night[r]), bool(species.rare[r]), when_text, cap),
-        "species": name, "seq_id": frames.seq_ids[r], "location": frames.locations[r], "datetime": when,
+        "species": name, "seq_id": frames.seq_id(r), "location": frames.location(r), "datetime": when,
         "night": int(night[r]), "n_animals": int(feats.n_animals[i]), "area": round(float(feats.area[i]), 4),
         "width": width, "height": height,
         "_frame": int(frames.frames[r]), "_nframes": int(frames.nframes[r]),
@@ -340,86 +319,6 @@ def _exclude(summary: SelectionSummary, ok: np.ndarray, mask: np.ndarray, reason
         ok &= ~mask
 
 
-def _sequences(md, elig, cct: CCTMetadata | None, root: Path, cfg, summary, echo, progress) -> _Frames:
-    """Sequence, frame, capture time and location of each eligible image.
-
-    Priority: the CCT's seq_id; else sequences rebuilt with the gap rule from the CCT's
-    capture times; else from EXIF DateTimeOriginal; an image with no usable time is its own sequence.
-    """
-    m = len(elig)
-    keys = [md.image_ids[i] for i in elig.tolist()]
-    seq_ids: list[str | None] = [None] * m
-    frames = np.full(m, -1, dtype=np.int32)
-    nframes = np.full(m, -1, dtype=np.int32)
-    times: list[str | None] = [None] * m
-    locations: list[str | None] = [None] * m
-    sizes: dict[int, tuple[int, int]] = {}
-    if cct is not None:
-        rows = cct.rows()
-        found = [rows.get(key, -1) for key in keys]
-        r = np.asarray(found, dtype=np.int64)
-        hit = r >= 0
-        rh = r[hit]
-        frames[hit] = cct.frame_num[rh]
-        nframes[hit] = cct.seq_num_frames[rh]
-        seq_ids = [None if j < 0 or cct.seq_id[j] is None else "cct:" + cct.seq_id[j] for j in found]
-        locations = [None if j < 0 else cct.location[j] for j in found]
-        # Times stay as written here (normalised later only where needed): hours for the night
-        # flag can be read straight off the text for hundreds of thousands of images.
-        times = [cct.datetime[j] if j >= 0 else None for j in found]
-        with_size = np.flatnonzero(hit)[cct.width[rh] > 0]
-        for k in with_size.tolist():
-            sizes[int(elig[k])] = (int(cct.width[r[k]]), int(cct.height[r[k]]))
-        unmatched = int((~hit).sum())
-        if unmatched:
-            summary.notes.append(f"{unmatched} eligible images are not in {cct.source}; their sequences "
-                                 f"come from capture times")
-    hours = np.fromiter((_hour(text) for text in times), dtype=np.int16, count=m)
-    bad_time = np.flatnonzero(hours == -2)
-    if len(bad_time):
-        source = cct.source if cct is not None else "capture times"
-        summary.problems[f"{source}: unparseable datetime"] += len(bad_time)
-        summary.problem_examples.extend(f"{source}: {keys[k]}: unparseable datetime {times[k]!r}; image kept "
-                                        f"without a capture time" for k in bad_time[:3].tolist())
-        for k in bad_time.tolist():
-            times[k] = None
-        hours[bad_time] = -1
-    need = [k for k in range(m) if seq_ids[k] is None]
-    if need:
-        if any(times[k] is None for k in need) and cfg["check_files"]:
-            for k in progress_bar(progress, [k for k in need if times[k] is None], desc="Reading EXIF times",
-                                  unit="img", leave=False):
-                t = read_capture_time(root / keys[k])
-                if t is not None:
-                    times[k] = t.isoformat()
-                    hours[k] = t.hour
-        items = [(keys[k], _when(times[k])) for k in need]
-        built = build_sequences(items, gap_seconds=cfg["sequence_gap_seconds"])
-        no_time = 0
-        for k, (key, when) in zip(need, items):
-            seq_ids[k], frames[k], nframes[k] = built[key]
-            no_time += when is None
-        if no_time:
-            summary.notes.append(f"{no_time} eligible images have no usable capture time; each is its own sequence")
-    locations = [loc if loc is not None else (key.rpartition("/")[0] or ".") for loc, key in zip(locations, keys)]
-    return _Frames(elig, seq_ids, frames, nframes, times, hours, locations, sizes)
-
-
-def _hour(text: str | None) -> int:
-    """Hour of a capture time as written: -1 when there is none, -2 when it cannot be read."""
-    if not text:
-        return -1
-    if len(text) >= 16 and text[13] == ":" and text[10] in " T" and text[11:13].isdigit() and int(text[11:13]) < 24:
-        return int(text[11:13])
-    iso = normalise_datetime(text)
-    return int(iso[11:13]) if iso else -2
-
-
-def _when(text: str | None) -> datetime | None:
-    iso = normalise_datetime(text) if text else None
-    return datetime.fromisoformat(iso) if iso else None
-
-
 def _reason(p: selection.Pick, feats, i: int, species: str, night: bool, rare: bool, when, cap: int) -> str:
     """A sentence a curator can read: why this image is here."""
     n = int(feats.n_animals[i])
@@ -430,7 +329,8 @@ def _reason(p: selection.Pick, feats, i: int, species: str, night: bool, rare: b
     framing = [f"largest animal covers {feats.area[i] * 100:.1f}% of the frame",
                "cut off by the frame edge" if feats.cut_off[i] else "fully in frame",
                "centred" if c >= 0.7 else "off-centre" if c >= 0.4 else "near the edge"]
-    text = f"{selection.CATEGORY_LABELS[p.category]}: {who}; {', '.join(framing)}; detector confidence {feats.max_conf[i]:.2f}"
+    text = (f"{selection.CATEGORY_LABELS[p.category]}: {who}; {', '.join(framing)}; "
+            f"detector confidence {feats.max_conf[i]:.2f}")
     if night:
         text += f"; night/IR ({when[11:16]})" if when else "; night/IR"
     if p.relaxed:
@@ -439,13 +339,10 @@ def _reason(p: selection.Pick, feats, i: int, species: str, night: bool, rare: b
 
 
 def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summary: SelectionSummary) -> None:
-    det = md.detections
     now = utc_now()
-    image_rows, det_rows, cand_rows = [], [], []
-    # detection rows are in file order, so each image's rows are one sorted run
-    wanted = np.array([row["_md_index"] for row in rows], dtype=det.image.dtype)
-    first, last = np.searchsorted(det.image, wanted, "left"), np.searchsorted(det.image, wanted, "right")
-    for row, lo, hi in zip(rows, first.tolist(), last.tolist()):
+    image_rows, cand_rows = [], []
+    det_rows = _detection_rows(md, rows)
+    for row in rows:
         image_rows.append({
             "image_id": row["image_id"], "root": str(root), "width": row["width"], "height": row["height"],
             "datetime": row["datetime"], "location": row["location"], "seq_id": row["seq_id"],
@@ -454,16 +351,6 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
             "species": row["species"], "species_score": row["_species_score"], "species_source": row["_source"],
             "night": row["night"], "updated_at": now,
         })
-        for d in range(lo, hi):
-            s = int(det.species[d])
-            x, y, w, h = (float(v) for v in det.bbox[d])
-            det_rows.append({
-                "image_id": row["image_id"], "det_index": int(det.det_index[d]), "kind": KIND_NAMES[det.kind[d]],
-                "category": str(int(det.category[d])), "conf": round(float(det.conf[d]), 4),
-                "x": round(x, 6), "y": round(y, 6), "w": round(w, 6), "h": round(h, 6),
-                "species": md.species_names[s] if s >= 0 else None,
-                "species_conf": round(float(det.species_conf[d]), 4) if s >= 0 else None,
-            })
         cand_rows.append({"image_id": row["image_id"], "run_id": run_id, "rank": row["rank"],
                           "category": row["category"], "score": row["score"], "reason": row["reason"]})
     with transaction(db):  # one transaction: a crash leaves the previous candidate set intact
@@ -480,3 +367,21 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
             "status": "finished", "finished_at": utc_now(), "n_selected": len(rows),
             "counts": json.dumps(summary.as_counts(), sort_keys=True),
         })
+
+
+def _detection_rows(md: MegaDetectorFile, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The detections of the candidates, in candidate order, as the store keeps them."""
+    det = md.detections
+    # Detection rows are in file order, so each image's rows are one sorted run.
+    wanted = np.array([row["_md_index"] for row in rows], dtype=det.image.dtype)
+    first, last = np.searchsorted(det.image, wanted, "left"), np.searchsorted(det.image, wanted, "right")
+    runs = last - first
+    d = np.arange(runs.sum()) - np.repeat(np.cumsum(runs) - runs, runs) + np.repeat(first, runs)
+    image_ids = [rows[k]["image_id"] for k in np.repeat(np.arange(len(rows)), runs).tolist()]
+    names = md.species_names
+    return [{"image_id": image_id, "det_index": j, "kind": KIND_NAMES[kind], "category": str(category),
+             "conf": round(conf, 4), "x": round(x, 6), "y": round(y, 6), "w": round(w, 6), "h": round(h, 6),
+             "species": names[s] if s >= 0 else None, "species_conf": round(s_conf, 4) if s >= 0 else None}
+            for image_id, j, kind, category, conf, (x, y, w, h), s, s_conf in zip(
+                image_ids, det.det_index[d].tolist(), det.kind[d].tolist(), det.category[d].tolist(),
+                det.conf[d].tolist(), det.bbox[d].tolist(), det.species[d].tolist(), det.species_conf[d].tolist())]

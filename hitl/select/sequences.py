@@ -1,7 +1,8 @@
-"""Sequences (camera bursts) derived from EXIF capture times.
+"""Sequences (camera bursts): from the CCT file, else derived from capture times.
 
-For collections that come without sequence metadata: camera traps fire bursts,
-and reviewing a burst together is faster and more consistent than frame by frame.
+Camera traps fire bursts, and reviewing a burst together is faster and more consistent
+than frame by frame. Collections without sequence metadata get sequences from their
+capture times (the CCT's, else EXIF); see frames_of and build_sequences.
 """
 from __future__ import annotations
 
@@ -9,11 +10,19 @@ import math
 import posixpath
 import re
 from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from itertools import compress
 from pathlib import Path
-from typing import Iterable
+from typing import Any
 
+import numpy as np
 from PIL import Image
+
+from converters.cct import CCTMetadata, normalise_datetime
+from hitl.progress import progress_bar
+from hitl.select.output import SelectionSummary
 
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 0x9003  # in the Exif IFD
@@ -139,3 +148,127 @@ def _parse_exif_time(value: object) -> datetime | None:
         return datetime(*(int(part) for part in match.groups()))
     except ValueError:  # "0000:00:00 00:00:00", month 13 and the like
         return None
+
+
+CCT_PREFIX = "cct:"  # a CCT seq_id is "cct:<seq_id>", a rebuilt one "exif:..."
+
+
+@dataclass
+class Frames:
+    """Sequence, frame, capture time and location of each eligible image (row k = elig[k]).
+
+    The texts stay in the CCT's columns (row ``cct_row[k]``) and are looked up only for the
+    rows that become candidates: gathering half a million of them costs more than the rest.
+    ``seq`` numbers the sequences: rows of one sequence share a number (which is immaterial).
+    """
+
+    elig: np.ndarray
+    keys: list[str]  # each row's image_id
+    seq: np.ndarray  # int64
+    frames: np.ndarray  # int32, -1 where unknown
+    nframes: np.ndarray  # int32, -1 where unknown
+    hours: np.ndarray  # int16, the capture hour, -1 where unknown
+    cct: CCTMetadata | None
+    cct_row: np.ndarray  # int64, -1 where the image is not in the CCT file
+    sizes: dict[int, tuple[int, int]]  # image index -> (width, height) from the CCT file
+    own_seq: dict[int, str] = field(default_factory=dict)  # image index -> seq_id rebuilt from capture times
+    own_time: dict[int, str | None] = field(default_factory=dict)  # image index -> EXIF time; None: unreadable
+
+    def seq_id(self, k: int) -> str | None:
+        i = int(self.elig[k])
+        if i in self.own_seq:
+            return self.own_seq[i]
+        sid = self.cct.seq_id[self.cct_row[k]] if self.cct_row[k] >= 0 else None
+        return None if sid is None else CCT_PREFIX + sid
+
+    def time(self, k: int) -> str | None:
+        """The capture time as written (normalise_datetime gives ISO 8601)."""
+        i = int(self.elig[k])
+        if i in self.own_time:
+            return self.own_time[i]
+        return self.cct.datetime[self.cct_row[k]] if self.cct_row[k] >= 0 else None
+
+    def location(self, k: int) -> str:
+        location = self.cct.location[self.cct_row[k]] if self.cct_row[k] >= 0 else None
+        return location if location is not None else (self.keys[k].rpartition("/")[0] or ".")  # the folder: a camera
+
+    def keep(self, keep: np.ndarray) -> Frames:
+        return replace(self, elig=self.elig[keep], keys=list(compress(self.keys, keep.tolist())), seq=self.seq[keep],
+                       frames=self.frames[keep], nframes=self.nframes[keep], hours=self.hours[keep],
+                       cct_row=self.cct_row[keep])
+
+
+def frames_of(elig: np.ndarray, keys: list[str], cct: CCTMetadata | None, root: Path, cfg: dict[str, Any],
+              summary: SelectionSummary, progress: bool | None) -> Frames:
+    """Sequence, frame, capture time and location of each eligible image (``keys`` their ids).
+
+    Priority: the CCT's seq_id; else sequences rebuilt with the gap rule from the CCT's
+    capture times; else from EXIF DateTimeOriginal; an image with no usable time is its own
+    sequence. ``cct`` is read with ``only=keys``, so it knows the row of each image already.
+    """
+    m = len(elig)
+    if cct is not None:
+        frames = _from_cct(cct, elig, keys, summary)
+    else:
+        frames = Frames(elig, keys, np.full(m, -1, np.int64), np.full(m, -1, np.int32), np.full(m, -1, np.int32),
+                        np.full(m, -1, np.int16), None, np.full(m, -1, np.int64), {})
+    bad_time = np.flatnonzero(frames.hours == -2)
+    if len(bad_time):
+        source = cct.source if cct is not None else "capture times"
+        summary.problems[f"{source}: unparseable datetime"] += len(bad_time)
+        summary.problem_examples.extend(f"{source}: {keys[k]}: unparseable datetime {frames.time(k)!r}; image kept "
+                                        f"without a capture time" for k in bad_time[:3].tolist())
+        frames.own_time.update((i, None) for i in frames.elig[bad_time].tolist())
+        frames.hours[bad_time] = -1
+    if (frames.seq < 0).any():
+        _rebuild_sequences(frames, root, cfg, summary, progress)
+    return frames
+
+
+def _from_cct(cct: CCTMetadata, elig: np.ndarray, keys: list[str], summary: SelectionSummary) -> Frames:
+    """What the CCT file says of each eligible image (-1 where it does not list it)."""
+    m = len(elig)
+    r = cct.only_rows
+    hit = r >= 0
+    rh = r[hit]
+    seq, hours = np.full(m, -1, np.int64), np.full(m, -1, np.int16)
+    frames, nframes = np.full(m, -1, np.int32), np.full(m, -1, np.int32)
+    seq[hit], hours[hit] = cct.seq_group[rh], cct.hour[rh]
+    frames[hit], nframes[hit] = cct.frame_num[rh], cct.seq_num_frames[rh]
+    if len(rh) < m:
+        summary.notes.append(f"{m - len(rh)} eligible images are not in {cct.source}; their sequences "
+                             f"come from capture times")
+    sizes: dict[int, tuple[int, int]] = {}
+    for k in np.flatnonzero(hit)[cct.width[rh] > 0].tolist():
+        sizes[int(elig[k])] = (int(cct.width[r[k]]), int(cct.height[r[k]]))
+    return Frames(elig, keys, seq, frames, nframes, hours, cct, r, sizes)
+
+
+def _rebuild_sequences(frames: Frames, root: Path, cfg: dict[str, Any], summary: SelectionSummary,
+                       progress: bool | None) -> None:
+    """Sequences for the images without a CCT seq_id, from capture times (EXIF where the CCT has none)."""
+    need = np.flatnonzero(frames.seq < 0).tolist()
+    untimed = [k for k in need if frames.time(k) is None]
+    if untimed and cfg["check_files"]:
+        for k in progress_bar(progress, untimed, desc="Reading EXIF times", unit="img", leave=False):
+            t = read_capture_time(root / frames.keys[k])
+            if t is not None:
+                frames.own_time[int(frames.elig[k])] = t.isoformat()
+                frames.hours[k] = t.hour
+    items = [(frames.keys[k], _when(frames.time(k))) for k in need]
+    built = build_sequences(items, gap_seconds=cfg["sequence_gap_seconds"])
+    first = int(frames.seq.max(initial=-1)) + 1  # numbers after the CCT's sequences
+    number: dict[str, int] = {}
+    no_time = 0
+    for k, (key, when) in zip(need, items):
+        seq_id, frames.frames[k], frames.nframes[k] = built[key]
+        frames.own_seq[int(frames.elig[k])] = seq_id
+        frames.seq[k] = first + number.setdefault(seq_id, len(number))
+        no_time += when is None
+    if no_time:
+        summary.notes.append(f"{no_time} eligible images have no usable capture time; each is its own sequence")
+
+
+def _when(text: str | None) -> datetime | None:
+    iso = normalise_datetime(text) if text else None
+    return datetime.fromisoformat(iso) if iso else None

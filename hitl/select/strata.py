@@ -58,11 +58,7 @@ def image_features(image: np.ndarray, kind: np.ndarray, conf: np.ndarray, bbox: 
     edge = (x <= edge_margin) | (y <= edge_margin) | (x + w >= 1 - edge_margin) | (y + h >= 1 - edge_margin)
     cut_off = np.bincount(img, weights=edge, minlength=n_images) > 0
 
-    # The largest animal of each image: sort by (image, -area) and take each image's first row.
-    order = np.lexsort((-area_rows, img))
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = img[order][1:] != img[order][:-1]
-    lead = order[first]
+    lead = _largest(img, area_rows)
     main_det = np.full(n_images, -1, dtype=np.int64)
     main_det[img[lead]] = rows[lead]
     area = np.zeros(n_images, dtype=np.float32)
@@ -73,7 +69,11 @@ def image_features(image: np.ndarray, kind: np.ndarray, conf: np.ndarray, bbox: 
     centrality[img[lead]] = 1 - np.hypot(cx - 0.5, cy - 0.5) / np.hypot(0.5, 0.5)
 
     max_conf = np.zeros(n_images, dtype=np.float32)
-    np.maximum.at(max_conf, img, conf[rows])
+    if len(lead) and (img[1:] >= img[:-1]).all():  # file order: each image's rows are one run
+        starts = np.flatnonzero(np.r_[True, img[1:] != img[:-1]])
+        max_conf[img[starts]] = np.maximum(max_conf[img[starts]], np.maximum.reduceat(conf[rows], starts))
+    else:
+        np.maximum.at(max_conf, img, conf[rows])
 
     # Distinct species matter only where there are two or more animals.
     several = n_animals[img] >= 2
@@ -85,6 +85,23 @@ def image_features(image: np.ndarray, kind: np.ndarray, conf: np.ndarray, bbox: 
     n_species = np.where(n_animals > 0, np.maximum(n_species, 1), 0).astype(np.int32)
     return ImageFeatures(n_animals, n_people, n_vehicles, n_species, main_det, area, cut_off,
                          centrality, max_conf)
+
+
+def _largest(img: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Per image, the row of its largest box (the first one if several are as large)."""
+    if len(img) and (img[1:] >= img[:-1]).all() and not np.isnan(area).any():
+        # Rows in image order (a detector file's order): each image's maximum over its run,
+        # without sorting a million rows.
+        group = np.cumsum(np.r_[True, img[1:] != img[:-1]]) - 1
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+        largest = np.flatnonzero(area == np.maximum.reduceat(area, starts)[group])
+        first = np.r_[True, group[largest][1:] != group[largest][:-1]]
+        return largest[first]
+    # Any order: sort by (image, -area) and take each image's first row.
+    order = np.lexsort((-area, img))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = img[order][1:] != img[order][:-1]
+    return order[first]
 
 
 def size_score(area: np.ndarray) -> np.ndarray:
@@ -151,6 +168,13 @@ def pick(n: int, quality: np.ndarray, masks: Mapping[str, np.ndarray], seq: np.n
     rng = np.random.default_rng(seed)
     noisy = np.asarray(quality, dtype=np.float64) + jitter * rng.random(m)
     tiebreak = rng.random(m)
+    # Best first, once for all: the rows of any category taken in this order are in the order
+    # sorting that category alone by (score, tiebreak) would give. Scores rarely tie, and
+    # without ties sorting by score alone gives that order several times quicker.
+    order = np.argsort(-noisy)
+    ranked = noisy[order]
+    if (ranked[1:] == ranked[:-1]).any() or np.isnan(ranked).any():
+        order = np.lexsort((tiebreak, -noisy))  # stable: equal (score, tiebreak) stay in row order
     targets = allocate(shares, n)
     seq_taken = np.zeros(int(seq.max(initial=-1)) + 1, dtype=bool)
     row_done = np.zeros(m, dtype=bool)  # taken or vetoed
@@ -158,8 +182,14 @@ def pick(n: int, quality: np.ndarray, masks: Mapping[str, np.ndarray], seq: np.n
     picks: list[Pick] = []
 
     def fill(rows: np.ndarray, category: str, want: int, cap: int | None, relaxed: bool) -> int:
+        # Rows the loop would skip anyway are dropped up front: the loop then walks only
+        # rows that might still be taken, not hundreds of thousands of taken ones.
+        rows = rows[~row_done[rows] & ~seq_taken[seq[rows]]]
+        if cap is not None:
+            full = [sp for sp, count in per_species.items() if count >= cap]
+            rows = rows[~np.isin(species[rows], full)] if full else rows
         got = 0
-        for r in rows[np.lexsort((tiebreak[rows], -noisy[rows]))]:
+        for r in _ints(rows):
             if got >= want:
                 break
             if row_done[r] or seq_taken[seq[r]]:
@@ -167,22 +197,29 @@ def pick(n: int, quality: np.ndarray, masks: Mapping[str, np.ndarray], seq: np.n
             sp = int(species[r])
             if cap is not None and per_species.get(sp, 0) >= cap:
                 continue
-            if accept is not None and not accept(int(r)):
+            if accept is not None and not accept(r):
                 row_done[r] = True
                 continue
             row_done[r] = True
             seq_taken[seq[r]] = True
             per_species[sp] = per_species.get(sp, 0) + 1
-            picks.append(Pick(int(r), category, relaxed))
+            picks.append(Pick(r, category, relaxed))
             got += 1
         return got
 
     for category in CATEGORY_ORDER:
         if targets[category] > 0:
-            fill(np.flatnonzero(masks[category]), category, targets[category], species_cap, False)
-    everything = np.arange(m)
+            fill(order[np.asarray(masks[category], dtype=bool)[order]], category, targets[category], species_cap, False)
+    everything = order
     if len(picks) < n:  # categories that fell short hand their places to the best remaining
         fill(everything, "best_remaining", n - len(picks), species_cap, False)
     if len(picks) < n:  # still short without crowding: fill up, and say so in the reason
         fill(everything, "best_remaining", n - len(picks), None, True)
     return picks
+
+
+def _ints(rows: np.ndarray, block: int = 4096):
+    """The rows as Python ints (quicker to index with), converted a block at a time: a fill
+    usually stops long before the end of hundreds of thousands of rows."""
+    for start in range(0, len(rows), block):
+        yield from rows[start:start + block].tolist()

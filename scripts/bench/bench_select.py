@@ -26,8 +26,8 @@ from pathlib import Path
 # Change here if the flag is renamed or select learns to skip missing files itself.
 SELECT_NO_CHECK_FILES_ARGS: list[str] = ["--no-check-files"]
 
-WALL_TARGET_S = 12.0
-RSS_TARGET_MB = 2048.0
+WALL_TARGET_S = 8.0
+RSS_TARGET_MB = 1200.0  # of select's process tree: it may fork a worker for half of each file
 SEED = 0
 TIMEOUT_S = 600.0  # kill a runaway select rather than hang the benchmark
 
@@ -206,7 +206,8 @@ def _bench(a: argparse.Namespace, workdir: Path) -> int:
     rss_mb = r["maxrss_kib"] / 1024
     tree_mb = r["tree_peak"] / 2**20
     c = read_candidates(out)
-    wall_ok, rss_ok = r["wall"] <= WALL_TARGET_S, rss_mb <= RSS_TARGET_MB
+    # wait4's figure is the largest single process; the sampled sum counts the workers too.
+    wall_ok, rss_ok = r["wall"] <= WALL_TARGET_S, max(rss_mb, tree_mb) <= RSS_TARGET_MB
     ok = wall_ok and rss_ok
 
     if r["stdout"].strip():
@@ -223,7 +224,7 @@ cct.json             {_mb(cct.stat().st_size):.1f} MB
 generation           {gen}
 cpus                 {pinned}
 select wall          {r['wall']:.2f} s        target <= {WALL_TARGET_S:.0f} s     {verdict(wall_ok)}
-peak RSS (wait4)     {rss_mb:.0f} MB        target <= {RSS_TARGET_MB:.0f} MB  {verdict(rss_ok)}
+peak RSS (wait4)     {rss_mb:.0f} MB        target <= {RSS_TARGET_MB:.0f} MB (this or the tree's)  {verdict(rss_ok)}
 process tree peak    {tree_mb:.0f} MB (sampled every 50 ms; sums worker processes)
 candidates written   {rows}
 distinct seq_id      {seqs}""")
@@ -231,8 +232,6 @@ distinct seq_id      {seqs}""")
         print("by category          " + ", ".join(f"{k} {v:,}" for k, v in c["strata"].most_common()))
     if c.get("duplicate_ids"):
         print(f"WARNING              {c['duplicate_ids']} duplicate image_id rows in the CSV")
-    if tree_mb > RSS_TARGET_MB and rss_ok:
-        print("WARNING              the process tree together exceeded the RSS target")
     print(f"RESULT               {verdict(ok)}")
     return 0 if ok else 2
 

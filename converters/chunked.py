@@ -1,0 +1,463 @@
+"""Big JSON files whose ``images`` list holds one record per image, read a chunk at a time.
+
+A detector file of a million images decodes into a gigabyte of Python objects, so one quick
+pass notes where the records lie (decode_outer), and map_chunks builds them a chunk at a time,
+handing each to the caller's ``work``; where there is a spare CPU a forked process does the
+second half at the same time. The image_ids of all chunks are checked as a whole (RecordKeys).
+
+Pure: the processes are an implementation detail; plain data in, plain data out.
+"""
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import pickle
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from functools import cached_property
+from itertools import chain
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+import msgspec
+import numpy as np
+
+from .common import InputFormatError, RecordProblem, decode_json, image_keys
+
+
+def pack_texts(texts: list) -> list | tuple[str]:
+    """``texts`` in a form that pickles fast: one joined string, where no text holds a newline
+    (and all are strings); pickling half a million small strings one by one takes a second."""
+    try:
+        joined = "\n".join(texts)
+    except TypeError:  # None or a number among them
+        return texts
+    return (joined,) if texts and joined.count("\n") == len(texts) - 1 else texts
+
+
+def unpack_texts(packed: list | tuple[str]) -> list:
+    return packed[0].split("\n") if isinstance(packed, tuple) else packed
+
+
+class KeyedChunk:
+    """One chunk of records' paths: as written, as image_ids (None for a bad path), and where.
+
+    Sent from a second process, the paths travel as one joined string, split only when asked
+    for: most callers need just the hashes unless something is wrong with a path.
+    """
+
+    def __init__(self, names: list[str], keys: list[str | None] | None, errors: dict[int, str],
+                 positions: np.ndarray, hashes: np.ndarray) -> None:
+        self._names, self._keys = names, keys  # names may be packed (pack_texts); keys None: the same as names
+        self.errors = errors  # index -> why the path is bad
+        self.positions = positions  # each record's place in the file's ``images`` list, for messages
+        self.hashes = hashes  # hash(key): numpy can compare a million ids without a set or dict of them
+
+    @property
+    def names(self) -> list[str]:
+        self._names = unpack_texts(self._names)
+        return self._names
+
+    @property
+    def keys(self) -> list[str | None]:
+        if self._keys is None:
+            self._keys = list(self.names)
+        return self._keys
+
+    def __getstate__(self) -> dict:
+        same = self._keys is None or self._keys == self._names  # the usual case: every path was an image_id
+        return {**self.__dict__, "_names": pack_texts(self.names), "_keys": None if same else self._keys}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+def key_chunk(names: list[str], positions: np.ndarray, root: str | Path | None) -> KeyedChunk:
+    keys, errors = image_keys(names, root)
+    return KeyedChunk(names, keys, errors, positions, np.fromiter(map(hash, keys), np.int64, len(keys)))
+
+
+class RecordKeys:
+    """The image_ids of all of a file's records, keyed a chunk at a time, checked as a whole."""
+
+    def __init__(self, chunks: list[KeyedChunk]) -> None:
+        self._chunks = chunks
+        self.errors: dict[int, str] = {}
+        base = 0
+        for c in chunks:
+            self.errors.update((base + k, message) for k, message in c.errors.items())
+            base += len(c.positions)
+        self.positions = np.concatenate([c.positions for c in chunks]) if chunks else np.zeros(0, np.int64)
+        self.hashes = np.concatenate([c.hashes for c in chunks]) if chunks else np.zeros(0, np.int64)
+
+    @cached_property
+    def names(self) -> list[str]:
+        return list(chain.from_iterable(c.names for c in self._chunks))
+
+    @cached_property
+    def keys(self) -> list[str | None]:
+        return list(chain.from_iterable(c.keys for c in self._chunks))
+
+    def skipped(self, source: str, path_field: str, problems: list[RecordProblem]) -> set[int]:
+        """Report bad paths, then repeated image_ids (the first one wins); the indexes to skip."""
+        positions, errors = self.positions, self.errors
+
+        def where(k: int) -> str:
+            return f"images[{positions[k]}] ({path_field} {self.names[k]!r})"
+
+        drop = set(errors)
+        for k, message in errors.items():
+            problems.append(RecordProblem(source, where(k), "bad path", message))
+        hashes = np.delete(self.hashes, list(errors)) if errors else self.hashes
+        if len(np.unique(hashes)) != len(hashes):  # some image_id repeats, or (rarely) two share a hash
+            first: dict[str, int] = {}
+            for k, key in enumerate(self.keys):
+                if key is None:
+                    continue
+                if key in first:
+                    problems.append(RecordProblem(source, where(k), f"duplicate {path_field} entry",
+                                                  f"first at images[{positions[first[key]]}]; this one skipped"))
+                    drop.add(k)
+                else:
+                    first[key] = k
+        return drop
+
+
+CHUNK_RECORDS = 50_000  # enough to amortise a decoder call, few enough to keep a chunk's objects small
+
+
+class Span(NamedTuple):
+    """A chunk of consecutive records: where they are in the ``images`` list and in the bytes."""
+
+    first: int  # the first record's place in the ``images`` list
+    count: int
+    start: int  # the records' bytes (without the list's brackets); -1 where not known
+    end: int
+    raws: list | None  # the records' raw JSON, kept only where their bytes are not known
+
+
+def decode_outer(data: bytes, source: str, what: str, outer: type, not_this_format: Callable[[Exception], str],
+                 size: int = CHUNK_RECORDS) -> tuple[Any, list[Span]]:
+    """Decode a file whose ``images`` list holds one record per image, but not the records.
+
+    ``outer`` types ``images`` as ``list[msgspec.Raw]``: one quick pass checks the JSON and
+    the file's shape (a whole-file problem raises InputFormatError) and notes where each
+    record lies without building it; map_chunks builds them, ``size`` at a time. Returns the
+    decoded file (``images`` emptied) and the chunks' spans.
+    """
+    try:
+        parsed = decode_json(data, source, what, type=outer)
+    except msgspec.ValidationError as exc:
+        raise InputFormatError(not_this_format(exc)) from None
+    raws, parsed.images = parsed.images, []
+    spans = []
+    for first in range(0, len(raws), size):
+        part = raws[first:first + size]
+        where = _span(data, part)
+        spans.append(Span(first, len(part), *where, None) if where else Span(first, len(part), -1, -1, part))
+    return parsed, spans  # a million Raw objects go: a second process would copy every page they are on
+
+
+T = TypeVar("T")
+
+
+def map_chunks(data: bytes, spans: list[Span], source: str, what: str, record: type, name_field: str,
+               work: Callable[[np.ndarray, list], T]) -> list[tuple[list[RecordProblem], T]]:
+    """Build the records of each span (from decode_outer) and pass them to ``work(positions,
+    records)`` (the records that decoded, and the place of each in the file's ``images`` list);
+    returns each chunk's problems and result.
+
+    Only one chunk of records is alive at once: a million-image file's whole tree takes
+    about a gigabyte. A chunk holding a mistyped record is redone record by record, and each
+    bad one becomes a counted problem and None, instead of failing a file of millions.
+    A big file's second half is done by a second process where there is a spare CPU, so
+    ``work`` must return plain data (it may be pickled).
+    """
+    typed, text = list[record], _ArrayText()
+
+    def one(span: Span) -> tuple[list[RecordProblem], T]:
+        problems: list[RecordProblem] = []
+        _map_pages(data, span.start, span.end)
+        array = text(data, span)
+        try:
+            records = decode_json(array, source, what, type=typed)
+            positions = np.arange(span.first, span.first + len(records), dtype=np.int64)
+        except msgspec.ValidationError:
+            raws = span.raws or decode_json(bytes(array), source, what, type=list[msgspec.Raw])
+            records = [_one_record(raw, span.first + k, source, what, record, name_field, problems)
+                       for k, raw in enumerate(raws)]
+            positions = np.array([span.first + k for k, rec in enumerate(records) if rec is not None], np.int64)
+            records = [rec for rec in records if rec is not None]  # the bad ones are problems now
+        _drop_pages(data, span.start, span.end)
+        return problems, work(positions, records)
+
+    if not (4 <= len(spans) <= _MAX_TICKETS and _can_fork()):  # a small file is quicker alone
+        return [one(span) for span in spans]
+    room = sum(span.end - span.start for span in spans) + (32 << 20)  # results are smaller than their JSON
+    # Each process maps the pages of the chunks it takes (_map_pages), so the parent's pages go.
+    return _in_two_processes(one, spans, room, lambda: _drop_pages(data, spans[0].start, spans[-1].end))
+
+
+def _can_fork() -> bool:
+    """A second process helps on Linux with a second CPU, forked from a process without
+    threads: a fork copies only the calling thread, so a lock another thread held would stay held."""
+    return sys.platform.startswith("linux") and threading.active_count() == 1 and len(os.sched_getaffinity(0)) >= 2
+
+
+_BIG_FILE = 32 << 20  # below this the pass takes a few hundredths of a second: no head start
+
+
+class OuterPass:
+    """decode_outer of a file, begun now and finished when asked for: for a big file the pass
+    (it reads every byte) runs in a forked child meanwhile, where there is a spare CPU.
+
+    A file that cannot be read, or is not of the kind, raises from result(), not here, so
+    that the caller meets its errors in the order it would have without the head start.
+    """
+
+    def __init__(self, read: Callable[[], bytes], source: str, what: str, outer: type,
+                 not_this_format: Callable[[Exception], str]) -> None:
+        self._args = (source, what, outer, not_this_format)
+        self._pid: int | None = None
+        self._done: tuple[bool, Any] | None = None
+        try:
+            self.data = read()
+        except InputFormatError as exc:
+            self.data, self._done = b"", (False, exc)
+            return
+        if len(self.data) >= _BIG_FILE and _can_fork():
+            self._start()
+
+    def _start(self) -> None:
+        self._read_fd, write_fd = os.pipe()
+        self._pid = _fork(lambda: decode_outer(self.data, *self._args), self._read_fd,
+                          lambda payload: _write_all(write_fd, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)))
+        os.close(write_fd)
+
+    def result(self) -> tuple[bytes, Any, list[Span]]:
+        """(the file's bytes, the decoded file without its records, the records' spans)."""
+        if self._done is None and self._pid is None:
+            self._done = (True, decode_outer(self.data, *self._args))
+        elif self._done is None:
+            try:
+                self._done = pickle.loads(_read_all(self._read_fd))
+            except (EOFError, pickle.UnpicklingError) as exc:
+                raise RuntimeError(f"the process checking {self._args[0]} failed") from exc
+            finally:
+                self.close()
+        ok, value = self._done
+        if not ok:
+            raise value
+        return (self.data, *value)
+
+    def close(self) -> None:
+        """Stop the child if it is still running (result() was never asked for)."""
+        if self._pid is not None:
+            if self._done is None:
+                os.kill(self._pid, signal.SIGKILL)
+            os.close(self._read_fd)
+            os.waitpid(self._pid, 0)
+            self._pid = None
+
+
+_MAX_TICKETS = 16384  # item numbers of 4 bytes that fit a pipe's 64 KiB without blocking the writer
+
+
+def _in_two_processes(fn: Callable[[Any], T], items: list, room: int, after_fork: Callable[[], None]) -> list[T]:
+    """``[fn(x) for x in items]``, shared with a forked child working at the same time;
+    ``after_fork`` runs in the parent once the child is started.
+
+    Each process takes the next item number from a pipe (a read of 4 bytes is atomic), so the
+    faster one, or the one with a core to itself, does more. The child has all it needs by the
+    fork (nothing is pickled on the way in) and leaves its results, pickled, in ``room`` bytes
+    of memory shared with the parent: through a pipe, tens of MB move at a few hundred MB/s
+    here. Results that do not fit go through the pipe.
+    """
+    _trim_heap()
+    shared = mmap.mmap(-1, room)  # anonymous and shared; pages cost memory only once written
+    tickets, write_tickets = os.pipe()
+    _write_all(write_tickets, b"".join(k.to_bytes(4, "little") for k in range(len(items))))
+    read_fd, write_fd = os.pipe()
+    pid = _fork(lambda: _take(fn, items, tickets), read_fd, lambda payload: _send(write_fd, shared, payload))
+    os.close(write_fd)
+    try:
+        after_fork()
+        mine = _take(fn, items, tickets)
+        try:
+            ok, theirs = _receive(read_fd, shared)
+        except (EOFError, pickle.UnpicklingError) as exc:
+            raise RuntimeError("the second process reading the file failed") from exc
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)  # this part failed (or Ctrl+C): the other part is not wanted
+        raise
+    finally:
+        os.close(read_fd)
+        os.close(tickets)
+        os.waitpid(pid, 0)
+    if not ok:
+        raise theirs
+    results: list = [None] * len(items)
+    for k, result in mine + theirs:
+        results[k] = result
+    return results
+
+
+def _fork(run: Callable[[], object], parent_end: int, send: Callable[[tuple[bool, object]], None]) -> int:
+    """Fork a child that closes ``parent_end``, runs ``run`` and hands ``send`` (True, its result)
+    or (False, the exception, for the parent to raise); returns the child's pid. The child never
+    returns and never runs the parent's exit handlers."""
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(parent_end)
+            try:
+                payload = (True, run())
+            except BaseException as exc:  # noqa: BLE001 - the parent re-raises it
+                payload = (False, exc)
+            send(payload)
+            status = 0
+        finally:
+            os._exit(status)
+    return pid
+
+
+def _take(fn: Callable[[Any], T], items: list, tickets: int) -> list[tuple[int, T]]:
+    """(k, fn(items[k])) for each item number k this process takes from ``tickets``."""
+    done = []
+    while ticket := os.read(tickets, 4):
+        k = int.from_bytes(ticket, "little")
+        done.append((k, fn(items[k])))
+    return done
+
+
+def _send(fd: int, shared: mmap.mmap, payload: object) -> None:
+    """Pickle ``payload`` into ``shared`` (numpy arrays out of band, so that they arrive as
+    buffers the arrays use as they are) and tell ``fd`` where; or all through ``fd``."""
+    buffers: list[pickle.PickleBuffer] = []
+    parts = [memoryview(pickle.dumps(payload, protocol=5, buffer_callback=buffers.append))]
+    parts += [b.raw() for b in buffers]
+    offsets, end = [], 0
+    for part in parts:
+        offsets.append(-(-end // 64) * 64)  # aligned for the arrays
+        end = offsets[-1] + part.nbytes
+    if end <= len(shared):
+        for offset, part in zip(offsets, parts):
+            shared[offset:offset + part.nbytes] = part
+        message = pickle.dumps(("shared", offsets, [part.nbytes for part in parts]))
+    else:
+        message = pickle.dumps(("inline", [bytes(part) for part in parts]), protocol=5)
+    _write_all(fd, len(message).to_bytes(8, "little") + message)
+
+
+def _receive(fd: int, shared: mmap.mmap) -> object:
+    """What _send sent."""
+    message = pickle.loads(_read_exactly(fd, int.from_bytes(_read_exactly(fd, 8), "little")))
+    if message[0] == "shared":
+        parts = [memoryview(shared)[offset:offset + size] for offset, size in zip(message[1], message[2])]
+    else:
+        parts = message[1]
+    return pickle.loads(parts[0], buffers=parts[1:])
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with memoryview(data) as view:
+        while view:
+            view = view[os.write(fd, view[:1 << 20]):]
+    os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    parts = []
+    while part := os.read(fd, 1 << 20):
+        parts.append(part)
+    if not parts:
+        raise EOFError("nothing received")
+    return b"".join(parts)
+
+
+def _read_exactly(fd: int, n: int) -> bytearray:
+    data = bytearray(n)
+    with memoryview(data) as view:
+        got = 0
+        while got < n:
+            read = os.readv(fd, [view[got:]])
+            if not read:
+                raise EOFError("the results were cut short")
+            got += read
+    return data
+
+
+def _trim_heap() -> None:
+    """Give the C heap's free pages back to the OS before a fork (glibc keeps them after a big
+    parse): the child's page tables copy all the parent's memory, and it counts as the child's."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _span(data: bytes, raws: list) -> tuple[int, int] | None:
+    """Where in ``data`` the consecutive records ``raws`` lie, from the first's and the last's
+    addresses (msgspec.Raw values point into the buffer they were decoded from)."""
+    base = np.frombuffer(data, np.uint8).ctypes.data
+    start = np.frombuffer(raws[0], np.uint8).ctypes.data - base
+    end = np.frombuffer(raws[-1], np.uint8).ctypes.data - base + len(raws[-1])
+    return (start, end) if 0 <= start <= end <= len(data) else None  # None: not views of ``data``
+
+
+class _ArrayText:
+    """The JSON array of a chunk of records: their span of ``data`` in brackets (or else a join),
+    written into one buffer used again for every chunk: a fresh copy of megabytes per chunk
+    would be fresh memory each time, a page fault every 4 KiB."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def __call__(self, data: bytes, span: Span) -> memoryview:
+        if span.raws is not None:
+            return memoryview(b"[" + b",".join(span.raws) + b"]")
+        n = span.end - span.start + 2
+        if len(self.buffer) < n:
+            self.buffer = bytearray(n + n // 4)
+        self.buffer[0], self.buffer[n - 1] = ord("["), ord("]")
+        self.buffer[1:n - 1] = memoryview(data)[span.start:span.end]
+        return memoryview(self.buffer)[:n]
+
+
+def _drop_pages(data: bytes, start: int, end: int) -> None:
+    """Unmap the pages of a mapped file between ``start`` and ``end``: they stay in the page
+    cache (a later read maps them again) but stop counting as this process's memory."""
+    if isinstance(data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED") and end > start >= 0:
+        start -= start % mmap.PAGESIZE
+        data.madvise(mmap.MADV_DONTNEED, start, end - start)
+
+
+_MADV_POPULATE_READ = 22  # Linux 5.14 and later; not in Python's mmap module before 3.13
+
+
+def _map_pages(data: bytes, start: int, end: int) -> None:
+    """Map the pages of a mapped file between ``start`` and ``end`` in one call rather than
+    one page fault per 4 KiB (a forked child starts with none of them mapped)."""
+    if isinstance(data, mmap.mmap) and sys.platform.startswith("linux") and end > start >= 0:
+        start -= start % mmap.PAGESIZE
+        try:
+            data.madvise(_MADV_POPULATE_READ, start, end - start)
+        except OSError:  # an older kernel: the pages fault in as they are read
+            pass
+
+
+def _one_record(raw, i: int, source: str, what: str, record: type, name_field: str,
+                problems: list[RecordProblem]):
+    """One record of a chunk that failed as a whole: the record, or None and a problem."""
+    value = decode_json(bytes(raw), source, what)
+    try:
+        return msgspec.convert(value, record)
+    except msgspec.ValidationError as err:
+        name = value.get(name_field) if isinstance(value, dict) else None
+        where = f"images[{i}] ({name_field} {name!r})" if isinstance(name, str) else f"images[{i}]"
+        problems.append(RecordProblem(source, where, "malformed image record", str(err)))
+        return None
