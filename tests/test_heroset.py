@@ -148,8 +148,8 @@ def test_policies_give_exact_sets(project):
     assert by_key["B"]["votes"] == "1/2"
     assert by_key["X"]["votes"] == "2/2" and by_key["X"]["mean_stars"] == 8.5
     assert by_key["F"]["mean_stars"] is None and by_key["F"]["votes"] == "1/1"
-    # the Labelme curator has no email: named by the source, as the agreement statistics do
-    assert {o["curator"] for o in by_key["X"]["curators"]} == {"ben@example.org", f"labelme:{project.extra}"}
+    # the Labelme curator has no email: named by the folder's name, never its path
+    assert {o["curator"] for o in by_key["X"]["curators"]} == {"ben@example.org", "extra"}
 
 
 def test_latest_opinion_per_curator_counts_once(project):

@@ -160,3 +160,60 @@ def test_queue_lands_in_label_studio_blind(tmp_path, label_studio, sample_data):
     assert sorted(t.data["image_id"] for t in tasks) == sorted(top)
     assert all("model_scores" not in t.data for t in tasks)  # blind: no model output
     assert project.model_version == "detector"
+
+
+# ---- the report never contradicts itself --------------------------------------------------------------
+
+def test_confusion_rows_are_the_model_decision():
+    from hitl.analyse.agreement import compute_agreement
+    from hitl.publish.report import confusion_grid
+
+    rows = []
+    for k in range(8):  # the model calls exactly one image hero; the curators call six
+        rows.append({"image_id": f"i{k}", "rater": "m@v1", "kind": "model", "score": 5.0, "hero": k == 0})
+        rows.append({"image_id": f"i{k}", "rater": "ana", "kind": "human", "score": 7.0, "hero": k < 6})
+    hero = next(h for h in compute_agreement(rows, resamples=0)["hero"] if h["via"] == "flag")
+    grid = confusion_grid(hero["confusion"])
+    assert sum(grid[0]) == 1 and sum(grid[1]) == 7  # rows: the model's hero, not hero
+    assert grid[0][0] + grid[1][0] == 6  # columns: the curators'
+
+
+def test_one_curator_in_two_projects_counts_once_everywhere(tmp_path):
+    from hitl.analyse.disagreements import rank_disagreements
+    from hitl.publish.report import _per_image
+    from hitl.store.ratings import long_table
+
+    db = store.connect(tmp_path / "h.db")
+    with transaction(db):
+        db["images"].insert({"image_id": "a.jpg", "root": str(tmp_path)})
+        store.insert_row(db, "scores", {"image_id": "a.jpg", "model": "m", "prompt_version": "v1", "status": "ok",
+                                        "score": 5.0, "hero": 0})
+        for project, stars, when in (("1", 2, "2026-01-01T00:00:00+00:00"), ("2", 8, "2026-01-02T00:00:00+00:00")):
+            store.insert_row(db, "ratings", {"source": "labelstudio", "project": project, "annotation_id": project,
+                                             "image_id": "a.jpg", "annotator_email": "ana@example.org", "stars": stars,
+                                             "hero": 1, "skipped": 0, "deleted": 0, "boxes": "[]",
+                                             "updated_at": when})
+        store.insert_row(db, "ratings", {"source": "labelstudio", "project": "1", "annotation_id": "9",
+                                         "image_id": "a.jpg", "annotator_email": "ben@example.org", "stars": 4,
+                                         "hero": 0, "skipped": 0, "deleted": 0, "boxes": "[]",
+                                         "updated_at": "2026-01-01T00:00:00+00:00"})
+    rows = long_table(db)
+    ranked = rank_disagreements(rows)[0]
+    assert ranked["n_curators"] == 2 and ranked["human_mean"] == 6.0  # ana's newer 8 and ben's 4
+    human, _ = _per_image(rows)
+    assert human["a.jpg"] == 6.0  # the plots use the same consensus
+
+
+def test_thin_data_in_words(tmp_path, sample_data):
+    db_path = tmp_path / "h.db"
+    runner = CliRunner()
+    runner.invoke(cli, ["--db", str(db_path), "select", "--md", str(sample_data / "md_results.json"),
+                        "--images", str(sample_data / "images"), "-n", "5"], catch_exceptions=False)
+    runner.invoke(cli, ["--db", str(db_path), "score", "--model", "baseline"], catch_exceptions=False)
+    result = runner.invoke(cli, ["--db", str(db_path), "report", "--out", str(tmp_path / "r"), "--resamples", "0"],
+                           catch_exceptions=False)
+    first = next(line for line in result.output.splitlines() if line.startswith("- "))
+    assert first.startswith("- No curator ratings yet") and "1 model " in first
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "1 model<" in page and "1 models" not in page and "0 curators" in page
+    assert "each curator counts once" in page  # the consensus is defined where it is used

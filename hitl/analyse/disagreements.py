@@ -5,18 +5,9 @@ the models are far apart from each other (spread), or the hero decisions differ.
 """
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 
-
-def human_consensus(humans: list[dict]) -> tuple[float | None, bool | None]:
-    """Mean of the curators' stars, and the hero decision of a strict majority (a tie is None)."""
-    scores = [h["score"] for h in humans if h["score"] is not None]
-    votes = [h["hero"] for h in humans if h["hero"] is not None]
-    mean = statistics.fmean(scores) if scores else None
-    yes = sum(votes)
-    hero = True if yes * 2 > len(votes) else False if (len(votes) - yes) * 2 > len(votes) else None
-    return mean, hero
+from hitl.analyse.consensus import consensus, latest_per_curator
 
 
 def rank_disagreements(rows: list[dict]) -> list[dict]:
@@ -31,7 +22,8 @@ def rank_disagreements(rows: list[dict]) -> list[dict]:
             entry["models"][row["rater"]] = row
     ranked = []
     for image_id, entry in by_image.items():
-        human_mean, human_hero = human_consensus(entry["humans"])
+        entry["humans"] = latest_per_curator(entry["humans"])  # each curator once: see consensus.DEFINITION
+        human_mean, human_hero = consensus(entry["humans"])
         models = entry["models"]
         if len(models) + (1 if entry["humans"] else 0) < 2:
             continue

@@ -47,6 +47,12 @@ def _rank_words(r: float) -> str:
 def readings(report: dict, opts: dict) -> list[str]:
     """The sentences of the report's \"What this says\", most important first."""
     consensus = {p["b"]: p for p in report["pairs"] if p["a"] == CONSENSUS}
+    if not any(kind == "human" for kind, _ in report["_raters"]):
+        models = sum(1 for kind, _ in report["_raters"] if kind == "model")
+        return [f"No curator ratings yet: only {models} model{'' if models == 1 else 's'} scored these images, "
+                f"so nothing can be said about how far to trust {'it' if models == 1 else 'them'}."
+                + (" Push the candidates to Label Studio (`hitl push`) and collect ratings." if models else ""),
+                *_overall_readings(report), CONVENTION]
     out = (_score_readings(report, consensus) + _hero_readings(report) + _inter_human_readings(report, consensus)
            + _overall_readings(report) + _mode_readings(report, consensus) + _species_readings(report, consensus, opts))
     if not consensus:

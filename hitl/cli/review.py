@@ -178,8 +178,9 @@ def labelme_export(obj: Context, out_dir, mode, prefill, overwrite) -> None:
 
 @labelme.command("import")
 @click.argument("folder", type=click.Path(file_okay=False, exists=True))
+@click.option("--curator", help="Who made these decisions (a name or an email). [default: the folder's name]")
 @click.pass_obj
-def labelme_import(obj: Context, folder) -> None:
+def labelme_import(obj: Context, folder, curator) -> None:
     """Read curators' decisions back from a folder of Labelme files into the database.
 
     A file nobody changed since the export is not a decision; tick "reviewed" to confirm a
@@ -193,7 +194,7 @@ def labelme_import(obj: Context, folder) -> None:
     from hitl.store import transaction
     from hitl.store.ratings import record_ratings
 
-    ratings, problems = read_labelme_folder(folder)
+    ratings, problems = read_labelme_folder(folder, curator)
     with transaction(obj.db):
         counts = record_ratings(obj.db, ratings, via="labelme")
     click.echo(f"{len(ratings)} decisions read: {counts['new']} new, {counts['updated']} updated, "

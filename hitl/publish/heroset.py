@@ -23,15 +23,16 @@ from typing import Any
 
 import sqlite_utils
 
+from hitl.analyse.consensus import latest_per_curator
 from hitl.errors import HitlError
 from hitl.progress import progress_bar
 from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
 from hitl.store import queries, utc_now
-from hitl.store.ratings import curator_name, time_key
+from hitl.store.ratings import curator_decisions, time_key
 from hitl.tables import SafeDictWriter
 
 __all__ = ["POLICIES", "LINKS", "LAYOUTS", "HerosetError", "select_heroes", "select_with_counts", "export_heroset", "flat_names",
-           "curator_name"]
+           ]
 
 POLICIES = ("any", "majority", "all")
 LINKS = ("copy", "hardlink")
@@ -52,27 +53,12 @@ class HerosetError(HitlError, ValueError):
 # ---- who said hero -----------------------------------------------------------------------------
 
 def _opinions(db: sqlite_utils.Database) -> dict[str, list[dict]]:
-    """Per image, one opinion per curator: the most recent of their live, non-skipped ratings."""
-    latest: dict[tuple[str, str], dict] = {}
-    for r in db.query("SELECT source, project, annotator_id, annotator_email, image_id, stars, hero, comment, "
-                      "boxes, mode, created_at, updated_at, received_at FROM ratings "
-                      "WHERE deleted = 0 AND skipped = 0 AND image_id IS NOT NULL ORDER BY rowid"):
-        name = curator_name(r["annotator_email"], r["annotator_id"], r["source"], str(r["project"]))
-        try:
-            boxes = json.loads(r["boxes"] or "[]")
-        except json.JSONDecodeError:
-            boxes = []
-        opinion = {"curator": name, "stars": r["stars"], "hero": None if r["hero"] is None else bool(r["hero"]),
-                   "comment": r["comment"] or None, "mode": r["mode"], "updated_at": r["updated_at"],
-                   "boxes": boxes if isinstance(boxes, list) else [],
-                   "_when": (time_key(r["updated_at"] or r["created_at"]), time_key(r["received_at"]))}
-        key = (r["image_id"], name)
-        if key not in latest or opinion["_when"] >= latest[key]["_when"]:
-            latest[key] = opinion
+    """Per image, one opinion per curator: their most recent live decision (consensus.DEFINITION)."""
     by_image: dict[str, list[dict]] = defaultdict(list)
-    for (image_id, _), opinion in sorted(latest.items()):
-        by_image[image_id].append(opinion)
-    return by_image
+    for decision in curator_decisions(db):
+        by_image[decision["image_id"]].append(decision)
+    return {image_id: sorted(latest_per_curator(rows, key="curator"), key=lambda o: o["curator"])
+            for image_id, rows in sorted(by_image.items())}
 
 
 def _passes(policy: str, yes: int, decided: int) -> bool:
@@ -122,7 +108,7 @@ def select_with_counts(db: sqlite_utils.Database, policy: str = "majority", min_
             "width": info.get("width"), "height": info.get("height"),
             "hero_votes": yes, "decided": len(decided), "votes": f"{yes}/{len(decided)}",
             "mean_stars": mean, "n_stars": len(stars),
-            "curators": [{k: v for k, v in o.items() if not k.startswith("_")} for o in opinions],
+            "curators": [{k: v for k, v in o.items() if k != "image_id"} for o in opinions],
         })
     counts["heroes"] = len(heroes)
     for key in ("rated_images", "candidates_considered", "excluded_by_policy", "excluded_by_min_stars",

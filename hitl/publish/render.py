@@ -115,6 +115,7 @@ _ENV = jinja2.Environment(loader=jinja2.PackageLoader("hitl.publish", "templates
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _ENV.filters["fmt"] = fmt
 _ENV.filters["colour"] = score_colour
+_ENV.filters["counted"] = lambda n, word: f"{n} {word}" if n == 1 else f"{n} {word}s"  # "1 model", "2 models"
 
 
 def render(template_name: str, **context: Any) -> str:

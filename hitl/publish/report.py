@@ -19,6 +19,8 @@ from typing import Any
 import sqlite_utils
 
 from hitl.analyse.agreement import CONSENSUS, compute_agreement
+from hitl.analyse.consensus import DEFINITION as CONSENSUS_DEFINITION
+from hitl.analyse.consensus import consensus, latest_per_curator
 from hitl.analyse.disagreements import rank_disagreements
 from hitl.errors import NothingToDo
 from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
@@ -101,16 +103,15 @@ def _figure_png(draw: Callable) -> str:
 
 
 def _per_image(rows: list[dict]) -> tuple[dict, dict]:
-    """Human consensus score per image, and each model's score per image."""
+    """The curators' consensus score per image (consensus.DEFINITION), and each model's score per image."""
     humans, models = defaultdict(list), defaultdict(dict)
     for r in rows:
-        if r["score"] is None:
-            continue
         if r["kind"] == "human":
-            humans[r["image_id"]].append(r["score"])
-        else:
+            humans[r["image_id"]].append(r)
+        elif r["score"] is not None:
             models[r["rater"]][r["image_id"]] = r["score"]
-    return {k: sum(v) / len(v) for k, v in humans.items()}, models
+    means = {image_id: consensus(latest_per_curator(rs))[0] for image_id, rs in humans.items()}
+    return {k: v for k, v in means.items() if v is not None}, models
 
 
 def scatter_and_bland_altman(rows: list[dict]) -> list[tuple[str, str]]:
@@ -147,6 +148,12 @@ def scatter_and_bland_altman(rows: list[dict]) -> list[tuple[str, str]]:
     return plots
 
 
+def confusion_grid(c: dict[str, int]) -> list[list[int]]:
+    """Rows: the model's decision (hero, not hero); columns: the curators' (hero, not hero). So each
+    row adds up to how many images the model called hero, or not."""
+    return [[c["tp"], c["fp"]], [c["fn"], c["tn"]]]
+
+
 def hero_confusion(agreement: dict) -> list[tuple[str, str]]:
     """("Hero decisions", PNG data URI): one confusion matrix per model, or nothing without decisions."""
     plots = []
@@ -158,7 +165,7 @@ def hero_confusion(agreement: dict) -> list[tuple[str, str]]:
         fig, axes = plt.subplots(1, len(entries), figsize=(3.2 * len(entries), 3.2), squeeze=False)
         for ax, h in zip(axes[0], entries):
             c = h["confusion"]
-            grid = [[c["tp"], c["fn"]], [c["fp"], c["tn"]]]
+            grid = confusion_grid(c)
             ax.imshow(grid, cmap="Blues")
             for i in range(2):
                 for j in range(2):
@@ -336,6 +343,7 @@ def render_html(agreement: dict, rows: list[dict], ranked: list[dict], reasoning
                 "models": sum(1 for r in raters if r["kind"] == "model"),
                 "ratings": sum(1 for r in rows if r["kind"] == "human")},
         readings=agreement.get("readings", []),
+        consensus_definition=CONSENSUS_DEFINITION,
         raters=[{"name": r["name"], "kind": r["kind"], "n_images": r["n_images"],
                  "mean_score": _text(r.get("mean_score")), "hero_share": _text(r.get("hero_share"))} for r in raters],
         model_tables=[

@@ -164,7 +164,7 @@ def _note(notes: list[str], text: str) -> None:
         notes.append(text)
 
 
-def read_labelme_folder(folder: str | Path) -> tuple[list[HumanRating], list[RecordProblem]]:
+def read_labelme_folder(folder: str | Path, curator: str | None = None) -> tuple[list[HumanRating], list[RecordProblem]]:
     """Every Labelme JSON under ``folder`` (recursively) as a HumanRating, plus the problems.
 
     A file's modification time (UTC) is its edit time. Nothing is fatal for one file: a file
@@ -204,5 +204,7 @@ def read_labelme_folder(folder: str | Path) -> tuple[list[HumanRating], list[Rec
             problems.append(RecordProblem(rel, "document", exc.reason, exc.detail))
             continue
         if rating is not None:
+            if curator:  # else the curator is named by the folder's name
+                rating.annotator_email, rating.annotator_id = (curator, None) if "@" in curator else (None, curator)
             ratings.append(rating)
     return ratings, problems

@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from pathlib import PurePath
 
 import sqlite_utils
 
@@ -140,28 +141,54 @@ def time_key(stamp: str | None) -> datetime:
 
 
 def curator_name(email: str | None, annotator_id: str | None, source: str, project: str) -> str:
-    """How a curator is named wherever raters are: email, else user id, else the source."""
-    return email or (f"user {annotator_id}" if annotator_id else f"{source}:{project}")
+    """How a curator is named wherever raters are: email, else the Label Studio user id, else (Labelme)
+    the name given at import or the folder's name, never a path."""
+    if email:
+        return email
+    if source == "labelme":
+        return annotator_id or PurePath(project).name or project
+    return f"user {annotator_id}" if annotator_id else f"{source}:{project}"
+
+
+def curator_decisions(db: sqlite_utils.Database) -> list[dict]:
+    """Every live, non-skipped curator decision on an image, oldest first (by the decision's own
+    time, then by when it reached us): the input of every "one opinion per curator" view.
+
+    Each: image_id, curator, stars, hero (bool or None), comment, mode, boxes (decoded), updated_at.
+    """
+    rows = []
+    for r in db.query("SELECT source, project, annotator_id, annotator_email, image_id, stars, hero, comment, "
+                      "boxes, mode, created_at, updated_at, received_at FROM ratings "
+                      "WHERE deleted = 0 AND skipped = 0 AND image_id IS NOT NULL"):
+        try:
+            boxes = json.loads(r["boxes"] or "[]")
+        except json.JSONDecodeError:
+            boxes = []
+        rows.append({"image_id": r["image_id"],
+                     "curator": curator_name(r["annotator_email"], r["annotator_id"], r["source"], str(r["project"])),
+                     "stars": r["stars"], "hero": None if r["hero"] is None else bool(r["hero"]),
+                     "comment": r["comment"] or None, "mode": r["mode"], "updated_at": r["updated_at"],
+                     "boxes": boxes if isinstance(boxes, list) else [],
+                     "_when": (time_key(r["updated_at"] or r["created_at"]), time_key(r["received_at"]))})
+    rows.sort(key=lambda row: row["_when"])
+    for row in rows:
+        del row["_when"]
+    return rows
 
 
 def long_table(db: sqlite_utils.Database) -> list[dict]:
     """Every opinion on every image as one long table, the input of the agreement statistics.
 
-    One row per (image, rater): ``image_id, rater, kind ("human" or "model"), score, hero,
-    mode, species``. Humans: one row per curator's live, non-skipped rating (stars 1-10, the
-    hero choice; rater = email, else "user <id>", else the Labelme folder). Models: every ok
-    score (0-10), rater = ``model@prompt_version``.
+    One row per (image, rater) opinion: ``image_id, rater, kind ("human" or "model"), score,
+    hero, mode, species``. Humans: every live decision that gave stars or a hero choice, oldest
+    first, so a curator's later one comes after (see :mod:`hitl.analyse.consensus`); rater is
+    :func:`curator_name`. Models: every ok score (0-10), rater = ``model@prompt_version``.
     """
     species = dict(db.execute("SELECT image_id, species FROM images").fetchall())
-    rows = []
-    for r in db.query("SELECT image_id, source, project, annotator_id, annotator_email, stars, hero, mode "
-                      "FROM ratings WHERE deleted = 0 AND skipped = 0 AND image_id IS NOT NULL "
-                      "AND (stars IS NOT NULL OR hero IS NOT NULL) ORDER BY image_id, updated_at"):
-        rater = curator_name(r["annotator_email"], r["annotator_id"], r["source"], r["project"])
-        rows.append({"image_id": r["image_id"], "rater": rater, "kind": "human",
-                     "score": None if r["stars"] is None else float(r["stars"]),
-                     "hero": None if r["hero"] is None else bool(r["hero"]), "mode": r["mode"],
-                     "species": species.get(r["image_id"])})
+    rows = [{"image_id": d["image_id"], "rater": d["curator"], "kind": "human",
+             "score": None if d["stars"] is None else float(d["stars"]), "hero": d["hero"], "mode": d["mode"],
+             "species": species.get(d["image_id"])}
+            for d in curator_decisions(db) if d["stars"] is not None or d["hero"] is not None]
     for r in db.query("SELECT image_id, model, prompt_version, score, hero FROM scores WHERE status = 'ok' "
                       "ORDER BY image_id"):
         rows.append({"image_id": r["image_id"], "rater": f"{r['model']}@{r['prompt_version']}", "kind": "model",
