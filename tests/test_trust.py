@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from converters.decisions import DecisionError, check_box, check_stars
-from converters.labelstudio import rating_from_annotation
 from hitl import store
 from hitl.review import events
 from hitl.review.labelme import read_labelme_folder
@@ -23,7 +22,7 @@ from hitl.review.reconcile import sync_export_file
 from hitl.review.webhook import create_app
 from hitl.tables import csv_cell
 
-from .conftest import REPO, SHARED, CliProject
+from .conftest import SHARED, CliProject
 from .test_webhook import JSON, _mutate, _paths, fingerprint, post
 
 SECRET = "example-secret"
