@@ -388,7 +388,6 @@ def test_score_images_skips_links_out_fifos_and_names_not_utf8(tmp_path):
 def test_select_does_not_hang_on_a_fifo(tmp_path, sample_data):
     images = tmp_path / "images"
     shutil.copytree(sample_data / "images", images)
-    md = json.loads((sample_data / "md_results.json").read_text())
     chosen = CliProject(tmp_path / "a.db", {"HITL_DB": str(tmp_path / "a.db")})
     chosen.run("select", "--md", str(sample_data / "md_results.json"), "--images", str(images), "-n", "1")
     first = next(chosen.db["candidates"].rows)["image_id"]
