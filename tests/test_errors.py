@@ -143,3 +143,15 @@ def test_studio_errors_keeps_our_own_errors():
     with pytest.raises(HitlError, match="ours"):
         with studio_errors("http://x", "doing it"):
             raise HitlError("ours")
+
+
+@pytest.mark.parametrize("args", [["--batch"], ["--cancel", "batches/abc"], []])
+def test_gemini_without_a_network_is_one_line_and_marks_nothing(tmp_path, args):
+    make_folder(tmp_path / "photos", 2)
+    with FakeGemini() as server:
+        gone = server.url  # closed when the block ends: connections are refused from here on
+    project = Project(tmp_path, {"GEMINI_API_KEY": "k", "HITL_GEMINI_BASE_URL": gone})
+    line = one_line(project.run("score", "--model", "gemini-2.5-flash", "--images", str(tmp_path / "photos"),
+                                *args, ok=False))
+    assert "cannot reach Gemini" in line
+    assert project.db["scores"].count == 0

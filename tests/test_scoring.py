@@ -159,11 +159,48 @@ def test_retries_run_out_and_are_recorded(tmp_path):
     make_folder(tmp_path / "photos", 1)
     with FakeOpenAI(default=B.server_error(502)) as server:
         project = Project(tmp_path, {"HITL_OPENAI_BASE_URL": server.url})
-        result = project.run("score", "--model", QWEN, "--images", str(tmp_path / "photos"))
+        result = project.run("score", "--model", QWEN, "--images", str(tmp_path / "photos"), ok=False)
         row = project.scores(QWEN)["cam/img_000.jpg"]
         assert row["status"] == "failed" and row["error_kind"] == "http 502" and row["attempts"] == 3
         assert "after 3 attempts" in row["error"] and "http 502" in result.output
         assert server.count_generate() == 3
+        # every image failed: no success; and a 502 is transient, so the next run tries it again
+        assert result.exit_code == 1 and "every image of this run failed" in result.output
+        server.default = B.answer(7.0, True, "fine now")
+        again = project.run("score", "--model", QWEN, "--images", str(tmp_path / "photos"))
+        assert "1 scored, 0 failed of 1" in again.output
+        assert project.scores(QWEN)["cam/img_000.jpg"]["status"] == "ok"
+
+
+def test_an_unreachable_server_fails_fast_then_a_reachable_one_scores_everything(tmp_path):
+    make_folder(tmp_path / "photos", 3)
+    with FakeOpenAI() as server:
+        url = server.url
+    project = Project(tmp_path, {"HITL_OPENAI_BASE_URL": url})  # nothing listens there now
+    started = time.monotonic()
+    refused = project.run("score", "--model", QWEN, "--images", str(tmp_path / "photos"), ok=False)
+    assert time.monotonic() - started < 15 and refused.exit_code == 1
+    assert "cannot reach" in refused.output and "Traceback" not in refused.output
+    assert project.db["scores"].count == 0  # nothing marked failed
+    with FakeOpenAI() as server:
+        project.env["HITL_OPENAI_BASE_URL"] = server.url
+        result = project.run("score", "--model", QWEN, "--images", str(tmp_path / "photos"))
+        assert "3 scored, 0 failed of 3" in result.output
+
+
+def test_transient_failures_are_retried_next_run_permanent_ones_wait(tmp_path):
+    paths = make_folder(tmp_path / "photos", 2)
+    with FakeOpenAI() as server:
+        server.on_image(sent_hash(paths[0]), *[B.server_error(503)] * 3)  # transient, after the retries
+        server.on_image(sent_hash(paths[1]), *[B.not_json()] * 3)  # the answer itself is bad: permanent
+        project = Project(tmp_path, {"HITL_OPENAI_BASE_URL": server.url})
+        project.run("score", "--model", QWEN, "--images", str(tmp_path / "photos"), ok=False)
+        calls = server.count_generate()
+        second = project.run("score", "--model", QWEN, "--images", str(tmp_path / "photos"))
+        assert server.count_generate() == calls + 1  # only the 503 image was called again
+        assert "1 scored, 0 failed of 1" in second.output
+        rows = project.scores(QWEN)
+        assert rows["cam/img_000.jpg"]["status"] == "ok" and rows["cam/img_001.jpg"]["error_kind"].startswith("parse")
 
 
 def test_malformed_model_output_is_a_recorded_parse_failure(tmp_path):
@@ -273,10 +310,10 @@ def test_gemini_batch_cancel(tmp_path):
     with FakeGemini(batch_pending_polls=1000) as server:
         project = Project(tmp_path, gemini_env(server))
         db = project.db
+        from hitl.config import load_settings
+        from hitl.score.backends import make_backend
         from hitl.score.batch import submit_batch
         from hitl.score.targets import Target
-        from hitl.score.backends import make_backend
-        from hitl.config import load_settings
 
         settings = load_settings(project.config)
         backend = make_backend("gemini-2.5-flash", settings, env=project.env)

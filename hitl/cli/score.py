@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from hitl.cli.context import Context, echo_err, json_option
+from hitl.score.backends.base import is_transient
 
 
 @click.command()
@@ -74,6 +75,7 @@ def _run(obj: Context, model: str, pv: str, batch: bool, retry_failed: bool, max
     backend = make_backend(model, settings, base_urls)
     if batch and not backend.supports_batch:
         raise click.UsageError(f"--batch works with backends that have a batch API (Gemini), not {model}")
+    backend.probe()
     image_ids = None
     if images_dir:
         image_ids, skipped_files = register_folder(db, images_dir)
@@ -103,6 +105,7 @@ def _run(obj: Context, model: str, pv: str, batch: bool, retry_failed: bool, max
     if not batch:
         summary = run_sync(db, backend, targets, settings, prompt_version=pv, skipped=skipped, estimate=estimate)
         click.echo(summary_text(summary, as_json))
+        _fail_if_all_failed(summary)
         return
     summary = submit_batch(db, backend, targets, settings, prompt_version=pv, db_path=obj.db_path,
                            skipped=skipped, estimate=estimate)
@@ -112,6 +115,19 @@ def _run(obj: Context, model: str, pv: str, batch: bool, retry_failed: bool, max
                  f"cancel with `hitl score --cancel {summary.batch_job}`")
         summary = _poll(obj, backend, open_batch_jobs(db, name=summary.batch_job)[0])
     click.echo(summary_text(summary, as_json))
+    _fail_if_all_failed(summary)
+
+
+def _fail_if_all_failed(summary) -> None:
+    """A run in which nothing was scored is no success: exit non-zero, saying why in one line."""
+    if summary.scored or not summary.failed or summary.stopped:
+        return
+    kind, count = summary.failed.most_common(1)[0]
+    hint = ("they are tried again on the next run" if is_transient(kind)
+            else "fix the cause, then rerun with --retry-failed")
+    raise click.ClickException(f"every image of this run failed ({count} x {kind}"
+                               + (f", and {sum(summary.failed.values()) - count} more" if len(summary.failed) > 1 else "")
+                               + f"); {hint}")
 
 
 def _export(obj: Context, model: str | None, pv: str, export_path: str) -> None:
@@ -136,6 +152,7 @@ def _cancel(obj: Context, model: str | None, name: str) -> None:
     backend = make_backend(model or (job["model"] if job else "gemini-2.5-flash"), obj.settings)
     if not backend.supports_batch:
         raise click.UsageError(f"{backend.name} has no batch jobs to cancel")
+    backend.probe()
     click.echo(f"Batch {name}: {cancel_batch(obj.db, backend, name, obj.settings)}")
 
 
@@ -149,6 +166,7 @@ def _resume(obj: Context, model: str | None, job_name: str | None, as_json: bool
         return
     for job in jobs:
         backend = make_backend(job["model"], obj.settings)
+        backend.probe()
         echo_err(f"Resuming batch {job['name']} ({job['n_requests']} images, {job['model']}, {job['prompt_version']})")
         click.echo(summary_text(_poll(obj, backend, job), as_json))
 

@@ -10,6 +10,7 @@ from converters.common import RecordProblem
 from hitl.errors import HitlError, NothingToDo
 from hitl.files import walk_files
 from hitl.imageprep import read_upright_size
+from hitl.score.backends.base import is_transient
 from hitl.store import queries, transaction, utc_now
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
@@ -26,19 +27,22 @@ def candidate_targets(db: sqlite_utils.Database, model: str, prompt_version: str
                       threshold: float, image_ids: list[str] | None = None) -> tuple[list[Target], int]:
     """The images to score now, and how many are skipped because they are already done.
 
-    By default: every candidate with no result for (model, prompt_version). With
-    ``retry_failed``: only those whose result is a failure. ``image_ids`` narrows the set
+    By default: every candidate with no result for (model, prompt_version), or whose call
+    failed for a transient reason (the network, the server, a rate limit: see
+    :func:`is_transient`). With ``retry_failed``: every failure. ``image_ids`` narrows the set
     (the images of a folder scored without a selection step).
     """
     rows = queries.candidates(db) if image_ids is None else queries.images(db, image_ids)
-    status = dict(db.execute("SELECT image_id, status FROM scores WHERE model = ? AND prompt_version = ?",
-                             [model, prompt_version]).fetchall())
+    status = {image_id: ("transient" if state == "failed" and is_transient(kind) else state)
+              for image_id, state, kind in db.execute(
+                  "SELECT image_id, status, error_kind FROM scores WHERE model = ? AND prompt_version = ?",
+                  [model, prompt_version])}
     boxes = queries.animal_boxes(db, threshold, [r["image_id"] for r in rows])
     targets, skipped = [], 0
     for row in rows:
         image_id = row["image_id"]
         state = status.get(image_id)
-        if (state == "failed") if retry_failed else (state is None):
+        if (state in ("failed", "transient")) if retry_failed else (state in (None, "transient")):
             targets.append(Target(image_id, Path(row["root"]) / image_id,
                                   [(b["x"], b["y"], b["w"], b["h"]) for b in boxes.get(image_id, [])]))
         else:

@@ -78,6 +78,9 @@ class Backend:
     def score(self, request: ScoreRequest, prompt: str) -> Outcome:
         raise NotImplementedError
 
+    def probe(self) -> None:
+        """Raise HitlError at once when the backend cannot be reached at all (default: nothing to reach)."""
+
     def price(self, settings: dict[str, Any]) -> dict[str, float] | None:
         """USD per million tokens (``input``, ``output``) from the settings, or None when unknown."""
         if not self.paid:
@@ -127,6 +130,42 @@ def error_for_status(status: int, message: str, retry_after: float | None = None
     if status in RETRYABLE_STATUS:
         return RetryableError(f"http {status}", f"HTTP {status}: {message}", retry_after)
     return CallError(f"http {status}", f"HTTP {status}: {message}")
+
+
+_TRANSIENT_BATCH = ("INTERNAL", "UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "ABORTED")
+
+
+def is_transient(error_kind: str | None) -> bool:
+    """Did a recorded failure come from the way there (network, server load, a limit), not from the
+    image or the answer? Those images are tried again on the next run without --retry-failed; a
+    corrupt image, an unparseable answer or a refusal waits for --retry-failed."""
+    kind = error_kind or ""
+    if kind in ("timeout", "connection", "batch: missing result"):
+        return True
+    if kind.startswith("http "):
+        code = kind.removeprefix("http ")
+        return code.isdigit() and int(code) in RETRYABLE_STATUS
+    if kind.startswith("batch error "):
+        status = kind.removeprefix("batch error ")
+        return status in _TRANSIENT_BATCH or (status.isdigit() and int(status) in RETRYABLE_STATUS)
+    return False
+
+
+def probe_tcp(url: str, what: str, timeout: float = 5.0) -> None:
+    """One connection attempt to ``url``'s host and port, so a server that is down or a machine
+    with no network fails in seconds with one line, not after every image's retry schedule."""
+    import socket
+    from urllib.parse import urlparse
+
+    from hitl.errors import HitlError
+
+    parsed = urlparse(url)
+    host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise HitlError(f"cannot reach {what} at {parsed.scheme}://{host}:{port} ({exc.strerror or exc}); "
+                        f"is it running, and is this machine online? Nothing was scored or marked failed") from None
 
 
 def parse_retry_after(value: str | None) -> float | None:

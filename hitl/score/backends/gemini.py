@@ -15,7 +15,7 @@ from google import genai
 from google.genai import types
 
 from hitl.errors import HitlError
-from hitl.score.backends.base import BatchBackend, Outcome, ScoreRequest, outcome_from_text, translate_error
+from hitl.score.backends.base import BatchBackend, Outcome, ScoreRequest, outcome_from_text, probe_tcp, translate_error
 from hitl.score.verdict import VERDICT_SCHEMA
 
 
@@ -68,6 +68,9 @@ def _rest_schema(schema: dict) -> dict:
     return out
 
 
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+
+
 class GeminiBackend(BatchBackend):
     """Any Gemini model name (gemini-2.5-flash, gemini-2.5-pro, ...)."""
 
@@ -87,16 +90,21 @@ class GeminiBackend(BatchBackend):
         if not key:
             raise HitlError(f"{model}: no API key; set GEMINI_API_KEY (or GOOGLE_API_KEY) in the environment")
         budget = cfg["gemini_thinking_budget"]
-        client = make_client(key, env.get("HITL_GEMINI_BASE_URL") or None, cfg["timeout_seconds"])
+        base_url = env.get("HITL_GEMINI_BASE_URL") or None
+        client = make_client(key, base_url, cfg["timeout_seconds"])
         return cls(model, client, thinking_budget=None if budget < 0 else budget,
-                   max_output_tokens=cfg["max_output_tokens"])
+                   max_output_tokens=cfg["max_output_tokens"], base_url=base_url)
 
     def __init__(self, model: str, client: genai.Client, thinking_budget: int | None = 0,
-                 max_output_tokens: int = 1024):
+                 max_output_tokens: int = 1024, base_url: str | None = None):
         self.name = model
         self.client = client
+        self.base_url = base_url or DEFAULT_BASE_URL
         self.config = sdk_config(thinking_budget, max_output_tokens)
         self.batch_config = rest_config(thinking_budget, max_output_tokens)
+
+    def probe(self) -> None:
+        probe_tcp(self.base_url, f"Gemini ({self.name})")
 
     def score(self, request: ScoreRequest, prompt: str) -> Outcome:
         started = time.perf_counter()

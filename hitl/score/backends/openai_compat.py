@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import openai
 
 from hitl.errors import HitlError
-from hitl.score.backends.base import Backend, Outcome, ScoreRequest, outcome_from_text, translate_error
+from hitl.score.backends.base import Backend, Outcome, ScoreRequest, outcome_from_text, probe_tcp, translate_error
 from hitl.score.verdict import VERDICT_SCHEMA
 
 PREFIX = "openai:"
@@ -72,6 +72,10 @@ class OpenAICompatBackend(Backend):
                                       max_retries=0, timeout=timeout_s) for u in base_urls]
         self._next = itertools.cycle(range(len(self.clients)))
         self._lock = threading.Lock()
+
+    def probe(self) -> None:
+        for client in self.clients:
+            probe_tcp(str(client.base_url), f"the OpenAI-compatible server for {self.name}")
 
     def price(self, settings: dict[str, Any]) -> dict[str, float] | None:
         return settings["score"]["prices"].get(self.model) if self.paid else None
