@@ -1135,7 +1135,7 @@ def describe(rec):
         notes.append("tiny, far away")
     elif sizes and max(sizes) > 0.2:
         notes.append("close-up")
-    for side in ("left", "right", "bottom"):
+    for side in ("left", "right", "bottom", "top"):
         if any(side in o["cut"] for o in objs):
             notes.append(f"cut off at {side} edge")
     if any(o["spec"].mblur for o in objs):
@@ -1231,6 +1231,11 @@ The model outputs are *simulated* from the ground truth that the script knows
 (where it drew each animal), with deterministic noise on boxes and
 confidences, lower confidences for tiny, blurred, cut-off and badly exposed
 animals, and a few realistic mistakes.
+
+"Cut off" in the notes is what a curator sees: an animal that runs into a frame
+edge, or into the camera's data strip along the bottom (4.5% of the height),
+which hides whatever is behind it. The detector's boxes end where the strip
+begins, as MegaDetector's do on real trail-camera frames.
 
 Species UUIDs (made up, fixed):
 

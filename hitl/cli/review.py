@@ -270,10 +270,13 @@ def ratings(obj: Context, as_json, include_deleted) -> None:
     if not rows:
         click.echo("No ratings yet.")
         return
+    click.echo(f"{'image':40} {'decision':18} {'curator':24} {'mode':9} {'source':22} updated")
     for r in rows:
         decision = "skipped" if r["skipped"] else (
             f"{r['stars'] or '-'}★ {'hero' if r['hero'] else 'not hero' if r['hero'] is False else 'undecided'}")
-        click.echo(f"{r['image_id'] or '?':40} {decision:18} {r['annotator'] or '?':24} {r['mode'] or '':9} "
+        source = (f"Label Studio {r['project']}" if r["source"] == "labelstudio"
+                  else f"{r['source']} {Path(r['project']).name}")
+        click.echo(f"{r['image_id'] or '?':40} {decision:18} {r['curator']:24} {r['mode'] or '':9} {source:22} "
                    f"{r['updated_at'] or ''}{'  (deleted)' if r['deleted'] else ''}")
 
 

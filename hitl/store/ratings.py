@@ -207,6 +207,7 @@ def list_ratings(db: sqlite_utils.Database, include_deleted: bool = False) -> li
     for r in db.query(sql):
         r = dict(r)
         r["annotator"] = r["annotator_email"] or r["annotator_id"]
+        r["curator"] = curator_name(r["annotator_email"], r["annotator_id"], r["source"], r["project"])
         r["hero"] = None if r["hero"] is None else bool(r["hero"])
         r["skipped"], r["deleted"] = bool(r["skipped"]), bool(r["deleted"])
         r["boxes"] = json.loads(r["boxes"] or "[]")
