@@ -272,22 +272,23 @@ def _in_two_processes(fn: Callable[[Any], T], items: list, room: int, after_fork
 
     Each process takes the next item number from a pipe (a read of 4 bytes is atomic), so the
     faster one, or the one with a core to itself, does more. The child has all it needs by the
-    fork (nothing is pickled on the way in) and leaves its results, pickled, in ``room`` bytes
-    of memory shared with the parent: through a pipe, tens of MB move at a few hundred MB/s
-    here. Results that do not fit go through the pipe.
+    fork (nothing is pickled on the way in) and leaves each result in ``room`` bytes of memory
+    shared with the parent (see _Outbox).
     """
     _trim_heap()
-    shared = mmap.mmap(-1, room)  # anonymous and shared; pages cost memory only once written
+    outbox = _Outbox(mmap.mmap(-1, room))  # anonymous and shared; pages cost memory only once written
     tickets, write_tickets = os.pipe()
     _write_all(write_tickets, b"".join(k.to_bytes(4, "little") for k in range(len(items))))
     read_fd, write_fd = os.pipe()
-    pid = _fork(lambda: _take(fn, items, tickets), read_fd, lambda payload: _send(write_fd, shared, payload))
+    pid = _fork(lambda: (_take(fn, items, tickets, outbox.put), outbox.letter())[1], read_fd,
+                lambda payload: _write_all(write_fd, _framed(pickle.dumps(payload, protocol=5))))
     os.close(write_fd)
+    mine: list[tuple[int, T]] = []
     try:
         after_fork()
-        mine = _take(fn, items, tickets)
+        _take(fn, items, tickets, lambda k, result: mine.append((k, result)))
         try:
-            ok, theirs = _receive(read_fd, shared)
+            ok, letter = pickle.loads(_read_exactly(read_fd, int.from_bytes(_read_exactly(read_fd, 8), "little")))
         except (EOFError, pickle.UnpicklingError) as exc:
             raise RuntimeError("the second process reading the file failed") from exc
     except BaseException:
@@ -298,9 +299,9 @@ def _in_two_processes(fn: Callable[[Any], T], items: list, room: int, after_fork
         os.close(tickets)
         os.waitpid(pid, 0)
     if not ok:
-        raise theirs
+        raise letter
     results: list = [None] * len(items)
-    for k, result in mine + theirs:
+    for k, result in mine + outbox.opened(letter):
         results[k] = result
     return results
 
@@ -325,42 +326,56 @@ def _fork(run: Callable[[], object], parent_end: int, send: Callable[[tuple[bool
     return pid
 
 
-def _take(fn: Callable[[Any], T], items: list, tickets: int) -> list[tuple[int, T]]:
-    """(k, fn(items[k])) for each item number k this process takes from ``tickets``."""
-    done = []
+def _take(fn: Callable[[Any], T], items: list, tickets: int, keep: Callable[[int, T], None]) -> None:
+    """keep(k, fn(items[k])) for each item number k this process takes from ``tickets``."""
     while ticket := os.read(tickets, 4):
         k = int.from_bytes(ticket, "little")
-        done.append((k, fn(items[k])))
-    return done
+        keep(k, fn(items[k]))
 
 
-def _send(fd: int, shared: mmap.mmap, payload: object) -> None:
-    """Pickle ``payload`` into ``shared`` (numpy arrays out of band, so that they arrive as
-    buffers the arrays use as they are) and tell ``fd`` where; or all through ``fd``."""
-    buffers: list[pickle.PickleBuffer] = []
-    parts = [memoryview(pickle.dumps(payload, protocol=5, buffer_callback=buffers.append))]
-    parts += [b.raw() for b in buffers]
-    offsets, end = [], 0
-    for part in parts:
-        offsets.append(-(-end // 64) * 64)  # aligned for the arrays
-        end = offsets[-1] + part.nbytes
-    if end <= len(shared):
+class _Outbox:
+    """Where the child leaves each result as soon as it has it: pickled into memory shared with
+    the parent, numpy arrays out of band (they arrive as buffers the arrays then use as they
+    are). Through a pipe, tens of MB move at a few hundred MB/s here, and pickling all at the
+    end would keep the parent waiting. A result that does not fit goes through the pipe."""
+
+    def __init__(self, shared: mmap.mmap) -> None:
+        self.shared, self.end = shared, 0
+        self.placed: list[tuple[int, list[int], list[int]]] = []  # (k, offsets, sizes)
+        self.inline: list[tuple[int, list[bytes]]] = []
+
+    def put(self, k: int, result: object) -> None:
+        buffers: list[pickle.PickleBuffer] = []
+        parts = [memoryview(pickle.dumps(result, protocol=5, buffer_callback=buffers.append))]
+        parts += [b.raw() for b in buffers]
+        offsets, end = [], self.end
+        for part in parts:
+            offsets.append(-(-end // 64) * 64)  # aligned for the arrays
+            end = offsets[-1] + part.nbytes
+        if end > len(self.shared):
+            self.inline.append((k, [bytes(part) for part in parts]))
+            return
         for offset, part in zip(offsets, parts):
-            shared[offset:offset + part.nbytes] = part
-        message = pickle.dumps(("shared", offsets, [part.nbytes for part in parts]))
-    else:
-        message = pickle.dumps(("inline", [bytes(part) for part in parts]), protocol=5)
-    _write_all(fd, len(message).to_bytes(8, "little") + message)
+            self.shared[offset:offset + part.nbytes] = part
+        self.placed.append((k, offsets, [part.nbytes for part in parts]))
+        self.end = end
+
+    def letter(self) -> tuple[list, list]:
+        """What the parent needs to find the results: small, unless some did not fit."""
+        return self.placed, self.inline
+
+    def opened(self, letter: tuple[list, list]) -> list[tuple[int, Any]]:
+        placed, inline = letter
+        found = []
+        for k, offsets, sizes in placed:
+            views = [memoryview(self.shared)[offset:offset + size] for offset, size in zip(offsets, sizes)]
+            found.append((k, pickle.loads(views[0], buffers=views[1:])))
+        found += [(k, pickle.loads(parts[0], buffers=parts[1:])) for k, parts in inline]
+        return found
 
 
-def _receive(fd: int, shared: mmap.mmap) -> object:
-    """What _send sent."""
-    message = pickle.loads(_read_exactly(fd, int.from_bytes(_read_exactly(fd, 8), "little")))
-    if message[0] == "shared":
-        parts = [memoryview(shared)[offset:offset + size] for offset, size in zip(message[1], message[2])]
-    else:
-        parts = message[1]
-    return pickle.loads(parts[0], buffers=parts[1:])
+def _framed(message: bytes) -> bytes:
+    return len(message).to_bytes(8, "little") + message
 
 
 def _write_all(fd: int, data: bytes) -> None:
