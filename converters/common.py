@@ -134,6 +134,9 @@ def decode_json(data: bytes, path: str | Path, what: str, type: object = object)
         hint = "the file looks truncated; re-copy or re-run the tool that wrote it" if (
             "truncated" in str(exc) or "end of input" in str(exc)) else "it is not valid JSON"
         raise InputFormatError(f"{path}: cannot parse the {what} file: {exc} ({hint})") from exc
+    except RecursionError:
+        raise InputFormatError(f"{path}: the {what} file nests deeper than any real {what} file does; "
+                               f"it is not the file the tool wrote") from None
 
 
 @contextmanager

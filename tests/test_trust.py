@@ -444,3 +444,11 @@ def test_a_key_echoed_in_a_provider_error_is_redacted(tmp_path):
         stored = json.dumps(list(project.db["scores"].rows))
     assert key not in result.output and key not in stored
     assert "[redacted]" in stored
+
+
+def test_deeply_nested_detector_json_is_one_line(tmp_path, sample_data):
+    deep = tmp_path / "md.json"
+    deep.write_text('{"images": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    project = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db")})
+    result = project.run("select", "--md", str(deep), "--images", str(sample_data / "images"), "-n", "2", ok=False)
+    assert result.exit_code == 1 and "nests deeper" in result.output and "Traceback" not in result.output

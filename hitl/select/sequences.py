@@ -42,8 +42,13 @@ def read_capture_time(path: str | Path) -> datetime | None:
     """Return the image's capture time from EXIF, or None; never raises.
 
     DateTimeOriginal, then DateTimeDigitized, then IFD0 DateTime; a malformed value
-    falls through to the next one. Only the file header is read, no pixels.
+    falls through to the next one. Only the file header is read, no pixels, and only of a
+    regular file (a FIFO named .jpg would block the open).
     """
+    from hitl.files import regular_file_problem
+
+    if regular_file_problem(Path(path)):
+        return None
     try:
         with Image.open(path) as image:
             # PNG keeps eXIf wherever it likes and Pillow would decode the pixels to
