@@ -23,6 +23,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "night_start_hour": 19,  # a capture time in [19:00, 06:00) counts as night/IR
         "night_end_hour": 6,
         "edge_margin": 0.01,  # a box this close to the border is cut off by the frame
+        # share of the height at the bottom where trail cameras print their data strip (time,
+        # temperature, camera name); a box reaching it is cut off by it. 0 for cameras without one
+        "data_strip": 0.05,
         "close_up_area": 0.20,  # largest animal covers at least this share of the frame
         "min_animal_area": 0.002,  # smaller animals are specks, not hero material
         "species_max_share": 0.20,  # at most this share of the candidates per species

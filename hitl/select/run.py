@@ -109,7 +109,7 @@ def _select(db, run_id, md_path: Path, root: Path, n: int, cfg, sn_path, cct_fil
         summary.failed[f"detector failure: {reason}"] += 1
     det = md.detections
     feats = selection.image_features(det.image, det.kind, det.conf, det.bbox, det.species, len(md.image_ids),
-                                     cfg["threshold"], cfg["edge_margin"])
+                                     cfg["threshold"], cfg["edge_margin"], cfg["data_strip"])
     sn = _load_speciesnet(sn_path, root, md, summary, echo)
     run = _Run(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress)
 
@@ -327,7 +327,7 @@ def _reason(p: selection.Pick, feats, i: int, species: str, night: bool, rare: b
         who += ", a rare species here"
     c = float(feats.centrality[i])
     framing = [f"largest animal covers {feats.area[i] * 100:.1f}% of the frame",
-               "cut off by the frame edge" if feats.cut_off[i] else "fully in frame",
+               "cut off by the frame edge or the data strip" if feats.cut_off[i] else "fully in frame",
                "centred" if c >= 0.7 else "off-centre" if c >= 0.4 else "near the edge"]
     text = (f"{selection.CATEGORY_LABELS[p.category]}: {who}; {', '.join(framing)}; "
             f"detector confidence {feats.max_conf[i]:.2f}")

@@ -43,7 +43,8 @@ class ImageFeatures:
 
 
 def image_features(image: np.ndarray, kind: np.ndarray, conf: np.ndarray, bbox: np.ndarray,
-                   species: np.ndarray, n_images: int, threshold: float, edge_margin: float) -> ImageFeatures:
+                   species: np.ndarray, n_images: int, threshold: float, edge_margin: float,
+                   data_strip: float = 0.0) -> ImageFeatures:
     """Compute per-image features from detection columns (rows grouped by image)."""
     above = conf >= threshold
     animal = above & (kind == KIND_ANIMAL)
@@ -55,7 +56,9 @@ def image_features(image: np.ndarray, kind: np.ndarray, conf: np.ndarray, bbox: 
     img = image[rows]
     x, y, w, h = (bbox[rows, k] for k in range(4))
     area_rows = w * h
-    edge = (x <= edge_margin) | (y <= edge_margin) | (x + w >= 1 - edge_margin) | (y + h >= 1 - edge_margin)
+    # the camera's data strip along the bottom hides what is behind it: a box reaching it is cut off too
+    edge = ((x <= edge_margin) | (y <= edge_margin) | (x + w >= 1 - edge_margin)
+            | (y + h >= 1 - data_strip - edge_margin))
     cut_off = np.bincount(img, weights=edge, minlength=n_images) > 0
 
     lead = _largest(img, area_rows)
