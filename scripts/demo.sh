@@ -105,11 +105,14 @@ Open the project "hero-hitl demo", click "Label All Tasks", give each image 1-10
 decide hero or not_hero, then Submit. Every decision lands in $HITL_DB at once.
 
 Then, in another terminal (from $REPO):
+    source .venv/bin/activate
+    source $CREDENTIALS                      # LABEL_STUDIO_API_KEY, HITL_WEBHOOK_SECRET, the login
     export HITL_DB=$HITL_DB
-    .venv/bin/python -m hitl ratings                      # what the curators decided
-    .venv/bin/python -m hitl report --out $OUT/report     # agreement: curators vs models
-    .venv/bin/python -m hitl export --out $OUT/heroes     # the validated hero set
-Credentials are in $CREDENTIALS. Ctrl+C stops both servers.
+    python -m hitl ratings                             # what the curators decided
+    python -m hitl sync --url $STUDIO_URL              # fetch anything the webhook missed
+    python -m hitl report --out $OUT/report            # agreement: curators vs models
+    python -m hitl export --out $OUT/heroes            # the validated hero set
+Ctrl+C stops both servers.
 EOT
 echo "hero-hitl demo is ready"
 wait

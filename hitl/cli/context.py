@@ -60,6 +60,13 @@ class Context:
 
         return connect(url, os.environ.get("LABEL_STUDIO_API_KEY"))
 
+    def webhook_to_register(self, given: str | None, refused: bool) -> str | None:
+        """The webhook a push registers: the one given, else the `serve` address whenever a secret
+        is set (so decisions reach the store as they are made), else none."""
+        if refused:
+            return None
+        return given or (self.webhook_url_default() if os.environ.get("HITL_WEBHOOK_SECRET") else None)
+
     def webhook_url_default(self) -> str:
         serve = self.settings["serve"]
         return f"http://{serve['host']}:{serve['port']}/webhooks/label-studio"

@@ -20,19 +20,23 @@ from hitl.cli.context import Context, echo_err, json_option, url_option, webhook
 @click.option("--project", "title", help="Project title: created if missing, reused if it exists.")
 @click.option("--mode", type=click.Choice(["assisted", "blind"]), help="Show model opinions or not. [default: assisted]")
 @click.option("--prefill", help="Assisted mode: the model whose rating and hero choice are prefilled.")
-@webhook_url_option()
+@webhook_url_option("Register this webhook (secret from HITL_WEBHOOK_SECRET). [default: the `serve` address when "
+                    "HITL_WEBHOOK_SECRET is set]")
+@click.option("--no-webhook", is_flag=True, help="Register no webhook (decisions then come in by `hitl sync`).")
 @click.option("--document-root", type=click.Path(file_okay=False),
               help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: that variable, else the folder "
                    "above the images' root, as `hitl studio` sets it).")
 @click.option("--image-url-template", help="Serve images from a web server or bucket, e.g. https://host/photos/{image_id}.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Tasks per import request. [default: 500]")
 @click.pass_obj
-def push(obj: Context, url, title, mode, prefill, webhook_url, document_root, image_url_template, batch_size) -> None:
+def push(obj: Context, url, title, mode, prefill, webhook_url, no_webhook, document_root, image_url_template,
+         batch_size) -> None:
     """Push the candidates into Label Studio for review, with every model's opinion.
 
     Creates or reuses the project by title, makes the images reachable (local-files storage
     or a URL template), imports only images not yet in the project, and registers the
-    webhook (or re-enables it). API token from LABEL_STUDIO_API_KEY.
+    webhook (or re-enables it): --webhook-url, else the `serve` address when HITL_WEBHOOK_SECRET
+    is set. API token from LABEL_STUDIO_API_KEY.
 
     \b
     Examples:
@@ -49,8 +53,9 @@ def push(obj: Context, url, title, mode, prefill, webhook_url, document_root, im
         obj.db, obj.studio_client(url), url=url, title=title or settings["push"]["project"],
         mode=mode or settings["push"]["mode"], prefill=prefill,
         document_root=document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
-        url_template=image_url_template, webhook_url=webhook_url, secret=os.environ.get("HITL_WEBHOOK_SECRET"),
-        batch_size=batch_size or settings["push"]["batch_size"], threshold=obj.threshold, echo=echo_err)
+        url_template=image_url_template, webhook_url=obj.webhook_to_register(webhook_url, no_webhook),
+        secret=os.environ.get("HITL_WEBHOOK_SECRET"), batch_size=batch_size or settings["push"]["batch_size"],
+        threshold=obj.threshold, echo=echo_err)
     click.echo(f"Project {summary.project_id} ({'created' if summary.project_created else 'reused'}, "
                f"{summary.mode}, prefilled: {summary.model_version}): {summary.pushed} tasks pushed, "
                f"{summary.already} already there")
@@ -353,10 +358,12 @@ def _sync_line(name: str, result, extra: str = "") -> None:
 @click.command()
 @click.option("-n", "n", type=click.IntRange(min=1), default=50, show_default=True, help="How many images.")
 @url_option("studio.url")
-@click.option("--project", "title", help="Adjudication project title. [default: '<push.project> (adjudication)']")
-@webhook_url_option("Register the webhook for it too.")
+@click.option("--project", "title",
+              help="Adjudication project title. [default: '<the last project pushed> (adjudication)']")
+@webhook_url_option("Register this webhook for it. [default: the `serve` address when HITL_WEBHOOK_SECRET is set]")
+@click.option("--no-webhook", is_flag=True, help="Register no webhook.")
 @click.pass_obj
-def queue(obj: Context, n, url, title, webhook_url) -> None:
+def queue(obj: Context, n, url, title, webhook_url, no_webhook) -> None:
     """Send the top N disagreements to a blind adjudication project for a second curator.
 
     \b
@@ -365,6 +372,7 @@ def queue(obj: Context, n, url, title, webhook_url) -> None:
     """
     from hitl.analyse.disagreements import rank_disagreements
     from hitl.review import push as review
+    from hitl.store import queries
     from hitl.store.ratings import long_table
 
     ranked = [r for r in rank_disagreements(long_table(obj.db)) if r["reason"] != "agree"][:n]
@@ -373,8 +381,10 @@ def queue(obj: Context, n, url, title, webhook_url) -> None:
     settings = obj.settings
     url = obj.studio_url(url)
     summary = review.push(
-        obj.db, obj.studio_client(url), url=url, title=title or f"{settings['push']['project']} (adjudication)",
-        mode="blind", document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"), webhook_url=webhook_url,
+        obj.db, obj.studio_client(url), url=url,
+        title=title or f"{queries.last_review_title(obj.db) or settings['push']['project']} (adjudication)",
+        mode="blind", document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
+        webhook_url=obj.webhook_to_register(webhook_url, no_webhook),
         secret=os.environ.get("HITL_WEBHOOK_SECRET"), threshold=obj.threshold,
         image_ids=[r["image_id"] for r in ranked])
     click.echo(f"Adjudication project {summary.project_id} (blind): {summary.pushed} queued, {summary.already} already "

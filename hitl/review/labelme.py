@@ -23,7 +23,7 @@ from hitl.files import walk_files
 from hitl.imageprep import read_upright_size
 from hitl.store import queries
 
-KEPT_HINT = "exists, kept: pass overwrite=True to replace"
+KEPT_HINT = "exists and was edited since, kept: `hitl labelme export --overwrite` replaces it"
 MAX_EXAMPLES = 20
 
 

@@ -104,6 +104,13 @@ def project_mode(db: sqlite_utils.Database, project_id: int | str) -> str | None
     return row[0] if row else None
 
 
+def last_review_title(db: sqlite_utils.Database) -> str | None:
+    """The title of the project pushed most recently that is not itself an adjudication queue."""
+    row = db.execute("SELECT title FROM ls_projects WHERE title NOT LIKE '%(adjudication)' "
+                     "ORDER BY updated_at DESC, id DESC LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
 def user_emails(db: sqlite_utils.Database) -> dict[int, str]:
     """Label Studio's users as cached (id → email): deliveries name annotators by id only."""
     return dict(db.execute("SELECT id, email FROM ls_users").fetchall())
