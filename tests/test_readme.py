@@ -1,0 +1,204 @@
+"""Every shell example of README.md runs as written, in order, as a newcomer would run them.
+
+The examples run in one bash session in a copy of the checkout (its .venv and .venv-studio are
+the checkout's, linked), with a clean environment. Two addresses in the README stand for servers
+this test starts: ``http://gpu1:8000/v1`` and ``http://gpu2:8000/v1`` are the local OpenAI
+protocol servers of tests/fakes. Everything else is real: the README's own `hitl studio` starts
+a Label Studio on port 8080, its `hitl serve` listens on 8765.
+
+A marker in an HTML comment just before a block says how it is checked:
+
+- ``network``: needs the internet (Google's API); each command must fail with one clear line;
+- ``gui``: a desktop program; it must start and still be running after a few seconds;
+- ``benchmark``: each script must answer ``--help`` (the figures are measured by running them);
+- ``in a copy of the checkout``: run in a fresh copy, as on a new machine;
+- ``elsewhere <files>``: run by those files (the demo, the whole suite), which must name them.
+
+``toml`` blocks must load as settings.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hitl.config import load_settings
+from hitl.review.studio import port_is_free
+
+from .conftest import REPO, SHARED
+from .fakes import FakeOpenAI
+
+README = REPO / "README.md"
+FENCE = re.compile(r"(?:<!-- readme-test: (?P<marker>[^>]*?) -->\n)?```(?P<lang>bash|toml)\n(?P<body>.*?)```", re.S)
+KNOWN = ("network", "gui", "benchmark", "in a copy of the checkout", "elsewhere")
+PORTS = (8080, 8765)  # the README's own Label Studio and webhook service
+TIMEOUT_S = 1200
+
+
+@dataclass
+class Block:
+    line: int
+    lang: str
+    marker: str
+    body: str
+
+    def commands(self) -> list[str]:
+        """The block's commands, continuation lines joined, comments and blank lines dropped."""
+        joined = re.sub(r"\\\n\s*", " ", self.body)
+        lines = (re.sub(r"\s+#\s.*$", "", line).strip() for line in joined.splitlines())  # trailing comments
+        return [c for c in lines if c and not c.startswith("#")]
+
+
+def blocks() -> list[Block]:
+    text = README.read_text(encoding="utf-8")
+    found = [Block(text.count("\n", 0, m.start()) + 1, m["lang"], (m["marker"] or "").strip(), m["body"])
+             for m in FENCE.finditer(text)]
+    assert sum(b.lang == "bash" for b in found) == text.count("```bash"), "a bash block the test cannot read"
+    for block in found:
+        assert not block.marker or block.marker.split()[0] in KNOWN or block.marker in KNOWN, \
+            f"README line {block.line}: unknown marker {block.marker!r}"
+    return found
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HITL_SHARED_DIR")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env["PATH"] = ":".join(p for p in env.get("PATH", "").split(":") if "/.venv" not in p)
+    env.update(HOME=str(home), QT_QPA_PLATFORM="offscreen", PYTHONDONTWRITEBYTECODE="1",
+               HITL_SHARED_DIR=str(SHARED))  # the copy's tests find ../shared where the checkout's do
+    return env
+
+
+def copy_checkout(target: Path) -> Path:
+    """The checkout's own files (not its outputs), as a fresh clone has them."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
+def script_for(block: Block, k: int) -> str:
+    """The bash that runs one block the way its marker says."""
+    where = f'echo "::: README block {k} (line {block.line})"'
+    if block.marker == "network":
+        lines = [where]
+        for n, command in enumerate(block.commands()):
+            if command.startswith("export "):
+                lines.append(command)
+                continue
+            log = f"network-{k}-{n}.log"
+            lines.append(f"if ( {command} ) > {log} 2>&1; then echo 'needs the network, yet ran: {command}'; exit 1; fi")
+        return "\n".join(lines)
+    if block.marker == "gui":
+        lines = [where]
+        for n, command in enumerate(block.commands()):
+            log = f"gui-{k}-{n}.log"
+            lines.append(f"set +e; timeout 8 {command} > {log} 2>&1; code=$?; set -e")
+            lines.append(f"if [ $code -ne 124 ]; then cat {log}; echo 'the program did not stay up: {command}'; "
+                         f"exit 1; fi")
+        return "\n".join(lines)
+    if block.marker == "benchmark":
+        lines = [where]
+        for command in block.commands():
+            lines.append(f"{command} --help > /dev/null")
+        return "\n".join(lines)
+    return f"{where}\n{block.body}"
+
+
+def one_clear_line(log: Path) -> None:
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text, text
+    assert len([line for line in text.splitlines() if line.startswith("Error: ")]) == 1, text
+
+
+def test_every_readme_example_runs_as_written(tmp_path):
+    found = blocks()
+    for port in PORTS:
+        if not port_is_free("127.0.0.1", port):
+            pytest.fail(f"port {port} is taken: the README's examples use it; stop what listens there")
+    for studio_link in (REPO / ".venv", REPO / ".venv-studio"):
+        if not studio_link.exists():
+            pytest.fail(f"{studio_link} is missing: scripts/test.sh creates it")
+    work = copy_checkout(tmp_path / "checkout")
+    for name in (".venv", ".venv-studio"):
+        (work / name).symlink_to((REPO / name).resolve(), target_is_directory=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    with FakeOpenAI() as gpu1, FakeOpenAI() as gpu2:
+        parts = ["set -e -o pipefail"]
+        for k, block in enumerate(found):
+            if block.lang != "bash" or block.marker.startswith(("elsewhere", "in a copy")):
+                continue
+            body = script_for(block, k).replace("http://gpu1:8000", gpu1.url).replace("http://gpu2:8000", gpu2.url)
+            parts.append(body)
+        (work / "readme.sh").write_text("\n".join(parts) + "\n")
+        process = subprocess.Popen(["bash", "readme.sh"], cwd=work, env=clean_env(home), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            output, _ = process.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            pytest.fail(f"the README's examples did not finish in {TIMEOUT_S} s:\n{output.decode()[-4000:]}")
+        finally:
+            _stop_group(process.pid)
+        text = output.decode(errors="replace")
+        assert process.returncode == 0, f"a README example failed:\n{text[-6000:]}"
+        assert gpu1.count_generate() and gpu2.count_generate()  # both "vLLM servers" were used
+    for log in sorted(work.glob("network-*.log")):
+        one_clear_line(log)
+    # what the examples say they write, they wrote
+    for output_file in ("candidates.csv", "baseline_labels.json", "export.json", "report/report.html",
+                        "report/disagreements.csv", "heroes/manifest.csv", "gallery/index.html", "hitl.db"):
+        assert (work / output_file).is_file(), output_file
+    for port in PORTS:
+        assert port_is_free("127.0.0.1", port), f"the README's `kill %1 %2` left port {port} taken"
+
+
+def _stop_group(pid: int) -> None:
+    """Whatever the examples left running (they end by stopping their servers; a failure may not)."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
+def test_the_install_example_works_on_a_copy_of_the_checkout(tmp_path):
+    install = next(b for b in blocks() if b.marker == "in a copy of the checkout")
+    work = copy_checkout(tmp_path / "fresh")
+    result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", install.body], cwd=work,
+                            env=clean_env(tmp_path), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Commands:" in result.stdout and "select" in result.stdout
+
+
+def test_examples_run_elsewhere_are_run_there():
+    for block in blocks():
+        if not block.marker.startswith("elsewhere"):
+            continue
+        files = [REPO / name for name in block.marker.split()[1:]]
+        assert files and all(f.exists() for f in files), block.marker
+        text = "".join(f.read_text() for f in files) + (REPO / "tests" / "conftest.py").read_text()
+        for command in block.commands():
+            script = command.split()[0]
+            assert Path(script).name in text, f"README line {block.line}: nothing runs {script}"
+
+
+def test_settings_examples_load(tmp_path):
+    found = [b for b in blocks() if b.lang == "toml"]
+    assert found
+    for k, block in enumerate(found):
+        path = tmp_path / f"settings-{k}.toml"
+        path.write_text(textwrap.dedent(block.body))
+        load_settings(path)  # an unknown key or a wrong type raises, naming it
