@@ -258,16 +258,21 @@ def serve(obj: Context, host, port, threads, insecure) -> None:
 @click.command()
 @json_option("A JSON list of objects.")
 @click.option("--all", "include_deleted", is_flag=True, help="Include deleted ratings.")
+@click.option("--import", "sheet", type=click.Path(exists=True, dir_okay=False),
+              help="Store the decisions of a CSV sheet (image_id, curator, stars, hero[, mode, comment, updated_at]).")
 @click.pass_obj
-def ratings(obj: Context, as_json, include_deleted) -> None:
-    """List the curators' ratings (every curator's, every image).
+def ratings(obj: Context, as_json, include_deleted, sheet) -> None:
+    """List the curators' ratings (every curator's, every image), or import a sheet of decisions.
 
     \b
-    Example:
+    Examples:
         python -m hitl ratings --json > ratings.json
+        python -m hitl ratings --import decisions.csv
     """
     from hitl.store.ratings import list_ratings
 
+    if sheet:
+        return _import_sheet(obj, sheet)
     rows = list_ratings(obj.db, include_deleted)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -283,6 +288,36 @@ def ratings(obj: Context, as_json, include_deleted) -> None:
                   else f"{r['source']} {Path(r['project']).name}")
         click.echo(f"{r['image_id'] or '?':40} {decision:18} {r['curator']:24} {r['mode'] or '':9} {source:22} "
                    f"{r['updated_at'] or ''}{'  (deleted)' if r['deleted'] else ''}")
+
+
+def _import_sheet(obj: Context, path: str) -> None:
+    """Decisions made outside Label Studio and Labelme, through the same validator as every path."""
+    from datetime import datetime, timezone
+
+    from converters.sheet import SheetError, ratings_from_sheet
+    from hitl.errors import InputFormatError
+    from hitl.store import queries, transaction
+    from hitl.store.ratings import record_ratings
+
+    file = Path(path)
+    modified = datetime.fromtimestamp(file.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    try:
+        found, problems = ratings_from_sheet(file.read_text(encoding="utf-8"), file.name, modified)
+    except (SheetError, UnicodeDecodeError) as exc:
+        raise InputFormatError(f"{path}: {exc}" if isinstance(exc, UnicodeDecodeError) else str(exc)) from None
+    known = set(queries.image_roots(obj.db))
+    unknown = [r for r in found if r.image_id not in known]
+    with transaction(obj.db):
+        counts = record_ratings(obj.db, [r for r in found if r.image_id in known], via="sheet")
+    click.echo(f"{path}: {len(found) - len(unknown)} decisions: {counts['new']} new, {counts['updated']} updated, "
+               f"{counts['unchanged']} unchanged, {counts['older']} older than stored")
+    reasons = Counter(p.reason for p in problems)
+    if unknown:
+        reasons["image not in the database (select or score it first)"] += len(unknown)
+    for reason, count in reasons.most_common():
+        click.echo(f"  skipped {count:>5}  {reason}")
+    for problem in problems[:5]:
+        click.echo(f"    e.g. {problem}")
 
 
 @click.command()

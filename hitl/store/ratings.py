@@ -145,7 +145,7 @@ def curator_name(email: str | None, annotator_id: str | None, source: str, proje
     the name given at import or the folder's name, never a path."""
     if email:
         return email
-    if source == "labelme":
+    if source in ("labelme", "sheet"):  # names given at import, not Label Studio user ids
         return annotator_id or PurePath(project).name or project
     return f"user {annotator_id}" if annotator_id else f"{source}:{project}"
 
