@@ -183,7 +183,9 @@ def rating_from_labelme(doc: dict, relative_json_path: str, folder: str, mtime_i
             image_id = image_key(posixpath.normpath(posixpath.join(here, image_path.replace("\\", "/"))))
         except ValueError as exc:
             note("image outside the folder", str(exc))
-    mode = meta.get("mode") if meta.get("mode") in MODES else None
+    mode = meta.get("mode")
+    if mode is not None and mode not in MODES:
+        raise bad("bad mode", f"hero_hitl.mode {mode!r} is not one of {', '.join(MODES)}")
     return check_decision(HumanRating(
         source="labelme", project=folder, annotation_id=relative_json_path, image_id=image_id,
         hero=hero, boxes=boxes, mode=mode, created_at=mtime_iso, updated_at=mtime_iso,

@@ -113,9 +113,15 @@ def build_task(candidate: dict, image_url: str, width: int, height: int, detecti
     return {"data": data, "predictions": predictions}
 
 
+def task_data(task: object) -> dict:
+    """A task's ``data`` object, or {} when the task or its data is not an object."""
+    data = task.get("data") if isinstance(task, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
 def image_id_of(task: dict) -> str | None:
     """The image a task is about: ``data.image_id`` as push writes it, else from the image URL."""
-    data = (task or {}).get("data") or {}
+    data = task_data(task)
     if isinstance(data.get("image_id"), str) and data["image_id"]:
         return data["image_id"]
     url = data.get("image")
@@ -217,7 +223,7 @@ def rating_from_annotation(annotation: dict, task: dict | None, project: int | s
     if task_id is None and isinstance(task, dict) and isinstance(task.get("id"), int):
         task_id = task["id"]
     skipped = bool(a.was_cancelled)
-    task_mode = ((task or {}).get("data") or {}).get("mode") if isinstance(task, dict) else None
+    task_mode = task_data(task).get("mode")
     return check_decision(HumanRating(
         source="labelstudio", project=str(project), annotation_id=str(a.id),
         image_id=image_id_of(task) if isinstance(task, dict) else None, task_id=task_id,

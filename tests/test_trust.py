@@ -217,7 +217,8 @@ def test_fuzz_sync_from_export(tmp_path_factory, pick, value):
     path.write_text(json.dumps(mutated))
     db = store.connect(tmp / "h.db")
     try:
-        _, result = sync_export_file(db, path, 4 if not isinstance(mutated[0], dict) else None)
+        named = any(isinstance(t, dict) and t.get("project") is not None for t in mutated)
+        _, result = sync_export_file(db, path, None if named else 4)
     except Exception as exc:  # a whole-file refusal is one line with the fix, never a crash
         from hitl.errors import HitlError
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 from collections import Counter
 from datetime import timezone
 from pathlib import Path
@@ -111,12 +110,22 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
     )
     binary = ls.find_binary(install=True, echo=echo_err)
     log = config.data_dir / "label-studio.log"
-    # SIGTERM (a script, systemd, docker stop) and SIGHUP (a closed terminal) stop Label Studio
-    # as Ctrl+C does: through the finally below
-    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(stop_signal, lambda *_: sys.exit(0))
-    process = ls.start(config, binary, log)
+    # Ctrl+C, SIGTERM (a script, systemd, docker stop) and SIGHUP (a closed terminal) all stop
+    # Label Studio through the finally below. Only the first signal does: a second one (Ctrl+C
+    # twice, or a process group signalled while a script signals us too) arriving at any moment,
+    # even before the finally has begun, must not cut the stop short and leave its port held.
+    stopping = []
+
+    def stop_once(signum, _frame) -> None:
+        if not stopping:
+            stopping.append(signum)
+            raise SystemExit(0)
+
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, stop_once)
+    process = None
     try:
+        process = ls.start(config, binary, log)
         seconds = ls.wait_until_healthy(config, process, log)
         click.echo(f"Label Studio is up at {config.url} ({seconds:.0f} s); log: {log}")
         # only what was made up here is shown: a secret the user set stays where they put it
@@ -129,14 +138,12 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
         click.echo(f"Images served from {config.document_root}; SSRF protection "
                    f"{'off (loopback webhook)' if ls.is_loopback_url(config.webhook_url) else 'on'}. Ctrl+C stops.")
         process.wait()
-    except KeyboardInterrupt:
-        echo_err("Stopping Label Studio")
     finally:
-        # a second signal (Ctrl+C twice, or the whole process group signalled while a script
-        # also signals us) must not cut the stop short and leave Label Studio holding its port
-        for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(stop_signal, signal.SIG_IGN)
-        ls.stop(process)
+        stopping.append("done")  # from here on every signal is ignored by stop_once
+        if len(stopping) > 1:
+            echo_err("Stopping Label Studio")
+        if process is not None:
+            ls.stop(process)
 
 
 @click.group()

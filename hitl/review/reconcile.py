@@ -201,14 +201,17 @@ def read_export_file(path: str | Path) -> list[Any]:
 
 def export_project(tasks: list[Any], path: str | Path, project_id: int | None) -> int:
     """The project an export file is of: the one its tasks name, which ``project_id`` must agree with."""
-    named = {t.get("project") for t in tasks if isinstance(t, dict) and t.get("project") is not None}
+    given = [t.get("project") for t in tasks if isinstance(t, dict) and t.get("project") is not None]
+    odd = next((v for v in given if not isinstance(v, int) or isinstance(v, bool)), None)
+    if odd is not None:
+        raise HitlError(f"{path}: a task names project {odd!r}, which is not a project id; export the project "
+                        f"again from Label Studio")
+    named = set(given)
     if len(named) > 1:
         raise HitlError(f"{path}: its tasks name several projects ({', '.join(map(str, sorted(named, key=str)))}); "
                         f"export one project at a time")
     if named:
         found = next(iter(named))
-        if not isinstance(found, int) or isinstance(found, bool):
-            raise HitlError(f"{path}: its tasks name project {found!r}, which is not a project id")
         if project_id is not None and project_id != found:
             raise HitlError(f"{path}: its tasks are of project {found}, not --project-id {project_id}; "
                             f"pass --project-id {found} or leave it out")
