@@ -95,6 +95,7 @@ class _Species:
     score: np.ndarray
     source: np.ndarray  # 0 none, 1 megadetector-classifier, 2 speciesnet
     rare: np.ndarray
+    share: np.ndarray  # the share of the collection's sequences with the image's species (rarity)
 
 
 def _select(db, run_id, md_path: Path, root: Path, n: int, cfg, sn_path, cct_file: CCTFile | None, out_csv, add, echo,
@@ -220,7 +221,8 @@ def _species(run: _Run, frames: Frames, seq_index: np.ndarray, sn_species: dict)
     rare_species = (per_species_seqs <= rare_limit) & (np.array([nm != UNIDENTIFIED for nm in names]))
     if len(names) == 1:
         rare_species[:] = False  # a single-species collection has no rare species
-    return _Species(names, sp, sp_score, source_code, rare_species[sp])
+    share = per_species_seqs[sp] / max(1, run.summary.sequences)
+    return _Species(names, sp, sp_score, source_code, rare_species[sp], share)
 
 
 def _choose(run: _Run, frames: Frames, sn_species: dict) -> list[dict[str, Any]]:
@@ -278,6 +280,7 @@ def _row(run: _Run, frames: Frames, species: _Species, p: selection.Pick, rank: 
         "_frame": int(frames.frames[r]), "_nframes": int(frames.nframes[r]),
         "_species_score": None if np.isnan(species.score[r]) else float(species.score[r]),
         "_source": SPECIES_SOURCES[species.source[r]],
+        "_rarity": round(float(species.share[r]), 6),
         "_md_index": i,
     }
     summary.by_category[p.category] += 1
@@ -349,7 +352,7 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
             "frame_num": row["_frame"] if row["_frame"] >= 0 else None,
             "seq_num_frames": row["_nframes"] if row["_nframes"] >= 0 else None,
             "species": row["species"], "species_score": row["_species_score"], "species_source": row["_source"],
-            "night": row["night"], "updated_at": now,
+            "night": row["night"], "rarity": row["_rarity"], "updated_at": now,
         })
         cand_rows.append({"image_id": row["image_id"], "run_id": run_id, "rank": row["rank"],
                           "category": row["category"], "score": row["score"], "reason": row["reason"]})

@@ -14,7 +14,7 @@ import sqlite_utils
 from hitl.store.db import utc_now
 
 IMAGE_FIELDS = ("image_id", "root", "width", "height", "datetime", "location", "seq_id", "frame_num",
-                "seq_num_frames", "species", "night")
+                "seq_num_frames", "species", "night", "rarity")
 
 
 def candidates(db: sqlite_utils.Database) -> list[dict]:
@@ -51,15 +51,16 @@ def animal_boxes(db: sqlite_utils.Database, threshold: float, image_ids: Iterabl
     return boxes
 
 
-def scores_by_image(db: sqlite_utils.Database, ok_only: bool = True) -> dict[str, list[dict]]:
+def scores_by_image(db: sqlite_utils.Database, ok_only: bool = True, raw: bool = False) -> dict[str, list[dict]]:
     """Per image, every model's result (ok ones only by default), ordered by model and prompt version.
 
     Each: model, prompt_version, rater (``model@prompt_version``), status, score, hero (bool
-    or None), reasoning, tags (JSON text), error_kind, updated_at.
+    or None), reasoning, tags (JSON text), error_kind, updated_at; with ``raw`` the raw answer too.
     """
     by_image: dict[str, list[dict]] = defaultdict(list)
-    for r in db.query("SELECT image_id, model, prompt_version, status, score, hero, reasoning, tags, error_kind, "
-                      "updated_at FROM scores " + ("WHERE status = 'ok' " if ok_only else "")
+    extra = ", raw_response" if raw else ""
+    for r in db.query(f"SELECT image_id, model, prompt_version, status, score, hero, reasoning, tags, error_kind, "
+                      f"updated_at{extra} FROM scores " + ("WHERE status = 'ok' " if ok_only else "")
                       + "ORDER BY image_id, model, prompt_version"):
         row = dict(r)
         row["rater"] = f"{row['model']}@{row['prompt_version']}"

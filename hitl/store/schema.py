@@ -226,3 +226,26 @@ def m005_deletion_reason(db: sqlite_utils.Database) -> None:
         db[table].add_column("deleted_because", str)
         db.execute(f"UPDATE [{table}] SET deleted_because = CASE WHEN via IN ('webhook', 'replay') THEN 'event' "
                    f"ELSE 'absent' END WHERE deleted = 1")
+
+
+@migration
+def m006_learning(db: sqlite_utils.Database) -> None:
+    """What the learned rater needs: each image's species rarity (known only at selection), and
+    every learn run with its figures."""
+    db["images"].add_column("rarity", float)  # share of the collection's sequences with the image's species
+    db["learn_runs"].create(
+        {
+            "id": int,
+            "version": str,  # the learned rater is stored as model "learned", prompt_version this
+            "created_at": str,
+            "status": str,  # finished, refused
+            "n_decisions": int,
+            "n_images": int,
+            "parameters": str,  # JSON: seed, strategy of the validation (grouped by sequence or location)
+            "features": str,  # JSON list of names
+            "figures": str,  # JSON: the learned rater's and each single model's out-of-fold figures
+            "curve": str,  # JSON learning curve
+            "importance": str,  # JSON: permutation importance, and the sentence it says
+        },
+        pk="id",
+    )

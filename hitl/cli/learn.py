@@ -1,0 +1,104 @@
+"""The learning commands: `learn` (the curators' taste as a rater) and `next` (what to review next)."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from hitl.cli.context import Context, echo_err, json_option, print_json, url_option, webhook_url_option
+
+FIGURE_NAMES = (("spearman", "Spearman"), ("qwk", "QWK"), ("mae", "MAE"), ("hero_auc", "hero AUC"),
+                ("precision_at_k", "precision@k"), ("ece", "ECE"))
+
+
+@click.command()
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-k", "k", type=click.IntRange(min=1), default=20, show_default=True,
+              help="The k of precision@k: how many top-ranked images a curator would look at.")
+@json_option()
+@click.pass_obj
+def learn(obj: Context, seed, k, as_json) -> None:
+    """Learn the curators' taste from every live decision, and store it as a rater.
+
+    Gradient-boosted trees on the detector's record, every model's opinion and the review
+    mode; validated out of fold, grouped by sequence (by location with three or more), beside
+    every single model on the same decisions. Needs 30 decisions.
+
+    \\b
+    Example:
+        python -m hitl learn
+    """
+    from hitl.learn.run import learn as fit
+
+    result = fit(obj.db, obj.settings, seed=seed, k=k)
+    if as_json:
+        print_json(result.as_json())
+        return
+    split = ", ".join(f"{v} {k}" for k, v in result.split.items() if v)
+    click.echo(f"Learned rater learned@{result.version}: {result.n_decisions} decisions on {result.n_images} images "
+               f"({split}); validated out of fold, grouped by {result.grouped_by}")
+    click.echo(f"{'rater':42} " + " ".join(f"{label:>11}" for _, label in FIGURE_NAMES))
+    for name, figures in [(f"learned@{result.version}", result.figures), *result.singles.items()]:
+        click.echo(f"{name:42} " + " ".join(f"{_num(figures.get(key)):>11}" for key, _ in FIGURE_NAMES))
+    if result.reward:
+        click.echo(result.reward)
+    click.echo("Its predictions are stored as the rater learned@" + result.version
+               + " (out of fold for the images it learned from): `hitl report`, `hitl next`.")
+
+
+def _num(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+@click.command("next")
+@click.option("-n", "n", type=click.IntRange(min=1), required=True, help="How many images.")
+@click.option("--strategy", type=click.Choice(["hero", "uncertain", "mixed"]), default="mixed", show_default=True,
+              help="hero: likeliest heroes first; uncertain: where the model is least sure; mixed: half each.")
+@click.option("--dry-run", is_flag=True, help="Push nothing; with --out, write the choice to a CSV.")
+@click.option("--out", "out_csv", type=click.Path(dir_okay=False), help="CSV of image_id, p_hero, stars_pred, reason.")
+@url_option()
+@click.option("--project", "title", help="Project title. [default: the last project pushed]")
+@click.option("--mode", type=click.Choice(["assisted", "blind"]), help="[default: push.mode]")
+@webhook_url_option("Register this webhook. [default: the `serve` address when HITL_WEBHOOK_SECRET is set]")
+@click.pass_obj
+def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, webhook_url) -> None:
+    """Push the N unreviewed candidates most worth a curator's time (no sequence twice).
+
+    \\b
+    Examples:
+        python -m hitl next -n 50
+        python -m hitl next -n 100 --strategy uncertain --dry-run --out next.csv
+    """
+    from hitl.learn.next import choose_next
+    from hitl.review import push as review
+    from hitl.store import queries
+    from hitl.tables import SafeDictWriter
+
+    chosen = choose_next(obj.db, n, strategy)
+    if not chosen:
+        raise click.ClickException("no unreviewed candidate left: `hitl select --add --learned` brings in more")
+    if out_csv:
+        with open(out_csv, "w", newline="", encoding="utf-8") as fh:
+            writer = SafeDictWriter(fh, fieldnames=["image_id", "p_hero", "stars_pred", "reason"])
+            writer.writeheader()
+            for c in chosen:
+                writer.writerow(c.__dict__)
+    hero_count = sum(c.reason.startswith("likely hero") for c in chosen)
+    click.echo(f"Next {len(chosen)} ({strategy}: {hero_count} likely heroes, {len(chosen) - hero_count} where the "
+               f"model is unsure)" + (f"; wrote {out_csv}" if out_csv else ""))
+    if dry_run:
+        for c in chosen[:10]:
+            click.echo(f"  {c.image_id:40} p(hero) {c.p_hero:.2f}  {c.reason}")
+        return
+    settings = obj.settings
+    url = obj.studio_url(url)
+    summary = review.push(
+        obj.db, obj.studio_client(url), url=url,
+        title=title or queries.last_review_title(obj.db) or settings["push"]["project"],
+        mode=mode or settings["push"]["mode"], document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
+        webhook_url=obj.webhook_to_register(webhook_url, False), secret=os.environ.get("HITL_WEBHOOK_SECRET"),
+        threshold=obj.threshold, image_ids=[c.image_id for c in chosen], echo=echo_err)
+    click.echo(f"Project {summary.project_id}: {summary.pushed} pushed, {summary.already} already there")
+
+
+COMMANDS = [learn, next_command]

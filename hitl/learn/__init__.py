@@ -1,0 +1,1 @@
+"""The `learn` stage: a model of the curators' taste, and the images worth reviewing next."""

@@ -1,0 +1,93 @@
+"""`hitl next`: the unreviewed candidates most worth a curator's time, by the learned rater.
+
+``hero``: the highest probability of hero first (fill the hero set); ``uncertain``: where the
+model is least sure (p nearest 0.5: the decisions it learns most from); ``mixed``: both, in a
+stated share. Never two frames of one sequence, and never a sequence a curator already saw.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import sqlite_utils
+
+from hitl.errors import HitlError
+from hitl.learn.data import LEARNED
+from hitl.store import queries
+
+STRATEGIES = ("hero", "uncertain", "mixed")
+MIXED_HERO_SHARE = 0.5
+
+
+def order(p_hero: np.ndarray, strategy: str, hero_share: float = MIXED_HERO_SHARE) -> list[tuple[int, str]]:
+    """Rows in the order the strategy reviews them, each with why ("hero" or "uncertain"). Pure.
+
+    ``mixed`` takes from the two orders so that every prefix holds ``hero_share`` likely heroes.
+    """
+    p = np.asarray(p_hero, dtype=float)
+    ranked = {"hero": iter(np.argsort(-p, kind="mergesort").tolist()),
+              "uncertain": iter(np.argsort(np.abs(p - 0.5), kind="mergesort").tolist())}
+    if strategy in ranked:
+        return [(row, strategy) for row in ranked[strategy]]
+    if strategy != "mixed":
+        raise HitlError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+    out: list[tuple[int, str]] = []
+    seen: set[int] = set()
+    heroes = 0
+    while len(out) < len(p):
+        why = "hero" if heroes < hero_share * (len(out) + 1) else "uncertain"
+        row = next((r for r in ranked[why] if r not in seen), None)
+        if row is None:  # that order is used up: the rest come from the other
+            why = "uncertain" if why == "hero" else "hero"
+            row = next(r for r in ranked[why] if r not in seen)
+        seen.add(row)
+        heroes += why == "hero"
+        out.append((row, why))
+    return out
+
+
+def take(ranked: list[tuple[int, str]], sequences: list[str | None], n: int,
+         reviewed: set[str]) -> list[tuple[int, str]]:
+    """The first ``n`` of ``ranked`` with no sequence twice and none already reviewed."""
+    out, used = [], set(reviewed)
+    for row, why in ranked:
+        seq = sequences[row]
+        if seq is not None and seq in used:
+            continue
+        out.append((row, why))
+        if seq is not None:
+            used.add(seq)
+        if len(out) == n:
+            break
+    return out
+
+
+@dataclass
+class Next:
+    image_id: str
+    p_hero: float
+    stars_pred: float
+    reason: str
+
+
+def choose_next(db: sqlite_utils.Database, n: int, strategy: str = "mixed") -> list[Next]:
+    """The next ``n`` unreviewed candidates by the newest learned rater's stored predictions."""
+    candidates = queries.candidates(db)
+    predictions = {image_id: s for image_id, results in queries.scores_by_image(db, raw=True).items()
+                   for s in results if s["model"] == LEARNED}
+    if not predictions:
+        raise HitlError("no learned rater yet: run `python -m hitl learn` (it needs 30 curator decisions)")
+    reviewed_images = {r["image_id"] for r in db.query(
+        "SELECT DISTINCT image_id FROM ratings WHERE deleted = 0 AND image_id IS NOT NULL")}
+    seq_of = {c["image_id"]: c["seq_id"] for c in candidates}
+    reviewed_seqs = {seq_of[i] for i in reviewed_images if seq_of.get(i)}
+    pool = [c for c in candidates if c["image_id"] in predictions and c["image_id"] not in reviewed_images]
+    if not pool:
+        return []
+    facts = [json.loads(predictions[c["image_id"]]["raw_response"] or "{}") for c in pool]
+    p = np.array([f.get("p_hero", 0.5) for f in facts], dtype=float)
+    chosen = take(order(p, strategy), [c["seq_id"] for c in pool], n, reviewed_seqs)
+    return [Next(pool[k]["image_id"], round(float(p[k]), 4), round(float(facts[k].get("stars", np.nan)), 2),
+                 f"likely hero (p = {p[k]:.2f})" if why == "hero"
+                 else f"the model is unsure (p = {p[k]:.2f}): a decision here teaches it most") for k, why in chosen]

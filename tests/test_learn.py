@@ -1,0 +1,138 @@
+"""The learned rater: grouped validation, out-of-fold predictions only for what it learned from,
+a clear refusal on too few decisions, and `next` into a real Label Studio."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import numpy as np
+import pytest
+
+from hitl.learn import model as M
+from hitl.learn.features import Features
+from hitl.learn.next import order, take
+
+from .conftest import CliProject
+
+CURATORS = ("ana@example.org", "ben@example.org", "cy@example.org")
+
+
+def sheet_for(project: CliProject, path, curators=CURATORS, images: int | None = None) -> list[str]:
+    """A sheet of decisions whose taste is: large, centred animals are heroes."""
+    rows = list(project.db.query("SELECT image_id FROM candidates ORDER BY rank"))[:images]
+    lines = ["image_id,curator,stars,hero,mode"]
+    for k, row in enumerate(rows):
+        for c, curator in enumerate(curators):
+            stars = 1 + (k * 3 + c) % 10
+            lines.append(f"{row['image_id']},{curator},{stars},{'yes' if stars >= 7 else 'no'},"
+                         f"{'blind' if c else 'assisted'}")
+    path.write_text("\n".join(lines) + "\n")
+    return [r["image_id"] for r in rows]
+
+
+@pytest.fixture
+def scored(tmp_path, sample_data) -> CliProject:
+    project = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db")})
+    project.run("select", "--md", str(sample_data / "md_results.json"), "--cct", str(sample_data / "cct.json"),
+                "--speciesnet", str(sample_data / "speciesnet_predictions.json"), "--images",
+                str(sample_data / "images"), "-n", "12")
+    project.run("score", "--model", "baseline")
+    return project
+
+
+def test_grouped_validation_never_splits_a_sequence():
+    rng = np.random.default_rng(1)
+    n = 120
+    groups = np.repeat(np.arange(30), 4)  # 30 bursts of 4 frames
+    X = rng.normal(size=(n, 3))
+    stars = np.clip(np.rint(5 + 2 * X[:, 0] + rng.normal(size=n)), 1, 10)
+    hero = (X[:, 0] > 0.5).astype(np.int8)
+    _, _, fold = M.out_of_fold(Features(["a", "b", "c"], X), stars, hero, groups)
+    for g in np.unique(groups):
+        assert len(set(fold[groups == g])) == 1  # a burst's frames are all in one validation fold
+    assert len(set(fold)) == M.FOLDS
+
+
+def test_validation_is_by_location_from_three_locations():
+    _, by = M.validation_groups(["s1", "s2", "s3"], ["cam_a", "cam_b", "cam_a"])
+    assert by == "sequence"
+    groups, by = M.validation_groups(["s1", "s2", "s3", "s4"], ["cam_a", "cam_b", "cam_c", "cam_a"])
+    assert by == "location" and groups[0] == groups[3] != groups[1]
+
+
+def test_too_few_decisions_refuse_and_name_the_best_model(scored, tmp_path):
+    sheet_for(scored, tmp_path / "few.csv", curators=CURATORS[:2], images=6)  # 12 decisions
+    scored.run("ratings", "--import", str(tmp_path / "few.csv"))
+    result = scored.run("learn", ok=False)
+    assert result.exit_code == 1 and "only 12 curator decisions" in result.output and "at least 30" in result.output
+    assert "baseline@hero-v1 agrees best" in result.output
+    assert scored.db["scores"].count_where("model = 'learned'") == 0
+
+
+def test_learn_stores_out_of_fold_predictions_for_what_it_learned_from(scored, tmp_path):
+    trained = sheet_for(scored, tmp_path / "d.csv")  # 12 images x 3 curators = 36 decisions
+    scored.run("ratings", "--import", str(tmp_path / "d.csv"))
+    result = scored.run("learn", "--json")
+    figures = json.loads(result.output)
+    assert figures["n_decisions"] == 36 and figures["split"]["blind"] == 24 and figures["split"]["assisted"] == 12
+    assert figures["grouped_by"] in ("sequence", "location")
+    assert "baseline@hero-v1" in figures["singles"]
+    for key in ("spearman", "qwk", "mae", "hero_auc", "precision_at_k", "ece"):
+        assert key in figures["figures"]
+    db = scored.db
+    stored = {r["image_id"]: r for r in db["scores"].rows_where("model = 'learned'")}
+    assert set(trained) <= set(stored)
+    assert {r["prompt_version"] for r in stored.values()} == {figures["version"]}
+    for image_id in trained:  # never the model's view of its own training data
+        facts = json.loads(stored[image_id]["raw_response"])
+        assert facts["out_of_fold"] is True and "out of fold" in stored[image_id]["reasoning"]
+    # the out-of-fold values are what a model that never saw the image's group predicts
+    from hitl.config import load_settings
+    from hitl.learn.data import Layout, decision_features, load_decisions, load_images
+
+    images = load_images(db, load_settings()["select"])
+    decisions = load_decisions(db, images)
+    F = decision_features(images, Layout.of(images), decisions)
+    groups, _ = M.validation_groups([images.meta["sequences"][r] for r in decisions.rows],
+                                    [images.meta["location_names"][r] for r in decisions.rows])
+    oof_stars, _, _ = M.out_of_fold(F, decisions.stars, decisions.hero, groups, seed=0)
+    for image_id in trained[:3]:
+        mine = [k for k, r in enumerate(decisions.rows) if images.ids[r] == image_id]
+        assert stored[image_id]["score"] == pytest.approx(float(np.mean(oof_stars[mine])), abs=1e-3)
+    # and the report's agreement sees it as a rater
+    report = scored.run("report", "--out", str(tmp_path / "r"), "--resamples", "0")
+    assert "learned@" in (tmp_path / "r" / "agreement.json").read_text()
+    assert report.exit_code == 0
+
+
+def test_next_orders_and_never_takes_a_sequence_twice():
+    p = np.array([0.9, 0.52, 0.8, 0.1, 0.95, 0.48])
+    assert [r for r, _ in order(p, "hero")][:2] == [4, 0]
+    assert [r for r, _ in order(p, "uncertain")][:2] == [1, 5]
+    mixed = order(p, "mixed")
+    assert sorted(r for r, _ in mixed) == list(range(6))
+    assert [why for _, why in mixed[:4]].count("hero") == 2  # the stated share in every prefix
+    chosen = take(order(p, "hero"), ["a", "b", "a", "c", "d", "e"], 3, reviewed={"d"})
+    assert [r for r, _ in chosen] == [0, 1, 5]  # 4 is a reviewed sequence, 2 repeats "a"
+
+
+def test_next_pushes_to_label_studio_and_a_rerun_pushes_nothing_twice(tmp_path, label_studio):
+    from .test_labelstudio import Review
+
+    review = Review(tmp_path, label_studio, n=12)
+    rated = sheet_for(review, tmp_path / "d.csv", images=10)  # 30 decisions on 10 images
+    review.run("ratings", "--import", str(tmp_path / "d.csv"))
+    review.run("learn")
+    dry = review.run("next", "-n", "5", "--dry-run", "--out", str(tmp_path / "next.csv"))
+    rows = (tmp_path / "next.csv").read_text().splitlines()
+    assert rows[0] == "image_id,p_hero,stars_pred,reason" and 1 <= len(rows) - 1 <= 2
+    assert not set(r.split(",")[0] for r in rows[1:]) & set(rated)  # only unreviewed images
+    assert "Next" in dry.output
+    title = f"next {uuid.uuid4().hex[:6]}"
+    first = review.run("next", "-n", "5", "--url", label_studio.url, "--project", title,
+                       "--mode", "blind")
+    pushed = len(rows) - 1
+    assert f"{pushed} pushed, 0 already there" in first.output
+    again = review.run("next", "-n", "5", "--url", label_studio.url, "--project", title, "--mode", "blind")
+    assert f"0 pushed, {pushed} already there" in again.output
+    assert review.project(title).task_number == pushed
