@@ -42,8 +42,8 @@ def label_studio(tmp_path_factory):
     """
     import shutil
 
-    from hitl.review import studio
     from hitl.errors import HitlError
+    from hitl.review import studio
 
     try:
         binary = studio.find_binary()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
+from hitl.imageprep import prepare_image
 from hitl.score.backends.base import Backend, Outcome, ScoreRequest
 from hitl.score.backends.baseline import (
     HERO_THRESHOLD,
@@ -17,7 +18,6 @@ from hitl.score.backends.baseline import (
     baseline_features,
     baseline_verdict,
 )
-from hitl.imageprep import prepare_image
 
 W, H = 768, 576
 

@@ -19,8 +19,8 @@ from label_studio_sdk import LabelStudio
 from playwright.sync_api import sync_playwright
 
 from hitl import store
-from hitl.review import studio
 from hitl.cli import cli
+from hitl.review import studio
 
 from .conftest import Demo
 

@@ -23,7 +23,8 @@ from google.genai import types
 from openai import OpenAI
 from PIL import Image
 
-from tests.fakes import FakeGemini, FakeOpenAI, behaviours as B, genai_client, image_sha, openai_client
+from tests.fakes import FakeGemini, FakeOpenAI, genai_client, image_sha, openai_client
+from tests.fakes import behaviours as B
 from tests.fakes.fixtures import fake_gemini, fake_openai  # noqa: F401  (fixtures)
 
 MODEL = "gemini-2.5-flash"

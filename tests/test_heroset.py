@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from hitl import store
-from hitl.publish import heroset
 from hitl.cli import cli
+from hitl.publish import heroset
 from hitl.publish.heroset import HerosetError, export_heroset, flat_names, select_heroes, select_with_counts
 
 from .conftest import REPO, SHARED

@@ -11,10 +11,16 @@ import pytest
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.label_interface import LabelInterface
 
-from converters.labelstudio import (DETECTOR_VERSION, build_task, image_id_of, local_files_url, rating_from_annotation,
-                                    stars)
-from hitl.store import transaction
+from converters.labelstudio import (
+    DETECTOR_VERSION,
+    build_task,
+    image_id_of,
+    local_files_url,
+    rating_from_annotation,
+    stars,
+)
 from hitl.review.configs import config_labels, label_config
+from hitl.store import transaction
 
 from .conftest import REPO, SHARED, CliProject
 

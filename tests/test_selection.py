@@ -107,8 +107,8 @@ def test_deterministic_for_a_seed_and_different_for_another():
     seq, species = np.arange(500), rng.integers(0, 10, 500)
     masks = {c: np.zeros(500, bool) for c in selection.CATEGORY_ORDER}
     masks["best_remaining"][:] = True
-    run = lambda seed: [p.row for p in selection.pick(50, quality, masks, seq, species, {"best_remaining": 1},
-                                                      100, seed)]
+    def run(seed):
+        return [p.row for p in selection.pick(50, quality, masks, seq, species, {"best_remaining": 1}, 100, seed)]
     assert run(3) == run(3)
     assert run(3) != run(4)
 

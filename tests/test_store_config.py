@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from hitl import store
-from hitl.store.schema import MIGRATIONS
 from hitl.config import DEFAULTS, load_settings
 from hitl.errors import ConfigError
+from hitl.store.schema import MIGRATIONS
 
 
 def test_connect_creates_schema_in_wal_mode_with_busy_timeout(tmp_path):

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hitl import store
+from hitl.cli import cli
 from hitl.errors import ConfigError
 from hitl.review import events
-from hitl.cli import cli
 from hitl.review.webhook import create_app
 
 from .conftest import SHARED

@@ -95,10 +95,10 @@ def serve(latency: float, ready, stop) -> None:
 
 def bench_throughput(folder: Path, concurrency: int, latency: float) -> dict:
     from hitl import store
+    from hitl.config import load_settings
+    from hitl.score.backends.openai_compat import OpenAICompatBackend
     from hitl.score.runner import run_sync
     from hitl.score.targets import candidate_targets, register_folder
-    from hitl.score.backends.openai_compat import OpenAICompatBackend
-    from hitl.config import load_settings
 
     ready, stop = multiprocessing.Queue(), multiprocessing.Event()
     server = multiprocessing.Process(target=serve, args=(latency, ready, stop), daemon=True)

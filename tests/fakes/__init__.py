@@ -41,9 +41,9 @@ from ._http import (
     truncated_json,
     unavailable,
 )
+from .clients import genai_client, openai_client
 from .gemini import FakeBatch, FakeFile, FakeGemini, extract_gemini_request
 from .openai_compat import FakeOpenAI, extract_openai_request
-from .clients import genai_client, openai_client
 
 __all__ = [
     "DEFAULT_ANSWER", "HANG", "Behaviour", "Call", "FakeServer", "SentImage",
