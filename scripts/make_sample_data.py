@@ -1237,6 +1237,11 @@ edge, or into the camera's data strip along the bottom (4.5% of the height),
 which hides whatever is behind it. The detector's boxes end where the strip
 begins, as MegaDetector's do on real trail-camera frames.
 
+`decisions.csv` (not written by the script) holds three made-up curators'
+decisions on the animal frames, 95 in all, for `hitl ratings --import` and
+`hitl learn`: stars from the notes below (close-ups, rare species and groups
+up; tiny, cut-off, blurred and badly exposed animals down), hero at 8 or more.
+
 Species UUIDs (made up, fixed):
 
 | species | SpeciesNet label |

@@ -53,6 +53,43 @@ def test_grouped_validation_never_splits_a_sequence():
     assert len(set(fold)) == M.FOLDS
 
 
+def test_a_feature_missing_from_every_training_row_is_no_failure():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(80, 3))
+    X[:40, 2] = np.nan  # a model that scored only the second half: empty in some folds' training rows
+    X[:, 1] = np.nan  # a feature nobody has
+    stars = np.clip(np.rint(5 + 2 * X[:, 0]), 1, 10)
+    hero = (X[:, 0] > 0.3).astype(np.int8)
+    groups = np.arange(80) // 40  # two groups: one fold trains on the half without column 2
+    pred_stars, p, _ = M.out_of_fold(Features(["a", "b", "c"], X), stars, hero, groups)
+    assert np.isfinite(pred_stars).all() and ((0 <= p) & (p <= 1)).all()
+    fitted = M.fit(Features(["a", "b", "c"], X[:40]), stars[:40], hero[:40], np.arange(40) // 10)
+    # a value in a column that had none in training changes nothing: that column is a constant to it
+    only_c = X[40:].copy()
+    only_c[:, 2] = 99.0
+    assert np.allclose(fitted.predict(X[40:])[1], fitted.predict(only_c)[1])
+
+
+def test_intervals_resample_whole_groups():
+    groups = np.repeat(np.arange(10), 3)
+    rows = np.arange(30)
+    seen = []
+
+    def sizes(i):
+        counts = np.bincount(groups[i], minlength=10)
+        seen.append(counts)
+        return float(len(i))
+    ci = M.group_bootstrap_ci(sizes, groups, rows, resamples=50)
+    assert ci == [30.0, 30.0] and len(seen) == 50  # ten groups drawn each time, three frames each
+    assert all((c % 3 == 0).all() for c in seen) and any((c == 0).any() for c in seen)
+    stars = np.tile(np.arange(1.0, 11.0), 3)
+    noisy = stars + np.random.default_rng(0).normal(0, 2, 30)
+    f = M.figures(noisy, np.clip(noisy / 10, 0, 1), stars, (stars >= 7).astype(np.int8), 5, groups, 200)
+    low, high = f["spearman_ci"]
+    assert low < f["spearman"] < high and 0 < high - low < 1
+    assert "spearman_ci" not in M.figures(noisy, noisy / 10, stars, (stars >= 7).astype(np.int8), 5)
+
+
 def test_validation_is_by_location_from_three_locations():
     _, by = M.validation_groups(["s1", "s2", "s3"], ["cam_a", "cam_b", "cam_a"])
     assert by == "sequence"
@@ -102,6 +139,9 @@ def test_learn_stores_out_of_fold_predictions_for_what_it_learned_from(scored, t
     # and the report's agreement sees it as a rater
     report = scored.run("report", "--out", str(tmp_path / "r"), "--resamples", "0")
     assert "learned@" in (tmp_path / "r" / "agreement.json").read_text()
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "The learned rater" in page and "never its view of its own training data" in page
+    assert f"learned@{figures['version']}" in page and "baseline@hero-v1" in page
     assert report.exit_code == 0
 
 
@@ -136,3 +176,21 @@ def test_next_pushes_to_label_studio_and_a_rerun_pushes_nothing_twice(tmp_path, 
     again = review.run("next", "-n", "5", "--url", label_studio.url, "--project", title, "--mode", "blind")
     assert f"0 pushed, {pushed} already there" in again.output
     assert review.project(title).task_number == pushed
+
+
+def test_select_learned_ranks_by_the_learned_rater(scored, tmp_path, sample_data):
+    sheet_for(scored, tmp_path / "d.csv")
+    scored.run("ratings", "--import", str(tmp_path / "d.csv"))
+    result = scored.run("select", "--md", str(sample_data / "md_results.json"), "--cct", str(sample_data / "cct.json"),
+                        "--images", str(sample_data / "images"), "-n", "2", "--add", "--learned")
+    assert "Ranking" in result.output and "by the learned rater (36 curator decisions)" in result.output
+    added = [r for r in scored.db["candidates"].rows_where("run_id = (SELECT MAX(id) FROM selection_runs)")]
+    assert added and all("learned rater: p(hero)" in r["reason"] for r in added)
+    assert all(0 <= r["score"] <= 1 for r in added)
+
+
+def test_select_learned_refuses_before_reading_without_decisions(scored, sample_data):
+    result = scored.run("select", "--md", str(sample_data / "md_results.json"), "--images",
+                        str(sample_data / "images"), "-n", "2", "--add", "--learned", ok=False)
+    assert result.exit_code == 1 and "select without --learned meanwhile" in result.output
+    assert "Reading" not in result.output

@@ -40,6 +40,11 @@ def learn(obj: Context, seed, k, as_json) -> None:
     click.echo(f"{'rater':42} " + " ".join(f"{label:>11}" for _, label in FIGURE_NAMES))
     for name, figures in [(f"learned@{result.version}", result.figures), *result.singles.items()]:
         click.echo(f"{name:42} " + " ".join(f"{_num(figures.get(key)):>11}" for key, _ in FIGURE_NAMES))
+    for name, figures in [(f"learned@{result.version}", result.figures), *result.singles.items()]:
+        intervals = [f"{label} {_interval(figures.get(key + '_ci'))}" for key, label in FIGURE_NAMES
+                     if figures.get(key + "_ci")]
+        if intervals:
+            click.echo(f"  {name}, 95% intervals resampling whole {result.grouped_by}s: " + ", ".join(intervals))
     if result.reward:
         click.echo(result.reward)
     click.echo("Its predictions are stored as the rater learned@" + result.version
@@ -48,6 +53,10 @@ def learn(obj: Context, seed, k, as_json) -> None:
 
 def _num(value) -> str:
     return "–" if value is None else f"{value:.3f}"
+
+
+def _interval(ci: list[float]) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
 @click.command("next")

@@ -26,10 +26,12 @@ from hitl.cli.context import Context, counted, echo_err, json_option, print_json
 @click.option("--check-files/--no-check-files", default=None,
               help="Open each pick's header, replacing missing or unreadable files. [default: check]")
 @click.option("--add", is_flag=True, help="Keep the current candidates and add new ones from other sequences.")
+@click.option("--learned", is_flag=True,
+              help="Rank by the learned rater on the detector record (hitl learn; 30 decisions) instead of the heuristic.")
 @json_option()
 @click.pass_obj
 def select(obj: Context, md_path, speciesnet_path, cct_path, images_root, n, out_csv, seed, threshold,
-           include_people, gap_seconds, check_files, add, as_json) -> None:
+           include_people, gap_seconds, check_files, add, learned, as_json) -> None:
     """Select N diverse, promising candidates from detector output.
 
     One frame per sequence at most, stratified over categories (rare species, several
@@ -51,7 +53,7 @@ def select(obj: Context, md_path, speciesnet_path, cct_path, images_root, n, out
             cfg[key] = value
     summary = run_selection(
         obj.db, md=md_path, images_root=images_root, n=n, settings=obj.settings, speciesnet=speciesnet_path,
-        cct=cct_path, out_csv=out_csv, add=add, echo=echo_err,
+        cct=cct_path, out_csv=out_csv, add=add, echo=echo_err, learned=learned,
     )
     if as_json:
         print_json(summary.as_counts())

@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import Pipeline, make_pipeline
 
 from hitl.analyse.statistics import quadratic_weighted_kappa, spearman
 from hitl.learn.features import Features
@@ -26,6 +28,30 @@ def tree_params(categorical: np.ndarray, n: int, seed: int) -> dict:
     return {"max_iter": 150, "learning_rate": 0.06, "max_leaf_nodes": 15, "min_samples_leaf": max(5, n // 40),
             "l2_regularization": 1.0, "categorical_features": categorical if categorical.any() else None,
             "early_stopping": False, "random_state": seed}
+
+
+class EmptyColumnsConstant(TransformerMixin, BaseEstimator):
+    """Columns with no value at all in the training rows become a constant zero, in training and after.
+
+    A feature is often missing for a whole fold (a model that scored only some images, a camera
+    of its own), and scikit-learn 1.9's binning fails on a column with no value at all. A
+    constant column is one the trees never split on, which is what an empty one means; columns
+    that had values in training are left as they are, NaN included.
+    """
+
+    def fit(self, X, y=None):
+        self.empty_ = np.isnan(np.asarray(X, dtype=float)).all(axis=0)
+        return self
+
+    def transform(self, X):
+        X = np.array(X, dtype=float)
+        X[:, self.empty_] = 0.0
+        return X
+
+
+def trees(kind: type, params: dict) -> Pipeline:
+    """Gradient-boosted trees of ``kind`` behind :class:`EmptyColumnsConstant`."""
+    return make_pipeline(EmptyColumnsConstant(), kind(**params))
 
 
 def validation_groups(sequences: list[str | None], locations: list[str | None]) -> tuple[np.ndarray, str]:
@@ -44,8 +70,8 @@ class Fitted:
     """A stars regressor and a calibrated hero classifier (None: one class only, then the base rate)."""
 
     names: list[str]
-    stars: HistGradientBoostingRegressor | None
-    hero: CalibratedClassifierCV | HistGradientBoostingClassifier | None
+    stars: Pipeline | None  # trees(HistGradientBoostingRegressor)
+    hero: CalibratedClassifierCV | Pipeline | None  # calibrated trees(HistGradientBoostingClassifier)
     hero_rate: float
     stars_mean: float
 
@@ -63,7 +89,7 @@ def fit(F: Features, stars: np.ndarray, hero: np.ndarray, groups: np.ndarray, se
     params = tree_params(F.categorical, len(F.X), seed)
     regressor = None
     if has_stars.sum() >= 2:
-        regressor = HistGradientBoostingRegressor(**params).fit(F.X[has_stars], stars[has_stars])
+        regressor = trees(HistGradientBoostingRegressor, params).fit(F.X[has_stars], stars[has_stars])
     classifier, rate = None, float(hero[has_hero].mean()) if has_hero.any() else 0.0
     y = hero[has_hero]
     if has_hero.sum() >= 4 and 0 < y.sum() < len(y):
@@ -78,8 +104,9 @@ def _calibrated(X: np.ndarray, y: np.ndarray, groups: np.ndarray, params: dict):
     folds = list(GroupKFold(splits).split(X, y, groups)) if splits >= 2 else []
     if folds and all(0 < y[train].sum() < len(train) for train, _ in folds):
         method = "isotonic" if len(y) >= 400 else "sigmoid"  # isotonic needs many points not to overfit
-        return CalibratedClassifierCV(HistGradientBoostingClassifier(**params), method=method, cv=folds).fit(X, y)
-    return HistGradientBoostingClassifier(**params).fit(X, y)
+        return CalibratedClassifierCV(trees(HistGradientBoostingClassifier, params), method=method,
+                                      cv=folds).fit(X, y)
+    return trees(HistGradientBoostingClassifier, params).fit(X, y)
 
 
 def out_of_fold(F: Features, stars: np.ndarray, hero: np.ndarray, groups: np.ndarray, seed: int = 0
@@ -138,11 +165,24 @@ def precision_at_k(score: np.ndarray, y: np.ndarray, k: int) -> float | None:
     return float(np.asarray(y, bool)[top].mean())
 
 
-def figures(pred_stars: np.ndarray, p_hero: np.ndarray, stars: np.ndarray, hero: np.ndarray, k: int) -> dict:
-    """Spearman, QWK and MAE against the curators' stars; hero AUC, precision@k and ECE."""
+def figures(pred_stars: np.ndarray, p_hero: np.ndarray, stars: np.ndarray, hero: np.ndarray, k: int,
+            groups: np.ndarray | None = None, resamples: int = 0, seed: int = 0) -> dict:
+    """Spearman, QWK and MAE against the curators' stars; hero AUC, precision@k and ECE.
+
+    With ``groups`` and ``resamples``, 95% intervals for Spearman and hero AUC too, from a
+    bootstrap that resamples whole groups (a burst's frames are not independent evidence).
+    """
     s = np.isfinite(stars) & np.isfinite(pred_stars)
     h = (hero >= 0) & np.isfinite(p_hero)
-    return {
+    intervals = {}
+    if groups is not None and resamples > 0:
+        intervals = {
+            "spearman_ci": group_bootstrap_ci(lambda i: spearman(pred_stars[i], stars[i]) if len(i) >= 3 else None,
+                                              groups[s], np.flatnonzero(s), resamples, seed),
+            "hero_auc_ci": group_bootstrap_ci(lambda i: auc(p_hero[i], hero[i] == 1), groups[h], np.flatnonzero(h),
+                                              resamples, seed),
+        }
+    return {**intervals,
         "n_stars": int(s.sum()), "n_hero": int(h.sum()),
         "spearman": spearman(pred_stars[s], stars[s]) if s.sum() >= 3 else None,
         "qwk": quadratic_weighted_kappa(np.rint(pred_stars[s]), stars[s], labels=range(0, 11)) if s.sum() >= 3 else None,
@@ -152,6 +192,26 @@ def figures(pred_stars: np.ndarray, p_hero: np.ndarray, stars: np.ndarray, hero:
         "ece": expected_calibration_error(p_hero[h], hero[h] == 1),
         "k": k,
     }
+
+
+def group_bootstrap_ci(statistic, groups: np.ndarray, rows: np.ndarray, resamples: int, seed: int = 0,
+                       level: float = 0.95) -> list[float] | None:
+    """Percentile interval of ``statistic(row indices)`` over resamples of whole groups."""
+    if len(rows) == 0:
+        return None
+    codes, inverse = np.unique(groups, return_inverse=True)
+    members = [rows[inverse == g] for g in range(len(codes))]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        picked = rng.integers(0, len(members), len(members))
+        value = statistic(np.concatenate([members[g] for g in picked]))
+        if value is not None and np.isfinite(value):
+            values.append(value)
+    if len(values) < resamples / 2:  # undefined in most resamples: no honest interval
+        return None
+    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return [float(low), float(high)]
 
 
 def learning_curve(F: Features, stars: np.ndarray, hero: np.ndarray, groups: np.ndarray, seed: int = 0,

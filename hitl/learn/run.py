@@ -50,6 +50,9 @@ class LearnResult:
         return self.__dict__.copy()
 
 
+RESAMPLES = 500  # for the figures' intervals
+
+
 class TooFewDecisions(HitlError):
     """Fewer decisions than a model can be judged on; the message says which model agrees best meanwhile."""
 
@@ -65,8 +68,8 @@ def learn(db: sqlite_utils.Database, settings: dict[str, Any], seed: int = 0, k:
     groups, by = M.validation_groups([images.meta["sequences"][r] for r in decisions.rows],
                                      [images.meta["location_names"][r] for r in decisions.rows])
     oof_stars, oof_p, _ = M.out_of_fold(F, decisions.stars, decisions.hero, groups, seed)
-    figures = M.figures(oof_stars, oof_p, decisions.stars, decisions.hero, k)
-    singles = single_models(images, decisions, layout, k)
+    figures = M.figures(oof_stars, oof_p, decisions.stars, decisions.hero, k, groups, RESAMPLES, seed)
+    singles = single_models(images, decisions, layout, k, groups, seed)
     full = M.fit(F, decisions.stars, decisions.hero, groups, seed)
     importance = M.importance(full, F, decisions.stars, decisions.hero, seed)
     curve = M.learning_curve(F, decisions.stars, decisions.hero, groups, seed)
@@ -77,15 +80,18 @@ def learn(db: sqlite_utils.Database, settings: dict[str, Any], seed: int = 0, k:
                        curve, importance, what_curators_reward(importance))
 
 
-def single_models(images: Images, decisions: Decisions, layout: Layout, k: int) -> dict[str, dict[str, Any]]:
-    """Each model's own score as a rater of the same decisions (score / 10 as its hero probability)."""
+def single_models(images: Images, decisions: Decisions, layout: Layout, k: int, groups: np.ndarray | None = None,
+                  seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Each model's own score as a rater of the same decisions (score / 10 as its hero probability);
+    with ``groups``, with the same grouped intervals as the learned rater's."""
     out = {}
     for rater in layout.raters:
         score = np.array([next((s["score"] for s in images.scores.get(images.ids[r], []) if s["rater"] == rater),
                                np.nan) for r in decisions.rows], dtype=float)
         has = np.isfinite(score)
         if has.sum() >= 3:
-            out[rater] = M.figures(score[has], score[has] / 10, decisions.stars[has], decisions.hero[has], k)
+            out[rater] = M.figures(score[has], score[has] / 10, decisions.stars[has], decisions.hero[has], k,
+                                   None if groups is None else groups[has], RESAMPLES, seed)
     return out
 
 

@@ -23,6 +23,8 @@ from hitl.analyse.consensus import DEFINITION as CONSENSUS_DEFINITION
 from hitl.analyse.consensus import consensus, latest_per_curator
 from hitl.analyse.disagreements import rank_disagreements
 from hitl.errors import NothingToDo
+from hitl.learn.run import latest_run
+from hitl.publish.learning import learned_section
 from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
 from hitl.store import utc_now
 from hitl.store.ratings import curator_name, long_table
@@ -63,7 +65,8 @@ def build_report(db: sqlite_utils.Database, out_dir: str | Path, *, hero_thresho
         comments[r["image_id"]].append((curator_name(r["annotator_email"], r["annotator_id"], r["source"],
                                                      r["project"]), r["comment"]))
     roots = dict(db.execute("SELECT image_id, root FROM images").fetchall())
-    write_atomic(paths["html"], render_html(agreement, rows, ranked[:top], reasoning, comments, roots))
+    learned = learned_section(latest_run(db), _figure_png)
+    write_atomic(paths["html"], render_html(agreement, rows, ranked[:top], reasoning, comments, roots, learned))
     return paths
 
 
@@ -325,7 +328,7 @@ def _cards(ranked: list[dict], reasoning: dict, comments: dict, roots: dict) -> 
 
 
 def render_html(agreement: dict, rows: list[dict], ranked: list[dict], reasoning: dict, comments: dict,
-                roots: dict) -> str:
+                roots: dict, learned: dict | None = None) -> str:
     """The report page: ``ranked`` are the disagreements shown as cards, the rest is in ``agreement``."""
     params = agreement.get("parameters", {})
     raters = agreement.get("raters", [])
@@ -344,6 +347,7 @@ def render_html(agreement: dict, rows: list[dict], ranked: list[dict], reasoning
                 "ratings": sum(1 for r in rows if r["kind"] == "human")},
         readings=agreement.get("readings", []),
         consensus_definition=CONSENSUS_DEFINITION,
+        learned=learned,
         raters=[{"name": r["name"], "kind": r["kind"], "n_images": r["n_images"],
                  "mean_score": _text(r.get("mean_score")), "hero_share": _text(r.get("hero_share"))} for r in raters],
         model_tables=[

@@ -36,12 +36,14 @@ SPECIES_SOURCES = ("none", "megadetector-classifier", "speciesnet")
 def run_selection(db: sqlite_utils.Database, *, md: str | Path, images_root: str | Path, n: int,
                   settings: dict[str, Any], speciesnet: str | Path | None = None,
                   cct: str | Path | None = None, out_csv: str | Path | None = None, add: bool = False,
-                  echo: Callable[[str], None] = lambda _msg: None, progress: bool | None = None
-                  ) -> SelectionSummary:
+                  echo: Callable[[str], None] = lambda _msg: None, progress: bool | None = None,
+                  learned: bool = False) -> SelectionSummary:
     """Select ``n`` candidates and record them (and the run) in ``db``.
 
     With ``add`` the existing candidates stay and their images and sequences are not chosen
-    again; otherwise the new set replaces them.
+    again; otherwise the new set replaces them. With ``learned`` the images are ranked by the
+    learned rater on their detector record (refitted from the store's decisions) instead of
+    the selection's heuristic; the strata, sequence, species-cap and people rules are the same.
     """
     cfg = settings["select"]
     if n < 1:
@@ -50,6 +52,14 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path, images_root: str
     if cfg["check_files"] and not root.is_dir():
         raise HitlError(f"image root {images_root} is not a folder; pass --images with the folder "
                         f"MegaDetector's 'file' paths are relative to")
+    ranker = None
+    if learned:
+        from hitl.learn.rank import MetaRanker, check_decisions
+
+        check_decisions(db, cfg)
+        # fitted once the detector files are read: their reading may fork, and a process is best
+        # forked before scikit-learn starts its thread pool
+        ranker = lambda: MetaRanker.from_store(db, cfg)  # noqa: E731
     started = utc_now()
     run_id = db["selection_runs"].insert({
         "started_at": started, "status": "running", "md_path": str(md),
@@ -60,7 +70,7 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path, images_root: str
         # The CCT file's whole-file check begins now, beside the MegaDetector file's reading.
         with gc_paused(), CCTFile(cct) if cct else nullcontext() as cct_file:  # gc: see gc_paused
             summary = _select(db, run_id, Path(md), root, n, cfg, speciesnet, cct_file, out_csv, add, echo,
-                              progress)
+                              progress, ranker)
     except BaseException as exc:
         db["selection_runs"].update(run_id, {"status": "failed", "finished_at": utc_now(),
                                              "counts": json.dumps({"error": str(exc)})})
@@ -84,6 +94,7 @@ class _Run:
     cct: CCTMetadata | None
     echo: Callable[[str], None]
     progress: bool | None
+    ranker: Callable | None = None  # builds the learned rater that ranks instead of the heuristic
 
 
 @dataclass
@@ -99,7 +110,7 @@ class _Species:
 
 
 def _select(db, run_id, md_path: Path, root: Path, n: int, cfg, sn_path, cct_file: CCTFile | None, out_csv, add, echo,
-            progress) -> SelectionSummary:
+            progress, ranker: Callable | None = None) -> SelectionSummary:
     echo(f"Reading {md_path} ({md_path.stat().st_size / 1e6:.1f} MB)")
     md = load_megadetector(md_path, root)
     summary = SelectionSummary(run_id=run_id, images_read=len(md.image_ids), eligible=0, sequences=0,
@@ -112,7 +123,7 @@ def _select(db, run_id, md_path: Path, root: Path, n: int, cfg, sn_path, cct_fil
     feats = selection.image_features(det.image, det.kind, det.conf, det.bbox, det.species, len(md.image_ids),
                                      cfg["threshold"], cfg["edge_margin"], cfg["data_strip"])
     sn = _load_speciesnet(sn_path, root, md, summary, echo)
-    run = _Run(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress)
+    run = _Run(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress, ranker)
 
     ok, sn_species, existing_seqs = _eligible(run)
     elig = np.flatnonzero(ok)
@@ -234,7 +245,8 @@ def _choose(run: _Run, frames: Frames, sn_species: dict) -> list[dict[str, Any]]
     hours = frames.hours
     night = (hours >= 0) & ((hours >= start) | (hours < end)) if start > end else (hours >= start) & (hours < end)
     species = _species(run, frames, seq_index, sn_species)
-    quality = selection.quality_score(feats.area[e], feats.centrality[e], feats.max_conf[e], feats.cut_off[e], night)
+    quality = (_learned_quality(run, frames, species, night) if run.ranker is not None else
+               selection.quality_score(feats.area[e], feats.centrality[e], feats.max_conf[e], feats.cut_off[e], night))
     masks = selection.category_masks(feats.n_animals[e], feats.n_species[e], feats.area[e], feats.cut_off[e],
                                      feats.centrality[e], night, species.rare, cfg["close_up_area"])
     cap = max(1, int(np.ceil(cfg["species_max_share"] * run.n)))
@@ -259,6 +271,18 @@ def _choose(run: _Run, frames: Frames, sn_species: dict) -> list[dict[str, Any]]
             for rank, p in enumerate(picks, start=1)]
 
 
+def _learned_quality(run: _Run, frames: Frames, species: _Species, night: np.ndarray) -> np.ndarray:
+    """Every eligible image's probability of hero by the learned rater on its detector record."""
+    ranker = run.ranker()
+    e, feats = frames.elig, run.feats
+    run.echo(f"Ranking {len(e):,} images by the learned rater ({ranker.n_decisions} curator decisions)")
+    columns = {"area": feats.area[e], "cut_off": feats.cut_off[e], "centrality": feats.centrality[e],
+               "n_animals": feats.n_animals[e], "n_species": feats.n_species[e], "max_conf": feats.max_conf[e],
+               "night": night, "rarity": species.share, "hour": frames.hours}
+    names = [species.names[k] for k in species.sp.tolist()]
+    return ranker.p_hero(columns, names, [frames.location(k) for k in range(len(e))])
+
+
 def _row(run: _Run, frames: Frames, species: _Species, p: selection.Pick, rank: int, night: np.ndarray,
          quality: np.ndarray, cap: int, checked_sizes: dict[int, tuple[int, int]]) -> dict[str, Any]:
     """One candidate as the CSV and the store see it (columns starting with _ are store-only)."""
@@ -273,7 +297,8 @@ def _row(run: _Run, frames: Frames, species: _Species, p: selection.Pick, rank: 
     row = {
         "rank": rank, "image_id": run.md.image_ids[i], "category": p.category,
         "score": round(float(quality[r]), 4),
-        "reason": _reason(p, feats, i, name, bool(night[r]), bool(species.rare[r]), when_text, cap),
+        "reason": _reason(p, feats, i, name, bool(night[r]), bool(species.rare[r]), when_text, cap)
+                  + (f"; learned rater: p(hero) {quality[r]:.2f}" if run.ranker is not None else ""),
         "species": name, "seq_id": frames.seq_id(r), "location": frames.location(r), "datetime": when,
         "night": int(night[r]), "n_animals": int(feats.n_animals[i]), "area": round(float(feats.area[i]), 4),
         "width": width, "height": height,

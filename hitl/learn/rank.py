@@ -1,0 +1,55 @@
+"""Ranking images never seen by a curator: the learned rater on the detector's record alone.
+
+`hitl select --learned` scores every eligible image of a detector file this way, so `--add`
+brings in the most promising sequences of the whole collection. The model is refitted from the
+store's decisions (deterministic for a seed) rather than loaded from a file: nothing is unpickled.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from hitl.learn import model as M
+from hitl.learn.data import Layout, decision_features, load_decisions, load_images
+from hitl.learn.features import META, MODE, Codes, Features, meta_matrix
+from hitl.learn.run import TooFewDecisions, _too_few
+
+COLUMNS = [name for name, _ in META] + [MODE]
+
+
+def check_decisions(db: sqlite_utils.Database, cfg: dict[str, Any]) -> None:
+    """Refuse at once (before a big detector file is read) when there is too little to learn from."""
+    images = load_images(db, cfg)
+    decisions = load_decisions(db, images)
+    if len(decisions) < M.MIN_DECISIONS:
+        raise TooFewDecisions(_too_few(images, decisions) + "; select without --learned meanwhile")
+
+
+class MetaRanker:
+    """p(hero) from the :data:`META` features, as a blind curator would judge."""
+
+    def __init__(self, fitted: M.Fitted, species: Codes, location: Codes, n_decisions: int):
+        self.fitted, self.species, self.location, self.n_decisions = fitted, species, location, n_decisions
+
+    @classmethod
+    def from_store(cls, db: sqlite_utils.Database, cfg: dict[str, Any], seed: int = 0) -> MetaRanker:
+        images = load_images(db, cfg)
+        decisions = load_decisions(db, images)
+        if len(decisions) < M.MIN_DECISIONS:
+            raise TooFewDecisions(_too_few(images, decisions) + "; select without --learned meanwhile")
+        layout = Layout.of(images)
+        F = decision_features(images, layout, decisions).columns(COLUMNS)
+        groups, _ = M.validation_groups([images.meta["sequences"][r] for r in decisions.rows],
+                                        [images.meta["location_names"][r] for r in decisions.rows])
+        return cls(M.fit(F, decisions.stars, decisions.hero, groups, seed), layout.species, layout.location,
+                   len(decisions))
+
+    def p_hero(self, columns: dict[str, np.ndarray], species: list[str | None], locations: list[str | None]
+               ) -> np.ndarray:
+        """One probability per image; ``columns``: area, cut_off, centrality, n_animals, n_species,
+        max_conf, night, rarity, hour (arrays of equal length)."""
+        X = meta_matrix(columns, self.species, self.location, species, locations)
+        X = np.column_stack([X, np.zeros(len(X))])  # mode: blind
+        return self.fitted.predict(Features(COLUMNS, X).X)[1]
