@@ -178,6 +178,31 @@ def test_next_pushes_to_label_studio_and_a_rerun_pushes_nothing_twice(tmp_path, 
     assert review.project(title).task_number == pushed
 
 
+def test_next_into_an_assisted_project_keeps_what_it_prefills(tmp_path, label_studio):
+    """The learned rater has a prediction for every new image (the most complete model there), but
+    the project prefilled gemini from its first push: it keeps doing so, and Label Studio accepts."""
+    from .test_labelstudio import Review
+
+    review = Review(tmp_path, label_studio, n=12)
+    rated = sheet_for(review, tmp_path / "d.csv", images=10)
+    title = f"assisted next {uuid.uuid4().hex[:6]}"
+    review.push(title, "--prefill", "gemini-2.5-flash", "--no-webhook")
+    with review.db.conn:  # the first push covered only the rated images
+        review.db.execute("DELETE FROM ls_tasks WHERE image_id NOT IN (%s)" % ",".join("?" * len(rated)), rated)
+    for task in review.tasks(review.project(title).id):
+        if task.data["image_id"] not in rated:
+            review.client.tasks.delete(id=task.id)
+    review.run("ratings", "--import", str(tmp_path / "d.csv"))
+    review.run("learn")
+    result = review.run("next", "-n", "5", "--url", label_studio.url, "--project", title, "--mode", "assisted",
+                        "--no-webhook")
+    assert "pushed, 0 already there" in result.output and "0 pushed" not in result.output
+    project = review.project(title)
+    assert project.model_version == "gemini-2.5-flash@hero-v1"
+    new = [t for t in review.tasks(project.id) if t.data["image_id"] not in rated]
+    assert new and all(t.predictions and t.predictions[0].model_version == "gemini-2.5-flash@hero-v1" for t in new)
+
+
 def test_select_learned_ranks_by_the_learned_rater(scored, tmp_path, sample_data):
     sheet_for(scored, tmp_path / "d.csv")
     scored.run("ratings", "--import", str(tmp_path / "d.csv"))
@@ -194,3 +219,21 @@ def test_select_learned_refuses_before_reading_without_decisions(scored, sample_
                         str(sample_data / "images"), "-n", "2", "--add", "--learned", ok=False)
     assert result.exit_code == 1 and "select without --learned meanwhile" in result.output
     assert "Reading" not in result.output
+
+
+def test_next_after_select_add_asks_for_learn_then_takes_only_the_new(scored, tmp_path, sample_data):
+    sheet_for(scored, tmp_path / "d.csv")  # every candidate reviewed
+    scored.run("ratings", "--import", str(tmp_path / "d.csv"))
+    scored.run("learn")
+    nothing = scored.run("next", "-n", "3", "--dry-run", ok=False)
+    assert nothing.exit_code == 1 and "no unreviewed candidate left" in nothing.output
+    scored.run("select", "--md", str(sample_data / "md_results.json"), "--cct", str(sample_data / "cct.json"),
+               "--images", str(sample_data / "images"), "-n", "2", "--add")
+    added = {r["image_id"] for r in scored.db.query(
+        "SELECT image_id FROM candidates WHERE run_id = (SELECT MAX(id) FROM selection_runs)")}
+    stale = scored.run("next", "-n", "3", "--dry-run", ok=False)
+    assert stale.exit_code == 1 and f"{len(added)} unreviewed candidates have no prediction" in stale.output
+    scored.run("learn")
+    scored.run("next", "-n", "3", "--dry-run", "--out", str(tmp_path / "next.csv"))
+    chosen = [line.split(",")[0] for line in (tmp_path / "next.csv").read_text().splitlines()[1:]]
+    assert chosen and set(chosen) <= added

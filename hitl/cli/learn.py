@@ -69,8 +69,9 @@ def _interval(ci: list[float]) -> str:
 @click.option("--project", "title", help="Project title. [default: the last project pushed]")
 @click.option("--mode", type=click.Choice(["assisted", "blind"]), help="[default: push.mode]")
 @webhook_url_option("Register this webhook. [default: the `serve` address when HITL_WEBHOOK_SECRET is set]")
+@click.option("--no-webhook", is_flag=True, help="Register no webhook (decisions then come in by `hitl sync`).")
 @click.pass_obj
-def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, webhook_url) -> None:
+def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, webhook_url, no_webhook) -> None:
     """Push the N unreviewed candidates most worth a curator's time (no sequence twice).
 
     \\b
@@ -105,7 +106,7 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, 
         obj.db, obj.studio_client(url), url=url,
         title=title or queries.last_review_title(obj.db) or settings["push"]["project"],
         mode=mode or settings["push"]["mode"], document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
-        webhook_url=obj.webhook_to_register(webhook_url, False), secret=os.environ.get("HITL_WEBHOOK_SECRET"),
+        webhook_url=obj.webhook_to_register(webhook_url, no_webhook), secret=os.environ.get("HITL_WEBHOOK_SECRET"),
         threshold=obj.threshold, image_ids=[c.image_id for c in chosen], echo=echo_err)
     click.echo(f"Project {summary.project_id}: {summary.pushed} pushed, {summary.already} already there")
 

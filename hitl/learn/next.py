@@ -82,8 +82,12 @@ def choose_next(db: sqlite_utils.Database, n: int, strategy: str = "mixed") -> l
         "SELECT DISTINCT image_id FROM ratings WHERE deleted = 0 AND image_id IS NOT NULL")}
     seq_of = {c["image_id"]: c["seq_id"] for c in candidates}
     reviewed_seqs = {seq_of[i] for i in reviewed_images if seq_of.get(i)}
-    pool = [c for c in candidates if c["image_id"] in predictions and c["image_id"] not in reviewed_images]
+    unreviewed = [c for c in candidates if c["image_id"] not in reviewed_images]
+    pool = [c for c in unreviewed if c["image_id"] in predictions]
     if not pool:
+        if unreviewed:
+            raise HitlError(f"{len(unreviewed)} unreviewed candidates have no prediction of the learned rater yet "
+                            f"(selected after it was fitted): run `python -m hitl learn` again")
         return []
     facts = [json.loads(predictions[c["image_id"]]["raw_response"] or "{}") for c in pool]
     p = np.array([f.get("p_hero", 0.5) for f in facts], dtype=float)

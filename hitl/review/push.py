@@ -63,11 +63,16 @@ def review_rows(db: sqlite_utils.Database, threshold: float, image_ids: list[str
     return rows
 
 
-def choose_prefill(rows: list[dict], prefill: str | None) -> tuple[str, str] | None:
-    """(model, prompt_version) to prefill in assisted mode: the one asked for, else the most complete."""
+def choose_prefill(rows: list[dict], prefill: str | None, current: str | None = None) -> tuple[str, str] | None:
+    """(model, prompt_version) to prefill in assisted mode: the one asked for, else the one the
+    project prefills already (``current``) where these rows have it, else the most complete."""
     counts = Counter((s["model"], s["prompt_version"]) for row in rows for s in row["scores"])
     if not counts:
         return None
+    if not prefill and current:
+        kept = next((key for key in counts if model_version(*key) == current), None)
+        if kept is not None:  # a second push into a project must not change what its first tasks show
+            return kept
     if prefill:
         for key in counts:
             if prefill in (key[0], model_version(*key)):
@@ -90,7 +95,9 @@ def push(db: sqlite_utils.Database, client, *, url: str, title: str, mode: str =
         raise HitlError("no candidates to push: run `python -m hitl select` (and `score`) first")
     if mode == "blind" and prefill:
         raise HitlError("--prefill makes no sense in blind mode: no model output is shown there")
-    chosen = choose_prefill(rows, prefill) if mode == "assisted" else None
+    current = db.execute("SELECT model_version FROM ls_projects WHERE url = ? AND title = ? ORDER BY id DESC",
+                         [url, title]).fetchone()
+    chosen = choose_prefill(rows, prefill, current[0] if current else None) if mode == "assisted" else None
     version = model_version(*chosen) if chosen else DETECTOR_VERSION
     labels = sorted({"animal"} | {r["species"] for r in rows if r["species"]}
                     | {d["species"] for r in rows for d in r["detections"] if d.get("species")})
@@ -105,6 +112,9 @@ def push(db: sqlite_utils.Database, client, *, url: str, title: str, mode: str =
         tasks, images = _new_tasks(rows, mapped_images(db, client, project.id), summary, mode, chosen, root,
                                    url_template)
         _import(db, client, project.id, title, tasks, images, batch_size, summary, progress)
+        if project.model_version != version and summary.pushed:
+            # only now: Label Studio refuses a model_version that no prediction of the project has yet
+            project = client.projects.update(id=project.id, model_version=version)
         if webhook_url:
             summary.webhook = ensure_webhook(client, project.id, webhook_url, secret)
             with transaction(db):
@@ -186,8 +196,6 @@ def ensure_project(db: sqlite_utils.Database, client, url: str, title: str, mode
         config = project.label_config or label_config(mode, [])
         if not set(labels) <= set(config_labels(config)):
             changes["label_config"] = with_labels(config, labels)
-        if project.model_version != version:
-            changes["model_version"] = version
         if changes:
             project = client.projects.update(id=project.id, **changes)
         created = False
