@@ -79,6 +79,7 @@ class MegaDetectorFile:
     info: dict
     problems: list[RecordProblem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unusable: dict[int, str] = field(default_factory=dict)  # image index -> why it cannot be a candidate
 
     def index(self) -> dict[str, int]:
         return {key: i for i, key in enumerate(self.image_ids)}

@@ -1238,9 +1238,12 @@ which hides whatever is behind it. The detector's boxes end where the strip
 begins, as MegaDetector's do on real trail-camera frames.
 
 `decisions.csv` (not written by the script) holds three made-up curators'
-decisions on the animal frames, 95 in all, for `hitl ratings --import` and
-`hitl learn`: stars from the notes below (close-ups, rare species and groups
+decisions on the animal frames but those of two cam_c sequences (left for
+`hitl next` to find), 88 in all, for `hitl ratings --import` and `hitl learn`: stars from the notes below (close-ups, rare species and groups
 up; tiny, cut-off, blurred and badly exposed animals down), hero at 8 or more.
+`deployments.csv` (not written by the script either) is a Camtrap DP
+deployments table for the three cameras, with invented coordinates, for
+`hitl export --format camtrap-dp --deployments`.
 
 Species UUIDs (made up, fixed):
 

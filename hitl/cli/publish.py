@@ -37,7 +37,15 @@ def report(obj: Context, out_dir, resamples, seed, hero_threshold, top) -> None:
 
 
 @click.command("export")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the hero set.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the hero set (or the package).")
+@click.option("--format", "fmt", type=click.Choice(["heroes", "camtrap-dp"]), default="heroes", show_default=True,
+              help="heroes: the hero images with a manifest; camtrap-dp: a Camtrap DP package of every reviewed image.")
+@click.option("--update", is_flag=True,
+              help="With --format camtrap-dp: write favorite and mediaComments back into the package the images "
+                   "were selected from (nothing else changes).")
+@click.option("--deployments", "deployments_csv", type=click.Path(exists=True, dir_okay=False),
+              help="With --format camtrap-dp, for images from a detector file: a Camtrap DP deployments table "
+                   "(deploymentID or locationName = the image's location, latitude, longitude, dates).")
 @click.option("--policy", type=click.Choice(["any", "majority", "all"]), default="majority", show_default=True,
               help="How many of the curators who decided must have said hero.")
 @click.option("--min-stars", type=click.IntRange(1, 10), help="Also require this mean of the curators' stars.")
@@ -45,16 +53,27 @@ def report(obj: Context, out_dir, resamples, seed, hero_threshold, top) -> None:
 @click.option("--layout", type=click.Choice(["tree", "flat"]), default="tree", show_default=True,
               help="Keep the folder tree, or flat files with safe names.")
 @click.pass_obj
-def export_command(obj: Context, out_dir, policy, min_stars, link, layout) -> None:
-    """Export the validated hero set: the images, manifest.csv/json and a contact sheet.
+def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, min_stars, link, layout) -> None:
+    """Export the validated hero set: the images, manifest.csv/json and a contact sheet; or
+    (--format camtrap-dp) every reviewed image as a Camtrap DP package, favorite = hero.
 
     Idempotent; a different file already at a target is reported and never overwritten.
 
     \b
-    Example:
+    Examples:
         python -m hitl export --out heroes/ --policy majority --min-stars 7
+        python -m hitl export --format camtrap-dp --out package/
+        python -m hitl export --format camtrap-dp --update
     """
     from hitl.publish.heroset import export_heroset
+
+    if fmt == "camtrap-dp":
+        _export_camtrap_dp(obj, out_dir, update, deployments_csv, policy, min_stars, link)
+        return
+    if update or deployments_csv:
+        raise click.UsageError("--update and --deployments are for --format camtrap-dp")
+    if not out_dir:
+        raise click.UsageError("Missing option '--out'.")
 
     counts = export_heroset(obj.db, out_dir, policy=policy, min_stars=min_stars, link=link, layout=layout,
                             threshold=obj.threshold)
@@ -64,6 +83,33 @@ def export_command(obj: Context, out_dir, policy, min_stars, link, layout) -> No
     for path in counts["conflicts"][:5]:
         click.echo(f"  conflict (left untouched): {path}")
     for note in counts.get("notes", [])[:5]:
+        click.echo(f"  note: {note}")
+    if counts["written"]:
+        click.echo(f"Wrote {', '.join(str(Path(out_dir) / name) for name in counts['written'])}")
+
+
+def _export_camtrap_dp(obj: Context, out_dir, update, deployments_csv, policy, min_stars, link) -> None:
+    from hitl.publish.camtrapdp import export_package, update_package
+
+    if update:
+        if out_dir or deployments_csv:
+            raise click.UsageError("--update writes into the package the images came from: no --out or --deployments")
+        counts = update_package(obj.db, policy=policy, min_stars=min_stars)
+        click.echo(f"Updated {', '.join(counts['packages'])}: {counts['favorite']} favorite, {counts['not_favorite']} "
+                   f"reviewed and not, {counts['comments']} with curator comments; nothing else changed")
+        return
+    if not out_dir:
+        raise click.UsageError("Missing option '--out' (or --update to write into the input package).")
+    counts = export_package(obj.db, out_dir, policy=policy, min_stars=min_stars, link=link, threshold=obj.threshold,
+                            deployments_csv=deployments_csv)
+    click.echo(f"Camtrap DP package ({policy}{f', mean stars >= {min_stars}' if min_stars else ''}): "
+               f"{counts['media']} reviewed media, {counts['favorite']} favorite, {counts['not_public']} not public "
+               f"(a person detected), {counts['observations']} observations, {counts['deployments']} deployments; "
+               f"{counts['exported']} files exported, {counts['unchanged']} unchanged, {len(counts['conflicts'])} "
+               f"conflicts, {counts['missing_files']} missing files")
+    for path in counts["conflicts"][:5]:
+        click.echo(f"  conflict (left untouched): {path}")
+    for note in counts["notes"][:5]:
         click.echo(f"  note: {note}")
     if counts["written"]:
         click.echo(f"Wrote {', '.join(str(Path(out_dir) / name) for name in counts['written'])}")

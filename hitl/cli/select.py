@@ -7,14 +7,19 @@ from hitl.cli.context import Context, counted, echo_err, json_option, print_json
 
 
 @click.command()
-@click.option("--md", "md_path", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--md", "md_path", type=click.Path(exists=True, dir_okay=False),
               help="MegaDetector batch output (format 1.0-1.6).")
+@click.option("--camtrap-dp", "camtrap_dp", type=click.Path(exists=True),
+              help="Instead of --md: a Camtrap DP package (its datapackage.json, or the folder holding it).")
+@click.option("--media-root", type=click.Path(exists=True, file_okay=False),
+              help="With --camtrap-dp: a folder inside the package holding remote media by their fileName.")
 @click.option("--speciesnet", "speciesnet_path", type=click.Path(exists=True, dir_okay=False),
               help="SpeciesNet predictions (4.x or 5.x layout).")
 @click.option("--cct", "cct_path", type=click.Path(exists=True, dir_okay=False),
               help="COCO Camera Traps metadata (seq_id, frame_num, location, datetime).")
-@click.option("--images", "images_root", required=True, type=click.Path(file_okay=False),
-              help="Collection root the detector's 'file' paths are relative to.")
+@click.option("--images", "images_root", type=click.Path(file_okay=False),
+              help="Collection root the detector's 'file' paths are relative to. [default with --camtrap-dp: "
+                   "the package's folder]")
 @click.option("-n", "n", required=True, type=click.IntRange(min=1), help="How many candidates.")
 @click.option("--out", "out_csv", type=click.Path(dir_okay=False), help="Also write the candidates to this CSV.")
 @click.option("--seed", type=int, help="Random seed (same seed, same inputs: same candidates). [default: 0]")
@@ -30,7 +35,7 @@ from hitl.cli.context import Context, counted, echo_err, json_option, print_json
               help="Rank by the learned rater on the detector record (hitl learn; 30 decisions) instead of the heuristic.")
 @json_option()
 @click.pass_obj
-def select(obj: Context, md_path, speciesnet_path, cct_path, images_root, n, out_csv, seed, threshold,
+def select(obj: Context, md_path, camtrap_dp, media_root, speciesnet_path, cct_path, images_root, n, out_csv, seed, threshold,
            include_people, gap_seconds, check_files, add, learned, as_json) -> None:
     """Select N diverse, promising candidates from detector output.
 
@@ -43,6 +48,7 @@ def select(obj: Context, md_path, speciesnet_path, cct_path, images_root, n, out
         python -m hitl select --md sample_data/md_results.json \\
             --speciesnet sample_data/speciesnet_predictions.json \\
             --cct sample_data/cct.json --images sample_data/images -n 12 --out candidates.csv
+        python -m hitl select --camtrap-dp package/datapackage.json -n 50
     """
     from hitl.select.run import run_selection
 
@@ -53,7 +59,8 @@ def select(obj: Context, md_path, speciesnet_path, cct_path, images_root, n, out
             cfg[key] = value
     summary = run_selection(
         obj.db, md=md_path, images_root=images_root, n=n, settings=obj.settings, speciesnet=speciesnet_path,
-        cct=cct_path, out_csv=out_csv, add=add, echo=echo_err, learned=learned,
+        cct=cct_path, out_csv=out_csv, add=add, echo=echo_err, learned=learned, camtrap_dp=camtrap_dp,
+        media_root=media_root,
     )
     if as_json:
         print_json(summary.as_counts())

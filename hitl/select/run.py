@@ -6,6 +6,7 @@ pick (checking each file as it is taken), the record.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
+from converters.camtrapdp import CamtrapPackage, read_package
 from converters.cct import CCTFile, CCTMetadata, normalise_datetime
 from converters.common import RecordProblem, gc_paused
 from converters.megadetector import KIND_NAMES, MegaDetectorFile, load_megadetector
@@ -30,15 +32,21 @@ from hitl.store import transaction, upsert_many, utc_now
 
 NON_ANIMAL_LABELS = {"blank", "human", "vehicle", "animal", "no cv result", "unknown"}
 UNIDENTIFIED = "unidentified animal"
-SPECIES_SOURCES = ("none", "megadetector-classifier", "speciesnet")
+SPECIES_SOURCES = ("none", "megadetector-classifier", "speciesnet", "camtrap-dp")
 
 
-def run_selection(db: sqlite_utils.Database, *, md: str | Path, images_root: str | Path, n: int,
-                  settings: dict[str, Any], speciesnet: str | Path | None = None,
+def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, images_root: str | Path | None = None,
+                  n: int, settings: dict[str, Any], speciesnet: str | Path | None = None,
                   cct: str | Path | None = None, out_csv: str | Path | None = None, add: bool = False,
                   echo: Callable[[str], None] = lambda _msg: None, progress: bool | None = None,
-                  learned: bool = False) -> SelectionSummary:
+                  learned: bool = False, camtrap_dp: str | Path | None = None,
+                  media_root: str | Path | None = None) -> SelectionSummary:
     """Select ``n`` candidates and record them (and the run) in ``db``.
+
+    The images and their detections come from a MegaDetector file ``md`` (paths relative to
+    ``images_root``, capture metadata from ``cct``), or from a Camtrap DP package ``camtrap_dp``
+    (paths relative to its folder; remote media found in ``media_root``, see
+    :func:`converters.camtrapdp.read_package`).
 
     With ``add`` the existing candidates stay and their images and sequences are not chosen
     again; otherwise the new set replaces them. With ``learned`` the images are ranked by the
@@ -48,6 +56,16 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path, images_root: str
     cfg = settings["select"]
     if n < 1:
         raise HitlError("-n must be at least 1")
+    if (md is None) == (camtrap_dp is None):
+        raise HitlError("give the detections as --md (MegaDetector) or --camtrap-dp (a Camtrap DP package), one of them")
+    package = None
+    if camtrap_dp is not None:
+        if cct is not None:
+            raise HitlError("--cct is for MegaDetector input; a Camtrap DP package carries its own metadata")
+        package = read_package(camtrap_dp, media_root)
+        images_root = images_root or package.root
+    elif images_root is None:
+        raise HitlError("--images is needed with --md: the folder MegaDetector's 'file' paths are relative to")
     root = Path(images_root).resolve()
     if cfg["check_files"] and not root.is_dir():
         raise HitlError(f"image root {images_root} is not a folder; pass --images with the folder "
@@ -62,14 +80,15 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path, images_root: str
         ranker = lambda: MetaRanker.from_store(db, cfg)  # noqa: E731
     started = utc_now()
     run_id = db["selection_runs"].insert({
-        "started_at": started, "status": "running", "md_path": str(md),
+        "started_at": started, "status": "running", "md_path": str(md or package.source),
         "speciesnet_path": str(speciesnet) if speciesnet else None, "cct_path": str(cct) if cct else None,
         "images_root": str(root), "n_requested": n, "parameters": json.dumps(cfg, sort_keys=True),
     }).last_pk
     try:
         # The CCT file's whole-file check begins now, beside the MegaDetector file's reading.
         with gc_paused(), CCTFile(cct) if cct else nullcontext() as cct_file:  # gc: see gc_paused
-            summary = _select(db, run_id, Path(md), root, n, cfg, speciesnet, cct_file, out_csv, add, echo,
+            source = package if package is not None else Path(md)
+            summary = _select(db, run_id, source, root, n, cfg, speciesnet, cct_file, out_csv, add, echo,
                               progress, ranker)
     except BaseException as exc:
         db["selection_runs"].update(run_id, {"status": "failed", "finished_at": utc_now(),
@@ -95,6 +114,7 @@ class _Run:
     echo: Callable[[str], None]
     progress: bool | None
     ranker: Callable | None = None  # builds the learned rater that ranks instead of the heuristic
+    package: CamtrapPackage | None = None  # when the input is a Camtrap DP package
 
 
 @dataclass
@@ -104,33 +124,44 @@ class _Species:
     names: list[str]
     sp: np.ndarray
     score: np.ndarray
-    source: np.ndarray  # 0 none, 1 megadetector-classifier, 2 speciesnet
+    source: np.ndarray  # an index into SPECIES_SOURCES
     rare: np.ndarray
     share: np.ndarray  # the share of the collection's sequences with the image's species (rarity)
 
 
-def _select(db, run_id, md_path: Path, root: Path, n: int, cfg, sn_path, cct_file: CCTFile | None, out_csv, add, echo,
-            progress, ranker: Callable | None = None) -> SelectionSummary:
-    echo(f"Reading {md_path} ({md_path.stat().st_size / 1e6:.1f} MB)")
-    md = load_megadetector(md_path, root)
+def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, sn_path, cct_file: CCTFile | None,
+            out_csv, add, echo, progress, ranker: Callable | None = None) -> SelectionSummary:
+    package = source if isinstance(source, CamtrapPackage) else None
+    if package is None:
+        echo(f"Reading {source} ({source.stat().st_size / 1e6:.1f} MB)")
+        md = load_megadetector(source, root)
+    else:
+        md = package.detector
+        cct_file = _PackageMetadata(package.metadata)
+    md_path = md.source
     summary = SelectionSummary(run_id=run_id, images_read=len(md.image_ids), eligible=0, sequences=0,
                                selected=0, requested=n)
     summary.notes.extend(md.notes)
     _count_problems(summary, md.problems)
+    if package is not None:
+        _count_problems(summary, package.problems)
+        if package.remote:
+            summary.excluded["remote media (a URL): not downloaded, or not found under --media-root"] += package.remote
     for reason in md.failures.values():
         summary.failed[f"detector failure: {reason}"] += 1
     det = md.detections
     feats = selection.image_features(det.image, det.kind, det.conf, det.bbox, det.species, len(md.image_ids),
                                      cfg["threshold"], cfg["edge_margin"], cfg["data_strip"])
     sn = _load_speciesnet(sn_path, root, md, summary, echo)
-    run = _Run(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress, ranker)
+    run = _Run(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress, ranker, package)
 
     ok, sn_species, existing_seqs = _eligible(run)
     elig = np.flatnonzero(ok)
     summary.eligible = len(elig)
     keys = list(map(md.image_ids.__getitem__, elig.tolist()))
     if cct_file:  # read after the eligible images are known: only their rows are kept
-        echo(f"Reading {cct_file.source} ({Path(cct_file.source).stat().st_size / 1e6:.1f} MB)")
+        if package is None:
+            echo(f"Reading {cct_file.source} ({Path(cct_file.source).stat().st_size / 1e6:.1f} MB)")
         run.cct = cct_file.read(root, only=keys)
         _count_problems(summary, run.cct.problems)
     cct = run.cct
@@ -150,10 +181,21 @@ def _select(db, run_id, md_path: Path, root: Path, n: int, cfg, sn_path, cct_fil
     if len(rows) < n:
         summary.notes.append(f"only {len(rows)} of {n} requested: the collection has {summary.sequences} "
                              f"eligible sequences and at most one frame of each is taken")
-    _write(db, run_id, rows, md, root, add, summary)
+    _write(db, run_id, rows, md, root, add, summary, package)
     if out_csv:
         write_candidates_csv(out_csv, rows)
     return summary
+
+
+class _PackageMetadata:
+    """A Camtrap DP package's capture metadata, read as a COCO Camera Traps file is (see CCTFile)."""
+
+    def __init__(self, metadata: CCTMetadata):
+        self.metadata, self.source = metadata, metadata.source
+
+    def read(self, _root: Path, only: list[str]) -> CCTMetadata:
+        rows = self.metadata.rows()
+        return dataclasses.replace(self.metadata, only_rows=np.array([rows.get(k, -1) for k in only], np.int64))
 
 
 def _eligible(run: _Run) -> tuple[np.ndarray, dict[int, tuple[str, float | None]], set[str]]:
@@ -162,6 +204,10 @@ def _eligible(run: _Run) -> tuple[np.ndarray, dict[int, tuple[str, float | None]
     n_img = len(md.image_ids)
     ok = np.ones(n_img, dtype=bool)
     ok[list(md.failures)] = False
+    for i, reason in md.unusable.items():
+        if ok[i]:
+            ok[i] = False
+            summary.excluded[reason] += 1
     if not cfg["include_people"]:
         _exclude(summary, ok, feats.n_people > 0, "person above threshold")
         _exclude(summary, ok, feats.n_vehicles > 0, "vehicle above threshold")
@@ -212,7 +258,7 @@ def _species(run: _Run, frames: Frames, seq_index: np.ndarray, sn_species: dict)
     main = det.species[feats.main_det[elig]]
     sp = np.where(main >= 0, main, len(names) - 1).astype(np.int64)
     sp_score = np.where(main >= 0, det.species_conf[feats.main_det[elig]], np.nan).astype(np.float64)
-    source_code = np.where(main >= 0, 1, 0)
+    source_code = np.where(main >= 0, 3 if run.package is not None else 1, 0)
     if sn_species:
         name_index = {name: k for k, name in enumerate(names)}
         position = {int(i): k for k, i in enumerate(elig.tolist())}
@@ -366,7 +412,8 @@ def _reason(p: selection.Pick, feats, i: int, species: str, night: bool, rare: b
     return text
 
 
-def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summary: SelectionSummary) -> None:
+def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summary: SelectionSummary,
+           package: CamtrapPackage | None = None) -> None:
     now = utc_now()
     image_rows, cand_rows = [], []
     det_rows = _detection_rows(md, rows)
@@ -391,6 +438,10 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
         upsert_many(db, "images", image_rows, "image_id")
         upsert_many(db, "detections", det_rows, ("image_id", "det_index"))
         upsert_many(db, "candidates", cand_rows, "image_id")
+        if package is not None:
+            upsert_many(db, "camtrap_media", [
+                {"image_id": r["image_id"], "package": package.source, "media_id": package.media[r["image_id"]]["mediaID"],
+                 "deployment_id": package.media[r["image_id"]]["deploymentID"]} for r in rows], "image_id")
         db["selection_runs"].update(run_id, {
             "status": "finished", "finished_at": utc_now(), "n_selected": len(rows),
             "counts": json.dumps(summary.as_counts(), sort_keys=True),

@@ -249,3 +249,12 @@ def m006_learning(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
+
+
+@migration
+def m007_camtrap_dp(db: sqlite_utils.Database) -> None:
+    """Where an image selected from a Camtrap DP package came from, for the export back to it."""
+    db["camtrap_media"].create(
+        {"image_id": str, "package": str, "media_id": str, "deployment_id": str},  # package: its datapackage.json
+        pk="image_id",
+    )
