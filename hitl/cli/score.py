@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -22,15 +23,19 @@ from hitl.score.backends.base import is_transient
 @click.option("--base-url", "base_urls", multiple=True,
               help="OpenAI-compatible server, repeatable (default: HITL_OPENAI_BASE_URL, comma-separated).")
 @click.option("--images", "images_dir", type=click.Path(file_okay=False),
-              help="Score every image of this folder instead of the candidates.")
+              help="Score every image of this folder instead of the candidates. With --import: the folder "
+                   "the file's image_path values are under (it need not exist here).")
 @click.option("--prompt-version", help="Prompt file version (hitl/score/prompts/<version>.txt). [default: hero-v1]")
 @click.option("--limit", type=click.IntRange(min=1), help="Score at most this many images now.")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False),
               help="Write this model's scores as a hero-images label JSON file and stop.")
+@click.option("--import", "import_path", type=click.Path(dir_okay=False),
+              help="Store the scores of a hero-images label JSON file (as the model it names, or --model; "
+                   "prompt version from the file, --prompt-version or 'imported') and stop.")
 @json_option()
 @click.pass_obj
 def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency, retry_failed, max_cost, base_urls,
-          images_dir, prompt_version, limit, export_path, as_json) -> None:
+          images_dir, prompt_version, limit, export_path, import_path, as_json) -> None:
     """Score candidates with a model: every image once per model and prompt version.
 
     Finished images are never called again (a rerun continues where a run stopped);
@@ -47,7 +52,17 @@ def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency,
             --base-url http://gpu2:8000/v1 --concurrency 32
         python -m hitl score --model baseline --images photos/
         python -m hitl score --model baseline --export baseline_labels.json
+        python -m hitl score --import gemini_batch_labels_20250923_143022.json --images /mnt/c/camera-traps
     """
+    if import_path:
+        given = {"--export": export_path, "--batch": batch, "--resume": resume, "--job": job_name,
+                 "--cancel": cancel_job, "--concurrency": concurrency, "--retry-failed": retry_failed,
+                 "--max-cost": max_cost is not None, "--base-url": base_urls, "--limit": limit}
+        clash = [name for name, value in given.items() if value]
+        if clash:
+            raise click.UsageError(f"--import stores a label file's scores and calls no model; it cannot be "
+                                   f"combined with {', '.join(clash)}")
+        return _import(obj, import_path, model, prompt_version, images_dir, as_json)
     if concurrency:
         obj.settings["score"]["concurrency"] = concurrency
     pv = prompt_version or obj.settings["score"]["prompt_version"]
@@ -142,6 +157,47 @@ def _export(obj: Context, model: str | None, pv: str, export_path: str) -> None:
     info = data["labeling_info"]
     click.echo(f"Wrote {export_path}: {info['total_images']} images, {info['successful']} scored, "
                f"{info['failed']} failed")
+
+
+def _import(obj: Context, path: str, model: str | None, prompt_version: str | None, images_dir: str | None,
+            as_json: bool) -> None:
+    from hitl.score.labels import import_scores
+
+    roots = list(dict.fromkeys([images_dir, str(Path(images_dir).resolve())])) if images_dir else []
+    summary = import_scores(obj.db, path, model=model, prompt_version=prompt_version, roots=roots)
+    click.echo(json.dumps(summary.as_counts(), indent=2, sort_keys=True) if as_json else import_text(summary))
+    if not summary.matched:
+        raise click.ClickException(f"{path}: nothing imported: none of its {summary.total} results matches an "
+                                   f"image in the database; select those images first, or pass --images with "
+                                   f"the folder its image_path values are under")
+
+
+def import_text(summary) -> str:
+    """An import's summary line, then its skipped results by reason with a few examples."""
+    def n(count: int, word: str) -> str:
+        return f"{count} {word}{'' if count == 1 else 's'}"
+
+    changes = ", ".join(f"{summary.scores[k]} {k}" for k in ("new", "updated", "unchanged") if summary.scores[k])
+    parts = [n(sum(summary.failures.values()), "failure")] if summary.failures else []
+    parts += [f"{len(summary.unmatched)} unmatched"] if summary.unmatched else []
+    parts += [n(len(summary.duplicates), "duplicate")] if summary.duplicates else []
+    parts += [n(len(summary.bad), "bad record")] if summary.bad else []
+    lines = [f"{summary.source}: {n(sum(summary.scores.values()), 'score')} imported as {summary.rater}"
+             + (f" ({changes})" if changes else "") + "".join(f", {p}" for p in parts)]
+    problems = summary.unmatched + summary.duplicates + summary.bad
+    reasons = Counter(p.reason for p in problems)
+    for reason, count in reasons.most_common():
+        lines.append(f"  skipped {count:>6}  {reason}")
+    shown = Counter()
+    for problem in problems:  # the file is named on the first line
+        if shown[problem.reason] < 2 and sum(shown.values()) < 8:
+            shown[problem.reason] += 1
+            detail = f": {problem.detail}" if problem.detail else ""
+            lines.append(f"    e.g. {problem.record}: {problem.reason}{detail}")
+    if summary.unmatched:
+        lines.append("  Unmatched results need their images in the database (select them first); pass --images "
+                     "with the folder the file's image_path values are under if it was written elsewhere.")
+    return "\n".join(lines)
 
 
 def _cancel(obj: Context, model: str | None, name: str) -> None:

@@ -1,14 +1,23 @@
 """hero-images label files: the JSON the seed project's scripts write, out of (and into) the store."""
 from __future__ import annotations
 
+import json
 import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from hitl.errors import NothingToDo
-from hitl.store import utc_now
+from converters.common import RecordProblem
+from converters.herolabels import DEFAULT_PROMPT_VERSION, LabelResult, match_results, read_label_file
+from hitl.errors import InputFormatError, NothingToDo, redact
+from hitl.score.record import ScoreSummary, finish_run, score_row, start_run, write_score_rows
+from hitl.store import queries, transaction, utc_now
+
+IMPORTED = "imported"  # the error_kind of an imported failure (not transient: --retry-failed reruns it)
 
 
 def export_scores(db: sqlite_utils.Database, model: str, prompt_version: str) -> dict[str, Any]:
@@ -21,7 +30,7 @@ def export_scores(db: sqlite_utils.Database, model: str, prompt_version: str) ->
         raise NothingToDo(f"no scores for model {model!r} with prompt {prompt_version!r}")
     ok = [r["score"] for r in rows if r["status"] == "ok"]
     modes = sorted({r["mode"] for r in rows if r["mode"]})
-    method = {"batch": "gemini-batch-api", "sync": "sync-api", "offline": "offline-baseline"}
+    method = {"batch": "gemini-batch-api", "sync": "sync-api", "offline": "offline-baseline", "import": "imported"}
     results = [{
         "image_path": str(Path(r["root"]) / r["image_id"]) if r["root"] else r["image_id"],
         "image_filename": Path(r["image_id"]).name,
@@ -55,3 +64,114 @@ def export_scores(db: sqlite_utils.Database, model: str, prompt_version: str) ->
         },
         "results": results,
     }
+
+
+@dataclass
+class ImportSummary:
+    """What `hitl score --import` did with a label file."""
+
+    source: str
+    model: str
+    prompt_version: str
+    method: str | None
+    total: int  # entries of the file's results list
+    scores: Counter = field(default_factory=Counter)  # new, updated, unchanged
+    failures: Counter = field(default_factory=Counter)  # new, updated, unchanged
+    matched_by: Counter = field(default_factory=Counter)
+    bad: list[RecordProblem] = field(default_factory=list)
+    unmatched: list[RecordProblem] = field(default_factory=list)
+    duplicates: list[RecordProblem] = field(default_factory=list)
+    run_id: int | None = None  # the score_runs row, when anything was written
+
+    @property
+    def rater(self) -> str:
+        return f"{self.model}@{self.prompt_version}"
+
+    @property
+    def matched(self) -> int:
+        return sum(self.scores.values()) + sum(self.failures.values())
+
+    def as_counts(self) -> dict[str, Any]:
+        problems = self.bad + self.unmatched + self.duplicates
+        return {"file": self.source, "model": self.model, "prompt_version": self.prompt_version,
+                "method": self.method, "results": self.total, "run_id": self.run_id,
+                "scores": {k: self.scores[k] for k in ("new", "updated", "unchanged")},
+                "failures": {k: self.failures[k] for k in ("new", "updated", "unchanged")},
+                "unmatched": len(self.unmatched), "duplicates": len(self.duplicates), "bad_records": len(self.bad),
+                "problems": dict(Counter(p.reason for p in problems).most_common()),
+                "matched_by": dict(self.matched_by.most_common()),
+                "examples": [{"record": p.record, "reason": p.reason, "detail": p.detail} for p in problems[:50]]}
+
+
+def import_scores(db: sqlite_utils.Database, path: str | Path, *, model: str | None = None,
+                  prompt_version: str | None = None, roots: Sequence[str] = ()) -> ImportSummary:
+    """Store a hero-images label file's results as ``model``'s scores (default: the model the file names).
+
+    Each result is matched to an image already in the store (see
+    :func:`converters.herolabels.match_results`; ``roots``: folders its image_path values are under);
+    a failure is stored as one (status failed, its error kept). Rows already holding the same
+    result are left alone, so importing a file again changes nothing.
+    """
+    labels = read_label_file(path)
+    model = model or labels.model
+    if not model:
+        raise InputFormatError(f"{path}: its labeling_info names no model; pass --model NAME "
+                               f"(the rater its scores are stored as)")
+    pv = prompt_version or labels.prompt_version or DEFAULT_PROMPT_VERSION
+    if not labels.total:
+        raise NothingToDo(f"{path}: its results list is empty; nothing to import")
+    known = queries.image_roots(db)
+    if not known:
+        raise NothingToDo("no images in the database yet: run `python -m hitl select` first; "
+                          "a label file's results are matched to the selected images")
+    matched = match_results(labels.results, known, roots, str(path))
+    summary = ImportSummary(str(path), model, pv, labels.method, labels.total, matched_by=matched.by,
+                            bad=labels.problems, unmatched=matched.unmatched, duplicates=matched.duplicates)
+    stored = {r["image_id"]: r for r in db.query(
+        "SELECT image_id, status, score, hero, reasoning, error, created_at FROM scores "
+        "WHERE model = ? AND prompt_version = ?", [model, pv])}
+    rows = []
+    for image_id, result in matched.pairs:
+        row = _row(image_id, model, pv, result)
+        old = stored.get(image_id)
+        change = "new" if old is None else "unchanged" if all(
+            old[k] == row[k] for k in ("status", "score", "hero", "reasoning", "error")) else "updated"
+        (summary.scores if result.success else summary.failures)[change] += 1
+        if change != "unchanged":
+            row["created_at"] = old["created_at"] if old else row["created_at"]
+            rows.append(row)
+    if rows:
+        summary.run_id = _write(db, summary, rows, labels.model_in_file)
+    return summary
+
+
+def _row(image_id: str, model: str, pv: str, result: LabelResult) -> dict[str, Any]:
+    error = redact(result.error) if result.error is not None else None
+    return score_row(image_id, model, pv, status="ok" if result.success else "failed", score=result.score,
+                     hero=result.hero, reasoning=result.reasoning, tags=() if result.success else None,
+                     raw=redact(json.dumps(result.raw, sort_keys=True, default=str)), error=error,
+                     error_kind=None if result.success else IMPORTED)
+
+
+def _write(db: sqlite_utils.Database, summary: ImportSummary, rows: list[dict[str, Any]],
+           model_in_file: str | None) -> int:
+    """The changed rows in one transaction, recorded as a score run of mode ``import``."""
+    run_id = start_run(db, summary.model, summary.prompt_version, "import", len(rows), None,
+                       {"file": summary.source, "method": summary.method, "model_in_file": model_in_file})
+    run = ScoreSummary(run_id, summary.model, summary.prompt_version, "import", len(rows))
+    for row in rows:
+        row["run_id"] = run_id
+        if row["status"] == "ok":
+            run.scored += 1
+            run.scores.append(row["score"])
+            run.heroes += row["hero"] or 0
+        else:
+            run.failed[IMPORTED] += 1
+    try:
+        with transaction(db):
+            write_score_rows(db, rows)
+    except BaseException:
+        finish_run(db, run, "failed")
+        raise
+    finish_run(db, run, "finished")
+    return run_id

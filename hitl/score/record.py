@@ -74,6 +74,35 @@ def call_cost(outcome: Outcome, price: dict[str, float] | None, discount: float)
     return ((outcome.tokens_in or 0) * price["input"] + (outcome.tokens_out or 0) * price["output"]) / 1e6 * discount
 
 
+SCORE_KEY = ("image_id", "model", "prompt_version")
+
+
+def score_row(image_id: str, model: str, prompt_version: str, *, status: str, score: float | None = None,
+              hero: bool | None = None, reasoning: str | None = None, tags: tuple[str, ...] | None = None,
+              raw: str | None = None, error: str | None = None, error_kind: str | None = None,
+              latency_ms: float | None = None, tokens_in: int | None = None, tokens_out: int | None = None,
+              cost: float | None = None, attempts: int = 0, run_id: int | None = None, batch_job: str | None = None,
+              created_at: str | None = None) -> dict[str, Any]:
+    """One row of the scores table, whoever made the result: a run, a batch job or an imported label file.
+
+    ``hero`` None: the rater did not say. ``created_at`` None: now (an update keeps the first time by passing it).
+    """
+    now = utc_now()
+    return {
+        "image_id": image_id, "model": model, "prompt_version": prompt_version, "status": status,
+        "score": score, "hero": None if hero is None else int(hero), "reasoning": reasoning,
+        "tags": None if tags is None else json.dumps(list(tags)), "raw_response": raw, "latency_ms": latency_ms,
+        "tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": cost, "error": error,
+        "error_kind": error_kind, "attempts": attempts, "run_id": run_id, "batch_job": batch_job,
+        "created_at": created_at or now, "updated_at": now,
+    }
+
+
+def write_score_rows(db: sqlite_utils.Database, rows: list[dict[str, Any]]) -> None:
+    """Insert or update rows made by :func:`score_row`, keyed by SCORE_KEY. The caller owns the transaction."""
+    upsert_many(db, "scores", rows, SCORE_KEY)
+
+
 class Recorder:
     """Writes each result the moment it exists, in its own short transaction."""
 
@@ -89,19 +118,14 @@ class Recorder:
         s = self.summary
         cost = call_cost(outcome, self.price, self.discount)
         v = outcome.verdict
-        now = utc_now()
-        row = {
-            "image_id": image_id, "model": s.model, "prompt_version": s.prompt_version,
-            "status": "ok" if v is not None else "failed",
-            "score": v.score if v else None, "hero": int(v.hero) if v else None,
-            "reasoning": v.reasoning if v else None, "tags": json.dumps(list(v.tags)) if v else None,
-            "raw_response": outcome.raw, "latency_ms": outcome.latency_ms, "tokens_in": outcome.tokens_in,
-            "tokens_out": outcome.tokens_out, "cost_usd": cost, "error": outcome.error,
-            "error_kind": outcome.error_kind, "attempts": attempts, "run_id": s.run_id,
-            "batch_job": self.batch_job, "created_at": now, "updated_at": now,
-        }
+        row = score_row(image_id, s.model, s.prompt_version, status="ok" if v is not None else "failed",
+                        score=v.score if v else None, hero=v.hero if v else None,
+                        reasoning=v.reasoning if v else None, tags=v.tags if v else None, raw=outcome.raw,
+                        error=outcome.error, error_kind=outcome.error_kind, latency_ms=outcome.latency_ms,
+                        tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out, cost=cost, attempts=attempts,
+                        run_id=s.run_id, batch_job=self.batch_job)
         with transaction(self.db):
-            upsert_many(self.db, "scores", [row], ("image_id", "model", "prompt_version"))
+            write_score_rows(self.db, [row])
         if v is not None:
             s.scored += 1
             s.scores.append(v.score)

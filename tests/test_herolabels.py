@@ -1,0 +1,214 @@
+"""`hitl score --import`: hero-images label files into the store, matched to the images already there."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from converters.herolabels import hitl_model_name, match_results, parse_label_file
+from hitl.store import transaction, utc_now
+
+from .conftest import CliProject
+
+FIELDS = ("score", "hero", "reasoning", "status", "error")
+
+
+def selected(tmp_path, sample_data, name: str = "h") -> CliProject:
+    project = CliProject(tmp_path / f"{name}.db", {"HITL_DB": str(tmp_path / f"{name}.db")})
+    project.run("select", "--md", str(sample_data / "md_results.json"), "--images", str(sample_data / "images"),
+                "-n", "10")
+    return project
+
+
+def scores_of(project: CliProject, model: str, pv: str) -> dict[str, dict]:
+    return {r["image_id"]: r for r in project.db.query(
+        "SELECT * FROM scores WHERE model = ? AND prompt_version = ? ORDER BY image_id", [model, pv])}
+
+
+def test_export_then_import_into_a_fresh_database_reproduces_the_scores(tmp_path, sample_data):
+    first = selected(tmp_path, sample_data, "first")
+    first.run("score", "--model", "baseline")
+    failed_id = sorted(scores_of(first, "baseline", "hero-v1"))[3]
+    db = first.db
+    with transaction(db):  # one failure, so the round trip carries a failure too
+        db.execute("UPDATE scores SET status = 'failed', score = NULL, hero = NULL, reasoning = NULL, error = ?, "
+                   "error_kind = 'http 500' WHERE image_id = ? AND model = 'baseline'",
+                   ["HTTP 500: the server broke", failed_id])
+    exported = tmp_path / "baseline_labels.json"
+    first.run("score", "--model", "baseline", "--export", str(exported))
+
+    second = selected(tmp_path, sample_data, "second")
+    result = second.run("score", "--import", str(exported))
+    assert result.output.splitlines()[0] == (
+        f"{exported}: 9 scores imported as baseline@hero-v1 (9 new), 1 failure"), result.output
+    before, after = scores_of(first, "baseline", "hero-v1"), scores_of(second, "baseline", "hero-v1")
+    assert len(after) == 10 and sorted(after) == sorted(before)
+    for image_id, row in before.items():
+        assert {k: after[image_id][k] for k in FIELDS} == {k: row[k] for k in FIELDS}, image_id
+    assert after[failed_id]["status"] == "failed" and after[failed_id]["error"] == "HTTP 500: the server broke"
+    assert after[failed_id]["error_kind"] == "imported"  # not transient: a plain rerun does not call it again
+    assert any(r["hero"] == 1 for r in after.values()) and all(r["reasoning"] for r in after.values()
+                                                               if r["status"] == "ok")
+    # the scores already paid for are not asked for again, and export gives back the same results
+    assert "Nothing to score with baseline (hero-v1): 10 already done" in second.run(
+        "score", "--model", "baseline").output
+    again = tmp_path / "again.json"
+    second.run("score", "--model", "baseline", "--export", str(again))
+    assert json.loads(again.read_text())["results"] == json.loads(exported.read_text())["results"]
+    run = next(second.db.query("SELECT * FROM score_runs WHERE mode = 'import'"))
+    assert json.loads(run["parameters"])["file"] == str(exported) and json.loads(run["counts"])["scored"] == 9
+
+
+def hand_written(project: CliProject, sample_data, tmp_path):
+    """A file as hero-images' batch script writes it, with every kind of result worth importing or refusing."""
+    root = str((sample_data / "images").resolve())
+    ids = sorted(r["image_id"] for r in project.db.query("SELECT image_id FROM images"))
+    flat, absolute, failed, windows = ids[0], ids[1], ids[2], ids[3]
+    db = project.db
+    with transaction(db):  # one image whose file name no other image has, and two that share one
+        db["images"].insert_all([{"image_id": i, "root": root, "updated_at": utc_now()}
+                                 for i in ("extra/only_one.jpg", "x1/same.jpg", "x2/same.jpg")])
+    candidates = "/mnt/c/temp/hero-images/candidates"
+
+    def ok(path, score, name=None, **extra):
+        return {"image_path": path, "image_filename": name or path.replace("\\", "/").rsplit("/", 1)[-1],
+                "aesthetic_score": score, "reasoning": f"reasoning for {path}", "success": True, **extra}
+
+    results = [
+        ok(f"{candidates}/{flat.replace('/', '#')}", 8.5),  # copied a/b.jpg -> a#b.jpg
+        ok(f"{root}/{absolute}", 3),  # absolute, under the images' root
+        {"image_path": failed, "image_filename": failed.rsplit("/", 1)[-1], "success": False,
+         "error": "HTTP 503: model overloaded"},
+        ok("D:\\camera traps\\" + windows.replace("/", "\\"), 6.5),  # under --images, written on Windows
+        ok("/elsewhere/only_one.jpg", 9.0),  # matched by a file name only one image has
+        ok("/elsewhere/nothing.jpg", 5.0),  # unmatched
+        ok("/elsewhere/same.jpg", 5.0),  # two images are called same.jpg: unmatched
+        ok(f"{candidates}/{flat.replace('/', '#')}", 2.0),  # the same image again: the first one counts
+        ok(f"{candidates}/a.jpg", 11),
+        ok(f"{candidates}/b.jpg", "x"),
+        ok(f"{candidates}/c.jpg", float("nan")),
+        ok(f"{candidates}/d.jpg", float("inf")),
+        "oops",
+    ]
+    data = {"labeling_info": {"timestamp": "2025-09-23 14:30:22", "model_used": "models/gemini-2.5-flash",
+                              "processing_method": "batch_api", "total_images": len(results)},
+            "results": results}
+    path = tmp_path / "gemini_batch_labels_20250923_143022.json"
+    path.write_text(json.dumps(data, indent=2))
+    assert "NaN" in path.read_text() and "Infinity" in path.read_text()  # as Python's json.dump writes them
+    return path, {"flat": flat, "absolute": absolute, "failed": failed, "windows": windows,
+                  "unique": "extra/only_one.jpg"}
+
+
+def test_a_hero_images_file_with_every_kind_of_result(tmp_path, sample_data):
+    project = selected(tmp_path, sample_data)
+    path, ids = hand_written(project, sample_data, tmp_path)
+    result = project.run("score", "--import", str(path), "--images", "D:\\camera traps")
+    lines = result.output.splitlines()
+    assert lines[0] == (f"{path}: 4 scores imported as gemini-2.5-flash@imported (4 new), 1 failure, "
+                        f"2 unmatched, 1 duplicate, 5 bad records"), result.output
+    for reason, count in (("score not a number", 3), ("no image in the database matches", 1),
+                          ("file name matches several images", 1), ("the same image twice", 1),
+                          ("score out of range", 1), ("result not an object", 1)):
+        assert f"skipped {count:>6}  {reason}" in result.output, reason
+    assert "e.g. " in result.output and "'nothing.jpg'" in result.output and "11 is outside 0-10" in result.output
+    rows = scores_of(project, "gemini-2.5-flash", "imported")
+    assert set(rows) == set(ids.values())
+    assert rows[ids["flat"]]["score"] == 8.5  # the first of the two results for it
+    assert rows[ids["absolute"]]["score"] == 3.0 and rows[ids["windows"]]["score"] == 6.5
+    assert rows[ids["unique"]]["score"] == 9.0
+    assert rows[ids["flat"]]["hero"] is None  # hero-images' files do not say
+    assert rows[ids["flat"]]["reasoning"].startswith("reasoning for /mnt/c/temp/hero-images/candidates/")
+    failure = rows[ids["failed"]]
+    assert (failure["status"], failure["score"], failure["error"]) == ("failed", None, "HTTP 503: model overloaded")
+    assert json.loads(failure["raw_response"])["success"] is False
+
+
+def test_reimport_changes_nothing_and_an_edit_is_an_update(tmp_path, sample_data):
+    project = selected(tmp_path, sample_data)
+    path, ids = hand_written(project, sample_data, tmp_path)
+    project.run("score", "--import", str(path), "--images", "D:\\camera traps")
+    snapshot = list(project.db.query("SELECT * FROM scores ORDER BY image_id, model"))
+    runs = project.db["score_runs"].count
+    again = project.run("score", "--import", str(path), "--images", "D:\\camera traps", "--json")
+    counts = json.loads(again.output)
+    assert counts["scores"] == {"new": 0, "updated": 0, "unchanged": 4}
+    assert counts["failures"] == {"new": 0, "updated": 0, "unchanged": 1}
+    assert (counts["unmatched"], counts["duplicates"], counts["bad_records"]) == (2, 1, 5)
+    assert counts["problems"]["score not a number"] == 3 and counts["matched_by"]["unique file name"] == 1
+    assert list(project.db.query("SELECT * FROM scores ORDER BY image_id, model")) == snapshot
+    assert project.db["score_runs"].count == runs
+
+    data = json.loads(path.read_text())
+    data["results"][1]["aesthetic_score"] = 6.0
+    path.write_text(json.dumps(data))
+    edited = project.run("score", "--import", str(path), "--images", "D:\\camera traps")
+    assert "4 scores imported as gemini-2.5-flash@imported (1 updated, 3 unchanged)" in edited.output
+    rows = scores_of(project, "gemini-2.5-flash", "imported")
+    old = {r["image_id"]: r for r in snapshot if r["model"] == "gemini-2.5-flash"}
+    assert rows[ids["absolute"]]["score"] == 6.0
+    assert rows[ids["absolute"]]["created_at"] == old[ids["absolute"]]["created_at"]
+    assert rows[ids["flat"]]["updated_at"] == old[ids["flat"]]["updated_at"]  # untouched
+
+    named = project.run("score", "--import", str(path), "--images", "D:\\camera traps", "--model", "gemini-2.5-pro",
+                        "--prompt-version", "hero-images-v0")
+    assert "4 scores imported as gemini-2.5-pro@hero-images-v0 (4 new), 1 failure" in named.output
+    assert scores_of(project, "gemini-2.5-pro", "hero-images-v0")[ids["absolute"]]["score"] == 6.0
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("label,score\na.jpg,7\n", "it is not valid JSON"),
+    ("", "is empty"),
+    ('[{"image_path": "a.jpg"}]', "the JSON is a list"),
+    ('{"labeling_info": {"model": "m"}}', "it has no results list (its keys: labeling_info)"),
+    ('{"results": {"a.jpg": 7}}', "its results is a object, not a list"),
+    ('{"results": ["a.jpg", 7]}', "none of its 2 results has image_path"),
+    ("cct.json", "looks like a COCO (Camera Traps) file"),
+    ("md_results.json", "looks like a MegaDetector results file"),
+])
+def test_a_file_that_is_not_a_label_file_is_one_line(tmp_path, sample_data, content, expected):
+    project = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db")})
+    if content.endswith(".json"):
+        path = sample_data / content
+    else:
+        path = tmp_path / "labels.json"
+        path.write_text(content)
+    result = project.run("score", "--import", str(path), ok=False)
+    assert result.exit_code == 1
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert result.output.startswith(f"Error: {path}: ") and expected in result.output, result.output
+    assert project.db["scores"].count == 0
+
+
+def test_unusable_requests_are_clear(tmp_path, sample_data):
+    project = selected(tmp_path, sample_data)
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps({"results": [{"image_path": "/elsewhere/a.jpg", "aesthetic_score": 5,
+                                             "success": True}]}))
+    nameless = project.run("score", "--import", str(path), ok=False)
+    assert nameless.exit_code == 1 and "labeling_info names no model; pass --model NAME" in nameless.output
+    nothing = project.run("score", "--import", str(path), "--model", "m", ok=False)
+    assert nothing.exit_code == 1 and f"{path}: 0 scores imported as m@imported, 1 unmatched" in nothing.output
+    assert "nothing imported: none of its 1 results matches an image" in nothing.output
+    clash = project.run("score", "--import", str(path), "--export", "out.json", "--batch", ok=False)
+    assert clash.exit_code == 2 and "cannot be combined with --export, --batch" in clash.output
+    assert project.db["scores"].count == 0
+
+
+def test_the_converter_reads_the_layouts_hero_images_writes():
+    vllm = parse_label_file({"checkpoint_info": {"model_used": "Qwen/Qwen2.5-VL-7B-Instruct",
+                                                 "processing_method": "local_vllm"},
+                             "results": [{"image_path": "/c/cam1#a.jpg", "image_filename": "cam1#a.jpg",
+                                          "aesthetic_score": "7.5", "reasoning": "sharp"},
+                                         {"image_filename": "site#cam2#b.jpg", "success": False, "error": None},
+                                         {"image_filename": "c.jpg", "success": "yes"}]}, "v.json")
+    assert vllm.model == "openai:Qwen/Qwen2.5-VL-7B-Instruct" and vllm.prompt_version is None
+    assert [(r.success, r.score) for r in vllm.results] == [(True, 7.5), (False, None)]
+    assert [(p.record, p.reason) for p in vllm.problems] == [("results[2] ('c.jpg')", "success not true or false")]
+    known = {"cam1/a.jpg": "/data", "cam2/b.jpg": "/data"}
+    matched = match_results(vllm.results, known, source="v.json")
+    assert [i for i, _ in matched.pairs] == ["cam1/a.jpg", "cam2/b.jpg"]  # site#cam2#b.jpg: a folder above the root
+    assert matched.by == {"file name with # for /": 2}
+    assert hitl_model_name("models/gemini-2.5-flash", "batch_api") == "gemini-2.5-flash"
+    assert hitl_model_name("unknown", "local_vllm") is None  # then --model is asked for
+    assert hitl_model_name("openai:Qwen/Qwen2.5-VL-7B-Instruct", "local_vllm") == "openai:Qwen/Qwen2.5-VL-7B-Instruct"
