@@ -153,6 +153,7 @@ def test_every_readme_example_runs_as_written(tmp_path):
             pytest.fail(f"the README's examples did not finish in {TIMEOUT_S} s:\n{output.decode()[-4000:]}")
         finally:
             _stop_group(process.pid)
+            _keep_the_checkout_installed()
         text = output.decode(errors="replace")
         assert process.returncode == 0, f"a README example failed:\n{text[-6000:]}"
         assert gpu1.count_generate() and gpu2.count_generate()  # both "vLLM servers" were used
@@ -164,6 +165,16 @@ def test_every_readme_example_runs_as_written(tmp_path):
         assert (work / output_file).is_file(), output_file
     for port in PORTS:
         assert port_is_free("127.0.0.1", port), f"the README's `kill %1 %2` left port {port} taken"
+
+
+def _keep_the_checkout_installed() -> None:
+    """The copy shares the checkout's .venv: an example that installs (`scripts/test.sh` finding the
+    requirements changed since the last install) points its editable install at the copy, which is
+    deleted later. Point it back, so the tests after this one, and the developer, run the checkout."""
+    record = next((REPO / ".venv" / "lib").glob("python*/site-packages/hero_hitl-*.dist-info/direct_url.json"), None)
+    if record is not None and str(REPO) not in record.read_text():
+        subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
+                        "--disable-pip-version-check", "-e", str(REPO)], check=True, capture_output=True)
 
 
 def _stop_group(pid: int) -> None:
