@@ -336,3 +336,30 @@ def normalise_datetime(text: str) -> str | None:
             return None
     return value.replace(tzinfo=None, microsecond=0).isoformat()
 
+
+
+# ---- out: COCO Camera Traps with boxes, for training -------------------------------------------
+
+def cct_document(images: list[dict], info: dict) -> dict:
+    """A COCO Camera Traps document from plain data.
+
+    ``images``: dicts with id (the image_id), file_name, width, height (upright pixels),
+    location, datetime, seq_id and ``boxes``: dicts with label, x, y, w, h (normalised,
+    upright, top-left) and any extra fields to keep on the annotation (reviewed, curator...).
+    Boxes become ``bbox`` in pixels ``[x, y, width, height]``; categories are the labels in
+    sorted order, numbered from 1 (0 is COCO Camera Traps' "empty" by convention).
+    """
+    labels = sorted({b["label"] for image in images for b in image["boxes"]})
+    category = {label: k for k, label in enumerate(labels, start=1)}
+    out_images, annotations = [], []
+    for image in images:
+        w, h = image["width"], image["height"]
+        out_images.append({k: image.get(k) for k in ("id", "file_name", "width", "height", "location", "datetime",
+                                                     "seq_id") if image.get(k) is not None})
+        for box in image["boxes"]:
+            bbox = [round(box["x"] * w, 2), round(box["y"] * h, 2), round(box["w"] * w, 2), round(box["h"] * h, 2)]
+            extra = {k: v for k, v in box.items() if k not in ("label", "x", "y", "w", "h")}
+            annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": category[box["label"]],
+                                "bbox": bbox, "area": round(bbox[2] * bbox[3], 2), "iscrowd": 0, **extra})
+    return {"info": info, "images": out_images, "annotations": annotations,
+            "categories": [{"id": k, "name": label} for label, k in category.items()]}

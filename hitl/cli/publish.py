@@ -38,8 +38,10 @@ def report(obj: Context, out_dir, resamples, seed, hero_threshold, top) -> None:
 
 @click.command("export")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the hero set (or the package).")
-@click.option("--format", "fmt", type=click.Choice(["heroes", "camtrap-dp"]), default="heroes", show_default=True,
-              help="heroes: the hero images with a manifest; camtrap-dp: a Camtrap DP package of every reviewed image.")
+@click.option("--format", "fmt", type=click.Choice(["heroes", "camtrap-dp", "coco", "yolo", "crops"]), default="heroes",
+              show_default=True,
+              help="heroes: the hero images with a manifest; camtrap-dp: a Camtrap DP package of every reviewed "
+                   "image; coco, yolo, crops: the boxes as training data (the curators' where they reviewed them).")
 @click.option("--update", is_flag=True,
               help="With --format camtrap-dp: write favorite and mediaComments back into the package the images "
                    "were selected from (nothing else changes).")
@@ -52,8 +54,18 @@ def report(obj: Context, out_dir, resamples, seed, hero_threshold, top) -> None:
 @click.option("--link", type=click.Choice(["copy", "hardlink"]), default="copy", show_default=True)
 @click.option("--layout", type=click.Choice(["tree", "flat"]), default="tree", show_default=True,
               help="Keep the folder tree, or flat files with safe names.")
+@click.option("--reviewed-only", is_flag=True, help="coco, yolo, crops: only images whose boxes a curator reviewed.")
+@click.option("--include-people", is_flag=True, help="coco, yolo, crops: keep images with a person detected.")
+@click.option("--val-share", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
+              help="yolo: the share of images in val (whole sequences).")
+@click.option("--seed", type=int, default=0, show_default=True, help="yolo: the seed of the train/val split.")
+@click.option("--margin", type=click.FloatRange(min=0), default=0.1, show_default=True,
+              help="crops: added around each box, as a share of its width and height.")
+@click.option("--min-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="crops: boxes smaller than this many pixels on a side are not cropped.")
 @click.pass_obj
-def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, min_stars, link, layout) -> None:
+def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, min_stars, link, layout, reviewed_only,
+                   include_people, val_share, seed, margin, min_size) -> None:
     """Export the validated hero set: the images, manifest.csv/json and a contact sheet; or
     (--format camtrap-dp) every reviewed image as a Camtrap DP package, favorite = hero.
 
@@ -64,11 +76,22 @@ def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, 
         python -m hitl export --out heroes/ --policy majority --min-stars 7
         python -m hitl export --format camtrap-dp --out package/
         python -m hitl export --format camtrap-dp --update
+        python -m hitl export --format yolo --out yolo/ --reviewed-only
     """
     from hitl.publish.heroset import export_heroset
 
     if fmt == "camtrap-dp":
         _export_camtrap_dp(obj, out_dir, update, deployments_csv, policy, min_stars, link)
+        return
+    if fmt in ("coco", "yolo", "crops"):
+        if not out_dir:
+            raise click.UsageError("Missing option '--out'.")
+        from hitl.publish.training import export_training
+
+        counts = export_training(obj.db, out_dir, fmt, threshold=obj.threshold, reviewed_only=reviewed_only,
+                                 include_people=include_people, link=link, val_share=val_share, seed=seed,
+                                 margin=margin, min_size=min_size)
+        _print_training(fmt, out_dir, counts)
         return
     if update or deployments_csv:
         raise click.UsageError("--update and --deployments are for --format camtrap-dp")
@@ -86,6 +109,30 @@ def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, 
         click.echo(f"  note: {note}")
     if counts["written"]:
         click.echo(f"Wrote {', '.join(str(Path(out_dir) / name) for name in counts['written'])}")
+
+
+def _print_training(fmt: str, out_dir: str, counts: dict) -> None:
+    species = ", ".join(f"{name} {n}" for name, n in counts["per_species"].items())
+    click.echo(f"{fmt}: {counts['images']} images ({counts['reviewed_images']} with boxes a curator reviewed), "
+               f"{counts['boxes']} boxes ({counts['reviewed_boxes']} reviewed, {counts['detector_boxes']} detector)"
+               + (f"; per species: {species}" if species else ""))
+    if fmt == "yolo":
+        click.echo(f"  split by sequence: {counts['train']} train, {counts['val']} val; {counts['exported']} images "
+                   f"exported, {counts['unchanged']} unchanged")
+    if fmt == "crops":
+        click.echo(f"  {counts['crops']} crops")
+    if counts["new_labels"]:
+        click.echo(f"  new labels (not the detector's nor the selection's): {', '.join(counts['new_labels'])}")
+    for key, value in counts.items():
+        if key.startswith(("left out", "images where", "crops smaller")):
+            click.echo(f"  {key}: {value}")
+    for path in counts["conflicts"][:5]:
+        click.echo(f"  conflict (left untouched): {path}")
+    for note in counts["notes"][:5]:
+        click.echo(f"  note: {note}")
+    written = counts["written"]
+    click.echo(f"Wrote {len(written)} files in {out_dir}" + (f" ({', '.join(written[:3])}...)" if written else
+                                                              " (everything was already there)"))
 
 
 def _export_camtrap_dp(obj: Context, out_dir, update, deployments_csv, policy, min_stars, link) -> None:

@@ -24,7 +24,7 @@ import sqlite_utils
 from converters import camtrapdp as C
 from converters.common import InputFormatError
 from hitl.errors import HitlError
-from hitl.publish.heroset import _opinions, _place_heroes, _write_own_files, select_with_counts
+from hitl.publish.heroset import _opinions, _place_heroes, select_with_counts, write_own_files
 from hitl.publish.render import write_atomic
 from hitl.store import utc_now
 
@@ -158,7 +158,7 @@ def export_package(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
              "deployments.csv": C.csv_text(sources.deployment_fields, deployments),
              "media.csv": C.csv_text(C.MEDIA_FIELDS, media),
              "observations.csv": C.csv_text(C.OBSERVATION_FIELDS, observations)}
-    counts["written"] = _write_own_files(out, files, counts)
+    counts["written"] = write_own_files(out, files, counts)
     counts["media"], counts["observations"], counts["deployments"] = len(media), len(observations), len(deployments)
     return counts
 

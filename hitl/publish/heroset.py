@@ -342,17 +342,18 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     thumbs = make_thumbnails([target for _, _, target in placed], 320, progress, desc="Contact sheet")
     files = {MANIFEST_JSON: json.dumps({"header": header, "images": rows}, indent=2, ensure_ascii=False),
              MANIFEST_CSV: _manifest_csv(rows, models, curators), INDEX_HTML: _contact_sheet(rows, thumbs, header)}
-    counts["written"] = _write_own_files(out, files, counts)
+    counts["written"] = write_own_files(out, files, counts)
     return counts
 
 
 STATE = ".hero-hitl-export.json"  # what this export wrote last, so it replaces only its own files
 
 
-def _write_own_files(out: Path, files: dict[str, str], counts: dict[str, Any]) -> list[str]:
-    """Write the manifest and contact sheet, replacing a file only if an earlier export of ours
-    wrote exactly it; anything else there (a curator's notes.csv, a JPEG named manifest.json)
-    is a conflict, reported and left alone. Returns the names written."""
+def write_own_files(out: Path, files: dict[str, str | bytes], counts: dict[str, Any]) -> list[str]:
+    """Write ``files`` (name relative to ``out`` -> text or bytes), replacing a file only if an
+    earlier export of ours wrote exactly it; anything else there (a curator's notes.csv, a JPEG
+    named manifest.json) is a conflict, reported and left alone. A file already holding the
+    same content is not written again. Returns the names written."""
     state_path = out / STATE
     try:
         ours = json.loads(state_path.read_text(encoding="utf-8")) if _regular(state_path) else {}
@@ -360,13 +361,21 @@ def _write_own_files(out: Path, files: dict[str, str], counts: dict[str, Any]) -
         ours = {}
     ours = ours if isinstance(ours, dict) else {}
     written = []
-    for name, text in files.items():
+    for name, content in files.items():
         path = out / name
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        digest = hashlib.sha256(data).hexdigest()
         if os.path.lexists(path) and not (_regular(path) and ours.get(name) == _sha256(path)):
+            if _regular(path) and _sha256(path) == digest:  # already what we would write
+                ours[name] = digest
+                continue
             counts["conflicts"].append(str(path))
             continue
-        write_atomic(path, text)
-        ours[name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if ours.get(name) == digest and _regular(path):
+            continue  # unchanged since our last export: nothing to write
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+        ours[name] = digest
         written.append(name)
     if os.path.lexists(state_path) and not _regular(state_path):
         counts["conflicts"].append(str(state_path))

@@ -123,8 +123,11 @@ def render(template_name: str, **context: Any) -> str:
     return _ENV.get_template(template_name).render(**context)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write text so a reader never sees half a file (and a crash leaves the old one)."""
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Write text (UTF-8) or bytes so a reader never sees half a file (and a crash leaves the old one)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text(text, encoding="utf-8")
+    if isinstance(content, bytes):
+        tmp.write_bytes(content)
+    else:
+        tmp.write_text(content, encoding="utf-8")
     os.replace(tmp, path)

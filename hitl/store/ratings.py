@@ -154,7 +154,7 @@ def curator_decisions(db: sqlite_utils.Database) -> list[dict]:
     """Every live, non-skipped curator decision on an image, oldest first (by the decision's own
     time, then by when it reached us): the input of every "one opinion per curator" view.
 
-    Each: image_id, curator, stars, hero (bool or None), comment, mode, boxes (decoded), updated_at.
+    Each: image_id, source, curator, stars, hero (bool or None), comment, mode, boxes (decoded), updated_at.
     """
     rows = []
     for r in db.query("SELECT source, project, annotator_id, annotator_email, image_id, stars, hero, comment, "
@@ -164,7 +164,7 @@ def curator_decisions(db: sqlite_utils.Database) -> list[dict]:
             boxes = json.loads(r["boxes"] or "[]")
         except json.JSONDecodeError:
             boxes = []
-        rows.append({"image_id": r["image_id"],
+        rows.append({"image_id": r["image_id"], "source": r["source"],
                      "curator": curator_name(r["annotator_email"], r["annotator_id"], r["source"], str(r["project"])),
                      "stars": r["stars"], "hero": None if r["hero"] is None else bool(r["hero"]),
                      "comment": r["comment"] or None, "mode": r["mode"], "updated_at": r["updated_at"],
