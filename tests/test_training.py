@@ -226,3 +226,16 @@ def test_the_most_recent_curator_wins_and_the_disagreement_is_counted(tmp_path, 
     assert third not in {i.image_id for i in training_set(db).images}
     assert third in {i.image_id for i in training_set(db, include_people=True).images}
     assert {i.image_id for i in training_set(db, reviewed_only=True).images} == {first, second}
+
+
+def test_an_export_never_writes_through_a_linked_folder(tmp_path, sample_data):
+    project = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db")})
+    project.run("select", "--md", str(sample_data / "md_results.json"), "--cct", str(sample_data / "cct.json"),
+                "--images", str(sample_data / "images"), "-n", "3")
+    out, elsewhere = tmp_path / "yolo", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "labels").symlink_to(elsewhere, target_is_directory=True)
+    result = project.run("export", "--format", "yolo", "--out", str(out))
+    assert list(elsewhere.iterdir()) == [] and "conflict (left untouched)" in result.output
+    assert (out / "data.yaml").is_file() and len(list((out / "images").rglob("*.JPG"))) == 3

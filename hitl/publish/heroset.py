@@ -349,39 +349,58 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
 STATE = ".hero-hitl-export.json"  # what this export wrote last, so it replaces only its own files
 
 
-def write_own_files(out: Path, files: dict[str, str | bytes], counts: dict[str, Any]) -> list[str]:
-    """Write ``files`` (name relative to ``out`` -> text or bytes), replacing a file only if an
-    earlier export of ours wrote exactly it; anything else there (a curator's notes.csv, a JPEG
-    named manifest.json) is a conflict, reported and left alone. A file already holding the
-    same content is not written again. Returns the names written."""
-    state_path = out / STATE
-    try:
-        ours = json.loads(state_path.read_text(encoding="utf-8")) if _regular(state_path) else {}
-    except (OSError, ValueError):
-        ours = {}
-    ours = ours if isinstance(ours, dict) else {}
-    written = []
-    for name, content in files.items():
-        path = out / name
+class OwnFiles:
+    """Files an export writes into ``out``, each replaced only if an earlier export of ours wrote
+    exactly it; anything else there (a curator's notes.csv, a JPEG named manifest.json, a folder
+    linked from elsewhere) is a conflict, reported in ``counts["conflicts"]`` and left alone. A
+    file already holding the same content is not written again. What was written is recorded
+    in ``.hero-hitl-export.json`` by :meth:`finish`."""
+
+    def __init__(self, out: Path, counts: dict[str, Any]):
+        self.out, self.counts, self.written = out, counts, []
+        self.state_path = out / STATE
+        try:
+            ours = json.loads(self.state_path.read_text(encoding="utf-8")) if _regular(self.state_path) else {}
+        except (OSError, ValueError):
+            ours = {}
+        self.ours = ours if isinstance(ours, dict) else {}
+
+    def write(self, name: str, content: str | bytes) -> None:
+        """Write one file (``name`` relative to ``out``, text as UTF-8) unless it is a conflict or unchanged."""
+        path = self.out / name
         data = content.encode("utf-8") if isinstance(content, str) else content
         digest = hashlib.sha256(data).hexdigest()
-        if os.path.lexists(path) and not (_regular(path) and ours.get(name) == _sha256(path)):
+        if _leaves(self.out, path):
+            self.counts["conflicts"].append(str(path))  # never written through a link
+            return
+        if os.path.lexists(path) and not (_regular(path) and self.ours.get(name) == _sha256(path)):
             if _regular(path) and _sha256(path) == digest:  # already what we would write
-                ours[name] = digest
-                continue
-            counts["conflicts"].append(str(path))
-            continue
-        if ours.get(name) == digest and _regular(path):
-            continue  # unchanged since our last export: nothing to write
+                self.ours[name] = digest
+            else:
+                self.counts["conflicts"].append(str(path))
+            return
+        if self.ours.get(name) == digest and _regular(path):
+            return  # unchanged since our last export: nothing to write
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, data)
-        ours[name] = digest
-        written.append(name)
-    if os.path.lexists(state_path) and not _regular(state_path):
-        counts["conflicts"].append(str(state_path))
-    else:
-        write_atomic(state_path, json.dumps(ours, indent=2, sort_keys=True))
-    return written
+        self.ours[name] = digest
+        self.written.append(name)
+
+    def finish(self) -> list[str]:
+        """Record what is ours; the names written."""
+        if os.path.lexists(self.state_path) and not _regular(self.state_path):
+            self.counts["conflicts"].append(str(self.state_path))
+        else:
+            write_atomic(self.state_path, json.dumps(self.ours, indent=2, sort_keys=True))
+        return self.written
+
+
+def write_own_files(out: Path, files: dict[str, str | bytes], counts: dict[str, Any]) -> list[str]:
+    """Write ``files`` (name relative to ``out`` -> text or bytes) as :class:`OwnFiles` does; the names written."""
+    own = OwnFiles(out, counts)
+    for name, content in files.items():
+        own.write(name, content)
+    return own.finish()
 
 
 def _regular(path: Path) -> bool:

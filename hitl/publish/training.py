@@ -22,7 +22,7 @@ from converters.cct import cct_document
 from hitl.errors import HitlError
 from hitl.imageprep import read_upright_size
 from hitl.progress import progress_bar
-from hitl.publish.heroset import _opinions, _place, flat_names, write_own_files
+from hitl.publish.heroset import OwnFiles, _opinions, _place, flat_names
 from hitl.tables import SafeDictWriter
 
 BOX_SOURCES = ("labelstudio", "labelme")  # where curators see and edit the boxes (a sheet has none)
@@ -155,13 +155,14 @@ def export_training(db: sqlite_utils.Database, out_dir: str | Path, fmt: str, *,
         raise HitlError(f"{out_dir} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, Any] = {**data.summary(), "exported": 0, "unchanged": 0, "conflicts": [], "notes": data.notes}
+    own = OwnFiles(out, counts)
     if fmt == "coco":
-        files = {"coco_camera_traps.json": _coco_json(data)}
+        own.write("coco_camera_traps.json", _coco_json(data))
     elif fmt == "yolo":
-        files = _yolo(data, out, link, val_share, seed, counts, progress)
+        _yolo(data, out, link, val_share, seed, own, progress)
     else:
-        files = _crops(data, margin, min_size, counts, progress)
-    counts["written"] = write_own_files(out, files, counts)
+        _crops(data, margin, min_size, own, progress)
+    counts["written"] = own.finish()
     return counts
 
 
@@ -179,15 +180,16 @@ def _coco_json(data: TrainingSet) -> str:
     return json.dumps(cct_document(images, info), indent=1, ensure_ascii=False)
 
 
-def _yolo(data: TrainingSet, out: Path, link: str, val_share: float, seed: int, counts: dict,
-          progress: bool | None) -> dict[str, str]:
+def _yolo(data: TrainingSet, out: Path, link: str, val_share: float, seed: int, own: OwnFiles,
+          progress: bool | None) -> None:
     from converters.yolo import data_yaml, label_lines, split_by_sequence
 
     names = sorted({b.label for i in data.images for b in i.boxes})
     index = {name: k for k, name in enumerate(names)}
     split = split_by_sequence([(i.image_id, i.seq_id) for i in data.images], val_share, seed)
     flat = flat_names([i.image_id for i in data.images])
-    files = {"data.yaml": data_yaml(names)}
+    counts = own.counts
+    own.write("data.yaml", data_yaml(names))
     for image in progress_bar(progress, data.images, desc="YOLO images", unit="img", leave=False):
         side = split[image.image_id]
         target = out / "images" / side / flat[image.image_id]
@@ -197,23 +199,23 @@ def _yolo(data: TrainingSet, out: Path, link: str, val_share: float, seed: int, 
         else:
             counts[outcome] += 1
         stem = Path(flat[image.image_id]).stem
-        files[f"labels/{side}/{stem}.txt"] = label_lines([(index[b.label], b.x, b.y, b.w, b.h) for b in image.boxes])
+        own.write(f"labels/{side}/{stem}.txt", label_lines([(index[b.label], b.x, b.y, b.w, b.h) for b in image.boxes]))
     counts["train"] = sum(1 for s in split.values() if s == "train")
     counts["val"] = len(split) - counts["train"]
     if not counts["val"] and val_share > 0:
         counts["notes"].append("val is empty: all images are of one sequence (a burst is never split); "
                                "ultralytics needs a val set to validate")
-    return files
 
 
-def _crops(data: TrainingSet, margin: float, min_size: int, counts: dict, progress: bool | None) -> dict[str, Any]:
+def _crops(data: TrainingSet, margin: float, min_size: int, own: OwnFiles, progress: bool | None) -> None:
+    """Each box cut from its upright image, written as it is cut (a collection's crops do not fit in memory)."""
     from converters.yolo import safe_names
     from hitl.imageprep import ImagePrepError, load_upright_rgb
     from hitl.publish.crops import crop_box, crop_pixels, encode_crop
 
     folders = safe_names(sorted({b.label for i in data.images for b in i.boxes}))
     flat = flat_names([i.image_id for i in data.images])
-    files: dict[str, Any] = {}
+    counts = own.counts
     rows = []
     for image in progress_bar(progress, data.images, desc="Crops", unit="img", leave=False):
         if not image.boxes:
@@ -229,7 +231,7 @@ def _crops(data: TrainingSet, margin: float, min_size: int, counts: dict, progre
                 counts["crops smaller than --min-size"] = counts.get("crops smaller than --min-size", 0) + 1
                 continue
             name = f"{folders[b.label]}/{Path(flat[image.image_id]).stem}_{k}.jpg"
-            files[name] = encode_crop(crop)
+            own.write(name, encode_crop(crop))
             left, top, right, bottom = crop_pixels(upright.size, (b.x, b.y, b.w, b.h), margin)
             rows.append({"crop": name, "image_id": image.image_id, "label": b.label, "left": left, "top": top,
                          "right": right, "bottom": bottom, "reviewed": "yes" if b.reviewed else "no",
@@ -240,5 +242,4 @@ def _crops(data: TrainingSet, margin: float, min_size: int, counts: dict, progre
                                               "reviewed", "curator", "new_label"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    files["crops.csv"] = text.getvalue()
-    return files
+    own.write("crops.csv", text.getvalue())
