@@ -16,7 +16,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from converters.yolo import parse_label_lines
-from hitl.publish.heroset import flat_names
+from hitl.publish.placing import flat_names
 from hitl.review import studio
 from hitl.review.configs import config_labels
 

@@ -24,7 +24,8 @@ import sqlite_utils
 from converters import camtrapdp as C
 from converters.common import InputFormatError
 from hitl.errors import HitlError
-from hitl.publish.heroset import _opinions, _place_heroes, select_with_counts, write_own_files
+from hitl.publish.heroset import _opinions, _place_heroes, select_with_counts
+from hitl.publish.placing import write_own_files
 from hitl.publish.render import write_atomic
 from hitl.store import utc_now
 

@@ -22,7 +22,8 @@ from converters.cct import cct_document
 from hitl.errors import HitlError
 from hitl.imageprep import read_upright_size
 from hitl.progress import progress_bar
-from hitl.publish.heroset import OwnFiles, _opinions, _place, flat_names
+from hitl.publish.heroset import _opinions
+from hitl.publish.placing import OwnFiles, flat_names, place
 from hitl.tables import SafeDictWriter
 
 BOX_SOURCES = ("labelstudio", "labelme")  # where curators see and edit the boxes (a sheet has none)
@@ -193,7 +194,7 @@ def _yolo(data: TrainingSet, out: Path, link: str, val_share: float, seed: int, 
     for image in progress_bar(progress, data.images, desc="YOLO images", unit="img", leave=False):
         side = split[image.image_id]
         target = out / "images" / side / flat[image.image_id]
-        outcome, _ = _place(image.path, target, link, out)
+        outcome, _ = place(image.path, target, link, out)
         if outcome == "conflict":
             counts["conflicts"].append(str(target))
         else:

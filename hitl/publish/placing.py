@@ -1,0 +1,231 @@
+"""Putting files into an export folder: safe names, copies and hard links that never go through a
+link or over a different file, and files of our own (manifests, labels, crops) replaced only
+where an earlier export of ours wrote them."""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+from collections import defaultdict
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from hitl.publish.render import write_atomic
+
+MAX_NAME = 180  # bytes of a flat name before the hash suffix; file systems allow 255
+# os.link errors that mean "no hard link here" (another file system, not allowed, too many
+# links, not supported), where a copy is the right answer rather than a failure.
+LINK_FALLBACK_ERRNOS = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+STATE = ".hero-hitl-export.json"  # what this export wrote last, so it replaces only its own files
+# names an image never takes in an export folder: the hero set's own files beside the images
+RESERVED = {"manifest.csv", "manifest.json", "index.html", STATE}
+
+
+# ---- file names --------------------------------------------------------------------------------
+
+def _short_hash(image_id: str, n: int = 8) -> str:
+    return hashlib.sha256(image_id.encode("utf-8")).hexdigest()[:n]
+
+
+def _with_suffix(name: str, tag: str) -> str:
+    stem, ext = os.path.splitext(name)
+    return f"{stem}-{tag}{ext}"
+
+
+def _flat_base(image_id: str) -> tuple[str, bool]:
+    """``cam_a/IMG_0001.JPG`` -> ``cam_a__IMG_0001.JPG``; the flag says the mapping lost information."""
+    parts = image_id.split("/")
+    clean = [_UNSAFE.sub("_", part) for part in parts]
+    lossy = any(c != p or "__" in p or p in ("", ".", "..") for c, p in zip(clean, parts))
+    name = "__".join(clean)
+    if name.startswith("."):  # no hidden files
+        name, lossy = "_" + name[1:], True
+    if len(name.encode()) > MAX_NAME:
+        stem, ext = os.path.splitext(name)
+        name, lossy = stem[: MAX_NAME - len(ext)] + ext, True
+    if name in RESERVED:
+        lossy = True
+    return name, lossy
+
+
+def flat_names(image_ids: list[str]) -> dict[str, str]:
+    """A safe, unique flat file name per image_id ([A-Za-z0-9._-], folders joined by ``__``).
+
+    A name that had to be changed beyond that, or that would clash with another one (case
+    blind, for case-insensitive file systems), gets a short hash of the image_id: the same
+    image_id always gets the same name, whatever order the ids come in.
+    """
+    bases = {i: _flat_base(i) for i in sorted(set(image_ids))}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for image_id, (name, _) in bases.items():
+        groups[name.casefold()].append(image_id)
+    names = {}
+    for image_id, (name, lossy) in bases.items():
+        clash = len(groups[name.casefold()]) > 1
+        names[image_id] = _with_suffix(name, _short_hash(image_id)) if lossy or clash else name
+    # hash suffixes colliding is next to impossible; a longer hash settles it if it happens
+    seen: dict[str, list[str]] = defaultdict(list)
+    for image_id, name in names.items():
+        seen[name.casefold()].append(image_id)
+    for ids in seen.values():
+        if len(ids) > 1:
+            for image_id in ids:
+                names[image_id] = _with_suffix(bases[image_id][0], _short_hash(image_id, 24))
+    return names
+
+
+def tree_name(image_id: str) -> str | None:
+    """The image_id as a relative path inside the export, or None when it cannot safely be one."""
+    path = PurePosixPath(image_id)
+    if (not image_id or path.is_absolute() or "\\" in image_id or "\x00" in image_id
+            or any(part in ("", ".", "..") for part in image_id.split("/")) or image_id in RESERVED):
+        return None
+    return path.as_posix()
+
+
+# ---- placing files -----------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _same_content(src: Path, target: Path) -> bool:
+    """Is ``target`` a regular file (not a link or folder) with exactly ``src``'s bytes?"""
+    info = os.lstat(target)
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    if os.path.samefile(src, target):
+        return True
+    return info.st_size == os.stat(src).st_size and _sha256(src) == _sha256(target)
+
+
+def _publish_copy(src: Path, target: Path) -> None:
+    """Copy ``src`` to ``target`` without ever replacing a file there, and never leave half a file.
+
+    The copy goes to a hidden temporary name first, then is linked into place: os.link
+    fails when the target exists, so a file that appeared meanwhile is not overwritten.
+    """
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        shutil.copy2(src, tmp)
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            raise
+        except OSError:
+            # no hard links on this file system: a rename is next best (only a file created in
+            # the instant between this check and the rename could be replaced)
+            if os.path.lexists(target):
+                raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
+            os.rename(tmp, target)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def _leaves(out: Path, target: Path) -> bool:
+    """Would writing ``target`` go through a link, and so possibly out of ``out``?"""
+    for folder in target.relative_to(out).parents:
+        if folder != Path(".") and (out / folder).is_symlink():
+            return True
+    return False
+
+
+def place(src: Path, target: Path, link: str, out: Path) -> tuple[str, str | None]:
+    """Put ``src`` at ``target``: ("exported" | "unchanged" | "conflict", why a hard link fell back)."""
+    if _leaves(out, target):
+        return "conflict", None  # a linked folder inside the export: never written through
+    if os.path.lexists(target):
+        return ("unchanged" if _same_content(src, target) else "conflict"), None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        return "conflict", None  # a file sits where a folder of the tree should be
+    fallback = None
+    try:
+        if link == "hardlink":
+            try:
+                os.link(src, target)
+                return "exported", None
+            except FileExistsError:
+                raise
+            except OSError as exc:
+                if exc.errno not in LINK_FALLBACK_ERRNOS:
+                    raise
+                fallback = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        _publish_copy(src, target)
+    except FileExistsError:  # someone else put a file there meanwhile
+        return ("unchanged" if _same_content(src, target) else "conflict"), None
+    return "exported", fallback
+
+
+
+
+class OwnFiles:
+    """Files an export writes into ``out``, each replaced only if an earlier export of ours wrote
+    exactly it; anything else there (a curator's notes.csv, a JPEG named manifest.json, a folder
+    linked from elsewhere) is a conflict, reported in ``counts["conflicts"]`` and left alone. A
+    file already holding the same content is not written again. What was written is recorded
+    in ``.hero-hitl-export.json`` by :meth:`finish`."""
+
+    def __init__(self, out: Path, counts: dict[str, Any]):
+        self.out, self.counts, self.written = out, counts, []
+        self.state_path = out / STATE
+        try:
+            ours = json.loads(self.state_path.read_text(encoding="utf-8")) if _regular(self.state_path) else {}
+        except (OSError, ValueError):
+            ours = {}
+        self.ours = ours if isinstance(ours, dict) else {}
+
+    def write(self, name: str, content: str | bytes) -> None:
+        """Write one file (``name`` relative to ``out``, text as UTF-8) unless it is a conflict or unchanged."""
+        path = self.out / name
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        digest = hashlib.sha256(data).hexdigest()
+        if _leaves(self.out, path):
+            self.counts["conflicts"].append(str(path))  # never written through a link
+            return
+        if os.path.lexists(path) and not (_regular(path) and self.ours.get(name) == _sha256(path)):
+            if _regular(path) and _sha256(path) == digest:  # already what we would write
+                self.ours[name] = digest
+            else:
+                self.counts["conflicts"].append(str(path))
+            return
+        if self.ours.get(name) == digest and _regular(path):
+            return  # unchanged since our last export: nothing to write
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+        self.ours[name] = digest
+        self.written.append(name)
+
+    def finish(self) -> list[str]:
+        """Record what is ours; the names written."""
+        if os.path.lexists(self.state_path) and not _regular(self.state_path):
+            self.counts["conflicts"].append(str(self.state_path))
+        else:
+            write_atomic(self.state_path, json.dumps(self.ours, indent=2, sort_keys=True))
+        return self.written
+
+
+def write_own_files(out: Path, files: dict[str, str | bytes], counts: dict[str, Any]) -> list[str]:
+    """Write ``files`` (name relative to ``out`` -> text or bytes) as :class:`OwnFiles` does; the names written."""
+    own = OwnFiles(out, counts)
+    for name, content in files.items():
+        own.write(name, content)
+    return own.finish()
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
