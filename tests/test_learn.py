@@ -237,3 +237,16 @@ def test_next_after_select_add_asks_for_learn_then_takes_only_the_new(scored, tm
     scored.run("next", "-n", "3", "--dry-run", "--out", str(tmp_path / "next.csv"))
     chosen = [line.split(",")[0] for line in (tmp_path / "next.csv").read_text().splitlines()[1:]]
     assert chosen and set(chosen) <= added
+
+
+def test_the_learned_rater_is_never_the_default_prefill():
+    from hitl.review.push import choose_prefill
+
+    def row(*models):
+        return {"scores": [{"model": m, "prompt_version": pv} for m, pv in models]}
+    learned, baseline, gemini = ("learned", "v3"), ("baseline", "hero-v1"), ("gemini-2.5-flash", "hero-v1")
+    rows = [row(learned, baseline, gemini), row(learned, baseline), row(learned, baseline)]
+    assert choose_prefill(rows, None) == baseline  # the most complete after the learned rater
+    assert choose_prefill([row(learned, gemini), row(learned, gemini)], None) == gemini
+    assert choose_prefill(rows, "learned") == learned  # asked for by name, it is
+    assert choose_prefill([row(learned)], None) == learned  # nothing else to show

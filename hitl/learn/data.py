@@ -10,12 +10,11 @@ import sqlite_utils
 
 from converters.megadetector import KIND_NAMES
 from hitl.analyse.consensus import latest_per_curator
+from hitl.learn import LEARNED
 from hitl.learn.features import META, MODE, Codes, Features, common_tags, meta_matrix, rater_columns, rater_matrix
 from hitl.select import strata
 from hitl.store import queries
 from hitl.store.ratings import curator_decisions
-
-LEARNED = "learned"  # the model name the learned rater's predictions are stored under
 
 
 @dataclass

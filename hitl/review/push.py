@@ -23,6 +23,7 @@ from converters.labelstudio import (
     model_version,
 )
 from hitl.errors import HitlError
+from hitl.learn import LEARNED
 from hitl.progress import progress_bar
 from hitl.review.client import api_error_text, fetch_users, studio_errors
 from hitl.review.configs import config_labels, label_config, with_labels
@@ -79,7 +80,9 @@ def choose_prefill(rows: list[dict], prefill: str | None, current: str | None = 
                 return key
         raise HitlError(f"--prefill {prefill!r} has no scores; scored so far: "
                         f"{', '.join(sorted(model_version(*k) for k in counts))}")
-    return max(counts, key=lambda key: (counts[key], key[0] != "baseline", key))
+    # never the learned rater unless asked: curators shown a model of their own past decisions
+    # would be anchored on it, and agreement with them would measure that
+    return max(counts, key=lambda key: (key[0] != LEARNED, counts[key], key[0] != "baseline", key))
 
 
 def push(db: sqlite_utils.Database, client, *, url: str, title: str, mode: str = "assisted",
