@@ -68,6 +68,8 @@ def test_remote_media_are_read_from_the_media_root(project, tmp_path):
     assert counts["excluded"]["animal observed without a box (its size is unknown)"] == 1
     outside = project.run("select", "--camtrap-dp", str(package), "--media-root", str(tmp_path), "-n", "5", ok=False)
     assert outside.exit_code == 1 and "outside the package folder" in outside.output
+    elsewhere = project.run("select", "--camtrap-dp", str(package), "--images", str(tmp_path), "-n", "5", ok=False)
+    assert elsewhere.exit_code == 1 and "relative to its own folder" in elsewhere.output
 
 
 def test_bad_packages_are_one_line_or_counted(project, tmp_path):

@@ -18,8 +18,7 @@ from hitl.cli.context import Context, counted, echo_err, json_option, print_json
 @click.option("--cct", "cct_path", type=click.Path(exists=True, dir_okay=False),
               help="COCO Camera Traps metadata (seq_id, frame_num, location, datetime).")
 @click.option("--images", "images_root", type=click.Path(file_okay=False),
-              help="Collection root the detector's 'file' paths are relative to. [default with --camtrap-dp: "
-                   "the package's folder]")
+              help="Collection root the detector's 'file' paths are relative to (with --md).")
 @click.option("-n", "n", required=True, type=click.IntRange(min=1), help="How many candidates.")
 @click.option("--out", "out_csv", type=click.Path(dir_okay=False), help="Also write the candidates to this CSV.")
 @click.option("--seed", type=int, help="Random seed (same seed, same inputs: same candidates). [default: 0]")

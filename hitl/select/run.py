@@ -63,7 +63,10 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
         if cct is not None:
             raise HitlError("--cct is for MegaDetector input; a Camtrap DP package carries its own metadata")
         package = read_package(camtrap_dp, media_root)
-        images_root = images_root or package.root
+        if images_root is not None and Path(images_root).resolve() != package.root:
+            raise HitlError("--images is for --md: a Camtrap DP package's filePaths are relative to its own folder "
+                            f"({package.root}); downloaded remote media go in --media-root, inside it")
+        images_root = package.root
     elif images_root is None:
         raise HitlError("--images is needed with --md: the folder MegaDetector's 'file' paths are relative to")
     root = Path(images_root).resolve()
