@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
+import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .cct import CCTMetadata, capture_hours
-from .common import InputFormatError, RecordProblem, image_key, read_input
+from .common import InputFormatError, RecordProblem, image_key, read_input, read_json
 from .megadetector import KIND_ANIMAL, KIND_PERSON, KIND_VEHICLE, Detections, MegaDetectorFile
 
 PROFILE = "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0.2/camtrap-dp-profile.json"
@@ -68,7 +68,12 @@ def read_table(package: Path, descriptor: dict, name: str, source: str) -> tuple
         path = package / key
         if not path.is_file():
             raise InputFormatError(f"{source}: resource {name!r} names {rel!r}, which is not a file in {package}")
-        text = bytes(read_input(path, f"Camtrap DP {name} table")).decode("utf-8-sig", errors="replace")
+        data = read_input(path, f"Camtrap DP {name} table")
+        try:
+            text = bytes(data).decode("utf-8-sig", errors="replace")
+        finally:
+            if isinstance(data, mmap.mmap):
+                data.close()
         reader = csv.DictReader(io.StringIO(text, newline=""))
         header = header or list(reader.fieldnames or [])
         rows.extend({k: (v or "").strip() for k, v in row.items() if isinstance(k, str)} for row in reader)
@@ -80,11 +85,7 @@ def read_descriptor(path: str | Path) -> tuple[Path, dict]:
     path = Path(path)
     if path.is_dir():
         path = path / "datapackage.json"
-    try:
-        descriptor = json.loads(bytes(read_input(path, "Camtrap DP datapackage.json")))
-    except json.JSONDecodeError as exc:
-        raise InputFormatError(f"{path}: not JSON ({exc.msg} at line {exc.lineno}); expected a Camtrap DP "
-                               f"datapackage.json") from None
+    descriptor = read_json(path, "Camtrap DP datapackage.json")
     if not isinstance(descriptor, dict) or not isinstance(descriptor.get("resources"), list):
         raise InputFormatError(f"{path}: not a data package (no 'resources' list); expected a Camtrap DP "
                                f"datapackage.json")

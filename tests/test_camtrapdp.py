@@ -99,7 +99,7 @@ def test_bad_packages_are_one_line_or_counted(project, tmp_path):
     assert missing.output.strip().splitlines()[-1].startswith("Error: ") and "no 'observations' resource" in missing.output
     (package / "datapackage.json").write_text("{not json")
     broken = project.run("select", "--camtrap-dp", str(package), "-n", "5", ok=False)
-    assert broken.exit_code == 1 and "not JSON" in broken.output and "Traceback" not in broken.output
+    assert broken.exit_code == 1 and "not valid JSON" in broken.output and "Traceback" not in broken.output
 
 
 def test_example_to_label_studio_and_back_as_a_valid_package(tmp_path, label_studio):
