@@ -27,7 +27,7 @@ from hitl.errors import HitlError
 from hitl.publish.heroset import _opinions, _place_heroes, select_with_counts
 from hitl.publish.placing import write_own_files
 from hitl.publish.render import write_atomic
-from hitl.store import utc_now
+from hitl.store import queries, utc_now
 
 BACKUP_SUFFIX = ".before-hero-hitl"
 
@@ -140,7 +140,7 @@ def export_package(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
                                                                             progress)]
     placed += [(image, f"media/{name}", target) for image, name, target in _place_heroes(
         [i for i in usable if i["image_id"] not in sources.origin], out / "media", "tree", link, counts, progress)]
-    people = _people(db, threshold)
+    people = queries.people_images(db, threshold)
     media, observations = [], []
     for image, name, _target in placed:
         row = sources.media_row(image, name)
@@ -168,11 +168,6 @@ def _reviewed(db: sqlite_utils.Database, verdicts: Verdicts) -> list[dict]:
     rows = {r["image_id"]: r for r in db.query(
         "SELECT image_id, root, datetime, location, species, seq_id FROM images")}
     return [rows.get(image_id) or {"image_id": image_id, "root": None} for image_id in sorted(verdicts.opinions)]
-
-
-def _people(db: sqlite_utils.Database, threshold: float) -> set[str]:
-    return {r[0] for r in db.execute("SELECT DISTINCT image_id FROM detections WHERE kind = 'person' AND conf >= ?",
-                                     [threshold])}
 
 
 class _Sources:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from hitl.imageprep import read_upright_size
 from hitl.progress import progress_bar
 from hitl.publish.heroset import _opinions
 from hitl.publish.placing import OwnFiles, flat_names, place
+from hitl.store import queries
 from hitl.tables import SafeDictWriter
 
 BOX_SOURCES = ("labelstudio", "labelme")  # where curators see and edit the boxes (a sheet has none)
@@ -78,8 +79,7 @@ def training_set(db: sqlite_utils.Database, *, threshold: float = 0.3, reviewed_
     result = TrainingSet([])
     opinions = _opinions(db)
     detector = _detector_boxes(db, threshold)
-    people = {r[0] for r in db.execute("SELECT DISTINCT image_id FROM detections WHERE kind = 'person' AND conf >= ?",
-                                       [threshold])}
+    people = queries.people_images(db, threshold)
     known = _known_labels(db)
     for row in db.query("SELECT image_id, root, width, height, location, datetime, seq_id, species FROM images "
                         "ORDER BY image_id"):
@@ -109,13 +109,9 @@ def _known_labels(db: sqlite_utils.Database) -> set[str]:
 
 
 def _detector_boxes(db: sqlite_utils.Database, threshold: float) -> dict[str, list[Box]]:
-    boxes: dict[str, list[Box]] = defaultdict(list)
-    for r in db.query("SELECT d.image_id, d.x, d.y, d.w, d.h, d.conf, COALESCE(d.species, i.species) AS species "
-                      "FROM detections d LEFT JOIN images i USING (image_id) WHERE d.kind = 'animal' AND d.conf >= ? "
-                      "ORDER BY d.image_id, d.det_index", [threshold]):
-        label = r["species"] if r["species"] and r["species"] != "unidentified animal" else "animal"
-        boxes[r["image_id"]].append(Box(r["x"], r["y"], r["w"], r["h"], label, False, conf=r["conf"]))
-    return boxes
+    return {image_id: [Box(r["x"], r["y"], r["w"], r["h"], r["species"] if r["species"] and
+                           r["species"] != "unidentified animal" else "animal", False, conf=r["conf"]) for r in rows]
+            for image_id, rows in queries.animal_boxes(db, threshold).items()}
 
 
 def _reviewed_boxes(opinions: list[dict], species: str | None, known: set[str], counts: Counter) -> list[Box] | None:
