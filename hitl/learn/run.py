@@ -30,7 +30,8 @@ from hitl.learn.data import (
 )
 from hitl.learn.features import META, Features
 from hitl.learn.words import what_curators_reward
-from hitl.store import transaction, upsert_many, utc_now
+from hitl.score.record import score_row, write_score_rows
+from hitl.store import transaction, utc_now
 
 
 @dataclass
@@ -135,16 +136,15 @@ def _store_predictions(db, images: Images, layout: Layout, decisions: Decisions,
         oof = i in trained
         s = float(np.mean(oof_stars[trained[i]])) if oof else float(stars[i])
         h = float(np.mean(oof_p[trained[i]])) if oof else float(p[i])
-        rows.append({"image_id": image_id, "model": LEARNED, "prompt_version": version, "status": "ok",
-                     "score": round(min(max(s, 0.0), 10.0), 3), "hero": int(h >= 0.5),
-                     "reasoning": (f"learned rater {version}: {s:.1f} stars, p(hero) {h:.2f}"
-                                   + (" (out of fold: this image was among its training decisions)" if oof else "")),
-                     "tags": json.dumps([]), "raw_response": json.dumps({"p_hero": round(h, 4), "stars": round(s, 3),
-                                                                          "out_of_fold": oof}),
-                     "attempts": 0, "created_at": now, "updated_at": now})
+        rows.append(score_row(
+            image_id, LEARNED, version, status="ok", score=round(min(max(s, 0.0), 10.0), 3), hero=h >= 0.5,
+            reasoning=(f"learned rater {version}: {s:.1f} stars, p(hero) {h:.2f}"
+                       + (" (out of fold: this image was among its training decisions)" if oof else "")),
+            tags=(), raw=json.dumps({"p_hero": round(h, 4), "stars": round(s, 3), "out_of_fold": oof}),
+            created_at=now))
     with transaction(db):
         db.execute("DELETE FROM scores WHERE model = ?", [LEARNED])  # one learned rater: the newest
-        upsert_many(db, "scores", rows, ("image_id", "model", "prompt_version"))
+        write_score_rows(db, rows)
 
 
 def latest_run(db: sqlite_utils.Database) -> dict | None:
