@@ -103,12 +103,17 @@ def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, 
     click.echo(f"Hero set ({policy}{f', mean stars >= {min_stars}' if min_stars else ''}): {counts['heroes']} heroes; "
                f"{counts['exported']} exported, {counts['unchanged']} unchanged, {len(counts['conflicts'])} conflicts, "
                f"{counts['missing_files']} missing files")
+    _echo_conflicts_and_notes(counts)
+    if counts["written"]:
+        click.echo(f"Wrote {', '.join(str(Path(out_dir) / name) for name in counts['written'])}")
+
+
+def _echo_conflicts_and_notes(counts: dict) -> None:
+    """An export's files left alone (a different file was there) and its notes, five of each."""
     for path in counts["conflicts"][:5]:
         click.echo(f"  conflict (left untouched): {path}")
     for note in counts.get("notes", [])[:5]:
         click.echo(f"  note: {note}")
-    if counts["written"]:
-        click.echo(f"Wrote {', '.join(str(Path(out_dir) / name) for name in counts['written'])}")
 
 
 def _print_training(fmt: str, out_dir: str, counts: dict) -> None:
@@ -126,10 +131,7 @@ def _print_training(fmt: str, out_dir: str, counts: dict) -> None:
     for key, value in counts.items():
         if key.startswith(("left out", "images where", "crops smaller")):
             click.echo(f"  {key}: {value}")
-    for path in counts["conflicts"][:5]:
-        click.echo(f"  conflict (left untouched): {path}")
-    for note in counts["notes"][:5]:
-        click.echo(f"  note: {note}")
+    _echo_conflicts_and_notes(counts)
     written = counts["written"]
     click.echo(f"Wrote {len(written)} files in {out_dir}" + (f" ({', '.join(written[:3])}...)" if written else
                                                               " (everything was already there)"))
@@ -154,10 +156,7 @@ def _export_camtrap_dp(obj: Context, out_dir, update, deployments_csv, policy, m
                f"(a person detected), {counts['observations']} observations, {counts['deployments']} deployments; "
                f"{counts['exported']} files exported, {counts['unchanged']} unchanged, {len(counts['conflicts'])} "
                f"conflicts, {counts['missing_files']} missing files")
-    for path in counts["conflicts"][:5]:
-        click.echo(f"  conflict (left untouched): {path}")
-    for note in counts["notes"][:5]:
-        click.echo(f"  note: {note}")
+    _echo_conflicts_and_notes(counts)
     if counts["written"]:
         click.echo(f"Wrote {', '.join(str(Path(out_dir) / name) for name in counts['written'])}")
 
