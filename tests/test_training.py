@@ -239,3 +239,19 @@ def test_an_export_never_writes_through_a_linked_folder(tmp_path, sample_data):
     result = project.run("export", "--format", "yolo", "--out", str(out))
     assert list(elsewhere.iterdir()) == [] and "conflict (left untouched)" in result.output
     assert (out / "data.yaml").is_file() and len(list((out / "images").rglob("*.JPG"))) == 3
+
+
+def test_a_missing_image_is_counted_and_gets_no_label(tmp_path, sample_data):
+    images = tmp_path / "images"
+    shutil.copytree(sample_data / "images", images)
+    project = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db")})
+    project.run("select", "--md", str(sample_data / "md_results.json"), "--cct", str(sample_data / "cct.json"),
+                "--images", str(images), "-n", "3")
+    gone = next(r["image_id"] for r in project.db.query("SELECT image_id FROM candidates ORDER BY rank"))
+    (images / gone).unlink()  # width and height are in the store: the export still lists it
+    result = project.run("export", "--format", "yolo", "--out", str(tmp_path / "yolo"))
+    assert "1 missing files" in result.output and "2 images exported" in result.output
+    labels = sorted(p.stem for p in (tmp_path / "yolo").glob("labels/*/*.txt"))
+    placed = sorted(p.stem for p in (tmp_path / "yolo").glob("images/*/*"))
+    all_ids = [r["image_id"] for r in project.db.query("SELECT image_id FROM images")]
+    assert labels == placed and len(placed) == 2 and Path(flat_names(all_ids)[gone]).stem not in labels

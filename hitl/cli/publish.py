@@ -123,7 +123,8 @@ def _print_training(fmt: str, out_dir: str, counts: dict) -> None:
                + (f"; per species: {species}" if species else ""))
     if fmt == "yolo":
         click.echo(f"  split by sequence: {counts['train']} train, {counts['val']} val; {counts['exported']} images "
-                   f"exported, {counts['unchanged']} unchanged")
+                   f"exported, {counts['unchanged']} unchanged, {counts['missing_files']} missing files, "
+                   f"{len(counts['failed'])} failed")
     if fmt == "crops":
         click.echo(f"  {counts['crops']} crops")
     if counts["new_labels"]:

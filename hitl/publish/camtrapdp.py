@@ -24,8 +24,8 @@ import sqlite_utils
 from converters import camtrapdp as C
 from converters.common import InputFormatError
 from hitl.errors import HitlError
-from hitl.publish.heroset import _opinions, _place_heroes, select_with_counts
-from hitl.publish.placing import write_own_files
+from hitl.publish.heroset import curator_opinions, select_with_counts
+from hitl.publish.placing import place_images, write_own_files
 from hitl.publish.render import write_atomic
 from hitl.store import queries, utc_now
 
@@ -36,7 +36,7 @@ class Verdicts:
     """What the curators decided, per image: reviewed, hero (by the policy), comments, boxes."""
 
     def __init__(self, db: sqlite_utils.Database, policy: str, min_stars: float | None):
-        self.opinions = _opinions(db)
+        self.opinions = curator_opinions(db)
         heroes, self.counts = select_with_counts(db, policy, min_stars)
         self.heroes = {h["image_id"] for h in heroes}
 
@@ -136,9 +136,8 @@ def export_package(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     out.mkdir(parents=True, exist_ok=True)
     # an image from a package keeps its path in it; the others go under media/
     from_package = [i for i in usable if i["image_id"] in sources.origin]
-    placed = [(image, name, target) for image, name, target in _place_heroes(from_package, out, "tree", link, counts,
-                                                                            progress)]
-    placed += [(image, f"media/{name}", target) for image, name, target in _place_heroes(
+    placed = place_images(from_package, out, "tree", link, counts, progress)
+    placed += [(image, f"media/{name}", target) for image, name, target in place_images(
         [i for i in usable if i["image_id"] not in sources.origin], out / "media", "tree", link, counts, progress)]
     people = queries.people_images(db, threshold)
     media, observations = [], []

@@ -19,8 +19,7 @@ import sqlite_utils
 
 from hitl.analyse.consensus import latest_per_curator
 from hitl.errors import HitlError
-from hitl.progress import progress_bar
-from hitl.publish.placing import RESERVED, flat_names, place, tree_name, write_own_files
+from hitl.publish.placing import RESERVED, flat_names, place_images, write_own_files
 from hitl.publish.render import card_image, make_thumbnails, render, verdict
 from hitl.store import queries, utc_now
 from hitl.store.ratings import curator_decisions, time_key
@@ -41,7 +40,7 @@ class HerosetError(HitlError, ValueError):
 
 # ---- who said hero -----------------------------------------------------------------------------
 
-def _opinions(db: sqlite_utils.Database) -> dict[str, list[dict]]:
+def curator_opinions(db: sqlite_utils.Database) -> dict[str, list[dict]]:
     """Per image, one opinion per curator: their most recent live decision (consensus.DEFINITION)."""
     by_image: dict[str, list[dict]] = defaultdict(list)
     for decision in curator_decisions(db):
@@ -74,7 +73,7 @@ def select_with_counts(db: sqlite_utils.Database, policy: str = "majority", min_
         "SELECT image_id, root, width, height, species, seq_id, datetime, location FROM images")}
     counts: Counter = Counter()
     heroes = []
-    for image_id, opinions in sorted(_opinions(db).items()):
+    for image_id, opinions in sorted(curator_opinions(db).items()):
         counts["rated_images"] += 1
         decided = [o for o in opinions if o["hero"] is not None]
         if not decided:
@@ -177,7 +176,7 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     detected = _detector_boxes(db, {h["image_id"] for h in heroes}, threshold)
     counts: dict[str, Any] = {**selected, "exported": 0, "unchanged": 0, "conflicts": [], "missing_files": 0,
                               "missing": [], "hardlink_fallbacks": 0, "failed": [], "notes": []}
-    placed = _place_heroes(heroes, out, layout, link, counts, progress)
+    placed = place_images(heroes, out, layout, link, counts, progress, desc="Exporting heroes")
 
     curators = sorted({o["curator"] for h, _, _ in placed for o in h["curators"]})
     rows = _manifest_rows(placed, detected, model_results)
@@ -191,44 +190,6 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
              MANIFEST_CSV: _manifest_csv(rows, models, curators), INDEX_HTML: _contact_sheet(rows, thumbs, header)}
     counts["written"] = write_own_files(out, files, counts)
     return counts
-
-
-def _place_heroes(heroes: list[dict], out: Path, layout: str, link: str, counts: dict[str, Any],
-                  progress: bool | None) -> list[tuple[dict, str, Path]]:
-    """Put each hero's file into ``out``, counting what happened; (hero, name in the export, target) of the placed."""
-    flat = flat_names([h["image_id"] for h in heroes])
-    placed: list[tuple[dict, str, Path]] = []
-    for hero in progress_bar(progress, heroes, desc="Exporting heroes", unit="img", leave=False):
-        image_id = hero["image_id"]
-        if hero["root"] is None:
-            counts["missing_files"] += 1
-            counts["missing"].append(f"{image_id} (not in the images table)")
-            continue
-        src = Path(hero["root"]) / image_id
-        if not src.is_file():
-            counts["missing_files"] += 1
-            counts["missing"].append(str(src))
-            continue
-        name = flat[image_id] if layout == "flat" else tree_name(image_id)
-        if name is None:
-            name = flat[image_id]
-            counts["notes"].append(f"{image_id}: not a safe relative path, exported as {name}")
-        target = out / name
-        try:
-            outcome, fallback = place(src, target, link, out)
-        except OSError as exc:
-            counts["failed"].append(f"{target}: {exc.strerror or exc}")
-            continue
-        if outcome == "conflict":
-            counts["conflicts"].append(str(target))
-            continue
-        counts[outcome] += 1
-        if fallback:
-            counts["hardlink_fallbacks"] += 1
-            if counts["hardlink_fallbacks"] == 1:
-                counts["notes"].append(f"hard link impossible ({fallback}) for {image_id}; copied instead")
-        placed.append((hero, name, target))
-    return placed
 
 
 def _manifest_rows(placed: list[tuple[dict, str, Path]], detected: dict[str, list[dict]],

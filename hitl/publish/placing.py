@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from hitl.progress import progress_bar
 from hitl.publish.render import write_atomic
 
 MAX_NAME = 180  # bytes of a flat name before the hash suffix; file systems allow 255
@@ -229,3 +230,45 @@ def _regular(path: Path) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
+
+
+def place_images(images: list[dict], out: Path, layout: str, link: str, counts: dict[str, Any],
+                 progress: bool | None, names: dict[str, str] | None = None,
+                 desc: str = "Exporting images") -> list[tuple[dict, str, Path]]:
+    """Put each image's file (dicts with image_id and root) into ``out``, ``layout`` tree or flat,
+    counting what happened in ``counts`` (exported, unchanged, conflicts, missing_files, missing,
+    failed, hardlink_fallbacks, notes); (image, name in the export, target) of those placed.
+    ``names``: the flat names to use (of a larger set the images belong to), else their own."""
+    flat = names if names is not None else flat_names([h["image_id"] for h in images])
+    placed: list[tuple[dict, str, Path]] = []
+    for image in progress_bar(progress, images, desc=desc, unit="img", leave=False):
+        image_id = image["image_id"]
+        if image["root"] is None:
+            counts["missing_files"] += 1
+            counts["missing"].append(f"{image_id} (not in the images table)")
+            continue
+        src = Path(image["root"]) / image_id
+        if not src.is_file():
+            counts["missing_files"] += 1
+            counts["missing"].append(str(src))
+            continue
+        name = flat[image_id] if layout == "flat" else tree_name(image_id)
+        if name is None:
+            name = flat[image_id]
+            counts["notes"].append(f"{image_id}: not a safe relative path, exported as {name}")
+        target = out / name
+        try:
+            outcome, fallback = place(src, target, link, out)
+        except OSError as exc:
+            counts["failed"].append(f"{target}: {exc.strerror or exc}")
+            continue
+        if outcome == "conflict":
+            counts["conflicts"].append(str(target))
+            continue
+        counts[outcome] += 1
+        if fallback:
+            counts["hardlink_fallbacks"] += 1
+            if counts["hardlink_fallbacks"] == 1:
+                counts["notes"].append(f"hard link impossible ({fallback}) for {image_id}; copied instead")
+        placed.append((image, name, target))
+    return placed

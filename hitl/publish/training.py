@@ -22,8 +22,8 @@ from converters.cct import cct_document
 from hitl.errors import HitlError
 from hitl.imageprep import read_upright_size
 from hitl.progress import progress_bar
-from hitl.publish.heroset import _opinions
-from hitl.publish.placing import OwnFiles, flat_names, place
+from hitl.publish.heroset import curator_opinions
+from hitl.publish.placing import OwnFiles, flat_names, place_images
 from hitl.store import queries
 from hitl.tables import SafeDictWriter
 
@@ -77,7 +77,7 @@ def training_set(db: sqlite_utils.Database, *, threshold: float = 0.3, reviewed_
                  include_people: bool = False) -> TrainingSet:
     """Every selected image with its box set (see the module's docstring)."""
     result = TrainingSet([])
-    opinions = _opinions(db)
+    opinions = curator_opinions(db)
     detector = _detector_boxes(db, threshold)
     people = queries.people_images(db, threshold)
     known = _known_labels(db)
@@ -151,7 +151,8 @@ def export_training(db: sqlite_utils.Database, out_dir: str | Path, fmt: str, *,
     if out.exists() and not out.is_dir():
         raise HitlError(f"{out_dir} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, Any] = {**data.summary(), "exported": 0, "unchanged": 0, "conflicts": [], "notes": data.notes}
+    counts: dict[str, Any] = {**data.summary(), "exported": 0, "unchanged": 0, "conflicts": [], "notes": data.notes,
+                              "missing_files": 0, "missing": [], "failed": [], "hardlink_fallbacks": 0}
     own = OwnFiles(out, counts)
     if fmt == "coco":
         own.write("coco_camera_traps.json", _coco_json(data))
@@ -187,16 +188,13 @@ def _yolo(data: TrainingSet, out: Path, link: str, val_share: float, seed: int, 
     flat = flat_names([i.image_id for i in data.images])
     counts = own.counts
     own.write("data.yaml", data_yaml(names))
-    for image in progress_bar(progress, data.images, desc="YOLO images", unit="img", leave=False):
-        side = split[image.image_id]
-        target = out / "images" / side / flat[image.image_id]
-        outcome, _ = place(image.path, target, link, out)
-        if outcome == "conflict":
-            counts["conflicts"].append(str(target))
-        else:
-            counts[outcome] += 1
-        stem = Path(flat[image.image_id]).stem
-        own.write(f"labels/{side}/{stem}.txt", label_lines([(index[b.label], b.x, b.y, b.w, b.h) for b in image.boxes]))
+    for side in ("train", "val"):
+        items = [{"image_id": i.image_id, "root": i.root, "image": i} for i in data.images if split[i.image_id] == side]
+        # a label file only beside an image that is there: a conflict or a missing file gets none
+        for item, name, _ in place_images(items, out / "images" / side, "flat", link, counts, progress, names=flat,
+                                          desc=f"YOLO {side}"):
+            own.write(f"labels/{side}/{Path(name).stem}.txt",
+                      label_lines([(index[b.label], b.x, b.y, b.w, b.h) for b in item["image"].boxes]))
     counts["train"] = sum(1 for s in split.values() if s == "train")
     counts["val"] = len(split) - counts["train"]
     if not counts["val"] and val_share > 0:
