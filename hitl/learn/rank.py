@@ -12,19 +12,21 @@ import numpy as np
 import sqlite_utils
 
 from hitl.learn import model as M
-from hitl.learn.data import Layout, decision_features, load_decisions, load_images
+from hitl.learn.data import Decisions, Images, Layout, decision_features, load_decisions, load_images
 from hitl.learn.features import META, MODE, Codes, Features, meta_matrix
 from hitl.learn.run import TooFewDecisions, _too_few
 
 COLUMNS = [name for name, _ in META] + [MODE]
 
 
-def check_decisions(db: sqlite_utils.Database, cfg: dict[str, Any]) -> None:
-    """Refuse at once (before a big detector file is read) when there is too little to learn from."""
+def check_decisions(db: sqlite_utils.Database, cfg: dict[str, Any]) -> tuple[Images, Decisions]:
+    """The store's images and decisions, refusing at once (before a big detector file is read) when
+    there are too few to learn from."""
     images = load_images(db, cfg)
     decisions = load_decisions(db, images)
     if len(decisions) < M.MIN_DECISIONS:
         raise TooFewDecisions(_too_few(images, decisions) + "; select without --learned meanwhile")
+    return images, decisions
 
 
 class MetaRanker:
@@ -34,11 +36,8 @@ class MetaRanker:
         self.fitted, self.species, self.location, self.n_decisions = fitted, species, location, n_decisions
 
     @classmethod
-    def from_store(cls, db: sqlite_utils.Database, cfg: dict[str, Any], seed: int = 0) -> MetaRanker:
-        images = load_images(db, cfg)
-        decisions = load_decisions(db, images)
-        if len(decisions) < M.MIN_DECISIONS:
-            raise TooFewDecisions(_too_few(images, decisions) + "; select without --learned meanwhile")
+    def fit(cls, images: Images, decisions: Decisions, seed: int = 0) -> MetaRanker:
+        """Fitted on ``decisions`` (from :func:`check_decisions`) over the META features alone."""
         layout = Layout.of(images)
         F = decision_features(images, layout, decisions).columns(COLUMNS)
         groups, _ = M.validation_groups([images.meta["sequences"][r] for r in decisions.rows],

@@ -77,10 +77,10 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     if learned:
         from hitl.learn.rank import MetaRanker, check_decisions
 
-        check_decisions(db, cfg)
+        images, decisions = check_decisions(db, cfg)
         # fitted once the detector files are read: their reading may fork, and a process is best
         # forked before scikit-learn starts its thread pool
-        ranker = lambda: MetaRanker.from_store(db, cfg)  # noqa: E731
+        ranker = lambda: MetaRanker.fit(images, decisions)  # noqa: E731
     started = utc_now()
     run_id = db["selection_runs"].insert({
         "started_at": started, "status": "running", "md_path": str(md or package.source),
