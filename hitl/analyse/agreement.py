@@ -25,11 +25,11 @@ from hitl.analyse.statistics import (
     _labels,
     _pair_batch,
     _paired,
-    _percentile_ci,
     _resampled_tables,
     _rng,
     _scalar,
     _Table,
+    percentile_ci,
 )
 
 SUBSET_STATS = ("spearman", "mae", "qwk")
@@ -73,7 +73,7 @@ def _pair(a_name: str, b_name: str, kind: str, a: np.ndarray, b: np.ndarray, opt
         parts = [_pair_batch(t, tab, stats) for t in _resampled_tables(tab.counts, opts["resamples"], rng, tab.cells)]
         for k in stats:
             if out[k] is not None:
-                out["ci"][k] = _percentile_ci(np.concatenate([p[k] for p in parts]))
+                out["ci"][k] = percentile_ci(np.concatenate([p[k] for p in parts]))
     notes = [s for s in (_constant_note(a_name, a), _constant_note(b_name, b)) if s]
     undefined = [k for k in stats if out[k] is None]
     if undefined:
@@ -108,7 +108,7 @@ def _hero(model: str, via: str, threshold: float | None, pred: np.ndarray, truth
         parts = [_hero_batch(b) for b in _resampled_tables(table, opts["resamples"], rng)]
         for k in HERO_STATS:
             if out[k] is not None:
-                out["ci"][k] = _percentile_ci(np.concatenate([x[k] for x in parts]))
+                out["ci"][k] = percentile_ci(np.concatenate([x[k] for x in parts]))
     notes = []
     if not p.any():
         notes.append("the model called no image a hero, so precision is undefined")
@@ -145,7 +145,7 @@ def _alpha_block(matrix: np.ndarray, opts: dict, label: str, who: str) -> dict:
                 v = _alpha_from(o, c.values, level)
                 samples[j, i] = np.nan if v is None else v
         for j, level in enumerate(ALPHA_LEVELS):
-            out["ci"][f"alpha_{level}"] = _percentile_ci(samples[j])
+            out["ci"][f"alpha_{level}"] = percentile_ci(samples[j])
     return out
 
 

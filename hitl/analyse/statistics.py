@@ -212,7 +212,7 @@ def _resampled_tables(counts: np.ndarray, resamples: int, rng: np.random.Generat
         done += r
 
 
-def _percentile_ci(samples: np.ndarray, level: float = 0.95) -> list[float] | None:
+def percentile_ci(samples: np.ndarray, level: float = 0.95) -> list[float] | None:
     """Percentile interval of the defined resamples; None when fewer than half are defined."""
     ok = samples[np.isfinite(samples)]
     if samples.size == 0 or ok.size < max(2, samples.size / 2):
@@ -380,7 +380,7 @@ def bootstrap_ci(statistic: Callable[..., float | None], *arrays: Any, resamples
         v = statistic(*(x[idx] for x in arrays))
         if v is not None:
             vals[i] = v
-    ci = _percentile_ci(vals, level)
+    ci = percentile_ci(vals, level)
     return None if ci is None else (ci[0], ci[1])
 
 

@@ -16,7 +16,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from hitl.analyse.statistics import quadratic_weighted_kappa, spearman
+from hitl.analyse.statistics import percentile_ci, quadratic_weighted_kappa, spearman
 from hitl.learn.features import Features
 
 MIN_DECISIONS = 30
@@ -202,16 +202,13 @@ def group_bootstrap_ci(statistic, groups: np.ndarray, rows: np.ndarray, resample
     codes, inverse = np.unique(groups, return_inverse=True)
     members = [rows[inverse == g] for g in range(len(codes))]
     rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(resamples):
+    values = np.full(resamples, np.nan)  # NaN: undefined in that resample
+    for k in range(resamples):
         picked = rng.integers(0, len(members), len(members))
         value = statistic(np.concatenate([members[g] for g in picked]))
-        if value is not None and np.isfinite(value):
-            values.append(value)
-    if len(values) < resamples / 2:  # undefined in most resamples: no honest interval
-        return None
-    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
-    return [float(low), float(high)]
+        if value is not None:
+            values[k] = value
+    return percentile_ci(values, level)
 
 
 def learning_curve(F: Features, stars: np.ndarray, hero: np.ndarray, groups: np.ndarray, seed: int = 0,
