@@ -255,3 +255,22 @@ def test_a_missing_image_is_counted_and_gets_no_label(tmp_path, sample_data):
     placed = sorted(p.stem for p in (tmp_path / "yolo").glob("images/*/*"))
     all_ids = [r["image_id"] for r in project.db.query("SELECT image_id FROM images")]
     assert labels == placed and len(placed) == 2 and Path(flat_names(all_ids)[gone]).stem not in labels
+
+
+def test_the_most_recent_is_by_the_clock_not_by_the_text(tmp_path, sample_data):
+    from hitl import store
+    from hitl.publish.training import training_set
+
+    project = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db")})
+    project.run("select", "--md", str(sample_data / "md_results.json"), "--cct", str(sample_data / "cct.json"),
+                "--images", str(sample_data / "images"), "-n", "1")
+    (image_id,) = [r["image_id"] for r in project.db.query("SELECT image_id FROM candidates")]
+    for curator, x, when in (("ana@example.org", 0.1, "2026-01-02T10:00:00+05:00"),   # 05:00 UTC
+                             ("ben@example.org", 0.5, "2026-01-02T06:00:00+00:00")):  # 06:00 UTC: the later
+        store.insert_row(project.db, "ratings", {
+            "source": "labelstudio", "project": "7", "annotation_id": curator, "image_id": image_id,
+            "annotator_email": curator, "stars": 6, "hero": 0, "skipped": 0, "deleted": 0, "mode": "blind",
+            "boxes": json.dumps([{"x": x, "y": 0.2, "w": 0.3, "h": 0.4, "label": "animal"}]), "updated_at": when,
+            "via": "webhook"})
+    (image,) = training_set(project.db).images
+    assert [(b.curator, b.x) for b in image.boxes] == [("ben@example.org", 0.5)]

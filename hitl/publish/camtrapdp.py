@@ -24,7 +24,7 @@ import sqlite_utils
 from converters import camtrapdp as C
 from converters.common import InputFormatError
 from hitl.errors import HitlError
-from hitl.publish.heroset import curator_opinions, select_with_counts
+from hitl.publish.heroset import curator_opinions, latest_drawn, select_with_counts
 from hitl.publish.placing import place_images, write_own_files
 from hitl.publish.render import write_atomic
 from hitl.store import queries, utc_now
@@ -48,11 +48,8 @@ class Verdicts:
 
     def corrected(self, image_id: str) -> tuple[str, list[dict]] | None:
         """The most recent curator who drew boxes, and those boxes."""
-        drew = [o for o in self.opinions.get(image_id, []) if o["boxes"]]
-        if not drew:
-            return None
-        latest = max(drew, key=lambda o: o["updated_at"] or "")
-        return latest["curator"], latest["boxes"]
+        latest = latest_drawn(self.opinions.get(image_id, []))
+        return None if latest is None else (latest["curator"], latest["boxes"])
 
 
 def update_package(db: sqlite_utils.Database, *, policy: str = "majority",

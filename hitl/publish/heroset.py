@@ -139,11 +139,16 @@ def _detector_boxes(db: sqlite_utils.Database, image_ids: set[str], threshold: f
             for image_id, boxes in queries.animal_boxes(db, threshold, image_ids).items()}
 
 
+def latest_drawn(opinions: list[dict]) -> dict | None:
+    """Of the curators' opinions on one image, the most recent that has boxes."""
+    drew = [o for o in opinions if o["boxes"]]
+    return max(drew, key=lambda o: time_key(o["updated_at"])) if drew else None
+
+
 def _boxes(hero: dict, detected: list[dict]) -> tuple[str, list[dict]]:
     """The curators' boxes when one edited them (the most recent such curator), else the detector's."""
-    edited = [o for o in hero["curators"] if o["boxes"]]
-    if edited:
-        latest = max(edited, key=lambda o: time_key(o["updated_at"]))
+    latest = latest_drawn(hero["curators"])
+    if latest is not None:
         return f"curator {latest['curator']}", latest["boxes"]
     return ("detector" if detected else "none"), detected
 

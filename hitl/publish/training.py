@@ -25,6 +25,7 @@ from hitl.progress import progress_bar
 from hitl.publish.heroset import curator_opinions
 from hitl.publish.placing import OwnFiles, flat_names, place_images
 from hitl.store import queries
+from hitl.store.ratings import time_key
 from hitl.tables import SafeDictWriter
 
 BOX_SOURCES = ("labelstudio", "labelme")  # where curators see and edit the boxes (a sheet has none)
@@ -119,7 +120,7 @@ def _reviewed_boxes(opinions: list[dict], species: str | None, known: set[str], 
     reviews = [o for o in opinions if o.get("source") in BOX_SOURCES]
     if not reviews:
         return None
-    latest = max(reviews, key=lambda o: o["updated_at"] or "")
+    latest = max(reviews, key=lambda o: time_key(o["updated_at"]))
     if len({_key(o["boxes"]) for o in reviews}) > 1:
         counts["images where curators' boxes disagree (the most recent wins)"] += 1
     default = species if species and species != "unidentified animal" else "animal"
