@@ -180,3 +180,6 @@ class HumanRating:
     mode: str | None = None  # "assisted" or "blind": was a model's opinion shown?
     created_at: str | None = None  # ISO 8601, as the source reports it
     updated_at: str | None = None
+    burst_of: str | None = None  # a burst pick: the frame the task marked (image_id is the frame picked)
+    other_image_id: str | None = None  # a comparison: the right image (image_id is the left one)
+    preference: str | None = None  # a comparison: "left", "right" or "same"; None when not answered

@@ -20,6 +20,7 @@ MAX_STARS = 10  # the review configs' Rating maxRating
 HERO_CHOICES = {"hero": True, "not_hero": False}  # the review configs' Choices of the "hero" control
 MODES = ("assisted", "blind")
 SOURCES = ("labelstudio", "labelme", "sheet")
+PREFERENCES = ("left", "right", "same")  # a comparison's answers: which of two images is better, or neither
 BOX_TOLERANCE = 1e-3  # editors round, so an edge a hair outside the image is still inside
 MAX_TEXT = 20_000  # characters of a comment; a longer one is not a comment
 
@@ -135,7 +136,29 @@ def check_decision(rating: HumanRating) -> HumanRating:
         raise DecisionError("bad mode", f"{rating.mode!r}; known: {', '.join(MODES)}")
     rating.created_at = check_time(rating.created_at, "created_at")
     rating.updated_at = check_time(rating.updated_at, "updated_at")
+    _check_burst_and_comparison(rating)
     return rating
+
+
+def _check_burst_and_comparison(rating: HumanRating) -> None:
+    """A burst pick names a frame; a comparison names two different images, and only a preference
+    (a curator compares there, she does not rate or draw boxes)."""
+    for name in ("burst_of", "other_image_id"):
+        value = getattr(rating, name)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise DecisionError(f"bad {name}", f"must be an image id, not {value!r}")
+    if rating.other_image_id is None:
+        if rating.preference is not None:
+            raise DecisionError("bad preference", "a preference needs two images (other_image_id)")
+        return
+    if rating.burst_of is not None:
+        raise DecisionError("bad comparison", "a comparison cannot also be a burst pick")
+    if rating.other_image_id == rating.image_id:
+        raise DecisionError("bad comparison", f"{rating.image_id!r} compared with itself")
+    if rating.preference is not None and rating.preference not in PREFERENCES:
+        raise DecisionError("bad preference", f"{rating.preference!r}; known: {', '.join(PREFERENCES)}")
+    if rating.stars is not None or rating.hero is not None or rating.boxes:
+        raise DecisionError("bad comparison", "a comparison carries a preference, not stars, hero or boxes")
 
 
 def _not_a_box(value: Any) -> dict:

@@ -28,6 +28,7 @@ EXTRA_KEY = "hero_hitl"
 # "reviewed" lets a curator confirm a pre-ticked choice: Labelme saves nothing that is unchanged,
 # so without it agreeing with the model and never looking would read the same.
 FLAGS = ("hero", "not_hero", "reviewed")
+BEST_FRAME = "best_frame"  # a burst's frame files: ticked on the frame the curator picks (the marked one at first)
 MODES = ("assisted", "blind")
 # The labelme release whose format this writes; labelme 6 does not check it, 5.x only
 # warns when the major version differs.
@@ -41,12 +42,13 @@ class LabelmeFormatError(InputFormatError):
         self.detail = detail
 
 
-_RESERVED_EXTRA = {"image_id", "mode", "species", "prefill_model", "prefill_hero", "models", "export_digest"}
+_RESERVED_EXTRA = {"image_id", "mode", "species", "prefill_model", "prefill_hero", "models", "export_digest",
+                   "burst_of", "burst_frame", "burst_frames"}
 
 
 def labelme_document(image_id: str, image_path: str, width: int, height: int, detections: list[dict],
                      scores: list[dict], mode: str, prefill_model: str | None, species: str | None = None,
-                     extra: dict | None = None) -> dict:
+                     extra: dict | None = None, burst: dict | None = None) -> dict:
     """The Labelme document for one image.
 
     ``image_path`` is the POSIX path from the JSON's folder to the image; ``width`` and
@@ -55,7 +57,9 @@ def labelme_document(image_id: str, image_path: str, width: int, height: int, de
     reasoning, optionally updated_at). In "assisted" mode the flags are pre-ticked from
     ``prefill_model``'s newest verdict and every model's opinion is kept under ``hero_hitl``;
     in "blind" mode the document holds no model opinion at all. ``extra`` adds image facts
-    (e.g. ``{"sequence": seq_id}``) to ``hero_hitl`` in both modes.
+    (e.g. ``{"sequence": seq_id}``) to ``hero_hitl`` in both modes. ``burst`` (burst_of: the
+    frame the burst marks, frame: this one's number, frames: how many) makes this a burst frame's
+    file: a ``best_frame`` flag, ticked on the marked frame, says which frame the curator picks.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -71,6 +75,9 @@ def labelme_document(image_id: str, image_path: str, width: int, height: int, de
     shapes = [shape for det in detections if (shape := _rectangle(det, width, height, species)) is not None]
     flags = {name: False for name in FLAGS}
     meta: dict[str, Any] = {"image_id": image_id, "mode": mode, "species": species, **extra}
+    if burst is not None:
+        flags[BEST_FRAME] = burst["burst_of"] == image_id
+        meta.update(burst_of=burst["burst_of"], burst_frame=burst["frame"], burst_frames=burst["frames"])
     if mode == "assisted":
         own = [row for row in scores if row.get("model") == prefill_model]
         prefill = max(own, key=lambda row: row.get("updated_at") or "") if own else None
@@ -186,9 +193,11 @@ def rating_from_labelme(doc: dict, relative_json_path: str, folder: str, mtime_i
     mode = meta.get("mode")
     if mode is not None and mode not in MODES:
         raise bad("bad mode", f"hero_hitl.mode {mode!r} is not one of {', '.join(MODES)}")
+    # a burst frame whose best_frame flag is ticked is the curator's pick of that burst
+    burst_of = meta.get("burst_of") if flags.get(BEST_FRAME) is True else None
     return check_decision(HumanRating(
         source="labelme", project=folder, annotation_id=relative_json_path, image_id=image_id,
-        hero=hero, boxes=boxes, mode=mode, created_at=mtime_iso, updated_at=mtime_iso,
+        hero=hero, boxes=boxes, mode=mode, created_at=mtime_iso, updated_at=mtime_iso, burst_of=burst_of,
     ))
 
 

@@ -23,6 +23,9 @@ from .common import HumanRating
 from .decisions import MAX_STARS, DecisionError, check_box, check_decision, check_hero, check_stars, describe_invalid
 
 FROM_RATING, FROM_HERO, FROM_COMMENT, FROM_BOXES, TO_IMAGE = "aesthetic", "hero", "comment", "boxes", "image"
+FROM_PICK, TO_FRAMES = "best_frame", "frames"  # a burst task: the frame picked, 1-based, of data.frames
+FROM_COMPARISON, FROM_SAME = "comparison", "same"  # a pairwise task: Pairwise's side, or the "same" choice
+MAX_FRAMES = 10  # a burst task shows at most this many frames (the burst config's choices)
 DETECTOR_VERSION = "detector"  # the blind-mode prediction: boxes only, no opinion
 MODES = ("assisted", "blind")
 _Id = Annotated[int, msgspec.Meta(ge=0)]
@@ -113,6 +116,40 @@ def build_task(candidate: dict, image_url: str, width: int, height: int, detecti
     return {"data": data, "predictions": predictions}
 
 
+BURST_VERSION = "burst"  # the burst task's prediction: the frame proposed as the pick
+
+
+def build_burst_task(candidate: dict, frames: list[dict], mode: str, proposal: dict | None = None) -> dict:
+    """One multi-image task of a candidate's burst, the candidate's frame marked.
+
+    ``frames``: 2-10, in time order, each image_id, url and (assisted mode) scores, one per model
+    with model, prompt_version, score. ``proposal``: a model's best-scoring frame (image_id,
+    model, score), said in the task and prefilled as the pick; without one, the marked frame is.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    ids = [f["image_id"] for f in frames]
+    if not 2 <= len(ids) <= MAX_FRAMES or candidate["image_id"] not in ids:
+        raise ValueError(f"{candidate['image_id']}: a burst task shows 2-{MAX_FRAMES} frames, the candidate's among them")
+    marked = ids.index(candidate["image_id"]) + 1
+    text = f"{len(ids)} frames in time order; frame {marked} is the one selection chose."
+    lines = []
+    if mode == "assisted":
+        for k, f in enumerate(frames, start=1):
+            said = ", ".join(f"{s['model']} {s['score']:.1f}" for s in f.get("scores") or [])
+            lines.append(f"frame {k}: {said or 'not scored yet'}")
+        if proposal is not None:
+            text += (f" {proposal['model']} proposes frame {ids.index(proposal['image_id']) + 1} "
+                     f"({proposal['score']:.1f}/10), prefilled.")
+    pick = ids.index(proposal["image_id"]) + 1 if proposal is not None else marked
+    data = {"image": frames[marked - 1]["url"], "image_id": candidate["image_id"], "frames": [f["url"] for f in frames],
+            "frame_ids": ids, "marked": marked, "species": candidate.get("species") or "animal", "burst": text,
+            "sequence": candidate.get("seq_id") or "", "mode": mode,
+            "model_opinions": "\n".join(lines) if mode == "assisted" else "Not shown: blind review."}
+    result = [{"from_name": FROM_PICK, "to_name": TO_FRAMES, "type": "choices", "value": {"choices": [str(pick)]}}]
+    return {"data": data, "predictions": [{"model_version": BURST_VERSION, "result": result}]}
+
+
 def task_data(task: object) -> dict:
     """A task's ``data`` object, or {} when the task or its data is not an object."""
     data = task.get("data") if isinstance(task, dict) else None
@@ -176,6 +213,20 @@ class _Text(msgspec.Struct):
     text: str | list[str]
 
 
+class _Pairwise(msgspec.Struct):
+    selected: str
+
+
+class _BurstData(msgspec.Struct):
+    frame_ids: list[str]
+    marked: Annotated[int, msgspec.Meta(ge=1, le=MAX_FRAMES)]
+
+
+class _PairData(msgspec.Struct):
+    left_id: Annotated[str, msgspec.Meta(min_length=1)]
+    right_id: Annotated[str, msgspec.Meta(min_length=1)]
+
+
 class _Rectangle(msgspec.Struct):
     x: float
     y: float
@@ -202,7 +253,8 @@ def rating_from_annotation(annotation: dict, task: dict | None, project: int | s
     belongs) raises DecisionError naming it.
     """
     a = _typed(annotation, _Annotation, "annotation")
-    stars_value = hero = comment = None
+    stars_value = hero = comment = pick = side = None
+    same = False
     boxes = []
     for item in a.result or []:
         if item.type == "rating" and item.from_name == FROM_RATING:
@@ -214,6 +266,12 @@ def rating_from_annotation(annotation: dict, task: dict | None, project: int | s
             comment = "\n".join(text) if isinstance(text, list) else text
         elif item.type == "rectanglelabels":
             boxes.append(_box(item))
+        elif item.type == "choices" and item.from_name == FROM_PICK:
+            pick = _one_choice(_typed(item.value, _Choices, "frame pick").choices, "frame pick")
+        elif item.type == "pairwise" and item.from_name == FROM_COMPARISON:
+            side = _typed(item.value, _Pairwise, "comparison").selected
+        elif item.type == "choices" and item.from_name == FROM_SAME:
+            same = _one_choice(_typed(item.value, _Choices, "'same' choice").choices, "'same' choice") == FROM_SAME
     email = annotator_email
     completed_by = a.completed_by
     if isinstance(completed_by, _User):
@@ -223,15 +281,56 @@ def rating_from_annotation(annotation: dict, task: dict | None, project: int | s
     if task_id is None and isinstance(task, dict) and isinstance(task.get("id"), int):
         task_id = task["id"]
     skipped = bool(a.was_cancelled)
-    task_mode = task_data(task).get("mode")
+    data = task_data(task)
+    task_mode = data.get("mode")
+    image_id = image_id_of(task) if isinstance(task, dict) else None
+    burst_of = other = preference = None
+    if "frame_ids" in data:  # a burst task: stars and hero go to the frame picked
+        burst_of = image_id
+        image_id = _picked_frame(data, pick, boxes)
+    elif "right_id" in data:  # a pairwise task: image_id is the left image
+        pair = _typed(data, _PairData, "pairwise task data")
+        image_id, other = pair.left_id, pair.right_id
+        preference = None if skipped else _preference(side, same)
+    elif pick is not None or side is not None or same:
+        raise DecisionError("bad result", "a frame pick or a comparison in a task that is neither a burst nor a pair")
     return check_decision(HumanRating(
         source="labelstudio", project=str(project), annotation_id=str(a.id),
-        image_id=image_id_of(task) if isinstance(task, dict) else None, task_id=task_id,
+        image_id=image_id, task_id=task_id, burst_of=burst_of, other_image_id=other, preference=preference,
         annotator_id=None if completed_by is None else str(completed_by), annotator_email=email,
         stars=None if skipped else stars_value, hero=None if skipped else hero, comment=comment,
         boxes=[] if skipped else boxes, lead_time=a.lead_time, skipped=skipped,
         mode=mode or task_mode, created_at=a.created_at, updated_at=a.updated_at,
     ))
+
+
+def _one_choice(choices: list[str], what: str) -> str:
+    if len(choices) != 1:
+        raise DecisionError(f"bad {what}", f"exactly one choice, not {choices!r}")
+    return choices[0]
+
+
+def _picked_frame(data: dict, pick: str | None, boxes: list[dict]) -> str:
+    """The frame a burst annotation picked (``pick`` is its 1-based number); no pick keeps the marked one."""
+    burst = _typed(data, _BurstData, "burst task data")
+    if not 2 <= len(burst.frame_ids) <= MAX_FRAMES or not all(burst.frame_ids) or burst.marked > len(burst.frame_ids):
+        raise DecisionError("bad burst task", f"frame_ids must name 2-{MAX_FRAMES} frames and marked one of them")
+    if boxes:
+        raise DecisionError("bad frame pick", "a burst task takes no boxes: they are drawn in the review task")
+    if pick is None:
+        return burst.frame_ids[burst.marked - 1]
+    if not pick.isdigit() or not 1 <= int(pick) <= len(burst.frame_ids):
+        raise DecisionError("bad frame pick", f"{pick!r} is not a frame of this burst (1-{len(burst.frame_ids)})")
+    return burst.frame_ids[int(pick) - 1]
+
+
+def _preference(side: str | None, same: bool) -> str | None:
+    """A pairwise answer: the side picked, or "same"; None when the curator gave neither."""
+    if side is not None and side not in ("left", "right"):
+        raise DecisionError("bad comparison", f"selected must be 'left' or 'right', not {side!r}")
+    if side is not None and same:
+        raise DecisionError("bad comparison", f"both {side!r} and 'same' were chosen")
+    return "same" if same else side
 
 
 def _box(item: _Result) -> dict:

@@ -33,6 +33,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "rare_min_sequences": 3,  # ... or in at most this many sequences
         "check_files": True,  # stat and read the header of each pick; replace unreadable ones
         "seed": 0,
+        # besides each candidate, keep its sequence's best frames (up to this many) as its burst; 0: off
+        "frames_per_burst": 0,
         "shares": {
             "rare_species": 0.15,
             "multi_species": 0.10,
@@ -111,6 +113,8 @@ def load_settings(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
             if name == "select.shares":
                 _check_shares(value, path)  # replaced as a whole, so a category can be switched off
                 settings[section][key] = {k: float(v) for k, v in value.items()}
+            elif name == "select.frames_per_burst":
+                settings[section][key] = check_frames_per_burst(value, f"{path}: select.frames_per_burst")
             elif name == "score.prices":
                 settings[section][key].update({m: {k: float(v) for k, v in p.items()} for m, p in value.items()})
             else:
@@ -164,6 +168,17 @@ def _explain(message: str, data: dict) -> str:
         return (f"score.prices must be tables with input and output (USD per million tokens, >= 0), "
                 f"e.g. {{input = 0.3, output = 2.5}} ({message})")
     return message
+
+
+MAX_FRAMES_PER_BURST = 10  # the most frames of one burst a curator is shown side by side
+
+
+def check_frames_per_burst(value: Any, name: str) -> int:
+    """``value`` if it is a whole number of burst frames (0 to MAX_FRAMES_PER_BURST), else a
+    one-line ConfigError naming the setting ``name`` and the range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_FRAMES_PER_BURST:
+        raise ConfigError(f"{name} must be a whole number from 0 (off) to {MAX_FRAMES_PER_BURST}, not {value!r}")
+    return value
 
 
 def _check_shares(shares: dict[str, Any], path: Path | str) -> None:

@@ -103,6 +103,10 @@ def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, 
     click.echo(f"Hero set ({policy}{f', mean stars >= {min_stars}' if min_stars else ''}): {counts['heroes']} heroes; "
                f"{counts['exported']} exported, {counts['unchanged']} unchanged, {len(counts['conflicts'])} conflicts, "
                f"{counts['missing_files']} missing files")
+    if counts.get("pairwise"):
+        pairwise = counts["pairwise"]
+        click.echo(f"  in the curators' pairwise order: {pairwise['compared_images']} heroes ranked by "
+                   f"{pairwise['comparisons']} comparisons of {pairwise['curators']} curators (manifest column rank)")
     _echo_conflicts_and_notes(counts)
     if counts["written"]:
         click.echo(f"Wrote {', '.join(str(Path(out_dir) / name) for name in counts['written'])}")

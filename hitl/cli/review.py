@@ -27,9 +27,12 @@ from hitl.cli.context import Context, echo_err, json_option, url_option, webhook
                    "above the images' root, as `hitl studio` sets it).")
 @click.option("--image-url-template", help="Serve images from a web server or bucket, e.g. https://host/photos/{image_id}.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Tasks per import request. [default: 500]")
+@click.option("--bursts", is_flag=True,
+              help="One task per candidate with the frames of its burst (kept by `select --frames-per-burst`): "
+                   "the curator picks the best frame and rates it. Use a project of its own.")
 @click.pass_obj
 def push(obj: Context, url, title, mode, prefill, webhook_url, no_webhook, document_root, image_url_template,
-         batch_size) -> None:
+         batch_size, bursts) -> None:
     """Push the candidates into Label Studio for review, with every model's opinion.
 
     Creates or reuses the project by title, makes the images reachable (local-files storage
@@ -43,18 +46,20 @@ def push(obj: Context, url, title, mode, prefill, webhook_url, no_webhook, docum
             --webhook-url http://127.0.0.1:8765/webhooks/label-studio
         python -m hitl push --project "Hero review (blind)" --mode blind
         python -m hitl push --image-url-template "https://example.org/traps/{image_id}"
+        python -m hitl push --bursts --project "Best frame of each burst"
     """
     from hitl.review import push as review
 
     settings = obj.settings
     url = obj.studio_url(url)
     summary = review.push(
-        obj.db, obj.studio_client(url), url=url, title=title or settings["push"]["project"],
+        obj.db, obj.studio_client(url), url=url,
+        title=title or settings["push"]["project"] + (" (bursts)" if bursts else ""),
         mode=mode or settings["push"]["mode"], prefill=prefill,
         document_root=document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
         url_template=image_url_template, webhook_url=obj.webhook_to_register(webhook_url, no_webhook),
         secret=os.environ.get("HITL_WEBHOOK_SECRET"), batch_size=batch_size or settings["push"]["batch_size"],
-        threshold=obj.threshold, echo=echo_err)
+        threshold=obj.threshold, echo=echo_err, with_bursts=bursts, settings=settings)
     click.echo(f"Project {summary.project_id} ({'created' if summary.project_created else 'reused'}, "
                f"{summary.mode}, prefilled: {summary.model_version}): {summary.pushed} tasks pushed, "
                f"{summary.already} already there")
@@ -164,18 +169,25 @@ def labelme() -> None:
 @click.option("--mode", type=click.Choice(["assisted", "blind"]), default="assisted", show_default=True)
 @click.option("--prefill", help="Assisted mode: the model whose hero decision is pre-ticked.")
 @click.option("--overwrite", is_flag=True, help="Replace JSON files that differ (curators' edits are lost).")
+@click.option("--bursts", is_flag=True, help="One JSON per frame of each candidate's burst (`select --frames-per-burst`), "
+                                             "with a best_frame flag ticked on the candidate's: tick it on the frame "
+                                             "you pick instead. Use a folder of its own (--out).")
 @click.pass_obj
-def labelme_export(obj: Context, out_dir, mode, prefill, overwrite) -> None:
+def labelme_export(obj: Context, out_dir, mode, prefill, overwrite, bursts) -> None:
     """Write one Labelme JSON per candidate: boxes, hero/not_hero flags, model opinions.
 
     \b
     Example:
         python -m hitl labelme export --out review/ --prefill gemini-2.5-flash
+        python -m hitl labelme export --bursts --out bursts/
+        labelme bursts/ --flags hero,not_hero,reviewed,best_frame
     """
     from hitl.review.labelme import export_labelme
 
     counts = export_labelme(obj.db, out_dir, mode=mode, prefill_model=prefill, threshold=obj.threshold,
-                            overwrite=overwrite)
+                            overwrite=overwrite, with_bursts=bursts, settings=obj.settings)
+    if bursts:
+        click.echo(f"Bursts: {counts['burst_frames']} frame files for {counts['candidates']} candidates")
     click.echo(f"Labelme files ({counts['mode']}, prefilled: {counts['prefill_model'] or 'none'}): "
                f"{counts['written']} written, {counts['unchanged']} unchanged, "
                f"{counts['kept_existing']} kept (edited since; --overwrite replaces)")
@@ -185,7 +197,8 @@ def labelme_export(obj: Context, out_dir, mode, prefill, overwrite) -> None:
     for note in counts.get("notes", [])[:5]:
         click.echo(f"  note: {note}")
     where = out_dir or "beside the images"
-    click.echo(f"Open them with: labelme <folder of images or JSON files in {where}> --flags hero,not_hero,reviewed")
+    flags = "hero,not_hero,reviewed" + (",best_frame" if bursts else "")
+    click.echo(f"Open them with: labelme <folder of images or JSON files in {where}> --flags {flags}")
 
 
 @labelme.command("import")

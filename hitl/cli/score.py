@@ -27,6 +27,9 @@ from hitl.score.backends.base import is_transient
                    "the file's image_path values are under (it need not exist here).")
 @click.option("--prompt-version", help="Prompt file version (hitl/score/prompts/<version>.txt). [default: hero-v1]")
 @click.option("--limit", type=click.IntRange(min=1), help="Score at most this many images now.")
+@click.option("--bursts", is_flag=True, help="Also score the burst frames kept beside each candidate "
+                                             "(`select --frames-per-burst`): `push --bursts` then proposes the "
+                                             "frame this model scores best.")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False),
               help="Write this model's scores as a hero-images label JSON file and stop.")
 @click.option("--import", "import_path", type=click.Path(dir_okay=False),
@@ -35,7 +38,7 @@ from hitl.score.backends.base import is_transient
 @json_option()
 @click.pass_obj
 def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency, retry_failed, max_cost, base_urls,
-          images_dir, prompt_version, limit, export_path, import_path, as_json) -> None:
+          images_dir, prompt_version, limit, export_path, import_path, as_json, bursts) -> None:
     """Score candidates with a model: every image once per model and prompt version.
 
     Finished images are never called again (a rerun continues where a run stopped);
@@ -46,6 +49,7 @@ def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency,
         python -m hitl score --model baseline
         GEMINI_API_KEY=... python -m hitl score --model gemini-2.5-flash --max-cost 5
         GEMINI_API_KEY=... python -m hitl score --model gemini-2.5-flash --batch
+        GEMINI_API_KEY=... python -m hitl score --model gemini-2.5-flash --bursts
         python -m hitl score --model gemini-2.5-flash --resume
         python -m hitl score --cancel batches/abc123 --model gemini-2.5-flash
         python -m hitl score --model openai:Qwen/Qwen2.5-VL-7B-Instruct --base-url http://gpu1:8000/v1 \\
@@ -74,11 +78,14 @@ def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency,
         return _resume(obj, model, job_name, as_json)
     if not model:
         raise click.UsageError("--model is required, e.g. --model baseline")
-    _run(obj, model, pv, batch, retry_failed, max_cost, list(base_urls) or None, images_dir, limit, as_json)
+    if bursts and images_dir:
+        raise click.UsageError("--bursts scores the candidates' burst frames; --images scores a folder: one of them")
+    _run(obj, model, pv, batch, retry_failed, max_cost, list(base_urls) or None, images_dir, limit, as_json, bursts)
 
 
 def _run(obj: Context, model: str, pv: str, batch: bool, retry_failed: bool, max_cost: float | None,
-         base_urls: list[str] | None, images_dir: str | None, limit: int | None, as_json: bool) -> None:
+         base_urls: list[str] | None, images_dir: str | None, limit: int | None, as_json: bool,
+         bursts: bool = False) -> None:
     from hitl.score.backends import make_backend
     from hitl.score.batch import open_batch_jobs, submit_batch
     from hitl.score.record import estimate_cost
@@ -92,6 +99,10 @@ def _run(obj: Context, model: str, pv: str, batch: bool, retry_failed: bool, max
         raise click.UsageError(f"--batch works with backends that have a batch API (Gemini), not {model}")
     backend.probe()
     image_ids = None
+    if bursts:
+        from hitl.store.bursts import candidate_frames
+
+        image_ids = candidate_frames(db)
     if images_dir:
         image_ids, skipped_files = register_folder(db, images_dir)
         for problem in skipped_files[:10]:

@@ -32,15 +32,19 @@ from hitl.cli.context import Context, counted, echo_err, json_option, print_json
 @click.option("--add", is_flag=True, help="Keep the current candidates and add new ones from other sequences.")
 @click.option("--learned", is_flag=True,
               help="Rank by the learned rater on the detector record (hitl learn; 30 decisions) instead of the heuristic.")
+@click.option("--frames-per-burst", "frames_per_burst", type=int, metavar="K",
+              help="Also keep each candidate's burst: the K best frames of its sequence (0-10; 0: off). [default: 0]")
 @json_option()
 @click.pass_obj
 def select(obj: Context, md_path, camtrap_dp, media_root, speciesnet_path, cct_path, images_root, n, out_csv, seed, threshold,
-           include_people, gap_seconds, check_files, add, learned, as_json) -> None:
+           include_people, gap_seconds, check_files, add, learned, frames_per_burst, as_json) -> None:
     """Select N diverse, promising candidates from detector output.
 
     One frame per sequence at most, stratified over categories (rare species, several
     species, groups, close-ups, well-framed single animals, night), with a per-species cap.
     Images with a person or vehicle are left out unless --include-people is given.
+    With --frames-per-burst K, the K best frames of each candidate's sequence are kept
+    beside it (the table burst_members), to compare in review.
 
     \b
     Example:
@@ -53,7 +57,8 @@ def select(obj: Context, md_path, camtrap_dp, media_root, speciesnet_path, cct_p
 
     cfg = obj.settings["select"]
     for key, value in (("seed", seed), ("threshold", threshold), ("include_people", include_people),
-                       ("sequence_gap_seconds", gap_seconds), ("check_files", check_files)):
+                       ("sequence_gap_seconds", gap_seconds), ("check_files", check_files),
+                       ("frames_per_burst", frames_per_burst)):
         if value is not None:
             cfg[key] = value
     summary = run_selection(
@@ -78,6 +83,9 @@ def format_selection_summary(summary, out_csv: str | None) -> str:
         lines.append(f"    e.g. {example}")
     counted(lines, "Selected per category", summary.by_category)
     counted(lines, "Selected per species", summary.by_species)
+    if summary.frames_per_burst:
+        lines.append(f"Burst frames kept: {summary.burst_frames:,} in {summary.bursts:,} bursts (up to "
+                     f"{summary.frames_per_burst} per candidate's sequence, the candidate's frame included)")
     for note in summary.notes[:10]:
         lines.append(f"Note: {note}")
     if len(summary.notes) > 10:

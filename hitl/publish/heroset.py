@@ -18,20 +18,23 @@ from typing import Any
 import sqlite_utils
 
 from hitl.analyse.consensus import latest_per_curator
+from hitl.compare.order import pairwise_order
 from hitl.errors import HitlError
 from hitl.publish.placing import RESERVED, flat_names, place_images, write_own_files
 from hitl.publish.render import card_image, make_thumbnails, render, verdict
 from hitl.store import queries, utc_now
-from hitl.store.ratings import curator_decisions, time_key
+from hitl.store.ratings import curator_comparisons, curator_decisions, time_key
 from hitl.tables import SafeDictWriter
 
 __all__ = ["POLICIES", "LINKS", "LAYOUTS", "HerosetError", "select_heroes", "select_with_counts", "export_heroset", "flat_names",
-           ]
+           "ranked_by_comparisons"]
 
 POLICIES = ("any", "majority", "all")
 LINKS = ("copy", "hardlink")
 LAYOUTS = ("tree", "flat")
 MANIFEST_CSV, MANIFEST_JSON, INDEX_HTML = "manifest.csv", "manifest.json", "index.html"
+# the manifest's columns of the pairwise order, there only when two exported heroes were compared
+PAIRWISE_COLUMNS = ("rank", "strength", "strength_low", "strength_high", "n_compared")
 
 
 class HerosetError(HitlError, ValueError):
@@ -164,7 +167,9 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     A target already there with the same bytes is ``unchanged``; anything else there is a
     conflict: left untouched, its path reported, that image not exported (and not in the
     manifest). Detector boxes (animal, conf >= ``threshold``) stand in when no curator
-    drew any. Returns the counts, also written in manifest.json's header.
+    drew any. When curators compared exported heroes, the manifest and the contact sheet
+    follow their pairwise order (:func:`ranked_by_comparisons`) and ``counts["pairwise"]``
+    says what it rests on. Returns the counts, also written in manifest.json's header.
     """
     _check(policy, min_stars)
     if link not in LINKS:
@@ -185,6 +190,9 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
 
     curators = sorted({o["curator"] for h, _, _ in placed for o in h["curators"]})
     rows = _manifest_rows(placed, detected, model_results)
+    placed, rows, pairwise = ranked_by_comparisons(placed, rows, curator_comparisons(db))
+    if pairwise:
+        counts["pairwise"] = pairwise
     counts["in_manifest"] = len(rows)
     counts["not_in_manifest"] = _leftovers(out, {r["file"] for r in rows}, set(counts["conflicts"]))
 
@@ -192,7 +200,8 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
               "threshold": threshold, "models": models, "curators": curators, "counts": counts}
     thumbs = make_thumbnails([target for _, _, target in placed], 320, progress, desc="Contact sheet")
     files = {MANIFEST_JSON: json.dumps({"header": header, "images": rows}, indent=2, ensure_ascii=False),
-             MANIFEST_CSV: _manifest_csv(rows, models, curators), INDEX_HTML: _contact_sheet(rows, thumbs, header)}
+             MANIFEST_CSV: _manifest_csv(rows, models, curators, ranked=pairwise is not None),
+             INDEX_HTML: _contact_sheet(rows, thumbs, header, pairwise)}
     counts["written"] = write_own_files(out, files, counts)
     return counts
 
@@ -218,6 +227,35 @@ def _manifest_rows(placed: list[tuple[dict, str, Path]], detected: dict[str, lis
     return rows
 
 
+def ranked_by_comparisons(placed: list[tuple[dict, str, Path]], rows: list[dict], comparisons: list[dict]
+                          ) -> tuple[list[tuple[dict, str, Path]], list[dict], dict[str, Any] | None]:
+    """The manifest rows (and their placed files, alike) in the curators' pairwise order.
+
+    The Bradley-Terry fit of :func:`hitl.compare.order.pairwise_order` over the rows' images:
+    each row gets rank, strength (the log-strength, mean 0 over the compared images),
+    strength_low and strength_high (its 95% interval) and n_compared, None for an image never
+    compared; ranked rows come first, strongest first, the others after in their order. With
+    no comparison between two of the rows' images, everything is returned as it was, and None
+    for the summary (comparisons, outside, curators, compared_images, level).
+    """
+    order = pairwise_order([row["image_id"] for row in rows], comparisons)
+    if not order.n_used:
+        return placed, rows, None
+    strengths = order.by_id()
+    for row in rows:
+        s = strengths[row["image_id"]]
+        row.update(rank=s.rank, strength=_rounded(s.log_strength), strength_low=_rounded(s.low),
+                   strength_high=_rounded(s.high), n_compared=s.n_compared)
+    ordered = sorted(range(len(rows)), key=lambda k: (rows[k]["rank"] is None, rows[k]["rank"] or 0))
+    summary = {"comparisons": order.n_used, "outside": order.n_outside, "curators": order.n_curators,
+               "compared_images": len(order.ranked()), "level": order.level}
+    return [placed[k] for k in ordered], [rows[k] for k in ordered], summary
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4) + 0.0  # + 0.0: no "-0.0"
+
+
 def _leftovers(out: Path, files: set[str], conflicts: set[str]) -> list[str]:
     """Files in the folder that this export did not write nor report (earlier exports' heroes)."""
     extra = []
@@ -229,9 +267,10 @@ def _leftovers(out: Path, files: set[str], conflicts: set[str]) -> list[str]:
     return extra
 
 
-def _manifest_csv(rows: list[dict], models: list[str], curators: list[str]) -> str:
+def _manifest_csv(rows: list[dict], models: list[str], curators: list[str], ranked: bool = False) -> str:
     columns = ["image_id", "file", "species", "seq_id", "datetime", "location", "width", "height", "bytes",
-               "mean_stars", "n_stars", "votes", "comments", "boxes_source", "boxes"]
+               "mean_stars", "n_stars", "votes", *(PAIRWISE_COLUMNS if ranked else ()), "comments", "boxes_source",
+               "boxes"]
     columns += [f"score_{m}" for m in models] + [f"hero_{m}" for m in models]
     columns += [f"stars_{c}" for c in curators] + [f"hero_{c}" for c in curators]
     buf = io.StringIO()
@@ -260,9 +299,10 @@ def _yes_no(value: bool | None) -> str:
     return "" if value is None else ("yes" if value else "no")
 
 
-def _contact_sheet(rows: list[dict], thumbs: list, header: dict) -> str:
-    """templates/contact_sheet.html over the manifest rows: a card per exported hero."""
+def _contact_sheet(rows: list[dict], thumbs: list, header: dict, pairwise: dict | None = None) -> str:
+    """templates/contact_sheet.html over the manifest rows: a card per exported hero (with its
+    rank and interval when ``pairwise``, the summary of :func:`ranked_by_comparisons`)."""
     cards = [{**row, "image": card_image(thumb, alt=row["image_id"], boxes=row["boxes"]),
               "verdicts": [verdict(name, **m) for name, m in sorted(row["models"].items(), key=_by_name)]}
              for row, thumb in zip(rows, thumbs)]
-    return render("contact_sheet.html", cards=cards, header=header, counts=header["counts"])
+    return render("contact_sheet.html", cards=cards, header=header, counts=header["counts"], pairwise=pairwise)

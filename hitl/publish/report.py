@@ -22,12 +22,15 @@ from hitl.analyse.agreement import CONSENSUS, compute_agreement
 from hitl.analyse.consensus import DEFINITION as CONSENSUS_DEFINITION
 from hitl.analyse.consensus import consensus, latest_per_curator
 from hitl.analyse.disagreements import rank_disagreements
+from hitl.analyse.pairwise import pairwise_agreement
+from hitl.compare.order import pairwise_order
 from hitl.errors import NothingToDo
 from hitl.learn.run import latest_run
+from hitl.publish.heroset import select_heroes
 from hitl.publish.learning import learned_section
 from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
 from hitl.store import utc_now
-from hitl.store.ratings import curator_name, long_table
+from hitl.store.ratings import curator_comparisons, curator_name, long_table
 from hitl.tables import SafeDictWriter
 
 PAIR_COLUMNS = (("spearman", "Spearman ρ"), ("kendall_tau_b", "Kendall τ-b"), ("pearson", "Pearson r"),
@@ -51,6 +54,9 @@ def build_report(db: sqlite_utils.Database, out_dir: str | Path, *, hero_thresho
     echo(f"Computing agreement over {len({r['image_id'] for r in rows})} images ({resamples} bootstrap resamples)")
     agreement = compute_agreement(rows, hero_threshold=hero_threshold, resamples=resamples, seed=seed)
     agreement["generated_at"] = utc_now()
+    pairwise = pairwise_figures(db, rows, resamples=resamples, seed=seed)
+    if pairwise is not None:  # no comparisons: agreement.json as it always was
+        agreement["pairwise"] = pairwise
     ranked = rank_disagreements(rows)
     paths = {"json": out / "agreement.json", "csv": out / "disagreements.csv", "html": out / "report.html"}
     paths["json"].write_text(json.dumps(agreement, indent=2, allow_nan=False), encoding="utf-8")
@@ -68,6 +74,25 @@ def build_report(db: sqlite_utils.Database, out_dir: str | Path, *, hero_thresho
     learned = learned_section(latest_run(db), _figure_png)
     write_atomic(paths["html"], render_html(agreement, rows, ranked[:top], reasoning, comments, roots, learned))
     return paths
+
+
+def pairwise_figures(db: sqlite_utils.Database, rows: list[dict], *, resamples: int = 1000, seed: int = 0,
+                     policy: str = "majority") -> dict[str, Any] | None:
+    """The curators' pairwise order of the hero set (``policy``) against the curators' mean stars
+    and each model's scores: counts and one Kendall τ-b per rater (:mod:`hitl.analyse.pairwise`);
+    None when no comparison was made. ``rows``: the long table."""
+    comparisons = curator_comparisons(db)
+    if not comparisons:
+        return None
+    heroes = [h["image_id"] for h in select_heroes(db, policy)]
+    order = pairwise_order(heroes, comparisons)
+    stars, models = _per_image(rows)
+    references = {"curators' mean stars": stars, **{name: models[name] for name in sorted(models)}}
+    return {"policy": policy, "comparisons": len(comparisons), "used": order.n_used, "outside": order.n_outside,
+            "curators": order.n_curators, "hero_images": len(heroes), "compared_images": len(order.ranked()),
+            "level": order.level, "resamples": resamples,
+            "agreement": pairwise_agreement(order.strengths(), references, resamples=resamples, seed=seed)
+            if order.n_used else []}
 
 
 def write_disagreements_csv(path: Path, ranked: list[dict]) -> None:
@@ -306,6 +331,19 @@ def _subsets(title: str, human_block: dict | None, model_block: dict | None) -> 
     return {"title": title, "groups": groups}
 
 
+def _pairwise_table(block: dict | None) -> dict | None:
+    """The pairwise section's counts and a row per rater (τ-b, its interval, n, why there is none)."""
+    if block is None:
+        return None
+    rows = []
+    for entry in block["agreement"]:
+        ci = entry["ci"]
+        cell = {"value": None if entry["tau"] is None else _text(entry["tau"]), "limits": None,
+                "ci": f"{_text(ci[0])} – {_text(ci[1])}" if ci else None}
+        rows.append({"label": entry["against"], "note": entry["note"], "n": entry["n"], "cells": [cell]})
+    return {**{k: v for k, v in block.items() if k != "agreement"}, "columns": ["Kendall τ-b"], "rows": rows}
+
+
 def _cards(ranked: list[dict], reasoning: dict, comments: dict, roots: dict) -> list[dict]:
     """One card per top disagreement: thumbnail, what each curator and model said, the curators' comments."""
     # the same thumbnails as the gallery and the contact sheet: upright, made on every core
@@ -348,6 +386,7 @@ def render_html(agreement: dict, rows: list[dict], ranked: list[dict], reasoning
         readings=agreement.get("readings", []),
         consensus_definition=CONSENSUS_DEFINITION,
         learned=learned,
+        pairwise=_pairwise_table(agreement.get("pairwise")),
         raters=[{"name": r["name"], "kind": r["kind"], "n_images": r["n_images"],
                  "mean_score": _text(r.get("mean_score")), "hero_share": _text(r.get("hero_share"))} for r in raters],
         model_tables=[

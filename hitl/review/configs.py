@@ -23,6 +23,11 @@ def template(mode: str) -> str:
     return resources.files("label_config").joinpath(f"{mode}.xml").read_text(encoding="utf-8")
 
 
+def burst_config() -> str:
+    """The burst review's config: the frames of a sequence as one multi-image task."""
+    return resources.files("label_config").joinpath("burst.xml").read_text(encoding="utf-8")
+
+
 def _parse(xml: str) -> ET.Element:
     try:
         # comments kept: the shipped configs explain themselves to whoever opens them in Label Studio

@@ -21,6 +21,7 @@ from converters.labelme import MODES, LabelmeFormatError, labelme_document, rati
 from hitl.errors import HitlError, NothingToDo
 from hitl.files import walk_files
 from hitl.imageprep import read_upright_size
+from hitl.review import bursts
 from hitl.store import queries
 
 KEPT_HINT = "exists and was edited since, kept: `hitl labelme export --overwrite` replaces it"
@@ -32,8 +33,8 @@ class LabelmeExportError(HitlError, ValueError):
 
 
 def export_labelme(db: sqlite_utils.Database, out_dir: str | Path | None, mode: str = "assisted",
-                   prefill_model: str | None = None, threshold: float = 0.3, overwrite: bool = False
-                   ) -> dict[str, Any]:
+                   prefill_model: str | None = None, threshold: float = 0.3, overwrite: bool = False,
+                   with_bursts: bool = False, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write one Labelme JSON per candidate image; return the counts.
 
     ``out_dir`` None writes beside each image (``<root>/<image_id>`` with a .json suffix);
@@ -41,7 +42,8 @@ def export_labelme(db: sqlite_utils.Database, out_dir: str | Path | None, mode: 
     images by relative path. Animal boxes at or above ``threshold`` are drawn. In assisted
     mode the flags are pre-ticked from ``prefill_model`` (default: the model with most ok
     scores). A file that exists with other content is a curator's work and is kept unless
-    ``overwrite``.
+    ``overwrite``. With ``with_bursts`` every frame a candidate's burst shows gets its file (see
+    :mod:`hitl.review.bursts`); the ``best_frame`` flag, ticked on the candidate's, marks the pick.
     """
     if mode not in MODES:
         raise LabelmeExportError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -50,6 +52,16 @@ def export_labelme(db: sqlite_utils.Database, out_dir: str | Path | None, mode: 
     images = queries.candidates(db)
     if not images:
         raise NothingToDo("no candidates yet: run `select` first")
+    burst_of: dict[str, dict] = {}
+    if with_bursts:
+        rows, _left_out = bursts.burst_rows(db, images, settings)
+        if not rows:
+            raise NothingToDo(f"no candidate has burst frames to show: {bursts.NO_BURST}")
+        images = []
+        for row in rows:
+            for k, frame in enumerate(row["frames"], start=1):
+                images.append(frame)
+                burst_of[frame["image_id"]] = {"burst_of": row["image_id"], "frame": k, "frames": len(row["frames"])}
     ids = [i["image_id"] for i in images]
     # the most confident box first: Labelme lists shapes in file order
     detections = {k: sorted(v, key=lambda d: (-d["conf"], d["det_index"]))
@@ -60,10 +72,12 @@ def export_labelme(db: sqlite_utils.Database, out_dir: str | Path | None, mode: 
         prefill_model = _prefill_model({k: v for k, v in scores.items() if k in set(ids)}, prefill_model)
     export = _Export(Path(out_dir).resolve() if out_dir is not None else None, mode, prefill_model, overwrite)
     for image in images:
-        export.write(image, detections.get(image["image_id"], []), scores.get(image["image_id"], []))
+        export.write(image, detections.get(image["image_id"], []), scores.get(image["image_id"], []),
+                     burst_of.get(image["image_id"]))
     return {
         "mode": mode, "prefill_model": prefill_model, "out_dir": str(export.base) if export.base else None,
-        "candidates": len(images),
+        "candidates": len(images) - len(burst_of) + len({b["burst_of"] for b in burst_of.values()}),
+        "burst_frames": len(burst_of),
         **{key: export.counts[key] for key in ("written", "unchanged", "kept_existing", "replaced",
                                                "skipped_missing_image", "skipped_unreadable_image",
                                                "skipped_name_clash", "write_failed", "size_from_file",
@@ -81,7 +95,7 @@ class _Export:
         self.notes: list[str] = []
         self.taken: set[Path] = set()
 
-    def write(self, image: dict, detections: list[dict], scores: list[dict]) -> None:
+    def write(self, image: dict, detections: list[dict], scores: list[dict], burst: dict | None = None) -> None:
         counts, notes, image_id = self.counts, self.notes, image["image_id"]
         image_file = Path(image["root"]) / image_id
         # The file's own header, EXIF orientation applied: Labelme refuses a JSON whose
@@ -104,7 +118,7 @@ class _Export:
         self.taken.add(json_path)
         doc = labelme_document(
             image_id, _relative(image_file, json_path.parent), width, height, detections, scores, self.mode,
-            self.prefill_model, species=image["species"], extra={"sequence": image["seq_id"]})
+            self.prefill_model, species=image["species"], extra={"sequence": image["seq_id"]}, burst=burst)
         if self.mode == "assisted" and doc["hero_hitl"]["prefill_hero"] is None:
             counts["no_prefill_verdict"] += 1
         counts["boxes"] += len(doc["shapes"])

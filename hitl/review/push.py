@@ -15,8 +15,10 @@ from typing import Any
 import sqlite_utils
 
 from converters.labelstudio import (
+    BURST_VERSION,
     DETECTOR_VERSION,
     MODES,
+    build_burst_task,
     build_task,
     default_document_root,
     local_files_url,
@@ -25,13 +27,16 @@ from converters.labelstudio import (
 from hitl.errors import HitlError
 from hitl.learn import LEARNED
 from hitl.progress import progress_bar
+from hitl.review import bursts
 from hitl.review.client import api_error_text, fetch_users, studio_errors
-from hitl.review.configs import config_labels, label_config, with_labels
+from hitl.review.configs import burst_config, config_labels, label_config, with_labels
 from hitl.store import queries, transaction, utc_now
 
 WEBHOOK_ACTIONS = ["TASKS_CREATED", "TASKS_DELETED", "ANNOTATION_CREATED", "ANNOTATIONS_CREATED",
                    "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
 DESCRIPTION = "hero-hitl review ({mode} mode): rate each camera-trap image 1-10 stars and decide hero or not."
+BURST_DESCRIPTION = ("hero-hitl burst review ({mode} mode): pick the best frame of each burst, rate it 1-10 stars "
+                     "and decide hero or not.")
 
 
 @dataclass
@@ -89,8 +94,13 @@ def push(db: sqlite_utils.Database, client, *, url: str, title: str, mode: str =
          prefill: str | None = None, document_root: str | Path | None = None,
          url_template: str | None = None, webhook_url: str | None = None, secret: str | None = None,
          batch_size: int = 500, threshold: float = 0.3, image_ids: list[str] | None = None,
-         progress: bool | None = None, echo: Callable[[str], None] = lambda _m: None) -> PushSummary:
-    """Create or reuse the project ``title`` and import the candidates not yet in it."""
+         progress: bool | None = None, echo: Callable[[str], None] = lambda _m: None,
+         with_bursts: bool = False, settings: dict[str, Any] | None = None) -> PushSummary:
+    """Create or reuse the project ``title`` and import the candidates not yet in it.
+
+    With ``with_bursts``, each candidate whose sequence has kept frames is one multi-image task of
+    those frames (see :mod:`hitl.review.bursts`; ``settings`` lets their baseline scores be made).
+    """
     if mode not in MODES:
         raise HitlError(f"--mode must be assisted or blind, not {mode!r}")
     rows = review_rows(db, threshold, image_ids)
@@ -98,23 +108,33 @@ def push(db: sqlite_utils.Database, client, *, url: str, title: str, mode: str =
         raise HitlError("no candidates to push: run `python -m hitl select` (and `score`) first")
     if mode == "blind" and prefill:
         raise HitlError("--prefill makes no sense in blind mode: no model output is shown there")
+    left_out = Counter()
+    if with_bursts:
+        rows, left_out = bursts.burst_rows(db, rows, settings, echo)
+        if not rows:
+            raise HitlError(f"no candidate has burst frames to show: {bursts.NO_BURST}")
     current = db.execute("SELECT model_version FROM ls_projects WHERE url = ? AND title = ? ORDER BY id DESC",
                          [url, title]).fetchone()
-    chosen = choose_prefill(rows, prefill, current[0] if current else None) if mode == "assisted" else None
-    version = model_version(*chosen) if chosen else DETECTOR_VERSION
+    scored = [f for r in rows for f in r["frames"]] if with_bursts else rows
+    chosen = choose_prefill(scored, prefill, None if with_bursts or not current else current[0]) \
+        if mode == "assisted" else None
+    version = BURST_VERSION if with_bursts else model_version(*chosen) if chosen else DETECTOR_VERSION
     labels = sorted({"animal"} | {r["species"] for r in rows if r["species"]}
                     | {d["species"] for r in rows for d in r["detections"] if d.get("species")})
     with studio_errors(url, f"pushing to project {title!r}"):
-        project, created = ensure_project(db, client, url, title, mode, labels, version)
+        project, created = ensure_project(db, client, url, title, mode, labels, version,
+                                          kind="burst" if with_bursts else "review")
         summary = PushSummary(project.id, created, mode, version)
+        for reason, count in left_out.items():
+            summary.skipped[reason] += count
         root = None
         if url_template is None:
-            roots = sorted({r["root"] for r in rows})
+            roots = sorted({r["root"] for r in rows} | {f["root"] for r in rows for f in r.get("frames", [])})
             root = Path(document_root or default_document_root(roots))
             summary.storage = ensure_local_storage(client, project.id, roots, root)
         tasks, images = _new_tasks(rows, mapped_images(db, client, project.id), summary, mode, chosen, root,
                                    url_template)
-        _import(db, client, project.id, title, tasks, images, batch_size, summary, progress)
+        import_tasks(db, client, project.id, title, tasks, images, batch_size, summary, progress)
         if project.model_version != version and summary.pushed:
             # only now: Label Studio refuses a model_version that no prediction of the project has yet
             project = client.projects.update(id=project.id, model_version=version)
@@ -134,24 +154,19 @@ def _new_tasks(rows: list[dict], done: set[str], summary: PushSummary, mode: str
         if row["image_id"] in done:
             summary.already += 1
             continue
-        path = Path(row["root"]) / row["image_id"]
-        if url_template is None and not path.is_file():
-            summary.skip("image file missing", f"{path}: missing; not pushed")
+        shown_images = row.get("frames") or [row]
+        urls = [image_url(f, root, url_template, summary) for f in shown_images]
+        if None in urls:
             continue
-        try:
-            image_url = (url_template.format(image_id=row["image_id"]) if url_template
-                         else local_files_url(path, root))
-        except ValueError as exc:
-            summary.skip("image outside the document root", f"{exc}; or start Label Studio with a document root "
-                                                            f"covering it (`hitl studio --document-root`)")
-            continue
-        except (KeyError, IndexError) as exc:
-            raise HitlError(f"--image-url-template {url_template!r} may only use {{image_id}} ({exc})") from None
         shown = []
         if mode == "assisted":  # the prefilled model first: Label Studio lists predictions in order
             shown = sorted(row["scores"], key=lambda s: (s["model"], s["prompt_version"]) != chosen)
         try:
-            task = build_task(row, image_url, row["width"], row["height"], row["detections"], shown, mode)
+            if "frames" in row:
+                frames = [{**f, "url": u} for f, u in zip(row["frames"], urls)]
+                task = build_burst_task(row, frames, mode, bursts.proposal(frames, chosen))
+            else:
+                task = build_task(row, urls[0], row["width"], row["height"], row["detections"], shown, mode)
         except ValueError as exc:
             summary.skip("bad score or size", str(exc))
             continue
@@ -160,7 +175,24 @@ def _new_tasks(rows: list[dict], done: set[str], summary: PushSummary, mode: str
     return tasks, images
 
 
-def _import(db: sqlite_utils.Database, client, project_id: int, title: str, tasks: list[dict], images: list[str],
+def image_url(row: dict, root: Path | None, url_template: str | None, summary: PushSummary) -> str | None:
+    """Where Label Studio finds an image: under the document root, or by the URL template; None
+    (counted, with the fix) when it cannot."""
+    path = Path(row["root"]) / row["image_id"]
+    if url_template is None and not path.is_file():
+        summary.skip("image file missing", f"{path}: missing; not pushed")
+        return None
+    try:
+        return url_template.format(image_id=row["image_id"]) if url_template else local_files_url(path, root)
+    except ValueError as exc:
+        summary.skip("image outside the document root", f"{exc}; or start Label Studio with a document root "
+                                                        f"covering it (`hitl studio --document-root`)")
+        return None
+    except (KeyError, IndexError) as exc:
+        raise HitlError(f"--image-url-template {url_template!r} may only use {{image_id}} ({exc})") from None
+
+
+def import_tasks(db: sqlite_utils.Database, client, project_id: int, title: str, tasks: list[dict], images: list[str],
             batch_size: int, summary: PushSummary, progress: bool | None) -> None:
     """Import the tasks batch by batch, saving the task ↔ image map after each: a rerun never imports twice."""
     with progress_bar(progress, total=len(tasks), desc=f"Pushing to {title}", unit="task") as bar:
@@ -180,14 +212,19 @@ def _import(db: sqlite_utils.Database, client, project_id: int, title: str, task
 
 
 def ensure_project(db: sqlite_utils.Database, client, url: str, title: str, mode: str, labels: list[str],
-                   version: str):
-    """Find the project by title (creating it if missing) with the right config and model_version."""
+                   version: str, kind: str = "review"):
+    """Find the project by title (creating it if missing) with the right config and model_version.
+
+    ``kind``: "review" (one image a task) or "burst" (the frames of a sequence); the two are
+    never mixed in one project."""
     existing = [p for p in client.projects.list(title=title) if p.title == title]
     now = utc_now()
+    burst = kind == "burst"
     if not existing:
-        project = client.projects.create(title=title, label_config=label_config(mode, labels),
-                                         description=DESCRIPTION.format(mode=mode), model_version=version,
-                                         show_skip_button=True, maximum_annotations=1)
+        project = client.projects.create(
+            title=title, label_config=burst_config() if burst else label_config(mode, labels),
+            description=(BURST_DESCRIPTION if burst else DESCRIPTION).format(mode=mode), model_version=version,
+            show_skip_button=True, maximum_annotations=1)
         created = True
     else:
         project = existing[0]
@@ -195,16 +232,19 @@ def ensure_project(db: sqlite_utils.Database, client, url: str, title: str, mode
         if project_mode and project_mode != mode:
             raise HitlError(f"project {title!r} is a {project_mode} review; push {mode} review to another title "
                             f"(agreement needs the two kept apart)")
+        if ("burst review" in (project.description or "")) != burst:
+            raise HitlError(f"project {title!r} is {'not ' if burst else ''}a burst review; push "
+                            f"{'bursts' if burst else 'single images'} to another title")
         changes: dict[str, Any] = {}
         config = project.label_config or label_config(mode, [])
-        if not set(labels) <= set(config_labels(config)):
+        if not burst and not set(labels) <= set(config_labels(config)):
             changes["label_config"] = with_labels(config, labels)
         if changes:
             project = client.projects.update(id=project.id, **changes)
         created = False
     with transaction(db):
         db["ls_projects"].upsert({"id": project.id, "url": url, "title": title, "mode": mode, "model_version": version,
-                                  "created_at": now, "updated_at": now}, pk="id")
+                                  "kind": kind, "created_at": now, "updated_at": now}, pk="id")
     return project, created
 
 

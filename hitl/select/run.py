@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +22,13 @@ from converters.cct import CCTFile, CCTMetadata, normalise_datetime
 from converters.common import RecordProblem, gc_paused
 from converters.megadetector import KIND_NAMES, MegaDetectorFile, load_megadetector
 from converters.speciesnet import SpeciesNetFile, load_speciesnet
+from hitl.config import check_frames_per_burst
 from hitl.errors import HitlError
 from hitl.imageprep import read_upright_size
 from hitl.progress import progress_bar
+from hitl.select import bursts
 from hitl.select import strata as selection
-from hitl.select.output import SelectionSummary, write_candidates_csv
+from hitl.select.output import SelectionSummary, candidate_reason, write_candidates_csv
 from hitl.select.sequences import Frames, frames_of
 from hitl.store import transaction, upsert_many, utc_now
 
@@ -52,10 +54,13 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     again; otherwise the new set replaces them. With ``learned`` the images are ranked by the
     learned rater on their detector record (refitted from the store's decisions) instead of
     the selection's heuristic; the strata, sequence, species-cap and people rules are the same.
+    With the setting ``frames_per_burst`` K > 0 each candidate's burst (its sequence's K best
+    frames, see :mod:`hitl.select.bursts`) is recorded too; the candidates stay the same.
     """
     cfg = settings["select"]
     if n < 1:
         raise HitlError("-n must be at least 1")
+    check_frames_per_burst(cfg["frames_per_burst"], "--frames-per-burst")
     if (md is None) == (camtrap_dp is None):
         raise HitlError("give the detections as --md (MegaDetector) or --camtrap-dp (a Camtrap DP package), one of them")
     package = None
@@ -143,7 +148,7 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
         cct_file = _PackageMetadata(package.metadata)
     md_path = md.source
     summary = SelectionSummary(run_id=run_id, images_read=len(md.image_ids), eligible=0, sequences=0,
-                               selected=0, requested=n)
+                               selected=0, requested=n, frames_per_burst=cfg["frames_per_burst"])
     summary.notes.extend(md.notes)
     _count_problems(summary, md.problems)
     if package is not None:
@@ -177,14 +182,14 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
         already = np.array([frames.seq_id(k) in existing_seqs for k in range(len(elig))], dtype=bool)
         summary.excluded["sequence already has a candidate"] += int(already.sum())
         frames = frames.keep(~already)
-    rows = _choose(run, frames, sn_species)
+    rows, members = _choose(run, frames, sn_species)
     summary.selected = len(rows)
-    echo(f"Writing {len(rows):,} candidates")
+    echo(f"Writing {len(rows):,} candidates" + (f" and {len(members):,} burst frames" if members else ""))
     summary.candidates = rows
     if len(rows) < n:
         summary.notes.append(f"only {len(rows)} of {n} requested: the collection has {summary.sequences} "
                              f"eligible sequences and at most one frame of each is taken")
-    _write(db, run_id, rows, md, root, add, summary, package)
+    _write(db, run_id, rows, md, root, add, summary, package, members)
     if out_csv:
         write_candidates_csv(out_csv, rows)
     return summary
@@ -285,8 +290,9 @@ def _species(run: _Run, frames: Frames, seq_index: np.ndarray, sn_species: dict)
     return _Species(names, sp, sp_score, source_code, rare_species[sp], share)
 
 
-def _choose(run: _Run, frames: Frames, sn_species: dict) -> list[dict[str, Any]]:
-    """Pick the candidates (checking each file as it is taken) and describe each as a row."""
+def _choose(run: _Run, frames: Frames, sn_species: dict) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Pick the candidates (checking each file as it is taken) and describe each as a row; and
+    their bursts' members (--frames-per-burst), chosen after the pick so it cannot change it."""
     cfg, summary, feats, e = run.cfg, run.summary, run.feats, frames.elig
     seq_index = frames.seq
     summary.sequences = len(np.unique(seq_index))
@@ -302,22 +308,42 @@ def _choose(run: _Run, frames: Frames, sn_species: dict) -> list[dict[str, Any]]
     run.echo(f"Choosing {run.n:,} candidates from {summary.sequences:,} sequences")
     bar = progress_bar(run.progress, total=run.n, desc="Selecting", unit="img", leave=False)
     checked_sizes: dict[int, tuple[int, int]] = {}
+    readable = _file_check(run, frames, checked_sizes)
 
     def accept(row: int) -> bool:
-        if cfg["check_files"]:
-            reason, size = read_upright_size(run.root / run.md.image_ids[e[row]])
-            if reason:
-                summary.failed[reason] += 1
-                return False
-            checked_sizes[int(e[row])] = size
+        if not readable(row):
+            return False
         bar.update(1)
         return True
 
     picks = selection.pick(run.n, quality, masks, seq_index, species.sp, cfg["shares"], cap, cfg["seed"],
                            accept=accept)
     bar.close()
-    return [_row(run, frames, species, p, rank, night, quality, cap, checked_sizes)
+    rows = [_row(run, frames, species, p, rank, night, quality, cap, checked_sizes)
             for rank, p in enumerate(picks, start=1)]
+    members: list[dict[str, Any]] = []
+    if cfg["frames_per_burst"] and picks:
+        run.echo(f"Choosing up to {cfg['frames_per_burst']} frames of each candidate's burst")
+        members = bursts.burst_rows(frames, quality, [p.row for p in picks], cfg["frames_per_burst"],
+                                    _file_check(run, frames, checked_sizes, "burst frame unreadable: "),
+                                    lambda r: _image_fields(run, frames, species, r, night, checked_sizes))
+        summary.burst_frames = len(members)
+        summary.bursts = len({m["seq_id"] for m in members})
+    return rows, members
+
+
+def _file_check(run: _Run, frames: Frames, sizes: dict[int, tuple[int, int]], what: str = "") -> Callable[[int], bool]:
+    """A check of an eligible row's file (when check_files is on): its upright size into
+    ``sizes``, or the failure counted under ``what`` + the reason."""
+    def readable(row: int) -> bool:
+        if run.cfg["check_files"]:
+            reason, size = read_upright_size(run.root / frames.keys[row])
+            if reason:
+                run.summary.failed[what + reason] += 1
+                return False
+            sizes[int(frames.elig[row])] = size
+        return True
+    return readable
 
 
 def _learned_quality(run: _Run, frames: Frames, species: _Species, night: np.ndarray) -> np.ndarray:
@@ -337,18 +363,33 @@ def _row(run: _Run, frames: Frames, species: _Species, p: selection.Pick, rank: 
     """One candidate as the CSV and the store see it (columns starting with _ are store-only)."""
     summary, feats = run.summary, run.feats
     r, i = p.row, int(frames.elig[p.row])
-    when_text = frames.time(r)
-    when = normalise_datetime(when_text) if when_text else None
-    if when_text and when is None:  # looked like a date but is none, e.g. 30 February
+    fields = _image_fields(run, frames, species, r, night, checked_sizes)
+    when_text, name = frames.time(r), fields["species"]
+    if when_text and fields["datetime"] is None:  # looked like a date but is none, e.g. 30 February
         summary.problems[f"{run.cct.source if run.cct else 'capture times'}: unparseable datetime"] += 1
-    width, height = checked_sizes.get(i) or frames.sizes.get(i) or (None, None)
-    name = species.names[species.sp[r]]
     row = {
-        "rank": rank, "image_id": run.md.image_ids[i], "category": p.category,
+        "rank": rank, "image_id": fields["image_id"], "category": p.category,
         "score": round(float(quality[r]), 4),
-        "reason": _reason(p, feats, i, name, bool(night[r]), bool(species.rare[r]), when_text, cap)
+        "reason": candidate_reason(p, feats, i, name, bool(night[r]), bool(species.rare[r]), when_text, cap)
                   + (f"; learned rater: p(hero) {quality[r]:.2f}" if run.ranker is not None else ""),
-        "species": name, "seq_id": frames.seq_id(r), "location": frames.location(r), "datetime": when,
+        **fields,
+    }
+    summary.by_category[p.category] += 1
+    summary.by_species[name] += 1
+    if p.relaxed:
+        summary.notes.append(f"{row['image_id']}: taken after relaxing the per-species cap ({cap})")
+    return row
+
+
+def _image_fields(run: _Run, frames: Frames, species: _Species, r: int, night: np.ndarray,
+                  checked_sizes: dict[int, tuple[int, int]]) -> dict[str, Any]:
+    """What the store keeps of eligible row ``r``'s image, a candidate's or a burst member's."""
+    feats, i = run.feats, int(frames.elig[r])
+    when_text = frames.time(r)
+    width, height = checked_sizes.get(i) or frames.sizes.get(i) or (None, None)
+    return {
+        "image_id": run.md.image_ids[i], "species": species.names[species.sp[r]], "seq_id": frames.seq_id(r),
+        "location": frames.location(r), "datetime": normalise_datetime(when_text) if when_text else None,
         "night": int(night[r]), "n_animals": int(feats.n_animals[i]), "area": round(float(feats.area[i]), 4),
         "width": width, "height": height,
         "_frame": int(frames.frames[r]), "_nframes": int(frames.nframes[r]),
@@ -357,11 +398,6 @@ def _row(run: _Run, frames: Frames, species: _Species, p: selection.Pick, rank: 
         "_rarity": round(float(species.share[r]), 6),
         "_md_index": i,
     }
-    summary.by_category[p.category] += 1
-    summary.by_species[name] += 1
-    if p.relaxed:
-        summary.notes.append(f"{row['image_id']}: taken after relaxing the per-species cap ({cap})")
-    return row
 
 
 def _load_speciesnet(path, root, md: MegaDetectorFile, summary: SelectionSummary, echo) -> SpeciesNetFile | None:
@@ -396,44 +432,27 @@ def _exclude(summary: SelectionSummary, ok: np.ndarray, mask: np.ndarray, reason
         ok &= ~mask
 
 
-def _reason(p: selection.Pick, feats, i: int, species: str, night: bool, rare: bool, when, cap: int) -> str:
-    """A sentence a curator can read: why this image is here."""
-    n = int(feats.n_animals[i])
-    who = species if n == 1 else f"{n} animals of {int(feats.n_species[i])} species (mostly {species})"
-    if rare and p.category != "rare_species":
-        who += ", a rare species here"
-    c = float(feats.centrality[i])
-    framing = [f"largest animal covers {feats.area[i] * 100:.1f}% of the frame",
-               "cut off by the frame edge or the data strip" if feats.cut_off[i] else "fully in frame",
-               "centred" if c >= 0.7 else "off-centre" if c >= 0.4 else "near the edge"]
-    text = (f"{selection.CATEGORY_LABELS[p.category]}: {who}; {', '.join(framing)}; "
-            f"detector confidence {feats.max_conf[i]:.2f}")
-    if night:
-        text += f"; night/IR ({when[11:16]})" if when else "; night/IR"
-    if p.relaxed:
-        text += f"; added beyond the per-species cap of {cap} because too few other sequences are left"
-    return text
-
-
 def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summary: SelectionSummary,
-           package: CamtrapPackage | None = None) -> None:
+           package: CamtrapPackage | None = None, members: Sequence[dict[str, Any]] = ()) -> None:
+    """Record the candidates, their bursts' members (``burst_rows``) and the run, in one transaction."""
     now = utc_now()
-    image_rows, cand_rows = [], []
-    det_rows = _detection_rows(md, rows)
-    for row in rows:
-        image_rows.append({
-            "image_id": row["image_id"], "root": str(root), "width": row["width"], "height": row["height"],
-            "datetime": row["datetime"], "location": row["location"], "seq_id": row["seq_id"],
-            "frame_num": row["_frame"] if row["_frame"] >= 0 else None,
-            "seq_num_frames": row["_nframes"] if row["_nframes"] >= 0 else None,
-            "species": row["species"], "species_score": row["_species_score"], "species_source": row["_source"],
-            "night": row["night"], "rarity": row["_rarity"], "updated_at": now,
-        })
-        cand_rows.append({"image_id": row["image_id"], "run_id": run_id, "rank": row["rank"],
-                          "category": row["category"], "score": row["score"], "reason": row["reason"]})
+    # every image the run keeps, each once: a burst's selected frame is its candidate
+    kept = [*rows, *(m for m in members if not m["_selected"])]
+    det_rows = _detection_rows(md, kept)
+    image_rows = [{
+        "image_id": row["image_id"], "root": str(root), "width": row["width"], "height": row["height"],
+        "datetime": row["datetime"], "location": row["location"], "seq_id": row["seq_id"],
+        "frame_num": row["_frame"] if row["_frame"] >= 0 else None,
+        "seq_num_frames": row["_nframes"] if row["_nframes"] >= 0 else None,
+        "species": row["species"], "species_score": row["_species_score"], "species_source": row["_source"],
+        "night": row["night"], "rarity": row["_rarity"], "updated_at": now,
+    } for row in kept]
+    cand_rows = [{"image_id": row["image_id"], "run_id": run_id, "rank": row["rank"], "category": row["category"],
+                  "score": row["score"], "reason": row["reason"]} for row in rows]
     with transaction(db):  # one transaction: a crash leaves the previous candidate set intact
         if not add:
             db.execute("DELETE FROM candidates")
+            db.execute("DELETE FROM burst_members")  # the bursts belong to the candidate set they replace
         ids = [r["image_id"] for r in image_rows]
         for chunk in range(0, len(ids), 500):
             part = ids[chunk:chunk + 500]
@@ -441,10 +460,11 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
         upsert_many(db, "images", image_rows, "image_id")
         upsert_many(db, "detections", det_rows, ("image_id", "det_index"))
         upsert_many(db, "candidates", cand_rows, "image_id")
+        upsert_many(db, "burst_members", bursts.store_rows(members, run_id), ("seq_id", "image_id"))
         if package is not None:
             upsert_many(db, "camtrap_media", [
                 {"image_id": r["image_id"], "package": package.source, "media_id": package.media[r["image_id"]]["mediaID"],
-                 "deployment_id": package.media[r["image_id"]]["deploymentID"]} for r in rows], "image_id")
+                 "deployment_id": package.media[r["image_id"]]["deploymentID"]} for r in kept], "image_id")
         db["selection_runs"].update(run_id, {
             "status": "finished", "finished_at": utc_now(), "n_selected": len(rows),
             "counts": json.dumps(summary.as_counts(), sort_keys=True),
@@ -452,7 +472,7 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
 
 
 def _detection_rows(md: MegaDetectorFile, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The detections of the candidates, in candidate order, as the store keeps them."""
+    """The detections of the images of ``rows`` (candidates, burst members), in row order, as the store keeps them."""
     det = md.detections
     # Detection rows are in file order, so each image's rows are one sorted run.
     wanted = np.array([row["_md_index"] for row in rows], dtype=det.image.dtype)

@@ -20,7 +20,8 @@ from hitl.store.db import insert_row, utc_now
 KEY = ("source", "project", "annotation_id")
 # What a curator decided; a change in any of these is a new version.
 DECISION = ("image_id", "task_id", "annotator_id", "annotator_email", "stars", "hero", "comment", "boxes",
-            "lead_time", "skipped", "deleted", "deleted_because", "mode", "created_at", "updated_at")
+            "lead_time", "skipped", "deleted", "deleted_because", "mode", "created_at", "updated_at", "burst_of",
+            "other_image_id", "preference")
 EXPLICIT, ABSENT = "event", "absent"  # why a rating is deleted: Label Studio said so, or a sync did not see it
 
 
@@ -33,6 +34,7 @@ def rating_row(rating: HumanRating, via: str) -> dict:
         "boxes": json.dumps(rating.boxes, sort_keys=True, allow_nan=False), "lead_time": rating.lead_time,
         "skipped": int(rating.skipped), "deleted": 0, "deleted_because": None, "mode": rating.mode,
         "created_at": rating.created_at, "updated_at": rating.updated_at, "received_at": utc_now(), "via": via,
+        "burst_of": rating.burst_of, "other_image_id": rating.other_image_id, "preference": rating.preference,
     }
 
 
@@ -42,6 +44,7 @@ def record_ratings(db: sqlite_utils.Database, ratings: Iterable[HumanRating], vi
     The caller owns the transaction, so a webhook delivery and its event row commit together.
     """
     counts: Counter = Counter()
+    ratings = list(ratings)
     for rating in ratings:
         row = rating_row(rating, via)
         old = db.execute(f"SELECT {', '.join(DECISION)} FROM ratings WHERE source = ? AND project = ? "
@@ -74,7 +77,18 @@ def record_ratings(db: sqlite_utils.Database, ratings: Iterable[HumanRating], vi
                    [row[k] for k in changes] + [row[k] for k in KEY])
         _history(db, row, "restored" if restored else "updated")
         counts["restored" if restored else "updated"] += 1
+    _settle_bursts(db, [r.burst_of for r in ratings if r.burst_of], counts)
     return counts
+
+
+def _settle_bursts(db: sqlite_utils.Database, marked: list[str], counts: Counter) -> None:
+    """A burst pick moves its sequence's candidate (see :mod:`hitl.store.bursts`)."""
+    if marked:
+        from hitl.store import bursts  # bursts reads ratings through this module
+
+        moved = bursts.settle(db, bursts.sequences_of(db, marked))
+        if moved:
+            counts["candidates moved to the frame picked"] += moved
 
 
 def mark_deleted(db: sqlite_utils.Database, source: str, project: str, annotation_ids: Iterable[str],
@@ -89,6 +103,7 @@ def mark_deleted(db: sqlite_utils.Database, source: str, project: str, annotatio
     because = EXPLICIT if explicit else ABSENT
     counts: Counter = Counter()
     now = utc_now()
+    marked: list[str] = []
     for annotation_id in annotation_ids:
         key = [source, str(project), str(annotation_id)]
         row = db.execute("SELECT * FROM ratings WHERE source = ? AND project = ? AND annotation_id = ?", key).fetchone()
@@ -108,6 +123,9 @@ def mark_deleted(db: sqlite_utils.Database, source: str, project: str, annotatio
                    "AND project = ? AND annotation_id = ?", [because, now, via, *key])
         _history(db, {**row, "deleted": 1, "deleted_because": because, "received_at": now, "via": via}, "deleted")
         counts["deleted"] += 1
+        if row.get("burst_of"):
+            marked.append(row["burst_of"])
+    _settle_bursts(db, marked, counts)
     return counts
 
 
@@ -159,7 +177,7 @@ def curator_decisions(db: sqlite_utils.Database) -> list[dict]:
     rows = []
     for r in db.query("SELECT source, project, annotator_id, annotator_email, image_id, stars, hero, comment, "
                       "boxes, mode, created_at, updated_at, received_at FROM ratings "
-                      "WHERE deleted = 0 AND skipped = 0 AND image_id IS NOT NULL"):
+                      "WHERE deleted = 0 AND skipped = 0 AND image_id IS NOT NULL AND other_image_id IS NULL"):
         try:
             boxes = json.loads(r["boxes"] or "[]")
         except json.JSONDecodeError:
@@ -212,4 +230,27 @@ def list_ratings(db: sqlite_utils.Database, include_deleted: bool = False) -> li
         r["skipped"], r["deleted"] = bool(r["skipped"]), bool(r["deleted"])
         r["boxes"] = json.loads(r["boxes"] or "[]")
         rows.append(r)
+    return rows
+
+
+def curator_comparisons(db: sqlite_utils.Database) -> list[dict]:
+    """Every live, answered comparison, oldest first: one per curator and pair (her latest answer
+    on a pair replaces an earlier one, whichever side each image was shown on).
+
+    Each: left, right (image ids), preference ("left", "right" or "same"), curator, source, updated_at.
+    """
+    latest: dict[tuple[str, frozenset[str]], dict] = {}
+    for r in db.query("SELECT source, project, annotator_id, annotator_email, image_id, other_image_id, preference, "
+                      "created_at, updated_at, received_at FROM ratings WHERE deleted = 0 AND skipped = 0 "
+                      "AND other_image_id IS NOT NULL AND preference IS NOT NULL AND image_id IS NOT NULL"):
+        row = {"left": r["image_id"], "right": r["other_image_id"], "preference": r["preference"],
+               "curator": curator_name(r["annotator_email"], r["annotator_id"], r["source"], str(r["project"])),
+               "source": r["source"], "updated_at": r["updated_at"],
+               "_when": (time_key(r["updated_at"] or r["created_at"]), time_key(r["received_at"]))}
+        key = (row["curator"], frozenset((row["left"], row["right"])))
+        if key not in latest or latest[key]["_when"] <= row["_when"]:
+            latest[key] = row
+    rows = sorted(latest.values(), key=lambda row: row["_when"])
+    for row in rows:
+        del row["_when"]
     return rows

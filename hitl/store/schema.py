@@ -258,3 +258,21 @@ def m007_camtrap_dp(db: sqlite_utils.Database) -> None:
         {"image_id": str, "package": str, "media_id": str, "deployment_id": str},  # package: its datapackage.json
         pk="image_id",
     )
+
+
+@migration
+def m008_bursts_and_comparisons(db: sqlite_utils.Database) -> None:
+    """Bursts and comparisons. A burst pick is a rating whose ``image_id`` is the frame the curator
+    picked and ``burst_of`` the frame the task marked; a comparison is a rating of ``image_id``
+    (left) against ``other_image_id`` (right) with a ``preference``. ``burst_members``: the frames
+    of each candidate's sequence kept at selection (``selected``: the frame selection chose)."""
+    for table in ("ratings", "rating_history"):
+        db[table].add_column("burst_of", str)
+        db[table].add_column("other_image_id", str)
+        db[table].add_column("preference", str)  # left, right or same
+    db["burst_members"].create(
+        {"seq_id": str, "image_id": str, "position": int, "quality": float, "selected": int, "run_id": int},
+        pk=("seq_id", "image_id"),
+    )
+    db["burst_members"].create_index(["image_id"])
+    db["ls_projects"].add_column("kind", str)  # review (one image), burst or pairwise; NULL: review
