@@ -5,7 +5,7 @@ import os
 
 import click
 
-from hitl.cli.context import Context, echo_err, url_option, webhook_url_option
+from hitl.cli.context import Context, echo_err, image_serving_options, url_option, webhook_url_option
 
 DEFAULT_TITLE = "Hero comparison"
 
@@ -24,10 +24,7 @@ DEFAULT_TITLE = "Hero comparison"
 @webhook_url_option("Register this webhook (secret from HITL_WEBHOOK_SECRET). [default: the `serve` address when "
                     "HITL_WEBHOOK_SECRET is set]")
 @click.option("--no-webhook", is_flag=True, help="Register no webhook (answers then come in by `hitl sync`).")
-@click.option("--document-root", type=click.Path(file_okay=False),
-              help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: that variable, else the folder "
-                   "above the images' root, as `hitl studio` sets it).")
-@click.option("--image-url-template", help="Serve images from a web server or bucket, e.g. https://host/photos/{image_id}.")
+@image_serving_options
 @click.pass_obj
 def compare(obj: Context, n, url, title, policy, min_stars, min_per_image, seed, webhook_url, no_webhook,
             document_root, image_url_template) -> None:

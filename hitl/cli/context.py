@@ -92,6 +92,15 @@ def webhook_url_option(help: str = "Register this webhook (secret from HITL_WEBH
     return click.option("--webhook-url", help=help)
 
 
+def image_serving_options(fn: Callable) -> Callable:
+    """--document-root and --image-url-template: how Label Studio reaches the images (push, compare)."""
+    fn = click.option("--image-url-template",
+                      help="Serve images from a web server or bucket, e.g. https://host/photos/{image_id}.")(fn)
+    return click.option("--document-root", type=click.Path(file_okay=False),
+                        help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: that variable, else the "
+                             "folder above the images' root, as `hitl studio` sets it).")(fn)
+
+
 def counted(lines: list[str], title: str, counter, indent: str = "  ") -> None:
     """Append a titled block of counts, most common first, to ``lines``."""
     if counter:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from hitl.cli.context import Context, echo_err, json_option, url_option, webhook_url_option
+from hitl.cli.context import Context, echo_err, image_serving_options, json_option, url_option, webhook_url_option
 
 
 @click.command()
@@ -22,10 +22,7 @@ from hitl.cli.context import Context, echo_err, json_option, url_option, webhook
 @webhook_url_option("Register this webhook (secret from HITL_WEBHOOK_SECRET). [default: the `serve` address when "
                     "HITL_WEBHOOK_SECRET is set]")
 @click.option("--no-webhook", is_flag=True, help="Register no webhook (decisions then come in by `hitl sync`).")
-@click.option("--document-root", type=click.Path(file_okay=False),
-              help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: that variable, else the folder "
-                   "above the images' root, as `hitl studio` sets it).")
-@click.option("--image-url-template", help="Serve images from a web server or bucket, e.g. https://host/photos/{image_id}.")
+@image_serving_options
 @click.option("--batch-size", type=click.IntRange(min=1), help="Tasks per import request. [default: 500]")
 @click.option("--bursts", is_flag=True,
               help="One task per candidate with the frames of its burst (kept by `select --frames-per-burst`): "
