@@ -143,7 +143,8 @@ def build_burst_task(candidate: dict, frames: list[dict], mode: str, proposal: d
                      f"({proposal['score']:.1f}/10), prefilled.")
     pick = ids.index(proposal["image_id"]) + 1 if proposal is not None else marked
     data = {"image": frames[marked - 1]["url"], "image_id": candidate["image_id"], "frames": [f["url"] for f in frames],
-            "frame_ids": ids, "marked": marked, "species": candidate.get("species") or "animal", "burst": text,
+            "frame_ids": ids, "frame_choices": [{"value": str(k)} for k in range(1, len(ids) + 1)],
+            "marked": marked, "species": candidate.get("species") or "animal", "burst": text,
             "sequence": candidate.get("seq_id") or "", "mode": mode,
             "model_opinions": "\n".join(lines) if mode == "assisted" else "Not shown: blind review."}
     result = [{"from_name": FROM_PICK, "to_name": TO_FRAMES, "type": "choices", "value": {"choices": [str(pick)]}}]

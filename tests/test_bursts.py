@@ -20,8 +20,11 @@ from hitl.score.targets import candidate_targets
 from hitl.store.ratings import mark_deleted, record_ratings
 
 from .conftest import CliProject
+from .fakes import FakeOpenAI
+from .fakes import behaviours as B
 from .test_camtrapdp import copy_example
-from .test_sync_e2e import rating_result
+from .test_scoring import QWEN, Project, sent_hash
+from .test_sync_e2e import rating_result, wait_for
 
 FRAMES = [f"cam/seq1/IMG_{k:02d}.JPG" for k in range(1, 9)]
 
@@ -42,12 +45,16 @@ def pick_result(frame: int | None, stars: int = 8, hero: bool = True) -> list[di
 
 @pytest.fixture
 def burst_db(tmp_path):
-    """A store with one candidate (frame 3 of 8 of seq1) and its burst frames kept."""
-    db = store.connect(tmp_path / "h.db")
+    return make_burst_db(tmp_path / "h.db", tmp_path)
+
+
+def make_burst_db(path, root):
+    """A store with one candidate (frame 3 of 8 of seq1) and its burst frames kept, under ``root``."""
+    db = store.connect(path)
     with store.transaction(db):
         db["selection_runs"].insert({"id": 1, "status": "finished"})
         for k, image_id in enumerate(FRAMES, start=1):
-            db["images"].insert({"image_id": image_id, "root": str(tmp_path), "seq_id": "seq1", "frame_num": k,
+            db["images"].insert({"image_id": image_id, "root": str(root), "seq_id": "seq1", "frame_num": k,
                                  "width": 100, "height": 80})
             db["burst_members"].insert({"seq_id": "seq1", "image_id": image_id, "position": k,
                                         "quality": 0.5, "selected": int(k == 3), "run_id": 1})
@@ -142,6 +149,7 @@ def test_burst_task_marks_the_candidate_and_prefills_a_proposal():
                             {"image_id": FRAMES[5], "model": "baseline", "score": 5.0})
     data = task["data"]
     assert data["frames"] == [f"/u/{f}" for f in FRAMES] and data["frame_ids"] == FRAMES and data["marked"] == 3
+    assert data["frame_choices"] == [{"value": str(k)} for k in range(1, 9)]  # the config's choices: 1-8 only
     assert "frame 3 is the one selection chose" in data["burst"] and "baseline proposes frame 6 (5.0/10)" in data["burst"]
     assert "frame 6: baseline 5.0" in data["model_opinions"]
     (prediction,) = task["predictions"]
@@ -159,24 +167,24 @@ def fetch(url: str, token: str) -> bytes:
         return response.read()
 
 
-def test_picking_frame_7_in_label_studio_makes_it_the_candidate_and_the_export(tmp_path, label_studio):
-    """The acceptance: the Camtrap DP example's heron burst as one task in a real Label Studio;
-    every frame is served; a curator picks frame 7 and rates it hero; after sync frame 7 is the
-    sequence's candidate with a baseline score, and the export holds frame 7."""
+def push_heron_burst(tmp_path, label_studio, frames_per_burst: int):
+    """The Camtrap DP example's heron burst selected with ``frames_per_burst`` and pushed as one
+    burst task into a real Label Studio: (the CLI project, its ``title`` set; the client; the task;
+    the kept frames; selection's frame)."""
     package = copy_example(label_studio.document_root / f"bursts-{uuid.uuid4().hex[:6]}")
     review = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db"), "LABEL_STUDIO_API_KEY": label_studio.token,
                                             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": None})
-    review.run("select", "--camtrap-dp", str(package), "-n", "5", "--frames-per-burst", "10")
+    review.run("select", "--camtrap-dp", str(package), "-n", "5", "--frames-per-burst", str(frames_per_burst))
     db = review.db
     (selected,) = [r["image_id"] for r in db["candidates"].rows]
     kept = [r["image_id"] for r in db.query("SELECT image_id FROM burst_members ORDER BY position")]
-    assert len(kept) >= 7 and selected in kept
-    title = f"bursts {uuid.uuid4().hex[:6]}"
-    result = review.run("push", "--bursts", "--url", label_studio.url, "--project", title, "--document-root",
+    assert len(kept) == min(frames_per_burst, 10) and selected in kept
+    review.title = f"bursts {uuid.uuid4().hex[:6]}"
+    result = review.run("push", "--bursts", "--url", label_studio.url, "--project", review.title, "--document-root",
                         str(label_studio.document_root), "--no-webhook")
     assert "1 tasks pushed" in result.output
     client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
-    project = next(p for p in client.projects.list(title=title) if p.title == title)
+    project = next(p for p in client.projects.list(title=review.title) if p.title == review.title)
     (task,) = client.tasks.list(project=project.id, fields="all")
     assert task.data["frame_ids"] == kept and len(task.data["frames"]) == len(kept)
     assert task.data["frame_ids"][task.data["marked"] - 1] == selected
@@ -185,13 +193,24 @@ def test_picking_frame_7_in_label_studio_makes_it_the_candidate_and_the_export(t
     assert project.model_version == "burst"
     # every frame has a baseline score already: the one picked has a score at once
     assert db.execute("SELECT COUNT(*) FROM scores WHERE model = 'baseline' AND status = 'ok'").fetchone()[0] == len(kept)
+    return review, client, task, kept, selected
 
+
+def test_picking_frame_7_in_label_studio_makes_it_the_candidate_and_the_export(tmp_path, label_studio):
+    """The acceptance: the Camtrap DP example's heron burst as one task in a real Label Studio;
+    every frame is served; a curator picks frame 7 and rates it hero; after sync frame 7 is the
+    sequence's candidate with a baseline score, and the export holds frame 7."""
+    review, client, task, kept, selected = push_heron_burst(tmp_path, label_studio, 10)
+    title = review.title
     client.annotations.create(id=task.id, result=pick_result(7, stars=9, hero=True))
     review.run("sync", "--url", label_studio.url, "--project", title)
     (now,) = [r["image_id"] for r in review.db["candidates"].rows]
     assert now == kept[6] != selected
     (stored,) = review.db["ratings"].rows
     assert (stored["image_id"], stored["burst_of"], stored["stars"], stored["hero"]) == (kept[6], selected, 9, 1)
+    again = review.run("push", "--bursts", "--url", label_studio.url, "--project", title, "--document-root",
+                       str(label_studio.document_root), "--no-webhook")
+    assert "0 tasks pushed, 1 already there" in again.output, again.output  # the burst, under its new candidate
     out = tmp_path / "heroes"
     review.run("export", "--out", str(out), "--layout", "flat")
     with (out / "manifest.csv").open(newline="") as f:
@@ -201,15 +220,23 @@ def test_picking_frame_7_in_label_studio_makes_it_the_candidate_and_the_export(t
     assert [t.image_id for t in targets] == [kept[6]]
 
 
+def draw_frames(root) -> list:
+    """A JPEG for each of FRAMES under ``root``, each its own colour (so each its own hash)."""
+    from PIL import Image
+
+    paths = []
+    for k, image_id in enumerate(FRAMES):
+        path = root / image_id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (100, 80), (10 * k, 90, 40)).save(path)
+        paths.append(path)
+    return paths
+
+
 def test_labelme_bursts_pick_frame_7(burst_db, tmp_path):
     """`labelme export --bursts` writes every frame's file with best_frame ticked on the candidate's;
     ticking it on frame 7 (and hero) in Labelme's way makes frame 7 the candidate on import."""
-    from PIL import Image
-
-    for k, image_id in enumerate(FRAMES):
-        path = tmp_path / image_id
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (100, 80), (10 * k, 90, 40)).save(path)
+    draw_frames(tmp_path)
     project = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db")})
     out = tmp_path / "bursts"
     result = project.run("labelme", "export", "--bursts", "--out", str(out))
@@ -227,3 +254,110 @@ def test_labelme_bursts_pick_frame_7(burst_db, tmp_path):
     assert candidate(project.db)[0] == FRAMES[6]
     (stored,) = [r for r in project.db["ratings"].rows if r["deleted"] == 0]
     assert (stored["image_id"], stored["burst_of"], stored["hero"]) == (FRAMES[6], FRAMES[2], 1)
+
+
+def test_score_bursts_scores_every_frame_and_push_proposes_the_models_best(tmp_path, label_studio):
+    """`score --bursts` spends the model on every frame a burst shows (plain `score`: on the
+    candidate only); `push --bursts` then prefills the frame that model scores best, and the task
+    says it is the model's proposal, not selection's frame."""
+    root = label_studio.document_root / f"score-bursts-{uuid.uuid4().hex[:6]}"
+    paths = draw_frames(root)
+    (tmp_path / "p").mkdir()
+    make_burst_db(tmp_path / "p" / "h.db", root)
+    with FakeOpenAI() as server:
+        for k, path in enumerate(paths):
+            server.on_image(sent_hash(path), B.answer(9.0 if k == 5 else 4.0 + k / 10, k == 5, f"frame {k + 1}"))
+        project = Project(tmp_path / "p", {"HITL_OPENAI_BASE_URL": server.url,
+                                           "LABEL_STUDIO_API_KEY": label_studio.token,
+                                           "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": None})
+        assert "1 scored, 0 failed of 1" in project.run("score", "--model", QWEN).output
+        assert set(project.scores(QWEN)) == {FRAMES[2]}
+        result = project.run("score", "--model", QWEN, "--bursts")
+        assert "7 scored, 0 failed of 7" in result.output, result.output  # the candidate was scored already
+        assert server.count_generate() == 8
+    rows = project.scores(QWEN)
+    assert set(rows) == set(FRAMES) and rows[FRAMES[5]]["score"] == 9.0
+
+    title = f"score bursts {uuid.uuid4().hex[:6]}"
+    result = project.run("push", "--bursts", "--url", label_studio.url, "--project", title, "--document-root",
+                         str(label_studio.document_root), "--no-webhook")
+    assert "1 tasks pushed" in result.output, result.output
+    client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+    project_id = next(p.id for p in client.projects.list(title=title) if p.title == title)
+    (task,) = client.tasks.list(project=project_id, fields="all")
+    assert task.data["marked"] == 3 and f"{QWEN} proposes frame 6 (9.0/10)" in task.data["burst"], task.data["burst"]
+    (prediction,) = task.predictions
+    assert prediction.model_version == "burst"
+    best = next(r for r in prediction.result if r["from_name"] == "best_frame")
+    assert best["value"] == {"choices": ["6"]}
+
+
+def test_a_curator_picks_a_frame_in_the_browser(tmp_path, label_studio):
+    """Label Studio's own page, in Chromium: a burst of 4 shows 4 frames in one multi-image view
+    (its pager pages through all of them, each image loaded) and offers the frames 1-4 only; the
+    curator clicks frame 3 (or 2, if 3 is selection's), 9 stars and hero, and submits; after
+    `hitl sync` that frame is the sequence's candidate."""
+    from playwright.sync_api import sync_playwright
+
+    from .test_browser import CHROMIUM, CHROMIUM_ARGS, bottom_button
+
+    review, client, task, kept, selected = push_heron_burst(tmp_path, label_studio, 4)
+    frame = 3 if kept[2] != selected else 2
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        try:
+            page.goto(label_studio.url + "/user/login/")
+            page.fill("input[name=email]", label_studio.username)
+            page.fill("input[name=password]", label_studio.password)
+            page.click("button[type=submit]")
+            page.wait_for_load_state("networkidle", timeout=30000)
+            page.goto(f"{label_studio.url}/projects/{task.project}/data?task={task.id}")
+            bottom_button(page, "Submit").wait_for(timeout=60000)
+            indicator = page.locator(".lsf-pagination__page-indicator").first
+            shown = []  # each page's image, loaded (Label Studio shows it from a blob: URL)
+            for k in range(1, len(kept) + 1):
+                assert indicator.inner_text().split() == [str(k), "of", str(len(kept))], indicator.inner_text()
+                image = page.locator(".lsf-image img:visible").first
+                image.wait_for(timeout=30000)
+                page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(),
+                                       timeout=30000)
+                shown.append(image.get_attribute("src"))
+                if k < len(kept):
+                    page.locator(".lsf-pagination__btn_arrow-right:not(.lsf-pagination__btn_arrow-right-double)").click()
+            assert len(set(shown)) == len(kept), shown
+            choices = page.locator(".lsf-choices input[type=checkbox]")
+            assert [choices.nth(k).get_attribute("name") for k in range(choices.count())] == ["1", "2", "3", "4"]
+            page.locator(f".lsf-choices input[type=checkbox][name='{frame}']").check()
+            page.locator("li.ant-rate-star").nth(8).click()
+            page.locator("input[type=radio][name=hero]").check()
+            bottom_button(page, "Submit").click()
+            page.wait_for_load_state("networkidle", timeout=30000)
+        except Exception as exc:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            raise AssertionError(f"browser step failed ({exc}); screenshot: {tmp_path / 'failure.png'}") from exc
+        finally:
+            browser.close()
+    assert wait_for(lambda: client.annotations.list(id=task.id)), "the annotation did not reach Label Studio"
+    assert "1 new" in review.run("sync", "--url", label_studio.url, "--project", review.title).output
+    (now,) = [r["image_id"] for r in review.db["candidates"].rows]
+    assert now == kept[frame - 1] != selected
+    (stored,) = review.db["ratings"].rows
+    assert (stored["image_id"], stored["burst_of"], stored["stars"], stored["hero"]) == (kept[frame - 1], selected, 9, 1)
+
+
+def test_next_and_queue_push_into_the_last_review_project_not_a_burst_or_comparison(burst_db):
+    """`hitl next` and `hitl queue` name "the project pushed last": a burst or comparison project
+    pushed since is not it (their tasks are not single-image reviews)."""
+    from hitl.store import queries
+
+    with store.transaction(burst_db):
+        for k, (title, kind) in enumerate([("old review", None), ("Hero review", "review"), ("Hero bursts", "burst"),
+                                           ("Hero comparison", "pairwise"), ("Hero review (adjudication)", "review")]):
+            burst_db["ls_projects"].insert({"id": k + 1, "url": "http://ls", "title": title, "mode": "blind",
+                                            "kind": kind, "created_at": f"2026-12-01T10:0{k}:00Z",
+                                            "updated_at": f"2026-12-01T10:0{k}:00Z"})
+    assert queries.last_review_title(burst_db) == "Hero review"
+    with store.transaction(burst_db):
+        burst_db.execute("UPDATE ls_projects SET kind = NULL, updated_at = '2026-12-02T00:00:00Z' WHERE id = 1")
+    assert queries.last_review_title(burst_db) == "old review"  # a project from before kinds were kept

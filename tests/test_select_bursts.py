@@ -157,6 +157,30 @@ def test_add_keeps_the_bursts_and_a_new_set_replaces_them(tmp_path, collection):
     assert store.connect(db)["burst_members"].count == 0 and store.connect(db)["candidates"].count == 3
 
 
+def test_a_reselect_keeps_a_curators_pick(tmp_path):
+    """A curator picked q1's best frame over selection's: the same selection run again keeps the
+    pick as the candidate (and says so); a selection without bursts has nothing to pick from."""
+    from converters.common import HumanRating
+    from hitl.store.ratings import record_ratings
+
+    db = tmp_path / "h.db"
+    options = build(tmp_path, "q1")
+    run(db, "select", *options, "-n", "1", "--frames-per-burst", "2")
+    assert [r[0] for r in candidates(db)] == ["q1/c.jpg"]
+    s = store.connect(db)
+    with store.transaction(s):
+        record_ratings(s, [HumanRating("labelstudio", "5", "1", "q1/d.jpg", task_id=1, annotator_email="ana@example.org",
+                                       stars=9, hero=True, burst_of="q1/c.jpg", updated_at="2026-12-01T10:00:00Z")],
+                       via="test")
+    assert [r[0] for r in candidates(db)] == ["q1/d.jpg"]
+    result = run(db, "select", *options, "-n", "1", "--frames-per-burst", "2")
+    assert [r[0] for r in candidates(db)] == ["q1/d.jpg"]
+    assert "1 candidates are the frame a curator picked from its burst" in result.output
+    assert "picked from its burst by ana@example.org" in candidates(db)[0][4]
+    run(db, "select", *options, "-n", "1")
+    assert [r[0] for r in candidates(db)] == ["q1/c.jpg"]
+
+
 def test_an_unreadable_member_is_left_out_and_counted(tmp_path, collection):
     root = tmp_path / "images"
     (root / "q3/z.jpg").write_bytes(b"not a jpeg")

@@ -26,7 +26,8 @@ import pytest
 from .conftest import REPO
 
 PACKAGES = ("hitl", "converters", "label_config")
-DATA_FILES = ("label_config/assisted.xml", "label_config/blind.xml", "hitl/score/prompts/hero-v1.txt")
+DATA_FILES = ("label_config/assisted.xml", "label_config/blind.xml", "label_config/burst.xml",
+              "label_config/pairwise.xml", "hitl/score/prompts/hero-v1.txt")
 TEMPLATES = "hitl/publish/templates/"
 NOT_SHIPPED = ("tests/", "sample_data/", "scripts/", "docs/", ".ci/")
 JUNK = ("__pycache__", ".pytest_cache", ".hypothesis", ".pyc")
@@ -138,6 +139,34 @@ def test_the_wheel_holds_the_data_files_and_no_tests(wheel, source_files):
     entry_points = configparser.ConfigParser()
     entry_points.read_string(zipfile.ZipFile(wheel).read(f"{info}/entry_points.txt").decode())
     assert dict(entry_points["console_scripts"]) == {"hitl": "hitl.cli:cli"}, dict(entry_points["console_scripts"])
+
+
+def test_every_package_the_code_imports_is_a_named_dependency():
+    """requirements.txt (the wheel's dependencies) names every distribution hitl/ and converters/
+    import, not only those something else happens to pull in."""
+    import ast
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+
+    named = {Requirement(line).name.lower().replace("_", "-") for line in (REPO / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")}
+    imported: dict[str, str] = {}
+    for path in sorted([*(REPO / "hitl").rglob("*.py"), *(REPO / "converters").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            for name in names:
+                imported.setdefault(name.split(".")[0], str(path.relative_to(REPO)))
+    distributions = importlib.metadata.packages_distributions()
+    unnamed = {}
+    for top, where in imported.items():
+        if top in sys.stdlib_module_names or top in PACKAGES:
+            continue
+        provided_by = {d.lower().replace("_", "-") for d in distributions.get(top, [])}
+        if not provided_by & named:
+            unnamed[top] = (where, sorted(provided_by))
+    assert not unnamed, f"imported but not in requirements.txt: {unnamed}"
 
 
 IMPORT_ALL = textwrap.dedent("""

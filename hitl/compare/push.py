@@ -22,6 +22,7 @@ import numpy as np
 import sqlite_utils
 
 from converters.labelstudio import default_document_root, local_files_url
+from hitl.compare.order import PREFERENCE_S
 from hitl.compare.pairs import next_pairs
 from hitl.compare.strength import fit_bradley_terry
 from hitl.errors import HitlError
@@ -36,7 +37,6 @@ CONFIG = "pairwise.xml"
 MARK = "(pairwise mode)"  # how a project this database never saw is known as a comparison project
 DESCRIPTION = (f"hero-hitl comparison {MARK}: pick the more beautiful of two hero images, "
                f"or say they are about the same.")
-SCORE = {"left": 1.0, "right": 0.0, "same": 0.5}  # a preference as the fit's s (the left image's win)
 
 
 @dataclass
@@ -63,8 +63,8 @@ def pair_task(left_id: str, right_id: str, left_url: str, right_url: str) -> dic
 
 def comparison_outcomes(comparisons: Iterable[dict], index: dict[str, int]) -> list[tuple[int, int, float]]:
     """Answered comparisons (``curator_comparisons`` rows) among the indexed images as (i, j, s) outcomes."""
-    return [(index[c["left"]], index[c["right"]], SCORE[c["preference"]]) for c in comparisons
-            if c["left"] in index and c["right"] in index and c["preference"] in SCORE]
+    return [(index[c["left"]], index[c["right"]], PREFERENCE_S[c["preference"]]) for c in comparisons
+            if c["left"] in index and c["right"] in index and c["preference"] in PREFERENCE_S]
 
 
 def choose_pairs(n_items: int, outcomes: list[tuple[int, int, float]], done: set[frozenset[int]], n: int,

@@ -148,13 +148,17 @@ def push(db: sqlite_utils.Database, client, *, url: str, title: str, mode: str =
 
 def _new_tasks(rows: list[dict], done: set[str], summary: PushSummary, mode: str, chosen: tuple[str, str] | None,
                root: Path | None, url_template: str | None) -> tuple[list[dict], list[str]]:
-    """The tasks of the images not yet in the project (and their image ids); the rest counted."""
+    """The tasks of the images not yet in the project (and their image ids); the rest counted.
+
+    A burst is in the project when any of its frames is: after a pick its candidate is another
+    frame than the one its task marked, and the curator has seen that burst already.
+    """
     tasks, images = [], []
     for row in rows:
-        if row["image_id"] in done:
+        shown_images = row.get("frames") or [row]
+        if any(f["image_id"] in done for f in shown_images):
             summary.already += 1
             continue
-        shown_images = row.get("frames") or [row]
         urls = [image_url(f, root, url_template, summary) for f in shown_images]
         if None in urls:
             continue

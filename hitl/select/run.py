@@ -30,6 +30,7 @@ from hitl.select import bursts
 from hitl.select import strata as selection
 from hitl.select.output import SelectionSummary, candidate_reason, write_candidates_csv
 from hitl.select.sequences import Frames, frames_of
+from hitl.store import bursts as store_bursts
 from hitl.store import transaction, upsert_many, utc_now
 
 NON_ANIMAL_LABELS = {"blank", "human", "vehicle", "animal", "no cv result", "unknown"}
@@ -461,6 +462,11 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
         upsert_many(db, "detections", det_rows, ("image_id", "det_index"))
         upsert_many(db, "candidates", cand_rows, "image_id")
         upsert_many(db, "burst_members", bursts.store_rows(members, run_id), ("seq_id", "image_id"))
+        if members:  # a curator's earlier pick of a frame of one of these bursts still holds
+            picked = store_bursts.settle(db, {m["seq_id"] for m in members})
+            if picked:
+                summary.notes.append(f"{picked} candidates are the frame a curator picked from its burst, "
+                                     f"not the one selection chose")
         if package is not None:
             upsert_many(db, "camtrap_media", [
                 {"image_id": r["image_id"], "package": package.source, "media_id": package.media[r["image_id"]]["mediaID"],

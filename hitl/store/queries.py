@@ -112,9 +112,10 @@ def project_mode(db: sqlite_utils.Database, project_id: int | str) -> str | None
 
 
 def last_review_title(db: sqlite_utils.Database) -> str | None:
-    """The title of the project pushed most recently that is not itself an adjudication queue."""
+    """The title of the review project (one image a task, not a burst or comparison project) pushed
+    most recently that is not itself an adjudication queue."""
     row = db.execute("SELECT title FROM ls_projects WHERE title NOT LIKE '%(adjudication)' "
-                     "ORDER BY updated_at DESC, id DESC LIMIT 1").fetchone()
+                     "AND COALESCE(kind, 'review') = 'review' ORDER BY updated_at DESC, id DESC LIMIT 1").fetchone()
     return row[0] if row else None
 
 
