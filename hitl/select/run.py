@@ -463,7 +463,7 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
         upsert_many(db, "candidates", cand_rows, "image_id")
         upsert_many(db, "burst_members", bursts.store_rows(members, run_id), ("seq_id", "image_id"))
         if members:  # a curator's earlier pick of a frame of one of these bursts still holds
-            picked = store_bursts.settle(db, {m["seq_id"] for m in members})
+            picked = store_bursts.settle(db, store_bursts.picked_sequences(db) & {m["seq_id"] for m in members})
             if picked:
                 summary.notes.append(f"{picked} candidates are the frame a curator picked from its burst, "
                                      f"not the one selection chose")

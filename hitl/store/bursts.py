@@ -20,13 +20,18 @@ PICKED = " | picked from its burst by "  # how a moved candidate's reason says s
 
 def members(db: sqlite_utils.Database, seq_ids: Iterable[str] | None = None) -> dict[str, list[dict]]:
     """Per sequence, its burst frames in time order: image_id, position, quality, selected."""
-    rows = db.query("SELECT seq_id, image_id, position, quality, selected FROM burst_members "
-                    "ORDER BY seq_id, position, image_id")
-    wanted = None if seq_ids is None else set(seq_ids)
+    columns = "SELECT seq_id, image_id, position, quality, selected FROM burst_members"
+    if seq_ids is None:
+        rows = list(db.query(f"{columns} ORDER BY seq_id, position, image_id"))
+    else:
+        wanted, rows = sorted(set(seq_ids)), []
+        for start in range(0, len(wanted), 500):  # by the primary key, never a scan per sequence
+            part = wanted[start:start + 500]
+            rows += db.query(f"{columns} WHERE seq_id IN ({','.join('?' * len(part))})", part)
+        rows.sort(key=lambda r: (r["seq_id"], r["position"], r["image_id"]))
     out: dict[str, list[dict]] = {}
     for r in rows:
-        if wanted is None or r["seq_id"] in wanted:
-            out.setdefault(r["seq_id"], []).append(dict(r))
+        out.setdefault(r["seq_id"], []).append(dict(r))
     return out
 
 
@@ -62,14 +67,22 @@ def sequences_of(db: sqlite_utils.Database, image_ids: Iterable[str]) -> set[str
     return found
 
 
+def picked_sequences(db: sqlite_utils.Database) -> set[str]:
+    """The sequences with a live burst pick (what a new selection must settle again)."""
+    return {r[0] for r in db.execute(
+        "SELECT DISTINCT b.seq_id FROM ratings r JOIN burst_members b ON b.image_id = r.burst_of "
+        "WHERE r.burst_of IS NOT NULL AND r.deleted = 0 AND r.skipped = 0")}
+
+
 def settle(db: sqlite_utils.Database, seq_ids: Iterable[str]) -> int:
     """Make each sequence's candidate the frame its latest live pick chose (else selection's own);
     inside the caller's transaction. Returns how many candidates moved."""
     moved = 0
     for seq_id, frames in members(db, seq_ids).items():
         by_id = {f["image_id"]: f for f in frames}
+        # the candidate is always a frame of its burst (selection's or the one picked)
         current = db.execute("SELECT c.image_id, c.run_id, c.rank, c.category, c.score, c.reason FROM candidates c "
-                             "JOIN images i USING (image_id) WHERE i.seq_id = ?", [seq_id]).fetchone()
+                             "JOIN burst_members b USING (image_id) WHERE b.seq_id = ?", [seq_id]).fetchone()
         if current is None:
             continue  # no longer a candidate (a later selection replaced the set): nothing to move
         pick = _latest_pick(db, list(by_id))

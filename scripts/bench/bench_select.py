@@ -127,7 +127,7 @@ def run_select(cmd: list[str], workdir: Path, cpus: list[int] | None) -> dict:
         killer.cancel()
         sampler.stop.set()
         proc.returncode = os.waitstatus_to_exitcode(status)  # tell Popen it has been reaped
-    return {"wall": wall, "maxrss_kib": usage.ru_maxrss, "tree_peak": sampler.peak,
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "maxrss_kib": usage.ru_maxrss, "tree_peak": sampler.peak,
             "returncode": proc.returncode, "timed_out": wall >= TIMEOUT_S,
             "stdout": out_path.read_text(errors="replace"), "stderr": err_path.read_text(errors="replace")}
 
@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=5000, help="candidates to select")
     ap.add_argument("--workdir", type=Path, help="keep data here and reuse it on reruns (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (db, CSV, logs) afterwards")
+    ap.add_argument("--frames-per-burst", type=int, default=0,
+                    help="also keep this many frames of each candidate's sequence (select --frames-per-burst)")
     ap.add_argument("--cpus", type=int, default=2,
                     help="pin select to this many CPUs to mimic the 2-core target (0: no pinning)")
     a = ap.parse_args(argv)
@@ -190,7 +192,7 @@ def _bench(a: argparse.Namespace, workdir: Path) -> int:
 
     cmd = [sys.executable, "-m", "hitl", "--db", str(db), "select", "--md", str(md), "--cct", str(cct),
            "--images", str(images), "-n", str(a.n), "--out", str(out), "--seed", str(SEED),
-           *SELECT_NO_CHECK_FILES_ARGS]
+           "--frames-per-burst", str(a.frames_per_burst), *SELECT_NO_CHECK_FILES_ARGS]
     avail = sorted(os.sched_getaffinity(0))
     cpus = avail[:a.cpus] if 0 < a.cpus < len(avail) else None
     print(f"running: {' '.join(cmd)}", flush=True)
@@ -224,6 +226,8 @@ cct.json             {_mb(cct.stat().st_size):.1f} MB
 generation           {gen}
 cpus                 {pinned}
 select wall          {r['wall']:.2f} s        target <= {WALL_TARGET_S:.0f} s     {verdict(wall_ok)}
+select cpu           {r['cpu']:.2f} s        user + sys of the select process (steadier than wall on a busy machine)
+frames per burst     {a.frames_per_burst}
 peak RSS (wait4)     {rss_mb:.0f} MB        target <= {RSS_TARGET_MB:.0f} MB (this or the tree's)  {verdict(rss_ok)}
 process tree peak    {tree_mb:.0f} MB (sampled every 50 ms; sums worker processes)
 candidates written   {rows}
