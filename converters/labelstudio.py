@@ -25,7 +25,7 @@ from .decisions import MAX_STARS, DecisionError, check_box, check_decision, chec
 FROM_RATING, FROM_HERO, FROM_COMMENT, FROM_BOXES, TO_IMAGE = "aesthetic", "hero", "comment", "boxes", "image"
 FROM_PICK, TO_FRAMES = "best_frame", "frames"  # a burst task: the frame picked, 1-based, of data.frames
 FROM_COMPARISON, FROM_SAME = "comparison", "same"  # a pairwise task: Pairwise's side, or the "same" choice
-MAX_FRAMES = 10  # a burst task shows at most this many frames (the burst config's choices)
+MAX_FRAMES = 10  # a burst task shows at most this many frames (its choices come from the task)
 DETECTOR_VERSION = "detector"  # the blind-mode prediction: boxes only, no opinion
 MODES = ("assisted", "blind")
 _Id = Annotated[int, msgspec.Meta(ge=0)]
@@ -320,7 +320,7 @@ def _picked_frame(data: dict, pick: str | None, boxes: list[dict]) -> str:
         raise DecisionError("bad frame pick", "a burst task takes no boxes: they are drawn in the review task")
     if pick is None:
         return burst.frame_ids[burst.marked - 1]
-    if not pick.isdigit() or not 1 <= int(pick) <= len(burst.frame_ids):
+    if not (pick.isascii() and pick.isdigit()) or not 1 <= int(pick) <= len(burst.frame_ids):
         raise DecisionError("bad frame pick", f"{pick!r} is not a frame of this burst (1-{len(burst.frame_ids)})")
     return burst.frame_ids[int(pick) - 1]
 

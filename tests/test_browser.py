@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,33 @@ def demo(tmp_path_factory):
         process.wait(timeout=60)
 
 
+@contextmanager
+def curator_page(url: str, username: str, password: str, failure_dir: Path):
+    """A Chromium page logged in to Label Studio at ``url``; a failing step inside the block is
+    one AssertionError naming it, with a screenshot and the page's HTML left in ``failure_dir``."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        try:
+            log_in(page, url, username, password)
+            yield page
+        except Exception as exc:
+            page.screenshot(path=str(failure_dir / "failure.png"), full_page=True)
+            (failure_dir / "failure.html").write_text(page.content())
+            raise AssertionError(f"browser step failed ({exc}); screenshot: {failure_dir / 'failure.png'}") from exc
+        finally:
+            browser.close()
+
+
+def log_in(page, url: str, username: str, password: str) -> None:
+    page.goto(url + "/user/login/")
+    page.fill("input[name=email]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle", timeout=30000)
+    assert "/user/login" not in page.url, "the login was refused"
+
+
 def rating(db_path: Path, task_id: int):
     db = store.connect(db_path)
     rows = list(db["ratings"].rows_where("task_id = ? AND deleted = 0", [task_id]))
@@ -84,12 +112,7 @@ def test_a_curator_reviews_in_the_browser(demo, tmp_path):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         try:
-            page.goto(demo["url"] + "/user/login/")
-            page.fill("input[name=email]", demo["LABEL_STUDIO_USERNAME"])
-            page.fill("input[name=password]", demo["LABEL_STUDIO_PASSWORD"])
-            page.click("button[type=submit]")
-            page.wait_for_load_state("networkidle", timeout=30000)
-            assert "/user/login" not in page.url, "the login was refused"
+            log_in(page, demo["url"], demo["LABEL_STUDIO_USERNAME"], demo["LABEL_STUDIO_PASSWORD"])
 
             # the first task of the labeling stream: the image is shown, the model's stars prefilled
             page.goto(f"{demo['url']}/projects/{project.id}/data?labeling=1")

@@ -80,7 +80,7 @@ def test_a_pick_is_a_rating_of_the_frame_picked():
     assert (kept.image_id, kept.burst_of) == (FRAMES[2], FRAMES[2])
 
 
-@pytest.mark.parametrize("frame", [0, 9, "7.5", "seven"])
+@pytest.mark.parametrize("frame", [0, 9, "7.5", "seven", "²", "-1", " 7"])
 def test_a_pick_outside_the_burst_is_refused(frame):
     annotation = {"id": 1, "task": 11, "result": [{"from_name": "best_frame", "type": "choices",
                                                    "value": {"choices": [str(frame)]}}]}
@@ -237,10 +237,14 @@ def test_labelme_bursts_pick_frame_7(burst_db, tmp_path):
     """`labelme export --bursts` writes every frame's file with best_frame ticked on the candidate's;
     ticking it on frame 7 (and hero) in Labelme's way makes frame 7 the candidate on import."""
     draw_frames(tmp_path)
+    with store.transaction(burst_db):  # a candidate whose sequence kept no frames: left out, and said so
+        burst_db["images"].insert({"image_id": "cam/seq2/solo.JPG", "root": str(tmp_path), "seq_id": "seq2"})
+        burst_db["candidates"].insert({"image_id": "cam/seq2/solo.JPG", "run_id": 1, "rank": 5})
     project = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db")})
     out = tmp_path / "bursts"
     result = project.run("labelme", "export", "--bursts", "--out", str(out))
     assert "Bursts: 8 frame files for 1 candidates" in result.output and "best_frame" in result.output
+    assert "left out     1  no burst frames" in result.output, result.output
     docs = {f: json.loads((out / f).with_suffix(".json").read_text()) for f in FRAMES}
     assert [d["flags"]["best_frame"] for d in docs.values()] == [k == 2 for k in range(8)]
     assert {d["hero_hitl"]["burst_of"] for d in docs.values()} == {FRAMES[2]}
@@ -251,7 +255,8 @@ def test_labelme_bursts_pick_frame_7(burst_db, tmp_path):
     seventh["flags"].update(best_frame=True, hero=True, not_hero=False)
     (out / FRAMES[6]).with_suffix(".json").write_text(json.dumps(seventh))
     result = project.run("labelme", "import", str(out), "--curator", "ana@example.org")
-    assert candidate(project.db)[0] == FRAMES[6]
+    assert dict(project.db.execute("SELECT image_id, 1 FROM candidates").fetchall()) == {
+        FRAMES[6]: 1, "cam/seq2/solo.JPG": 1}
     (stored,) = [r for r in project.db["ratings"].rows if r["deleted"] == 0]
     assert (stored["image_id"], stored["burst_of"], stored["hero"]) == (FRAMES[6], FRAMES[2], 1)
 
@@ -297,47 +302,32 @@ def test_a_curator_picks_a_frame_in_the_browser(tmp_path, label_studio):
     (its pager pages through all of them, each image loaded) and offers the frames 1-4 only; the
     curator clicks frame 3 (or 2, if 3 is selection's), 9 stars and hero, and submits; after
     `hitl sync` that frame is the sequence's candidate."""
-    from playwright.sync_api import sync_playwright
-
-    from .test_browser import CHROMIUM, CHROMIUM_ARGS, bottom_button
+    from .test_browser import bottom_button, curator_page
 
     review, client, task, kept, selected = push_heron_burst(tmp_path, label_studio, 4)
     frame = 3 if kept[2] != selected else 2
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        try:
-            page.goto(label_studio.url + "/user/login/")
-            page.fill("input[name=email]", label_studio.username)
-            page.fill("input[name=password]", label_studio.password)
-            page.click("button[type=submit]")
-            page.wait_for_load_state("networkidle", timeout=30000)
-            page.goto(f"{label_studio.url}/projects/{task.project}/data?task={task.id}")
-            bottom_button(page, "Submit").wait_for(timeout=60000)
-            indicator = page.locator(".lsf-pagination__page-indicator").first
-            shown = []  # each page's image, loaded (Label Studio shows it from a blob: URL)
-            for k in range(1, len(kept) + 1):
-                assert indicator.inner_text().split() == [str(k), "of", str(len(kept))], indicator.inner_text()
-                image = page.locator(".lsf-image img:visible").first
-                image.wait_for(timeout=30000)
-                page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(),
-                                       timeout=30000)
-                shown.append(image.get_attribute("src"))
-                if k < len(kept):
-                    page.locator(".lsf-pagination__btn_arrow-right:not(.lsf-pagination__btn_arrow-right-double)").click()
-            assert len(set(shown)) == len(kept), shown
-            choices = page.locator(".lsf-choices input[type=checkbox]")
-            assert [choices.nth(k).get_attribute("name") for k in range(choices.count())] == ["1", "2", "3", "4"]
-            page.locator(f".lsf-choices input[type=checkbox][name='{frame}']").check()
-            page.locator("li.ant-rate-star").nth(8).click()
-            page.locator("input[type=radio][name=hero]").check()
-            bottom_button(page, "Submit").click()
-            page.wait_for_load_state("networkidle", timeout=30000)
-        except Exception as exc:
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            raise AssertionError(f"browser step failed ({exc}); screenshot: {tmp_path / 'failure.png'}") from exc
-        finally:
-            browser.close()
+    with curator_page(label_studio.url, label_studio.username, label_studio.password, tmp_path) as page:
+        page.goto(f"{label_studio.url}/projects/{task.project}/data?task={task.id}")
+        bottom_button(page, "Submit").wait_for(timeout=60000)
+        indicator = page.locator(".lsf-pagination__page-indicator").first
+        shown = []  # each page's image, loaded (Label Studio shows it from a blob: URL)
+        for k in range(1, len(kept) + 1):
+            assert indicator.inner_text().split() == [str(k), "of", str(len(kept))], indicator.inner_text()
+            image = page.locator(".lsf-image img:visible").first
+            image.wait_for(timeout=30000)
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(),
+                                   timeout=30000)
+            shown.append(image.get_attribute("src"))
+            if k < len(kept):
+                page.locator(".lsf-pagination__btn_arrow-right:not(.lsf-pagination__btn_arrow-right-double)").click()
+        assert len(set(shown)) == len(kept), shown
+        choices = page.locator(".lsf-choices input[type=checkbox]")
+        assert [choices.nth(k).get_attribute("name") for k in range(choices.count())] == ["1", "2", "3", "4"]
+        page.locator(f".lsf-choices input[type=checkbox][name='{frame}']").check()
+        page.locator("li.ant-rate-star").nth(8).click()
+        page.locator("input[type=radio][name=hero]").check()
+        bottom_button(page, "Submit").click()
+        page.wait_for_load_state("networkidle", timeout=30000)
     assert wait_for(lambda: client.annotations.list(id=task.id)), "the annotation did not reach Label Studio"
     assert "1 new" in review.run("sync", "--url", label_studio.url, "--project", review.title).output
     (now,) = [r["image_id"] for r in review.db["candidates"].rows]

@@ -189,46 +189,30 @@ def test_a_curator_compares_in_the_browser(tmp_path, label_studio):
     """Label Studio's own comparison page, in Chromium: both photos shown side by side; the curator
     clicks the right one and submits, then ticks "About the same" on the next pair; what Label
     Studio stores reads back through `hitl sync` as "right" and "same" for those pairs."""
-    from playwright.sync_api import sync_playwright
-
-    from .test_browser import CHROMIUM, CHROMIUM_ARGS, bottom_button
+    from .test_browser import bottom_button, curator_page
 
     heroes = Heroes(tmp_path, label_studio, 4)
     assert "2 pairs pushed" in heroes.compare("-n", "2", "--no-webhook").output
     first, second = heroes.tasks()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        try:
-            page.goto(label_studio.url + "/user/login/")
-            page.fill("input[name=email]", label_studio.username)
-            page.fill("input[name=password]", label_studio.password)
-            page.click("button[type=submit]")
+    with curator_page(label_studio.url, label_studio.username, label_studio.password, tmp_path) as page:
+        for task, answer in ((first, "right"), (second, "same")):
+            page.goto(f"{label_studio.url}/projects/{heroes.project_id()}/data?task={task.id}")
+            bottom_button(page, "Submit").wait_for(timeout=60000)
+            images = page.locator(".lsf-image img:visible")  # the task's two photos, not the table's
+            images.nth(1).wait_for(timeout=30000)
+            for k in range(2):
+                page.wait_for_function("img => img.complete && img.naturalWidth > 0",
+                                       arg=images.nth(k).element_handle(), timeout=30000)
+            assert images.count() == 2
+            if answer == "right":
+                box = images.nth(1).bounding_box()  # a click where the curator sees the photo
+                page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            else:
+                page.locator(".lsf-choices label", has_text="About the same").click()
+            bottom_button(page, "Submit").click()
             page.wait_for_load_state("networkidle", timeout=30000)
-            for task, answer in ((first, "right"), (second, "same")):
-                page.goto(f"{label_studio.url}/projects/{heroes.project_id()}/data?task={task.id}")
-                bottom_button(page, "Submit").wait_for(timeout=60000)
-                images = page.locator(".lsf-image img:visible")  # the task's two photos, not the table's
-                images.nth(1).wait_for(timeout=30000)
-                for k in range(2):
-                    page.wait_for_function("img => img.complete && img.naturalWidth > 0",
-                                           arg=images.nth(k).element_handle(), timeout=30000)
-                assert images.count() == 2
-                if answer == "right":
-                    box = images.nth(1).bounding_box()  # a click where the curator sees the photo
-                    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-                else:
-                    page.locator(".lsf-choices label", has_text="About the same").click()
-                bottom_button(page, "Submit").click()
-                page.wait_for_load_state("networkidle", timeout=30000)
-                assert wait_for(lambda t=task: heroes.client.annotations.list(id=t.id), timeout=15), \
-                    f"task {task.id}: no annotation reached Label Studio"
-        except Exception as exc:
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            (tmp_path / "failure.html").write_text(page.content())
-            raise AssertionError(f"browser step failed ({exc}); screenshot: {tmp_path / 'failure.png'}") from exc
-        finally:
-            browser.close()
+            assert wait_for(lambda t=task: heroes.client.annotations.list(id=t.id), timeout=15), \
+                f"task {task.id}: no annotation reached Label Studio"
     stored = {a.id: a.result for t in (first, second) for a in heroes.client.annotations.list(id=t.id)}
     result = heroes.sync()
     assert "2 new" in result.output and "skipped" not in result.output, (result.output, stored)

@@ -185,6 +185,8 @@ def labelme_export(obj: Context, out_dir, mode, prefill, overwrite, bursts) -> N
                             overwrite=overwrite, with_bursts=bursts, settings=obj.settings)
     if bursts:
         click.echo(f"Bursts: {counts['burst_frames']} frame files for {counts['candidates']} candidates")
+        for reason, count in counts["left_out"].items():
+            click.echo(f"  left out {count:>5}  {reason}")
     click.echo(f"Labelme files ({counts['mode']}, prefilled: {counts['prefill_model'] or 'none'}): "
                f"{counts['written']} written, {counts['unchanged']} unchanged, "
                f"{counts['kept_existing']} kept (edited since; --overwrite replaces)")

@@ -53,8 +53,9 @@ def export_labelme(db: sqlite_utils.Database, out_dir: str | Path | None, mode: 
     if not images:
         raise NothingToDo("no candidates yet: run `select` first")
     burst_of: dict[str, dict] = {}
+    left_out: dict[str, int] = {}
     if with_bursts:
-        rows, _left_out = bursts.burst_rows(db, images, settings)
+        rows, left_out = bursts.burst_rows(db, images, settings)
         if not rows:
             raise NothingToDo(f"no candidate has burst frames to show: {bursts.NO_BURST}")
         images = []
@@ -77,7 +78,7 @@ def export_labelme(db: sqlite_utils.Database, out_dir: str | Path | None, mode: 
     return {
         "mode": mode, "prefill_model": prefill_model, "out_dir": str(export.base) if export.base else None,
         "candidates": len(images) - len(burst_of) + len({b["burst_of"] for b in burst_of.values()}),
-        "burst_frames": len(burst_of),
+        "burst_frames": len(burst_of), "left_out": dict(left_out),
         **{key: export.counts[key] for key in ("written", "unchanged", "kept_existing", "replaced",
                                                "skipped_missing_image", "skipped_unreadable_image",
                                                "skipped_name_clash", "write_failed", "size_from_file",
