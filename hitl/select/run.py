@@ -31,7 +31,7 @@ from hitl.select import strata as selection
 from hitl.select.output import SelectionSummary, candidate_reason, write_candidates_csv
 from hitl.select.sequences import Frames, frames_of
 from hitl.store import bursts as store_bursts
-from hitl.store import transaction, upsert_many, utc_now
+from hitl.store import in_chunks, transaction, upsert_many, utc_now
 
 NON_ANIMAL_LABELS = {"blank", "human", "vehicle", "animal", "no cv result", "unknown"}
 UNIDENTIFIED = "unidentified animal"
@@ -455,9 +455,8 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
             db.execute("DELETE FROM candidates")
             db.execute("DELETE FROM burst_members")  # the bursts belong to the candidate set they replace
         ids = [r["image_id"] for r in image_rows]
-        for chunk in range(0, len(ids), 500):
-            part = ids[chunk:chunk + 500]
-            db.execute(f"DELETE FROM detections WHERE image_id IN ({','.join('?' * len(part))})", part)
+        for marks, part in in_chunks(ids):
+            db.execute(f"DELETE FROM detections WHERE image_id IN ({marks})", part)
         upsert_many(db, "images", image_rows, "image_id")
         upsert_many(db, "detections", det_rows, ("image_id", "det_index"))
         upsert_many(db, "candidates", cand_rows, "image_id")

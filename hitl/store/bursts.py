@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import sqlite_utils
 
 from converters.labelstudio import MAX_FRAMES
+from hitl.store.db import in_chunks
 from hitl.store.ratings import curator_name, time_key
 
 PICKED = " | picked from its burst by "  # how a moved candidate's reason says so (and is undone)
@@ -24,10 +25,9 @@ def members(db: sqlite_utils.Database, seq_ids: Iterable[str] | None = None) -> 
     if seq_ids is None:
         rows = list(db.query(f"{columns} ORDER BY seq_id, position, image_id"))
     else:
-        wanted, rows = sorted(set(seq_ids)), []
-        for start in range(0, len(wanted), 500):  # by the primary key, never a scan per sequence
-            part = wanted[start:start + 500]
-            rows += db.query(f"{columns} WHERE seq_id IN ({','.join('?' * len(part))})", part)
+        rows = []
+        for marks, part in in_chunks(sorted(set(seq_ids))):  # by the primary key: no scan of every burst
+            rows += db.query(f"{columns} WHERE seq_id IN ({marks})", part)
         rows.sort(key=lambda r: (r["seq_id"], r["position"], r["image_id"]))
     out: dict[str, list[dict]] = {}
     for r in rows:
@@ -60,10 +60,9 @@ def sequences_of(db: sqlite_utils.Database, image_ids: Iterable[str]) -> set[str
     """The sequences (with burst frames) the given images belong to."""
     ids = sorted({i for i in image_ids if i})
     found: set[str] = set()
-    for start in range(0, len(ids), 500):
-        part = ids[start:start + 500]
-        found.update(r[0] for r in db.execute(
-            f"SELECT DISTINCT seq_id FROM burst_members WHERE image_id IN ({','.join('?' * len(part))})", part))
+    for marks, part in in_chunks(ids):
+        found.update(r[0] for r in db.execute(f"SELECT DISTINCT seq_id FROM burst_members WHERE image_id IN ({marks})",
+                                              part))
     return found
 
 

@@ -106,6 +106,14 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
     return applied
 
 
+def in_chunks(values: list, size: int = 500) -> Iterator[tuple[str, list]]:
+    """``values`` in parts small enough for one ``IN (...)`` each (SQLite caps the parameters of a
+    statement), each part with its placeholders: ``for marks, part in in_chunks(ids): ... IN ({marks})``."""
+    for start in range(0, len(values), size):
+        part = values[start:start + size]
+        yield ",".join("?" * len(part)), part
+
+
 def insert_row(db: sqlite_utils.Database, table: str, row: dict) -> int:
     """Insert one row with plain SQL (sqlite-utils' insert re-inspects the table on every call,
     which the webhook cannot afford per delivery). Returns the rowid."""
