@@ -173,12 +173,14 @@ def _score(value: object) -> float:
 
 def match_results(results: Sequence[LabelResult], known: Mapping[str, str], roots: Sequence[str] = (),
                   source: str = "") -> Matched:
-    """Match each result to a known image id (``known``: image_id -> its root), the first way that works:
+    """Match each result to a known image id (``known``: image_id -> its root) by the most specific thing it says:
 
-    its ``image_id``; its ``image_path`` relative to a root (``roots`` first, then the images' own),
-    or already relative; its file name with ``#`` read as ``/`` (hero-images copies ``a/b/c.jpg``
-    to ``a#b#c.jpg``), or a shorter tail of that; a file name only one known image has.
-    A second result for an image is a duplicate: the first one counts.
+    its ``image_id``; else its ``image_path`` under a root (``roots`` first, then the images' own)
+    or relative (to a root); else its file name with ``#`` read as ``/`` (hero-images copies
+    ``a/b/c.jpg`` to ``a#b#c.jpg``), or a shorter tail of that; else a file name only one known
+    image has. A result whose ``image_id``, or whose path under a root, names an image that is
+    not known is unmatched: a weaker key would put its score on another image (another camera's
+    ``IMG_0006.JPG``). A second result for an image is a duplicate: the first one counts.
     """
     all_roots = list(dict.fromkeys([*roots, *sorted(set(known.values()))]))
     by_name: dict[str, list[str]] = {}
@@ -203,12 +205,20 @@ def match_results(results: Sequence[LabelResult], known: Mapping[str, str], root
 
 def _match(result: LabelResult, known: Mapping[str, str], roots: list[str],
            by_name: dict[str, list[str]]) -> tuple[str | None, str, tuple[str, str]]:
-    if result.image_id and result.image_id in known:
+    named = ", ".join(f"{k} {v!r}" for k, v in (("image_id", result.image_id), ("image_path", result.image_path),
+                                                ("image_filename", result.image_filename)) if v)
+    claimed = _path_keys(result.image_path, roots) if result.image_path else []
+    if result.image_id:
+        if result.image_id not in known:
+            return None, "", ("image_id not in the database", named)
+        if claimed and result.image_id not in claimed and any(k in known for k in claimed):
+            return None, "", ("image_id and image_path name different images", named)
         return result.image_id, "image_id", ("", "")
-    if result.image_path:
-        found = _by_path(result.image_path, known, roots)
+    if claimed:  # a path that says where the image is: that image or none
+        found = next((k for k in claimed if k in known), None)
         if found:
             return found, "image_path", ("", "")
+        return None, "", ("image_path names no image in the database", named)
     names = list(dict.fromkeys(n for n in (result.image_filename, _base(result.image_path)) if n))
     for name in names:
         found = _by_flat_name(name, known)
@@ -221,21 +231,26 @@ def _match(result: LabelResult, known: Mapping[str, str], roots: list[str],
         if len(ids) > 1:
             return None, "", ("file name matches several images",
                               f"{len(ids)} images are called {_base(name)!r}, e.g. {ids[0]}, {ids[1]}")
-    named = ", ".join(f"{k} {v!r}" for k, v in (("image_id", result.image_id), ("image_path", result.image_path),
-                                                ("image_filename", result.image_filename)) if v)
     return None, "", ("no image in the database matches", named)
 
 
-def _by_path(path: str, known: Mapping[str, str], roots: list[str]) -> str | None:
+def _path_keys(path: str, roots: list[str]) -> list[str]:
+    """The image ids an ``image_path`` names: relative to each root it lies under, or as a relative path.
+
+    None for a path that says only a file name: one outside every root (the scripts ran
+    elsewhere), a bare name, or a ``#``-flattened copy's name (the copy's folder is not the image's).
+    """
     text = path.replace("\\", "/")
+    if "#" in (_base(text) or ""):
+        return []
+    keys = []
     for root in roots:
         prefix = root.replace("\\", "/").rstrip("/") + "/"
         if prefix != "/" and text.startswith(prefix):
-            key = _key(text[len(prefix):])
-            if key in known:
-                return key
-    key = _key(text)
-    return key if key in known else None
+            keys.append(_key(text[len(prefix):]))
+    if not keys and "/" in text.strip("/"):
+        keys.append(_key(text))  # None when absolute: outside every root
+    return list(dict.fromkeys(k for k in keys if k))
 
 
 def _by_flat_name(name: str, known: Mapping[str, str]) -> str | None:

@@ -212,3 +212,51 @@ def test_the_converter_reads_the_layouts_hero_images_writes():
     assert hitl_model_name("models/gemini-2.5-flash", "batch_api") == "gemini-2.5-flash"
     assert hitl_model_name("unknown", "local_vllm") is None  # then --model is asked for
     assert hitl_model_name("openai:Qwen/Qwen2.5-VL-7B-Instruct", "local_vllm") == "openai:Qwen/Qwen2.5-VL-7B-Instruct"
+
+
+def test_the_readme_sequence_puts_every_score_on_its_own_image(tmp_path, sample_data):
+    """README: the walk-through's database (candidates, bursts, a folder scored) exports its baseline
+    scores; a second database holding only 12 candidates imports them. An entry naming an image the
+    second database does not hold is unmatched, never put on another camera's image of the same name."""
+    walk = CliProject(tmp_path / "hitl.db", {"HITL_DB": str(tmp_path / "hitl.db")})
+    walk.run("select", "--md", str(sample_data / "md_results.json"), "--speciesnet",
+             str(sample_data / "speciesnet_predictions.json"), "--cct", str(sample_data / "cct.json"),
+             "--images", str(sample_data / "images"), "-n", "12", "--frames-per-burst", "3")
+    walk.run("score", "--model", "baseline")
+    walk.run("score", "--model", "baseline", "--images", str(sample_data / "images"))
+    labels = tmp_path / "baseline_labels.json"
+    walk.run("score", "--model", "baseline", "--export", str(labels))
+    exported = {r["image_id"]: r for r in json.loads(labels.read_text())["results"]}
+
+    imported = CliProject(tmp_path / "imported.db", {"HITL_DB": str(tmp_path / "imported.db")})
+    imported.run("select", "--md", str(sample_data / "md_results.json"), "--cct", str(sample_data / "cct.json"),
+                 "--images", str(sample_data / "images"), "-n", "12")
+    held = {r["image_id"] for r in imported.db.query("SELECT image_id FROM images")}
+    result = imported.run("score", "--import", str(labels), "--json")
+    counts = json.loads(result.output)
+    rows = scores_of(imported, "baseline", "hero-v1")
+    assert set(rows) == held & set(exported) and len(rows) == 12, sorted(rows)
+    for image_id, row in rows.items():  # every score on the image it was exported for
+        assert row["score"] == exported[image_id]["aesthetic_score"], image_id
+    assert counts["scores"]["new"] == 12 and counts["duplicates"] == 0
+    assert counts["unmatched"] == len(exported) - 12 == counts["problems"]["image_id not in the database"]
+
+
+def test_a_weaker_key_is_used_only_when_the_entry_says_nothing_more_specific():
+    known = {"cam_a/IMG_0001.JPG": "/data", "cam_b/IMG_0006.JPG": "/data", "cam_b/IMG_0002.JPG": "/data"}
+    entries = [
+        {"image_id": "cam_a/IMG_0006.JPG", "aesthetic_score": 1},  # an image we do not hold
+        {"image_path": "/data/cam_a/IMG_0006.JPG", "aesthetic_score": 2},  # under the root: the same
+        {"image_path": "cam_c/IMG_0006.JPG", "aesthetic_score": 3},  # relative: to the root
+        {"image_id": "cam_a/IMG_0001.JPG", "image_path": "/data/cam_b/IMG_0002.JPG", "aesthetic_score": 4},
+        {"image_path": "/elsewhere/IMG_0006.JPG", "aesthetic_score": 5},  # outside every root: its name only
+        {"image_path": "/data/candidates/cam_b#IMG_0002.JPG", "aesthetic_score": 6},  # a flattened copy
+        {"image_path": "IMG_0001.JPG", "aesthetic_score": 7},  # a bare name
+    ]
+    labels = parse_label_file({"results": entries}, "l.json")
+    matched = match_results(labels.results, known, source="l.json")
+    assert [(i, r.score) for i, r in matched.pairs] == [
+        ("cam_b/IMG_0006.JPG", 5.0), ("cam_b/IMG_0002.JPG", 6.0), ("cam_a/IMG_0001.JPG", 7.0)]
+    assert [p.reason for p in matched.unmatched] == [
+        "image_id not in the database", "image_path names no image in the database",
+        "image_path names no image in the database", "image_id and image_path name different images"]
