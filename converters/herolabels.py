@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from .common import InputFormatError, RecordProblem, decode_json, image_key, read_input
 
 WHAT = "hero-images label"
@@ -30,6 +32,7 @@ EXPECTED = ("expected a JSON object with labeling_info and a results list of {im
             "aesthetic_score, reasoning, success, error}, as hero-images' labeling scripts and "
             "`hitl score --export` write")
 _RESULT_KEYS = frozenset({"image_path", "image_filename", "image_id", "aesthetic_score"})
+_NAMES = ("image_id", "image_path", "image_filename")
 _LOCAL_SERVER = re.compile(r"vllm|ollama", re.IGNORECASE)  # served to hitl as openai:<model>
 
 
@@ -47,7 +50,7 @@ class LabelResult:
     hero: bool | None  # None: the file does not say
     reasoning: str | None
     error: str | None
-    raw: dict = field(repr=False, compare=False)  # the result as the file holds it
+    raw: str = field(repr=False, compare=False)  # the result as the file holds it, as JSON text
 
 
 @dataclass
@@ -83,14 +86,26 @@ def read_label_file(path: str | Path) -> LabelFile:
 
 
 def _decode(data: bytes | mmap.mmap, path: str | Path) -> object:
-    """JSON through msgspec; Python's json.dump writes NaN and Infinity, which only the standard library reads."""
+    """JSON through msgspec; what only the standard library reads (Python's json.dump writes NaN and
+    Infinity; 1e999, an integer of thousands of digits, a lone surrogate's escape) through it, so such
+    a value is one bad result, not a bad file."""
     try:
         return decode_json(data, path, WHAT)
-    except InputFormatError as exc:
+    except (InputFormatError, msgspec.ValidationError) as exc:  # ValidationError: a number out of range
         try:
-            return json.loads(bytes(data))
+            return json.loads(bytes(data), parse_int=_int)
         except (ValueError, RecursionError):
-            raise exc from None
+            if isinstance(exc, InputFormatError):
+                raise exc from None
+            raise InputFormatError(f"{path}: cannot parse the {WHAT} file ({exc}); it is not valid JSON") from None
+
+
+def _int(digits: str) -> int | float:
+    """An integer of the file; one too long for Python's int() (thousands of digits) as the infinity it is near."""
+    try:
+        return int(digits)
+    except ValueError:
+        return float(digits)
 
 
 def parse_label_file(data: object, source: str) -> LabelFile:
@@ -137,7 +152,13 @@ class _Bad(ValueError):
 def _result(index: int, entry: object) -> LabelResult:
     if not isinstance(entry, dict):
         raise _Bad("result not an object", f"a {_kind(entry)}: {_short(entry)}")
-    image_id, path, name = (_text(entry.get(k)) for k in ("image_id", "image_path", "image_filename"))
+    for key in ("image_id", "image_path", "image_filename", "reasoning", "error"):
+        value = entry.get(key)
+        if key in _NAMES and value is not None and not isinstance(value, str):
+            raise _Bad(f"{key} not text", _short(value))
+        if isinstance(value, str) and not is_unicode(value):
+            raise _Bad("text not valid Unicode", f"{key} has a lone surrogate: {_short(value)}")
+    image_id, path, name = (_text(entry.get(k)) for k in _NAMES)
     if not (image_id or path or name):
         raise _Bad("no image named", "none of image_id, image_path, image_filename is given")
     value = entry.get("aesthetic_score", entry.get("score"))
@@ -152,23 +173,35 @@ def _result(index: int, entry: object) -> LabelResult:
     score = _score(value) if success else None
     return LabelResult(index=index, record=_where(index, entry), image_id=image_id, image_path=path,
                        image_filename=name, success=success, score=score, hero=hero if success else None,
-                       reasoning=_as_text(entry.get("reasoning")), error=_as_text(entry.get("error")), raw=entry)
+                       reasoning=_as_text(entry.get("reasoning")), error=_as_text(entry.get("error")),
+                       raw=_as_text(entry, sort_keys=True))
 
 
 def _score(value: object) -> float:
     if value is None:
         raise _Bad("score missing", "a successful result needs aesthetic_score")
-    number = value
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise _Bad("score not a number", _short(value)) from None
-    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _Bad("score not a number", _short(value))
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except ValueError:
+        raise _Bad("score not a number", _short(value)) from None
+    except OverflowError:  # an integer past any float
+        raise _Bad("score out of range", f"{_short(value)} is outside 0-10") from None
+    if not math.isfinite(number):
         raise _Bad("score not a number", _short(value))
     if not 0 <= number <= 10:
-        raise _Bad("score out of range", f"{number} is outside 0-10")
-    return float(number)
+        raise _Bad("score out of range", f"{number:g} is outside 0-10")
+    return number
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be stored and printed: JSON's escapes can spell a lone surrogate, which UTF-8 cannot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def match_results(results: Sequence[LabelResult], known: Mapping[str, str], roots: Sequence[str] = (),
@@ -296,10 +329,14 @@ def _text(value: object) -> str | None:
     return (value.strip() or None) if isinstance(value, str) else None
 
 
-def _as_text(value: object) -> str | None:
+def _as_text(value: object, sort_keys: bool = False) -> str | None:
+    """A text field as it is, anything else as its JSON (escaped to ASCII, so any string in it can be stored)."""
     if value is None or isinstance(value, str):
         return value
-    return json.dumps(value)
+    try:
+        return json.dumps(value, sort_keys=sort_keys)
+    except (ValueError, RecursionError) as exc:  # an integer too long to print, nesting past the stack
+        raise _Bad("value cannot be stored", f"{type(exc).__name__}: {_short(str(exc))}") from None
 
 
 def _where(index: int, entry: object) -> str:
@@ -316,5 +353,8 @@ def _kind(value: object) -> str:
 
 
 def _short(value: object) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to print
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
     return text if len(text) <= 80 else text[:77] + "..."

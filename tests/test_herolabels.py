@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from converters.herolabels import hitl_model_name, match_results, parse_label_file
+from hitl import store
+from hitl.errors import HitlError, InputFormatError
+from hitl.score.labels import import_scores
 from hitl.store import transaction, utc_now
 
 from .conftest import CliProject
@@ -260,3 +266,77 @@ def test_a_weaker_key_is_used_only_when_the_entry_says_nothing_more_specific():
     assert [p.reason for p in matched.unmatched] == [
         "image_id not in the database", "image_path names no image in the database",
         "image_path names no image in the database", "image_id and image_path name different images"]
+
+
+# ---- hostile values: every result imported or counted, nothing escapes ---------------------------
+
+class Raw(str):
+    """JSON text put into the file as it is (what json.dumps cannot write: 1e999, 5000 digits)."""
+
+
+SURROGATE = st.integers(0xD800, 0xDFFF).map(chr)
+HOSTILE = st.one_of(
+    st.sampled_from([Raw("1e999"), Raw("-1e999"), Raw("9" * 5000), Raw("-" + "9" * 5000), Raw("9" * 400),
+                     Raw("1e-999"), Raw("NaN"), Raw("-Infinity"), Raw("[" * 3000 + "]" * 3000)]),
+    st.tuples(st.text(max_size=5), SURROGATE, st.text(max_size=5)).map("".join),
+    st.floats(), st.integers(), st.integers(min_value=10 ** 300, max_value=10 ** 3000), st.booleans(), st.none(),
+    st.text(), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+KEYS = ("image_id", "image_path", "image_filename", "aesthetic_score", "score", "reasoning", "error", "success",
+        "hero", "other")
+
+
+def hostile_file(path, where: str, index: int, key: str, value) -> None:
+    results = [{"image_id": f"cam/{n}.jpg", "image_path": f"/data/cam/{n}.jpg", "image_filename": f"{n}.jpg",
+                "aesthetic_score": 7.5, "reasoning": "sharp", "success": True, "error": None, "hero": True}
+               for n in "abc"]
+    data = {"labeling_info": {"model": "m", "prompt_version": "v"}, "results": results}
+    target = data["labeling_info"] if where == "info" else results[index]
+    target[key if where != "info" else ("model", "prompt_version")[index % 2]] = "@@RAW@@" if isinstance(
+        value, Raw) else value
+    text = json.dumps(data)  # ensure_ascii: a lone surrogate is written as its \ud800 escape
+    path.write_text(text.replace('"@@RAW@@"', value) if isinstance(value, Raw) else text)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(["result", "result", "result", "info"]), index=st.integers(0, 2),
+       key=st.sampled_from(KEYS), value=HOSTILE)
+def test_fuzz_label_file_values(tmp_path_factory, where, index, key, value):
+    tmp = tmp_path_factory.mktemp("fuzz-labels")
+    path = tmp / "labels.json"
+    hostile_file(path, where, index, key, value)
+    db = store.connect(tmp / "h.db")
+    with transaction(db):
+        db["images"].insert_all([{"image_id": f"cam/{n}.jpg", "root": "/data", "updated_at": utc_now()}
+                                 for n in "abc"])
+    try:
+        summary = import_scores(db, path)
+    except (HitlError, InputFormatError) as exc:  # refusing the whole file: only for the file's own fields,
+        deep = isinstance(value, Raw) and value.startswith("[")  # or nesting past any decoder
+        assert where == "info" or deep, repr(exc)
+        assert "\n" not in str(exc) and db["scores"].count == 0
+        return
+    # every result accounted for: stored, or counted with its reason (never silently dropped)
+    counted = len(summary.bad) + len(summary.unmatched) + len(summary.duplicates)
+    assert summary.total == 3 and summary.matched + counted == 3, summary.as_counts()
+    rows = list(db.query("SELECT * FROM scores"))
+    assert len(rows) == summary.matched
+    for row in rows:
+        assert row["status"] == "failed" or (math.isfinite(row["score"]) and 0 <= row["score"] <= 10)
+
+
+def test_the_values_of_the_issue_are_counted_bad_records_and_the_rest_is_imported(tmp_path, sample_data):
+    project = selected(tmp_path, sample_data)
+    ids = sorted(r["image_id"] for r in project.db.query("SELECT image_id FROM candidates"))
+    results = [{"image_id": i, "aesthetic_score": 5.0, "reasoning": "fine", "success": True} for i in ids[:4]]
+    results[1]["aesthetic_score"] = "@1e999@"
+    results[2]["reasoning"] = "a lone \ud800 surrogate"
+    results[3]["aesthetic_score"] = "@huge@"
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps({"labeling_info": {"model": "m"}, "results": results})
+                    .replace('"@1e999@"', "1e999").replace('"@huge@"', "1" + "0" * 400))
+    result = project.run("score", "--import", str(path))
+    assert result.output.splitlines()[0] == f"{path}: 1 score imported as m@imported (1 new), 3 bad records"
+    for reason in ("score not a number", "text not valid Unicode", "score out of range"):
+        assert f"skipped      1  {reason}" in result.output, result.output
+    assert [r["image_id"] for r in project.db.query("SELECT image_id FROM scores")] == ids[:1]

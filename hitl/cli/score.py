@@ -177,6 +177,9 @@ def _import(obj: Context, path: str, model: str | None, prompt_version: str | No
     roots = list(dict.fromkeys([images_dir, str(Path(images_dir).resolve())])) if images_dir else []
     summary = import_scores(obj.db, path, model=model, prompt_version=prompt_version, roots=roots)
     click.echo(json.dumps(summary.as_counts(), indent=2, sort_keys=True) if as_json else import_text(summary))
+    if not summary.matched and not summary.unmatched:
+        raise click.ClickException(f"{path}: nothing imported: none of its {summary.total} results is usable "
+                                   f"(the bad records above say why)")
     if not summary.matched:
         raise click.ClickException(f"{path}: nothing imported: none of its {summary.total} results matches an "
                                    f"image in the database; select those images first, or pass --images with "

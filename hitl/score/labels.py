@@ -1,7 +1,6 @@
 """hero-images label files: the JSON the seed project's scripts write, out of (and into) the store."""
 from __future__ import annotations
 
-import json
 import statistics
 from collections import Counter
 from collections.abc import Sequence
@@ -12,7 +11,7 @@ from typing import Any
 import sqlite_utils
 
 from converters.common import RecordProblem
-from converters.herolabels import DEFAULT_PROMPT_VERSION, LabelResult, match_results, read_label_file
+from converters.herolabels import DEFAULT_PROMPT_VERSION, LabelResult, is_unicode, match_results, read_label_file
 from hitl.errors import InputFormatError, NothingToDo, redact
 from hitl.score.record import ScoreSummary, finish_run, score_row, start_run, write_score_rows
 from hitl.store import queries, transaction, utc_now
@@ -118,6 +117,10 @@ def import_scores(db: sqlite_utils.Database, path: str | Path, *, model: str | N
         raise InputFormatError(f"{path}: its labeling_info names no model; pass --model NAME "
                                f"(the rater its scores are stored as)")
     pv = prompt_version or labels.prompt_version or DEFAULT_PROMPT_VERSION
+    for name, option in ((model, "--model"), (pv, "--prompt-version")):
+        if not is_unicode(name):
+            raise InputFormatError(f"{path}: the rater name {name!r} is not valid Unicode text (a lone surrogate); "
+                                   f"pass {option} NAME")
     if not labels.total:
         raise NothingToDo(f"{path}: its results list is empty; nothing to import")
     known = queries.image_roots(db)
@@ -149,7 +152,7 @@ def _row(image_id: str, model: str, pv: str, result: LabelResult) -> dict[str, A
     error = redact(result.error) if result.error is not None else None
     return score_row(image_id, model, pv, status="ok" if result.success else "failed", score=result.score,
                      hero=result.hero, reasoning=result.reasoning, tags=() if result.success else None,
-                     raw=redact(json.dumps(result.raw, sort_keys=True, default=str)), error=error,
+                     raw=redact(result.raw), error=error,
                      error_kind=None if result.success else IMPORTED)
 
 
