@@ -340,3 +340,34 @@ def test_the_values_of_the_issue_are_counted_bad_records_and_the_rest_is_importe
     for reason in ("score not a number", "text not valid Unicode", "score out of range"):
         assert f"skipped      1  {reason}" in result.output, result.output
     assert [r["image_id"] for r in project.db.query("SELECT image_id FROM scores")] == ids[:1]
+
+
+def test_an_import_does_not_replace_scores_of_another_origin_without_replace(tmp_path, sample_data):
+    project = selected(tmp_path, sample_data)
+    project.run("score", "--model", "baseline")
+    real = scores_of(project, "baseline", "hero-v1")
+    exported = tmp_path / "baseline_labels.json"
+    project.run("score", "--model", "baseline", "--export", str(exported))
+    same = project.run("score", "--import", str(exported), "--json")  # the same scores: nothing replaced
+    assert json.loads(same.output)["scores"] == {"new": 0, "updated": 0, "unchanged": 10}
+
+    data = json.loads(exported.read_text())
+    for entry in data["results"]:
+        entry["aesthetic_score"] = 10.0 - entry["aesthetic_score"]
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(data))
+    refused = project.run("score", "--import", str(other), ok=False)
+    assert refused.exit_code == 1 and len(refused.output.strip().splitlines()) == 1, refused.output
+    assert refused.output.startswith(f"Error: {other}: 10 of its results would replace baseline@hero-v1 scores "
+                                     f"made by a scoring run here (e.g. ") and "pass --replace" in refused.output
+    assert scores_of(project, "baseline", "hero-v1") == real
+
+    replaced = project.run("score", "--import", str(other), "--replace")
+    assert "10 scores imported as baseline@hero-v1 (10 updated)" in replaced.output
+    after = scores_of(project, "baseline", "hero-v1")
+    assert all(after[i]["score"] == 10.0 - real[i]["score"] for i in real)
+    again = project.run("score", "--import", str(other), "--json")  # its own scores now: a no-op
+    assert json.loads(again.output)["scores"] == {"new": 0, "updated": 0, "unchanged": 10}
+    back = project.run("score", "--import", str(exported), ok=False)  # another file's scores now
+    assert f"would replace baseline@hero-v1 scores imported from {other.resolve()}" in back.output
+    assert project.run("score", "--model", "baseline", "--replace", ok=False).exit_code == 2

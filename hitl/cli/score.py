@@ -35,10 +35,12 @@ from hitl.score.backends.base import is_transient
 @click.option("--import", "import_path", type=click.Path(dir_okay=False),
               help="Store the scores of a hero-images label JSON file (as the model it names, or --model; "
                    "prompt version from the file, --prompt-version or 'imported') and stop.")
+@click.option("--replace", is_flag=True, help="With --import: overwrite scores this model already has from "
+                                              "elsewhere (a run here, another file). [default: refuse]")
 @json_option()
 @click.pass_obj
 def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency, retry_failed, max_cost, base_urls,
-          images_dir, prompt_version, limit, export_path, import_path, as_json, bursts) -> None:
+          images_dir, prompt_version, limit, export_path, import_path, as_json, bursts, replace) -> None:
     """Score candidates with a model: every image once per model and prompt version.
 
     Finished images are never called again (a rerun continues where a run stopped);
@@ -66,7 +68,9 @@ def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency,
         if clash:
             raise click.UsageError(f"--import stores a label file's scores and calls no model; it cannot be "
                                    f"combined with {', '.join(clash)}")
-        return _import(obj, import_path, model, prompt_version, images_dir, as_json)
+        return _import(obj, import_path, model, prompt_version, images_dir, as_json, replace)
+    if replace:
+        raise click.UsageError("--replace goes with --import (it lets a label file overwrite scores from elsewhere)")
     if concurrency:
         obj.settings["score"]["concurrency"] = concurrency
     pv = prompt_version or obj.settings["score"]["prompt_version"]
@@ -171,11 +175,11 @@ def _export(obj: Context, model: str | None, pv: str, export_path: str) -> None:
 
 
 def _import(obj: Context, path: str, model: str | None, prompt_version: str | None, images_dir: str | None,
-            as_json: bool) -> None:
+            as_json: bool, replace: bool = False) -> None:
     from hitl.score.labels import import_scores
 
     roots = list(dict.fromkeys([images_dir, str(Path(images_dir).resolve())])) if images_dir else []
-    summary = import_scores(obj.db, path, model=model, prompt_version=prompt_version, roots=roots)
+    summary = import_scores(obj.db, path, model=model, prompt_version=prompt_version, roots=roots, replace=replace)
     click.echo(json.dumps(summary.as_counts(), indent=2, sort_keys=True) if as_json else import_text(summary))
     if not summary.matched and not summary.unmatched:
         raise click.ClickException(f"{path}: nothing imported: none of its {summary.total} results is usable "

@@ -1,6 +1,7 @@
 """hero-images label files: the JSON the seed project's scripts write, out of (and into) the store."""
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ import sqlite_utils
 
 from converters.common import RecordProblem
 from converters.herolabels import DEFAULT_PROMPT_VERSION, LabelResult, is_unicode, match_results, read_label_file
-from hitl.errors import InputFormatError, NothingToDo, redact
+from hitl.errors import HitlError, InputFormatError, NothingToDo, redact
 from hitl.score.record import ScoreSummary, finish_run, score_row, start_run, write_score_rows
 from hitl.store import queries, transaction, utc_now
 
@@ -103,13 +104,15 @@ class ImportSummary:
 
 
 def import_scores(db: sqlite_utils.Database, path: str | Path, *, model: str | None = None,
-                  prompt_version: str | None = None, roots: Sequence[str] = ()) -> ImportSummary:
+                  prompt_version: str | None = None, roots: Sequence[str] = (), replace: bool = False) -> ImportSummary:
     """Store a hero-images label file's results as ``model``'s scores (default: the model the file names).
 
     Each result is matched to an image already in the store (see
     :func:`converters.herolabels.match_results`; ``roots``: folders its image_path values are under);
     a failure is stored as one (status failed, its error kept). Rows already holding the same
-    result are left alone, so importing a file again changes nothing.
+    result are left alone, so importing a file again changes nothing. A score of another origin
+    (a scoring run here, an import of another file) is replaced only with ``replace``: otherwise
+    the file is refused whole (ReplaceRefused), nothing written.
     """
     labels = read_label_file(path)
     model = model or labels.model
@@ -130,22 +133,58 @@ def import_scores(db: sqlite_utils.Database, path: str | Path, *, model: str | N
     matched = match_results(labels.results, known, roots, str(path))
     summary = ImportSummary(str(path), model, pv, labels.method, labels.total, matched_by=matched.by,
                             bad=labels.problems, unmatched=matched.unmatched, duplicates=matched.duplicates)
+    rows = _changed_rows(db, summary, matched.pairs, origin_of(path), replace)
+    if rows:
+        summary.run_id = _write(db, summary, rows, labels.model_in_file, origin_of(path))
+    return summary
+
+
+class ReplaceRefused(HitlError):
+    """An import would overwrite scores that came from somewhere else; ``--replace`` allows it."""
+
+
+def origin_of(path: str | Path) -> str:
+    """A label file as the origin of the scores imported from it: its absolute path."""
+    return str(Path(path).resolve())
+
+
+def _changed_rows(db: sqlite_utils.Database, summary: ImportSummary, pairs: list[tuple[str, LabelResult]],
+                  origin: str, replace: bool) -> list[dict[str, Any]]:
+    """The rows to write (new or changed results), counting each change in ``summary``; refused when one
+    would overwrite a score of another origin and ``replace`` is not given."""
+    model, pv = summary.model, summary.prompt_version
     stored = {r["image_id"]: r for r in db.query(
-        "SELECT image_id, status, score, hero, reasoning, error, created_at FROM scores "
-        "WHERE model = ? AND prompt_version = ?", [model, pv])}
-    rows = []
-    for image_id, result in matched.pairs:
+        "SELECT s.image_id, s.status, s.score, s.hero, s.reasoning, s.error, s.created_at, r.mode, r.parameters "
+        "FROM scores s LEFT JOIN score_runs r ON r.id = s.run_id WHERE s.model = ? AND s.prompt_version = ?",
+        [model, pv])}
+    rows, foreign = [], []
+    for image_id, result in pairs:
         row = _row(image_id, model, pv, result)
         old = stored.get(image_id)
         change = "new" if old is None else "unchanged" if all(
             old[k] == row[k] for k in ("status", "score", "hero", "reasoning", "error")) else "updated"
         (summary.scores if result.success else summary.failures)[change] += 1
+        if change == "updated" and old["status"] == "ok" and _origin(old) != origin:  # a failure is no score
+            foreign.append(old)
         if change != "unchanged":
             row["created_at"] = old["created_at"] if old else row["created_at"]
             rows.append(row)
-    if rows:
-        summary.run_id = _write(db, summary, rows, labels.model_in_file)
-    return summary
+    if foreign and not replace:
+        first = foreign[0]
+        made = (f"imported from {_origin(first)}" if first["mode"] == "import" and _origin(first)
+                else "made by a scoring run here" if first["mode"] else "of unknown origin")
+        raise ReplaceRefused(f"{summary.source}: {len(foreign)} of its results would replace {summary.rater} scores "
+                             f"{made} (e.g. {first['image_id']}); pass --replace to overwrite them, or --model or "
+                             f"--prompt-version to import the file as another rater")
+    return rows
+
+
+def _origin(row: dict[str, Any]) -> str | None:
+    """The label file a stored score was imported from (None: scored here, or unknown)."""
+    if row["mode"] != "import":
+        return None
+    parameters = json.loads(row["parameters"] or "{}")
+    return parameters.get("origin") or (origin_of(parameters["file"]) if parameters.get("file") else None)
 
 
 def _row(image_id: str, model: str, pv: str, result: LabelResult) -> dict[str, Any]:
@@ -157,10 +196,11 @@ def _row(image_id: str, model: str, pv: str, result: LabelResult) -> dict[str, A
 
 
 def _write(db: sqlite_utils.Database, summary: ImportSummary, rows: list[dict[str, Any]],
-           model_in_file: str | None) -> int:
+           model_in_file: str | None, origin: str) -> int:
     """The changed rows in one transaction, recorded as a score run of mode ``import``."""
     run_id = start_run(db, summary.model, summary.prompt_version, "import", len(rows), None,
-                       {"file": summary.source, "method": summary.method, "model_in_file": model_in_file})
+                       {"file": summary.source, "origin": origin, "method": summary.method,
+                        "model_in_file": model_in_file})
     run = ScoreSummary(run_id, summary.model, summary.prompt_version, "import", len(rows))
     for row in rows:
         row["run_id"] = run_id
