@@ -7,7 +7,7 @@ The layout::
 
 hero-images' own scripts name the model ``model_used`` and the method ``processing_method`` and
 give no prompt version; a vLLM checkpoint has ``checkpoint_info`` instead of ``labeling_info``;
-our export adds ``image_id`` and ``hero`` to each result. A bad result is a counted
+our export adds ``image_id``, ``hero`` and ``inputs`` (what the score was computed from) to each result. A bad result is a counted
 :class:`RecordProblem`; a file that is not such a file at all is an :class:`InputFormatError`.
 Results are matched to known image ids by :func:`match_results`, given those ids and their roots.
 """
@@ -50,6 +50,7 @@ class LabelResult:
     hero: bool | None  # None: the file does not say
     reasoning: str | None
     error: str | None
+    inputs: str | None  # our export's: the digest of the detections the score was computed from
     raw: str = field(repr=False, compare=False)  # the result as the file holds it, as JSON text
 
 
@@ -152,7 +153,7 @@ class _Bad(ValueError):
 def _result(index: int, entry: object) -> LabelResult:
     if not isinstance(entry, dict):
         raise _Bad("result not an object", f"a {_kind(entry)}: {_short(entry)}")
-    for key in ("image_id", "image_path", "image_filename", "reasoning", "error"):
+    for key in ("image_id", "image_path", "image_filename", "reasoning", "error", "inputs"):
         value = entry.get(key)
         if key in _NAMES and value is not None and not isinstance(value, str):
             raise _Bad(f"{key} not text", _short(value))
@@ -174,7 +175,7 @@ def _result(index: int, entry: object) -> LabelResult:
     return LabelResult(index=index, record=_where(index, entry), image_id=image_id, image_path=path,
                        image_filename=name, success=success, score=score, hero=hero if success else None,
                        reasoning=_as_text(entry.get("reasoning")), error=_as_text(entry.get("error")),
-                       raw=_as_text(entry, sort_keys=True))
+                       inputs=_text(entry.get("inputs")), raw=_as_text(entry, sort_keys=True))
 
 
 def _score(value: object) -> float:

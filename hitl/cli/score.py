@@ -19,6 +19,9 @@ from hitl.score.backends.base import is_transient
 @click.option("--cancel", "cancel_job", metavar="JOB", help="Cancel a batch job (e.g. batches/abc123).")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Calls in flight. [default: 8]")
 @click.option("--retry-failed", is_flag=True, help="Rerun only the images whose result is a failure.")
+@click.option("--refresh-stale", is_flag=True,
+              help="Rescore only the images whose score by this model was computed from other detections than "
+                   "they have now (report and gallery list them).")
 @click.option("--max-cost", type=click.FloatRange(min=0), help="Refuse a run whose estimate is above this (USD).")
 @click.option("--base-url", "base_urls", multiple=True,
               help="OpenAI-compatible server, repeatable (default: HITL_OPENAI_BASE_URL, comma-separated).")
@@ -40,7 +43,8 @@ from hitl.score.backends.base import is_transient
 @json_option()
 @click.pass_obj
 def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency, retry_failed, max_cost, base_urls,
-          images_dir, prompt_version, limit, export_path, import_path, as_json, bursts, replace) -> None:
+          images_dir, prompt_version, limit, export_path, import_path, as_json, bursts, replace,
+          refresh_stale) -> None:
     """Score candidates with a model: every image once per model and prompt version.
 
     Finished images are never called again (a rerun continues where a run stopped);
@@ -57,13 +61,15 @@ def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency,
         python -m hitl score --model openai:Qwen/Qwen2.5-VL-7B-Instruct --base-url http://gpu1:8000/v1 \\
             --base-url http://gpu2:8000/v1 --concurrency 32
         python -m hitl score --model baseline --images photos/
+        python -m hitl score --model gemini-2.5-flash --refresh-stale
         python -m hitl score --model baseline --export baseline_labels.json
         python -m hitl score --import gemini_batch_labels_20250923_143022.json --images /mnt/c/camera-traps
     """
     if import_path:
         given = {"--export": export_path, "--batch": batch, "--resume": resume, "--job": job_name,
                  "--cancel": cancel_job, "--concurrency": concurrency, "--retry-failed": retry_failed,
-                 "--max-cost": max_cost is not None, "--base-url": base_urls, "--limit": limit}
+                 "--max-cost": max_cost is not None, "--base-url": base_urls, "--limit": limit,
+                 "--refresh-stale": refresh_stale}
         clash = [name for name, value in given.items() if value]
         if clash:
             raise click.UsageError(f"--import stores a label file's scores and calls no model; it cannot be "
@@ -84,17 +90,23 @@ def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency,
         raise click.UsageError("--model is required, e.g. --model baseline")
     if bursts and images_dir:
         raise click.UsageError("--bursts scores the candidates' burst frames; --images scores a folder: one of them")
-    _run(obj, model, pv, batch, retry_failed, max_cost, list(base_urls) or None, images_dir, limit, as_json, bursts)
+    clash = [name for name, value in (("--retry-failed", retry_failed), ("--images", images_dir),
+                                      ("--bursts", bursts)) if value]
+    if refresh_stale and clash:
+        raise click.UsageError(f"--refresh-stale rescores the stale scores of this model wherever they are; it "
+                               f"cannot be combined with {', '.join(clash)}")
+    _run(obj, model, pv, batch, retry_failed, max_cost, list(base_urls) or None, images_dir, limit, as_json, bursts,
+         refresh_stale)
 
 
 def _run(obj: Context, model: str, pv: str, batch: bool, retry_failed: bool, max_cost: float | None,
          base_urls: list[str] | None, images_dir: str | None, limit: int | None, as_json: bool,
-         bursts: bool = False) -> None:
+         bursts: bool = False, refresh_stale: bool = False) -> None:
     from hitl.score.backends import make_backend
     from hitl.score.batch import open_batch_jobs, submit_batch
     from hitl.score.record import estimate_cost
     from hitl.score.runner import run_sync
-    from hitl.score.targets import candidate_targets, register_folder
+    from hitl.score.targets import candidate_targets, register_folder, stale_targets
     from hitl.store import queries
 
     settings, db = obj.settings, obj.db
@@ -113,9 +125,15 @@ def _run(obj: Context, model: str, pv: str, batch: bool, retry_failed: bool, max
             echo_err(f"Skipped {problem}")
         if len(skipped_files) > 10:
             echo_err(f"... and {len(skipped_files) - 10} more files skipped")
-    targets, skipped = candidate_targets(db, backend.name, pv, retry_failed, obj.threshold, image_ids)
+    if refresh_stale:
+        targets, skipped = stale_targets(db, backend.name, pv, obj.threshold), 0
+    else:
+        targets, skipped = candidate_targets(db, backend.name, pv, retry_failed, obj.threshold, image_ids)
     if limit:
         targets = targets[:limit]
+    if not targets and refresh_stale:
+        click.echo(f"No stale {backend.name} ({pv}) scores: each was computed from its image's current detections")
+        return
     if not targets:
         if image_ids is None and not queries.candidates(db):
             raise click.ClickException("no candidates yet: run `python -m hitl select` first, "

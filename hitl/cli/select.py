@@ -66,10 +66,23 @@ def select(obj: Context, md_path, camtrap_dp, media_root, speciesnet_path, cct_p
         cct=cct_path, out_csv=out_csv, add=add, echo=echo_err, learned=learned, camtrap_dp=camtrap_dp,
         media_root=media_root,
     )
+    rescored = _rescore_baseline(obj, summary.run_id)
     if as_json:
-        print_json(summary.as_counts())
+        print_json({**summary.as_counts(), "baseline_rescored": rescored})
         return
     click.echo(format_selection_summary(summary, out_csv))
+    if rescored:
+        click.echo(f"Rescored {rescored} baseline scores: their images' detections changed since they were scored")
+
+
+def _rescore_baseline(obj: Context, run_id: int) -> int:
+    """Recompute the baseline's scores of the images this run wrote detections for, where those changed
+    (a folder scored before selection had none): the baseline is free, and a score follows its inputs."""
+    from hitl.score.stale import refresh_baseline
+
+    written = [r[0] for r in obj.db.execute("SELECT image_id FROM candidates WHERE run_id = ? UNION "
+                                            "SELECT image_id FROM burst_members WHERE run_id = ?", [run_id, run_id])]
+    return sum(s.scored + sum(s.failed.values()) for s in refresh_baseline(obj.db, obj.settings, obj.threshold, written))
 
 
 def format_selection_summary(summary, out_csv: str | None) -> str:

@@ -20,6 +20,7 @@ import sqlite_utils
 
 from hitl.errors import HitlError, NothingToDo
 from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
+from hitl.score.stale import stale_marks
 from hitl.store import queries, utc_now
 
 __all__ = ["build_gallery", "GalleryError", "EMBED_MAX_IMAGES"]
@@ -53,7 +54,8 @@ def build_gallery(db: sqlite_utils.Database, out_dir: str | Path, *, models: lis
     if not cards:
         raise NothingToDo("nothing to show: no candidates and no scores yet; run `select` or `score` first")
     raters = _pick_models(db, models)
-    _attach_scores(db, cards, raters)
+    stale, notes = stale_marks(db)
+    _attach_scores(db, cards, raters, stale)
     _attach_boxes(db, cards, threshold)
 
     out = Path(out_dir)
@@ -74,6 +76,7 @@ def build_gallery(db: sqlite_utils.Database, out_dir: str | Path, *, models: lis
     species = sorted({c["species"] for c in cards if c["species"]})
     html = render("gallery.html", cards=cards, raters=raters, summaries=_summaries(cards, raters),
                   species=species, generated_at=utc_now(), n_cards=len(cards),
+                  stale_notes=[n for n in notes if n["rater"] in raters],
                   from_candidates=cards[0]["rank"] is not None)
     index = out / "index.html"
     write_atomic(index, html)
@@ -107,7 +110,8 @@ def _pick_models(db: sqlite_utils.Database, wanted: list[str] | None) -> list[st
     return picked
 
 
-def _attach_scores(db: sqlite_utils.Database, cards: list[dict], raters: list[str]) -> None:
+def _attach_scores(db: sqlite_utils.Database, cards: list[dict], raters: list[str],
+                   stale: set[tuple[str, str]]) -> None:
     by_image: dict[str, dict[str, dict]] = defaultdict(dict)
     for image_id, model, pv, status, score, hero, reasoning, error_kind in db.execute(
             "SELECT image_id, model, prompt_version, status, score, hero, reasoning, error_kind FROM scores"):
@@ -116,7 +120,8 @@ def _attach_scores(db: sqlite_utils.Database, cards: list[dict], raters: list[st
     for card in cards:
         mine = by_image.get(card["image_id"], {})
         card["scores"] = [mine.get(r) for r in raters]
-        card["verdicts"] = [verdict(r, **(s or {"status": None})) for r, s in zip(raters, card["scores"])]
+        card["verdicts"] = [verdict(r, **(s or {"status": None}), stale=(card["image_id"], r) in stale)
+                            for r, s in zip(raters, card["scores"])]
         # what the page's script sorts and filters by; "" where a model has no ok answer
         card["data"] = {"id": card["image_id"], "rank": "" if card["rank"] is None else card["rank"],
                         "species": card["species"] or ""}

@@ -89,9 +89,11 @@ def card_image(thumb: Thumb | None, *, alt: str, boxes: Iterable[dict] = (), src
 
 
 def verdict(name: str, score: float | None = None, hero: bool | None = None, reasoning: str | None = None,
-            status: str | None = "ok", error: str | None = None) -> dict[str, Any]:
-    """One model's line on a card; ``status`` None means the model did not score the image."""
-    return {"name": name, "status": status, "score": score, "hero": hero, "reasoning": reasoning, "error": error}
+            status: str | None = "ok", error: str | None = None, stale: bool = False) -> dict[str, Any]:
+    """One model's line on a card; ``status`` None means the model did not score the image; ``stale``:
+    the score was computed before the image's detections changed (:mod:`hitl.score.stale`)."""
+    return {"name": name, "status": status, "score": score, "hero": hero, "reasoning": reasoning, "error": error,
+            "stale": stale}
 
 
 def score_colour(score: float | None, top: float = 10.0) -> str:

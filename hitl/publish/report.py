@@ -29,6 +29,7 @@ from hitl.learn.run import latest_run
 from hitl.publish.heroset import select_heroes
 from hitl.publish.learning import learned_section
 from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
+from hitl.score.stale import stale_marks
 from hitl.store import utc_now
 from hitl.store.ratings import curator_comparisons, curator_name, long_table
 from hitl.tables import SafeDictWriter
@@ -72,7 +73,8 @@ def build_report(db: sqlite_utils.Database, out_dir: str | Path, *, hero_thresho
                                                      r["project"]), r["comment"]))
     roots = dict(db.execute("SELECT image_id, root FROM images").fetchall())
     learned = learned_section(latest_run(db), _figure_png)
-    write_atomic(paths["html"], render_html(agreement, rows, ranked[:top], reasoning, comments, roots, learned))
+    write_atomic(paths["html"], render_html(agreement, rows, ranked[:top], reasoning, comments, roots, learned,
+                                            stale_marks(db)))
     return paths
 
 
@@ -344,7 +346,8 @@ def _pairwise_table(block: dict | None) -> dict | None:
     return {**{k: v for k, v in block.items() if k != "agreement"}, "columns": ["Kendall τ-b"], "rows": rows}
 
 
-def _cards(ranked: list[dict], reasoning: dict, comments: dict, roots: dict) -> list[dict]:
+def _cards(ranked: list[dict], reasoning: dict, comments: dict, roots: dict,
+           stale: set[tuple[str, str]] = frozenset()) -> list[dict]:
     """One card per top disagreement: thumbnail, what each curator and model said, the curators' comments."""
     # the same thumbnails as the gallery and the contact sheet: upright, made on every core
     known = [r for r in ranked if roots.get(r["image_id"])]
@@ -356,8 +359,8 @@ def _cards(ranked: list[dict], reasoning: dict, comments: dict, roots: dict) -> 
         curators = [{"name": name, "stars": _text(v["stars"], 0) or "–", "mode": v["mode"] or "",
                      "hero": "hero" if v["hero"] else "not hero" if v["hero"] is False else ""}
                     for name, v in row["curators"].items()]
-        verdicts = [verdict(name, v["score"], v["hero"], reasoning.get(image_id, {}).get(name))
-                    for name, v in row["models"].items()]
+        verdicts = [verdict(name, v["score"], v["hero"], reasoning.get(image_id, {}).get(name),
+                            stale=(image_id, name) in stale) for name, v in row["models"].items()]
         cards.append({"rank": rank, "image_id": image_id, "species": row["species"] or "", "reason": row["reason"],
                       "image": card_image(made.get(image_id), alt=image_id), "curators": curators,
                       "comments": [{"who": who, "text": text} for who, text in comments.get(image_id, [])],
@@ -366,8 +369,10 @@ def _cards(ranked: list[dict], reasoning: dict, comments: dict, roots: dict) -> 
 
 
 def render_html(agreement: dict, rows: list[dict], ranked: list[dict], reasoning: dict, comments: dict,
-                roots: dict, learned: dict | None = None) -> str:
-    """The report page: ``ranked`` are the disagreements shown as cards, the rest is in ``agreement``."""
+                roots: dict, learned: dict | None = None,
+                stale: tuple[set[tuple[str, str]], list[dict]] = (frozenset(), [])) -> str:
+    """The report page: ``ranked`` are the disagreements shown as cards, the rest is in ``agreement``;
+    ``stale``: the stale scores and a note per rater (:func:`hitl.score.stale.stale_marks`)."""
     params = agreement.get("parameters", {})
     raters = agreement.get("raters", [])
     pairs = agreement.get("pairs", [])
@@ -404,5 +409,6 @@ def render_html(agreement: dict, rows: list[dict], ranked: list[dict], reasoning
         subset_tables=[_subsets("By review mode", inter.get("by_mode"), agreement.get("by_mode")),
                        _subsets("By species", inter.get("by_species"), agreement.get("by_species"))],
         plots=[{"title": title, "src": src} for title, src in scatter_and_bland_altman(rows) + distributions(rows)],
-        cards=_cards(ranked, reasoning, comments, roots),
+        cards=_cards(ranked, reasoning, comments, roots, stale[0]),
+        stale_notes=stale[1],
     )

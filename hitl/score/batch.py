@@ -74,7 +74,8 @@ def submit_batch(db: sqlite_utils.Database, backend: BatchBackend, targets: list
         db["batch_jobs"].insert({"name": pending_name, "model": backend.name, "prompt_version": prompt_version,
                                  "state": "NOT_SUBMITTED", "input_file": str(jsonl), "n_requests": len(keys),
                                  "run_id": run_id, "created_at": now, "updated_at": now})
-        db["batch_items"].insert_all([{"job_name": pending_name, "key": k, "image_id": v} for k, v in keys.items()])
+        db["batch_items"].insert_all([{"job_name": pending_name, "key": k, "image_id": t.image_id, "inputs": t.inputs}
+                                      for k, t in keys.items()])
     name, uploaded = _with_retries(settings, backend, backend.submit_batch, str(jsonl), local_id)
     with transaction(db):  # the job's name, its images and the prompt version are in SQLite from here on
         db.execute("UPDATE batch_items SET job_name = ? WHERE job_name = ?", [name, pending_name])
@@ -87,18 +88,18 @@ def submit_batch(db: sqlite_utils.Database, backend: BatchBackend, targets: list
 
 
 def _write_input(jsonl: Path, backend: BatchBackend, caller: Caller, targets: list[Target], prompt: str,
-                 recorder: Recorder, progress: bool | None) -> dict[str, str]:
-    """Prepare the images on every core into the JSONL file; returns key → image_id of the lines."""
-    keys: dict[str, str] = {}
+                 recorder: Recorder, progress: bool | None) -> dict[str, Target]:
+    """Prepare the images on every core into the JSONL file; returns key → target of the lines."""
+    keys: dict[str, Target] = {}
     with jsonl.open("w", encoding="utf-8") as out, ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool, \
             progress_bar(progress, total=len(targets), desc="Preparing batch", unit="img") as bar:
         for target, request in zip(targets, pool.map(caller.prepare, targets)):
             bar.update(1)
             if isinstance(request, Attempted):  # the image itself is unusable: recorded, not sent
-                recorder.record(target.image_id, request.outcome, 0)
+                recorder.record(target.image_id, request.outcome, 0, target.inputs)
                 continue
             out.write(json.dumps(backend.batch_line(request, prompt)) + "\n")
-            keys[request.key] = target.image_id
+            keys[request.key] = target
     return keys
 
 
@@ -166,20 +167,22 @@ def resume_batch(db: sqlite_utils.Database, backend: BatchBackend, job: dict, se
 def _collect(db: sqlite_utils.Database, backend: BatchBackend, job: dict, name: str, result_file: str,
              summary: ScoreSummary, settings: dict[str, Any]) -> None:
     """Record every result line by its key; a request the job never answered is a failure."""
-    keys = dict(db.execute("SELECT key, image_id FROM batch_items WHERE job_name = ?", [name]).fetchall())
+    keys = {key: (image_id, inputs) for key, image_id, inputs in db.execute(
+        "SELECT key, image_id, inputs FROM batch_items WHERE job_name = ?", [name])}
     recorder = Recorder(db, summary, backend.price(settings), settings["score"]["batch_discount"], batch_job=name)
     seen: set[str] = set()
     unknown = 0
     for key, outcome in _with_retries(settings, backend, lambda: list(backend.batch_results(result_file))):
-        image_id = keys.get(key)
-        if image_id is None or key in seen:
+        if key not in keys or key in seen:
             unknown += 1
             continue
         seen.add(key)
-        recorder.record(image_id, outcome, 1)
+        image_id, inputs = keys[key]
+        recorder.record(image_id, outcome, 1, inputs)
     for key in keys.keys() - seen:
-        recorder.record(keys[key], Outcome(None, error="no line for this key in the batch results",
-                                           error_kind="batch: missing result"), 1)
+        image_id, inputs = keys[key]
+        recorder.record(image_id, Outcome(None, error="no line for this key in the batch results",
+                                          error_kind="batch: missing result"), 1, inputs)
     if unknown:
         summary.failed["batch: result line with an unknown or repeated key"] += unknown
     with transaction(db):

@@ -40,6 +40,7 @@ def export_scores(db: sqlite_utils.Database, model: str, prompt_version: str) ->
         "reasoning": r["reasoning"],
         "success": r["status"] == "ok",
         "error": r["error"],
+        "inputs": r["inputs"],
     } for r in rows]
     return {
         "labeling_info": {
@@ -192,7 +193,7 @@ def _row(image_id: str, model: str, pv: str, result: LabelResult) -> dict[str, A
     return score_row(image_id, model, pv, status="ok" if result.success else "failed", score=result.score,
                      hero=result.hero, reasoning=result.reasoning, tags=() if result.success else None,
                      raw=redact(result.raw), error=error,
-                     error_kind=None if result.success else IMPORTED)
+                     error_kind=None if result.success else IMPORTED, inputs=result.inputs)
 
 
 def _write(db: sqlite_utils.Database, summary: ImportSummary, rows: list[dict[str, Any]],

@@ -82,10 +82,11 @@ def score_row(image_id: str, model: str, prompt_version: str, *, status: str, sc
               raw: str | None = None, error: str | None = None, error_kind: str | None = None,
               latency_ms: float | None = None, tokens_in: int | None = None, tokens_out: int | None = None,
               cost: float | None = None, attempts: int = 0, run_id: int | None = None, batch_job: str | None = None,
-              created_at: str | None = None) -> dict[str, Any]:
+              created_at: str | None = None, inputs: str | None = None) -> dict[str, Any]:
     """One row of the scores table, whoever made the result: a run, a batch job or an imported label file.
 
     ``hero`` None: the rater did not say. ``created_at`` None: now (an update keeps the first time by passing it).
+    ``inputs``: the digest of the image's detections it was computed from (:mod:`hitl.store.inputs`).
     """
     now = utc_now()
     return {
@@ -94,7 +95,7 @@ def score_row(image_id: str, model: str, prompt_version: str, *, status: str, sc
         "tags": None if tags is None else json.dumps(list(tags)), "raw_response": raw, "latency_ms": latency_ms,
         "tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": cost, "error": error,
         "error_kind": error_kind, "attempts": attempts, "run_id": run_id, "batch_job": batch_job,
-        "created_at": created_at or now, "updated_at": now,
+        "created_at": created_at or now, "updated_at": now, "inputs": inputs,
     }
 
 
@@ -114,7 +115,8 @@ class Recorder:
         self.discount = discount
         self.batch_job = batch_job
 
-    def record(self, image_id: str, outcome: Outcome, attempts: int) -> None:
+    def record(self, image_id: str, outcome: Outcome, attempts: int, inputs: str | None = None) -> None:
+        """Store one image's outcome; ``inputs``: the digest of the detections it was computed from."""
         s = self.summary
         cost = call_cost(outcome, self.price, self.discount)
         v = outcome.verdict
@@ -123,7 +125,7 @@ class Recorder:
                         reasoning=v.reasoning if v else None, tags=v.tags if v else None, raw=outcome.raw,
                         error=outcome.error, error_kind=outcome.error_kind, latency_ms=outcome.latency_ms,
                         tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out, cost=cost, attempts=attempts,
-                        run_id=s.run_id, batch_job=self.batch_job)
+                        run_id=s.run_id, batch_job=self.batch_job, inputs=inputs)
         with transaction(self.db):
             write_score_rows(self.db, [row])
         if v is not None:

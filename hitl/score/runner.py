@@ -106,7 +106,7 @@ class SyncRun:
 
     def _prepared(self, target: Target, prepared: ScoreRequest | Attempted) -> None:
         if isinstance(prepared, Attempted):  # unusable image: recorded, never sent
-            self.recorder.record(target.image_id, prepared.outcome, 0)
+            self.recorder.record(target.image_id, prepared.outcome, 0, target.inputs)
             self.bar.update(1)
         elif not self.stop.is_set():
             self.ready.append((target, prepared))
@@ -119,7 +119,7 @@ class SyncRun:
             self.stop.set()
             return
         if result.outcome is not None:
-            self.recorder.record(result.target.image_id, result.outcome, result.attempts)
+            self.recorder.record(result.target.image_id, result.outcome, result.attempts, result.target.inputs)
             self.bar.update(1)
 
     def drain(self) -> None:
@@ -137,7 +137,7 @@ def run_sync(db: sqlite_utils.Database, backend: Backend, targets: list[Target],
     images not done stay unscored (a rerun with the right key does them), and AuthError says why.
     """
     cfg = settings["score"]
-    prompt = load_prompt(prompt_version)
+    prompt = load_prompt(prompt_version) if backend.uses_prompt else ""
     mode = backend.run_mode
     run_id = start_run(db, backend.name, prompt_version, mode, len(targets), estimate,
                        {k: cfg[k] for k in ("concurrency", "attempts", "timeout_seconds", "max_side")})

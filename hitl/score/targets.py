@@ -12,6 +12,7 @@ from hitl.files import walk_files
 from hitl.imageprep import read_upright_size
 from hitl.score.backends.base import is_transient
 from hitl.store import queries, transaction, utc_now
+from hitl.store.inputs import detection_digests, stale_scores
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 
@@ -21,6 +22,7 @@ class Target:
     image_id: str
     path: Path
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    inputs: str | None = None  # the digest of the image's detections (hitl.store.inputs), stored with its score
 
 
 def candidate_targets(db: sqlite_utils.Database, model: str, prompt_version: str, retry_failed: bool,
@@ -37,17 +39,28 @@ def candidate_targets(db: sqlite_utils.Database, model: str, prompt_version: str
               for image_id, state, kind in db.execute(
                   "SELECT image_id, status, error_kind FROM scores WHERE model = ? AND prompt_version = ?",
                   [model, prompt_version])}
-    boxes = queries.animal_boxes(db, threshold, [r["image_id"] for r in rows])
-    targets, skipped = [], 0
-    for row in rows:
-        image_id = row["image_id"]
-        state = status.get(image_id)
-        if (state in ("failed", "transient")) if retry_failed else (state in (None, "transient")):
-            targets.append(Target(image_id, Path(row["root"]) / image_id,
-                                  [(b["x"], b["y"], b["w"], b["h"]) for b in boxes.get(image_id, [])]))
-        else:
-            skipped += 1
-    return targets, skipped
+    wanted = [r for r in rows if ((status.get(r["image_id"]) in ("failed", "transient")) if retry_failed
+                                  else (status.get(r["image_id"]) in (None, "transient")))]
+    return targets_of(db, wanted, threshold), len(rows) - len(wanted)
+
+
+def stale_targets(db: sqlite_utils.Database, model: str, prompt_version: str, threshold: float, *,
+                  image_ids: list[str] | None = None, unrecorded: bool = False) -> list[Target]:
+    """The images whose ``model`` score was computed from other detections than they have now
+    (:func:`hitl.store.inputs.stale_scores`; ``unrecorded``: and those with no record of it)."""
+    stale = {r["image_id"] for r in stale_scores(db, model=model, prompt_version=prompt_version,
+                                                 image_ids=image_ids, unrecorded=unrecorded)}
+    return targets_of(db, queries.images(db, stale), threshold) if stale else []
+
+
+def targets_of(db: sqlite_utils.Database, rows: list[dict], threshold: float) -> list[Target]:
+    """Image rows (image_id, root) as targets: each with its animal boxes at ``threshold`` and the digest of
+    its detections."""
+    ids = [r["image_id"] for r in rows]
+    boxes, digests = queries.animal_boxes(db, threshold, ids), detection_digests(db, ids)
+    return [Target(r["image_id"], Path(r["root"]) / r["image_id"],
+                   [(b["x"], b["y"], b["w"], b["h"]) for b in boxes.get(r["image_id"], [])], digests[r["image_id"]])
+            for r in rows]
 
 
 def register_folder(db: sqlite_utils.Database, folder: str | Path) -> tuple[list[str], list[RecordProblem]]:

@@ -276,3 +276,12 @@ def m008_bursts_and_comparisons(db: sqlite_utils.Database) -> None:
     )
     db["burst_members"].create_index(["image_id"])
     db["ls_projects"].add_column("kind", str)  # review (one image), burst or pairwise; NULL: review
+
+
+@migration
+def m009_score_inputs(db: sqlite_utils.Database) -> None:
+    """What each score was computed from: ``inputs`` is a digest of the image's detection record then
+    (``none``: it had none; NULL: not recorded), so a score whose detections changed since is known
+    stale. A batch job's images carry theirs from submission to collection."""
+    db["scores"].add_column("inputs", str)
+    db["batch_items"].add_column("inputs", str)

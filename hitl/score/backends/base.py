@@ -50,7 +50,8 @@ class Backend:
       empty: no key needed);
     - ``supports_batch``: it implements the batch methods of :class:`BatchBackend`;
     - ``supports_schema``: it asks the server for structured output (the verdict schema);
-    - ``run_mode``: how a run is recorded: ``sync`` calls or ``offline`` computation.
+    - ``run_mode``: how a run is recorded: ``sync`` calls or ``offline`` computation;
+    - ``uses_prompt``: the prompt is sent (a prompt version with no prompt file is then an error).
     """
 
     name: str
@@ -59,6 +60,7 @@ class Backend:
     supports_batch: ClassVar[bool] = False
     supports_schema: ClassVar[bool] = False
     run_mode: ClassVar[str] = "sync"
+    uses_prompt: ClassVar[bool] = True
 
     @classmethod
     def handles(cls, model: str) -> bool:

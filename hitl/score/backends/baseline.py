@@ -304,6 +304,7 @@ class BaselineBackend(Backend):
 
     name = "baseline"
     run_mode = "offline"
+    uses_prompt = False  # so a stale score of any prompt version (an imported one's too) can be recomputed
 
     @classmethod
     def handles(cls, model: str) -> bool:
