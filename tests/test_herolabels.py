@@ -283,7 +283,7 @@ HOSTILE = st.one_of(
     st.text(), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 KEYS = ("image_id", "image_path", "image_filename", "aesthetic_score", "score", "reasoning", "error", "success",
-        "hero", "other")
+        "hero", "inputs", "other")
 
 
 def hostile_file(path, where: str, index: int, key: str, value) -> None:
