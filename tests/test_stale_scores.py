@@ -1,6 +1,7 @@
 """A score follows its inputs: scored from a folder before selection, an image's baseline score is
-recomputed once select writes its detections; a paid model's is marked stale in the report and the
-gallery, with the command that rescores it, and `score --refresh-stale` rescores only those."""
+recomputed once select writes its detections; a model that sees only the image is not made stale by
+them; a score computed from other detections and not recomputed (imported) is marked stale in the report
+and the gallery, with the command that rescores it, and `score --refresh-stale` rescores only those."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ from hitl.store.inputs import NO_DETECTIONS, detection_digests, stale_scores
 from .fakes import FakeOpenAI
 from .test_scoring import QWEN, Project
 
-REFRESH = f"python -m hitl score --model {QWEN} --prompt-version hero-v1 --refresh-stale"
+REFRESH = "python -m hitl score --model baseline --prompt-version hero-v1 --refresh-stale"
 
 
 def select(project: Project, sample_data, *extra: str):
@@ -50,34 +51,47 @@ def test_select_recomputes_the_baseline_scores_of_a_folder_scored_before_it(tmp_
     assert again["baseline_rescored"] == 0 and stale_scores(project.db, unrecorded=True, image_ids=chosen) == []
 
 
-def test_a_paid_models_stale_scores_are_marked_and_refreshed_on_request(tmp_path, sample_data):
+def test_a_model_that_sees_only_the_image_is_not_made_stale_by_new_detections(tmp_path, sample_data):
     with FakeOpenAI() as server:
         project = Project(tmp_path, {"HITL_OPENAI_BASE_URL": server.url})
         project.run("score", "--model", QWEN, "--images", str(sample_data / "images"))
-        project.run("score", "--model", "baseline", "--images", str(sample_data / "images"))
         calls = server.count_generate()
         select(project, sample_data)
-        chosen = candidates(project)
         assert server.count_generate() == calls  # nothing paid for behind the curator's back
-        stale = stale_scores(project.db)
-        assert {(r["image_id"], r["model"]) for r in stale} == {(i, QWEN) for i in chosen}
-
-        project.run("gallery", "--out", str(tmp_path / "gallery"))
-        page = (tmp_path / "gallery" / "index.html").read_text()
-        assert f"{QWEN}@hero-v1: {len(chosen)} images; refresh with <code>{REFRESH}</code>" in page
-        assert page.count('title="computed before this image\'s detections changed">stale</span>') == len(chosen)
-        project.run("report", "--out", str(tmp_path / "report"), "--resamples", "0")
-        report = (tmp_path / "report" / "report.html").read_text()
-        assert f"refresh with <code>{REFRESH}</code>" in report
-
-        refreshed = project.run("score", "--model", QWEN, "--refresh-stale")
-        assert f"{len(chosen)} scored, 0 failed of {len(chosen)}" in refreshed.output
-        assert server.count_generate() == calls + len(chosen)  # only the stale ones
-        digests = detection_digests(project.db, chosen)
-        assert all(project.scores(QWEN)[i]["inputs"] == digests[i] for i in chosen)
-        assert stale_scores(project.db) == []
+        assert all(r["inputs"] is None for r in project.scores(QWEN).values())  # it never saw the boxes
+        assert stale_scores(project.db, model=QWEN) == []
         assert "No stale" in project.run("score", "--model", QWEN, "--refresh-stale").output
-        project.run("gallery", "--out", str(tmp_path / "gallery"))
-        assert "stale" not in (tmp_path / "gallery" / "index.html").read_text().split("<main", 1)[1]
-        clash = project.run("score", "--model", QWEN, "--refresh-stale", "--retry-failed", ok=False)
-        assert clash.exit_code == 2 and "cannot be combined with --retry-failed" in clash.output
+        assert server.count_generate() == calls
+
+
+def test_imported_stale_scores_are_marked_and_refreshed_on_request(tmp_path, sample_data):
+    elsewhere = Project(tmp_path / "elsewhere")  # a folder scored with no detections, exported as a label file
+    elsewhere.run("score", "--model", "baseline", "--images", str(sample_data / "images"))
+    labels = tmp_path / "labels.json"
+    elsewhere.run("score", "--model", "baseline", "--export", str(labels))
+
+    project = Project(tmp_path / "here")
+    select(project, sample_data)
+    chosen = candidates(project)
+    project.run("score", "--import", str(labels))  # stored as they were computed: without the boxes
+    stale = stale_scores(project.db)
+    assert {(r["image_id"], r["model"]) for r in stale} == {(i, "baseline") for i in chosen}
+
+    project.run("gallery", "--out", str(tmp_path / "gallery"))
+    page = (tmp_path / "gallery" / "index.html").read_text()
+    assert f"baseline@hero-v1: {len(chosen)} images; refresh with <code>{REFRESH}</code>" in page
+    assert page.count('title="computed before this image\'s detections changed">stale</span>') == len(chosen)
+    project.run("report", "--out", str(tmp_path / "report"), "--resamples", "0")
+    assert f"refresh with <code>{REFRESH}</code>" in (tmp_path / "report" / "report.html").read_text()
+
+    refreshed = project.run("score", "--model", "baseline", "--refresh-stale")
+    assert f"{len(chosen)} scored, 0 failed of {len(chosen)}" in refreshed.output
+    digests = detection_digests(project.db, chosen)
+    assert all(project.scores("baseline")[i]["inputs"] == digests[i] for i in chosen)
+    assert all(not project.scores("baseline")[i]["reasoning"].startswith("No animal box") for i in chosen)
+    assert stale_scores(project.db) == []
+    assert "No stale" in project.run("score", "--model", "baseline", "--refresh-stale").output
+    project.run("gallery", "--out", str(tmp_path / "gallery"))
+    assert "stale" not in (tmp_path / "gallery" / "index.html").read_text().split("<main", 1)[1]
+    clash = project.run("score", "--model", "baseline", "--refresh-stale", "--retry-failed", ok=False)
+    assert clash.exit_code == 2 and "cannot be combined with --retry-failed" in clash.output

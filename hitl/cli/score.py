@@ -61,7 +61,7 @@ def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency,
         python -m hitl score --model openai:Qwen/Qwen2.5-VL-7B-Instruct --base-url http://gpu1:8000/v1 \\
             --base-url http://gpu2:8000/v1 --concurrency 32
         python -m hitl score --model baseline --images photos/
-        python -m hitl score --model gemini-2.5-flash --refresh-stale
+        python -m hitl score --model baseline --refresh-stale
         python -m hitl score --model baseline --export baseline_labels.json
         python -m hitl score --import gemini_batch_labels_20250923_143022.json --images /mnt/c/camera-traps
     """

@@ -55,7 +55,8 @@ def submit_batch(db: sqlite_utils.Database, backend: BatchBackend, targets: list
                        {"batch_discount": cfg["batch_discount"], "max_side": cfg["max_side"]})
     summary = ScoreSummary(run_id, backend.name, prompt_version, "batch", len(targets), skipped_done=skipped,
                            estimate_usd=estimate)
-    recorder = Recorder(db, summary, backend.price(settings), cfg["batch_discount"])
+    recorder = Recorder(db, summary, backend.price(settings), cfg["batch_discount"],
+                        uses_detections=backend.uses_detections)
     local_id = f"hitl-{run_id}-{uuid.uuid4().hex[:8]}"
     folder = batch_dir(db_path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -169,7 +170,8 @@ def _collect(db: sqlite_utils.Database, backend: BatchBackend, job: dict, name: 
     """Record every result line by its key; a request the job never answered is a failure."""
     keys = {key: (image_id, inputs) for key, image_id, inputs in db.execute(
         "SELECT key, image_id, inputs FROM batch_items WHERE job_name = ?", [name])}
-    recorder = Recorder(db, summary, backend.price(settings), settings["score"]["batch_discount"], batch_job=name)
+    recorder = Recorder(db, summary, backend.price(settings), settings["score"]["batch_discount"], batch_job=name,
+                        uses_detections=backend.uses_detections)
     seen: set[str] = set()
     unknown = 0
     for key, outcome in _with_retries(settings, backend, lambda: list(backend.batch_results(result_file))):

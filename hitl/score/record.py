@@ -108,15 +108,17 @@ class Recorder:
     """Writes each result the moment it exists, in its own short transaction."""
 
     def __init__(self, db: sqlite_utils.Database, summary: ScoreSummary, price, discount: float,
-                 batch_job: str | None = None):
+                 batch_job: str | None = None, uses_detections: bool = False):
         self.db = db
+        self.uses_detections = uses_detections  # else the verdict owes nothing to the detections: no digest kept
         self.summary = summary
         self.price = price
         self.discount = discount
         self.batch_job = batch_job
 
     def record(self, image_id: str, outcome: Outcome, attempts: int, inputs: str | None = None) -> None:
-        """Store one image's outcome; ``inputs``: the digest of the detections it was computed from."""
+        """Store one image's outcome; ``inputs``: the digest of the detections it was computed from
+        (kept only for a backend that uses them)."""
         s = self.summary
         cost = call_cost(outcome, self.price, self.discount)
         v = outcome.verdict
@@ -125,7 +127,8 @@ class Recorder:
                         reasoning=v.reasoning if v else None, tags=v.tags if v else None, raw=outcome.raw,
                         error=outcome.error, error_kind=outcome.error_kind, latency_ms=outcome.latency_ms,
                         tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out, cost=cost, attempts=attempts,
-                        run_id=s.run_id, batch_job=self.batch_job, inputs=inputs)
+                        run_id=s.run_id, batch_job=self.batch_job,
+                        inputs=inputs if self.uses_detections else None)
         with transaction(self.db):
             write_score_rows(self.db, [row])
         if v is not None:

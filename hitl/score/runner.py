@@ -145,7 +145,8 @@ def run_sync(db: sqlite_utils.Database, backend: Backend, targets: list[Target],
                            estimate_usd=estimate)
     stop = threading.Event()
     bar = progress_bar(progress, total=len(targets), desc=f"Scoring with {backend.name}", unit="img")
-    run = SyncRun(Caller(backend, prompt, settings, stop), Recorder(db, summary, backend.price(settings), 1.0),
+    run = SyncRun(Caller(backend, prompt, settings, stop), Recorder(db, summary, backend.price(settings), 1.0,
+                                                                  uses_detections=backend.uses_detections),
                   targets, cfg["concurrency"], stop, bar)
     started = time.perf_counter()
     status = "finished"

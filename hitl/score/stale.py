@@ -1,9 +1,10 @@
 """Scores that outlived their inputs: the baseline's are recomputed (free, offline), the others are listed.
 
-A score records the digest of the detections it was computed from (:mod:`hitl.store.inputs`).
-When selection writes an image's detections anew, the baseline's score of it is recomputed at
-once; a paid model's waits for ``hitl score --model M --refresh-stale`` (``report`` and
-``gallery`` say which are stale and give that command).
+A score computed from the detector's boxes records their digest (:mod:`hitl.store.inputs`; a
+backend says so with ``uses_detections``). When selection writes an image's detections anew, the
+baseline's score of it is recomputed at once; any other stale score (one imported from a label
+file, say) waits for ``hitl score --model M --refresh-stale``, and ``report`` and ``gallery`` say
+which are stale and give that command.
 """
 from __future__ import annotations
 

@@ -51,7 +51,10 @@ class Backend:
     - ``supports_batch``: it implements the batch methods of :class:`BatchBackend`;
     - ``supports_schema``: it asks the server for structured output (the verdict schema);
     - ``run_mode``: how a run is recorded: ``sync`` calls or ``offline`` computation;
-    - ``uses_prompt``: the prompt is sent (a prompt version with no prompt file is then an error).
+    - ``uses_prompt``: the prompt is sent (a prompt version with no prompt file is then an error);
+    - ``uses_detections``: the verdict is computed from the detector's boxes too, so it is recorded with
+      a digest of them and goes stale when they change (:mod:`hitl.store.inputs`). A model that sees
+      only the image and the prompt is not made stale by a new detector record.
     """
 
     name: str
@@ -61,6 +64,7 @@ class Backend:
     supports_schema: ClassVar[bool] = False
     run_mode: ClassVar[str] = "sync"
     uses_prompt: ClassVar[bool] = True
+    uses_detections: ClassVar[bool] = False
 
     @classmethod
     def handles(cls, model: str) -> bool:

@@ -305,6 +305,7 @@ class BaselineBackend(Backend):
     name = "baseline"
     run_mode = "offline"
     uses_prompt = False  # so a stale score of any prompt version (an imported one's too) can be recomputed
+    uses_detections = True  # the box decides where sharpness, size and placement are measured
 
     @classmethod
     def handles(cls, model: str) -> bool:
