@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from .cct import CCTMetadata, capture_hours
-from .common import InputFormatError, RecordProblem, image_key, read_input, read_json
+from .common import Confined, InputFormatError, RecordProblem, decode_json, image_key, read_input
 from .megadetector import KIND_ANIMAL, KIND_PERSON, KIND_VEHICLE, Detections, MegaDetectorFile
+from .sniff import check_kind
 
 PROFILE = "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0.2/camtrap-dp-profile.json"
 SCHEMA = "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0.2/{}-table-schema.json"
@@ -31,6 +32,7 @@ TABLES = ("deployments", "media", "observations")
 FORMAT = "camtrap-dp"
 _KINDS = {"animal": KIND_ANIMAL, "human": KIND_PERSON, "vehicle": KIND_VEHICLE}
 _BOX = ("bboxX", "bboxY", "bboxWidth", "bboxHeight")
+_DESCRIPTOR = "Camtrap DP datapackage.json"
 
 
 @dataclass
@@ -48,8 +50,18 @@ class CamtrapPackage:
     problems: list[RecordProblem] = field(default_factory=list)
 
 
+FIELD_LIMIT = 131_072  # characters in a CSV cell: Python's csv module's own limit; no real cell comes near
+
+
 def read_table(package: Path, descriptor: dict, name: str, source: str) -> tuple[list[str], list[dict[str, str]]]:
     """One CSV resource of a package: (its header, its rows as written)."""
+    header, rows = _numbered_table(package, descriptor, name, source)
+    return header, [row for _, row in rows]
+
+
+def _numbered_table(package: Path, descriptor: dict, name: str,
+                    source: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """read_table, each row with its line as a spreadsheet shows it."""
     resource = next((r for r in descriptor.get("resources") or [] if isinstance(r, dict) and r.get("name") == name), None)
     if resource is None:
         raise InputFormatError(f"{source}: the package has no {name!r} resource; a Camtrap DP package names "
@@ -68,16 +80,45 @@ def read_table(package: Path, descriptor: dict, name: str, source: str) -> tuple
         path = package / key
         if not path.is_file():
             raise InputFormatError(f"{source}: resource {name!r} names {rel!r}, which is not a file in {package}")
+        if escape := Confined(package).escape(key):
+            raise InputFormatError(f"{source}: resource {name!r} names {rel!r}, {escape}; a package's tables are "
+                                   f"files inside it")
         data = read_input(path, f"Camtrap DP {name} table")
         try:
             text = bytes(data).decode("utf-8-sig", errors="replace")
         finally:
             if isinstance(data, mmap.mmap):
                 data.close()
+        names, table = csv_rows(text)
+        header = header or names
+        rows.extend({k: (v or "").strip() for k, v in row.items() if isinstance(k, str)} for row in table)
+    return header, list(enumerate(rows, start=2))
+
+
+def csv_rows(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    """A CSV table's header and rows (csv.DictReader's), cells of any length: the csv module refuses a
+    cell over FIELD_LIMIT with an error that ends the reading, so its limit is lifted meanwhile."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text) + 1))
+    try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
-        header = header or list(reader.fieldnames or [])
-        rows.extend({k: (v or "").strip() for k, v in row.items() if isinstance(k, str)} for row in reader)
-    return header, rows
+        return list(reader.fieldnames or []), list(reader)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _fitting(rows: list[tuple[int, dict[str, str]]], where: str,
+             problems: list[RecordProblem]) -> list[tuple[int, dict[str, str]]]:
+    """The rows whose every cell is at most FIELD_LIMIT characters; each other one a problem."""
+    kept = []
+    for n, row in rows:
+        long = next((k for k, v in row.items() if len(v) > FIELD_LIMIT), None)
+        if long is None:
+            kept.append((n, row))
+        else:
+            problems.append(RecordProblem(where, f"line {n}", f"cell longer than {FIELD_LIMIT:,} characters",
+                                          f"column {long!r} ({len(row[long]):,} characters); row skipped"))
+    return kept
 
 
 def read_descriptor(path: str | Path) -> tuple[Path, dict]:
@@ -85,7 +126,13 @@ def read_descriptor(path: str | Path) -> tuple[Path, dict]:
     path = Path(path)
     if path.is_dir():
         path = path / "datapackage.json"
-    descriptor = read_json(path, "Camtrap DP datapackage.json")
+    data = read_input(path, _DESCRIPTOR)
+    try:
+        check_kind(data, str(path), "camtrap-dp")
+        descriptor = decode_json(data, path, _DESCRIPTOR)
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
     if not isinstance(descriptor, dict) or not isinstance(descriptor.get("resources"), list):
         raise InputFormatError(f"{path}: not a data package (no 'resources' list); expected a Camtrap DP "
                                f"datapackage.json")
@@ -102,14 +149,15 @@ def read_package(path: str | Path, media_root: str | Path | None = None) -> Camt
     root, descriptor = read_descriptor(path)
     # absolute: the export finds the package again from wherever it runs
     source = str(root / ("datapackage.json" if Path(path).is_dir() else Path(path).name))
-    tables = {name: read_table(root, descriptor, name, source)[1] for name in TABLES}
     problems: list[RecordProblem] = []
-    deployments = {r["deploymentID"]: r for r in tables["deployments"] if r.get("deploymentID")}
+    tables = {name: _fitting(_numbered_table(root, descriptor, name, source)[1], f"{root.name}/{name}.csv", problems)
+              for name in TABLES}
+    deployments = {r["deploymentID"]: r for _, r in tables["deployments"] if r.get("deploymentID")}
     local = _media_root(root, media_root, source)
     media, by_media_id, remote = _media(tables["media"], root, local, deployments, source, problems)
     ids = list(media)
     detector = _detections(ids, by_media_id, tables["observations"], source, problems)
-    events = _events(tables["observations"], by_media_id)
+    events = _events([obs for _, obs in tables["observations"]], by_media_id)
     metadata = _metadata(ids, media, deployments, events, source)
     return CamtrapPackage(source, root, descriptor, detector, metadata, media, deployments, remote, problems)
 
@@ -126,14 +174,16 @@ def _media_root(root: Path, media_root, source: str) -> Path | None:
     return local
 
 
-def _media(rows: list[dict[str, str]], root: Path, local: Path | None, deployments: dict, source: str,
+def _media(rows: list[tuple[int, dict[str, str]]], root: Path, local: Path | None, deployments: dict, source: str,
            problems: list[RecordProblem]) -> tuple[dict[str, dict], dict[str, str], int]:
-    """The usable image media by image_id, each mediaID's image_id, and how many were remote."""
+    """The usable image media by image_id, each mediaID's image_id, and how many were remote.
+    A filePath that leads out of the package (a link, or a linked folder on the way) is a problem."""
     media: dict[str, dict] = {}
     by_media_id: dict[str, str] = {}
     remote = 0
     where = f"{Path(source).parent.name}/media.csv"
-    for n, row in enumerate(rows, start=2):  # line numbers as a spreadsheet shows them
+    inside = Confined(root)
+    for n, row in rows:
         record = f"line {n} (mediaID {row.get('mediaID')!r})"
         missing = [f for f in ("mediaID", "deploymentID", "filePath") if not row.get(f)]
         if missing:
@@ -157,6 +207,9 @@ def _media(rows: list[dict[str, str]], root: Path, local: Path | None, deploymen
             key = image_key(path)
         except ValueError as exc:
             problems.append(RecordProblem(where, record, "bad filePath", str(exc)))
+            continue
+        if escape := inside.escape(key):
+            problems.append(RecordProblem(where, record, "file outside the package", f"{key}: {escape}"))
             continue
         if key in media:
             problems.append(RecordProblem(where, record, "filePath listed twice", key))
@@ -185,15 +238,15 @@ def _box(row: dict[str, str]) -> tuple[float, float, float, float] | None | str:
     return x, y, w, h
 
 
-def _detections(ids: list[str], by_media_id: dict[str, str], observations: list[dict[str, str]], source: str,
-                problems: list[RecordProblem]) -> MegaDetectorFile:
+def _detections(ids: list[str], by_media_id: dict[str, str], observations: list[tuple[int, dict[str, str]]],
+                source: str, problems: list[RecordProblem]) -> MegaDetectorFile:
     """Media-level observations as detector columns, one image per usable media row."""
     index = {key: i for i, key in enumerate(ids)}
     where = f"{Path(source).parent.name}/observations.csv"
     species_names: dict[str, int] = {}
     rows: list[tuple] = []
     boxless: dict[int, int] = {}
-    for n, obs in enumerate(observations, start=2):
+    for n, obs in observations:
         key = by_media_id.get(obs.get("mediaID", ""))
         if obs.get("observationLevel") != "media" or key is None:
             continue  # event-level, or of a media that is not read (remote, video, bad)

@@ -8,24 +8,27 @@ from functools import partial
 from itertools import chain, compress, repeat
 from operator import eq
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
 import msgspec
 import numpy as np
 
 from .chunked import KeyedChunk, OuterPass, RecordKeys, decode_outer, key_chunk, map_chunks, pack_texts, unpack_texts
 from .common import RecordProblem, gc_paused, read_input
+from .sniff import check_kind
+
+_Int32 = Annotated[int, msgspec.Meta(ge=-(2 ** 31), le=2 ** 31 - 1)]  # their columns' type: a bigger one is a bad record
 
 
 class _Image(msgspec.Struct, gc=False):
     file_name: str
-    width: int | None = None
-    height: int | None = None
+    width: _Int32 | None = None
+    height: _Int32 | None = None
     location: str | int | None = None
     datetime: str | None = None
     seq_id: str | int | None = None
-    frame_num: int | None = None
-    seq_num_frames: int | None = None
+    frame_num: _Int32 | None = None
+    seq_num_frames: _Int32 | None = None
 
 
 class _File(msgspec.Struct):
@@ -71,7 +74,7 @@ class CCTFile:
 
     def __init__(self, path: str | Path) -> None:
         self.source = str(path)
-        self._outer = OuterPass(lambda: read_input(path, _WHAT), self.source, _WHAT, _File,
+        self._outer = OuterPass(lambda: _checked(read_input(path, _WHAT), self.source), self.source, _WHAT, _File,
                                 partial(_not_cct, self.source))
 
     def read(self, images_root: str | Path | None = None, only: Sequence[str] | None = None) -> CCTMetadata:
@@ -96,8 +99,13 @@ def parse_cct(data: bytes, source: str, images_root: str | Path | None = None,
     row of each: a caller joining a million images needs no lookup of its own.
     """
     with gc_paused():
-        _, spans = decode_outer(data, source, _WHAT, _File, partial(_not_cct, source))
+        _, spans = decode_outer(_checked(data, source), source, _WHAT, _File, partial(_not_cct, source))
     return _parse(data, spans, source, images_root, only)
+
+
+def _checked(data: bytes, source: str) -> bytes:
+    check_kind(data, source, "cct")
+    return data
 
 
 def _not_cct(source: str, exc: Exception) -> str:
@@ -306,8 +314,9 @@ def _hour(text: str | None) -> int:
     """Hour of a capture time as written: -1 when there is none, -2 when it cannot be read."""
     if not text:
         return -1
-    if len(text) >= 16 and text[13] == ":" and text[10] in " T" and text[11:13].isdigit() and int(text[11:13]) < 24:
-        return int(text[11:13])
+    hh = text[11:13]
+    if len(text) >= 16 and text[13] == ":" and text[10] in " T" and hh.isascii() and hh.isdigit() and int(hh) < 24:
+        return int(hh)
     iso = normalise_datetime(text)
     return int(iso[11:13]) if iso else -2
 

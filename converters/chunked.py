@@ -25,7 +25,8 @@ from typing import Any, NamedTuple, TypeVar
 import msgspec
 import numpy as np
 
-from .common import InputFormatError, RecordProblem, decode_json, image_keys
+from .common import InputFormatError, RecordProblem, decode_json, image_keys, mend_surrogates
+from .records import one_record, split_records
 
 
 def pack_texts(texts: list) -> list | tuple[str]:
@@ -149,9 +150,18 @@ def decode_outer(data: bytes, source: str, what: str, outer: type, not_this_form
     decoded file (``images`` emptied) and the chunks' spans.
     """
     try:
-        parsed = decode_json(data, source, what, type=outer)
-    except msgspec.ValidationError as exc:
-        raise InputFormatError(not_this_format(exc)) from None
+        parsed = _decode_outer(data, source, what, outer, not_this_format)
+    except InputFormatError as exc:
+        # A lone surrogate escape fails the pass wherever it is; mended into bytes that are not UTF-8
+        # (of the same length: the spans hold), a record holding one fails alone, as a bad record.
+        mended = mend_surrogates(data)
+        if mended is None:
+            raise
+        try:
+            parsed = _decode_outer(mended, source, what, outer, not_this_format)
+        except InputFormatError:
+            raise exc from None
+        data = mended
     raws, parsed.images = parsed.images, []
     spans = []
     for first in range(0, len(raws), size):
@@ -159,6 +169,16 @@ def decode_outer(data: bytes, source: str, what: str, outer: type, not_this_form
         where = _span(data, part)
         spans.append(Span(first, len(part), *where, None) if where else Span(first, len(part), -1, -1, part))
     return parsed, spans  # a million Raw objects go: a second process would copy every page they are on
+
+
+def _decode_outer(data: bytes, source: str, what: str, outer: type, not_this_format: Callable[[Exception], str]):
+    try:
+        return decode_json(data, source, what, type=outer)
+    except msgspec.ValidationError as exc:
+        if "out of range" in str(exc):  # outside the records, where a bad record would be counted
+            raise InputFormatError(f"{source}: the {what} file holds a number out of range ({exc}); "
+                                   f"fix or re-create the file") from None
+        raise InputFormatError(not_this_format(exc)) from None
 
 
 T = TypeVar("T")
@@ -183,11 +203,11 @@ def map_chunks(data: bytes, spans: list[Span], source: str, what: str, record: t
         _map_pages(data, span.start, span.end)
         array = text(data, span)
         try:
-            records = decode_json(array, source, what, type=typed)
+            records = msgspec.json.decode(array, type=typed)
             positions = np.arange(span.first, span.first + len(records), dtype=np.int64)
-        except msgspec.ValidationError:
-            raws = span.raws or decode_json(bytes(array), source, what, type=list[msgspec.Raw])
-            records = [_one_record(raw, span.first + k, source, what, record, name_field, problems)
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+            raws = span.raws or split_records(bytes(array), source, what)
+            records = [one_record(raw, span.first + k, source, name_field, record, problems)
                        for k, raw in enumerate(raws)]
             positions = np.array([span.first + k for k, rec in enumerate(records) if rec is not None], np.int64)
             records = [rec for rec in records if rec is not None]  # the bad ones are problems now
@@ -463,16 +483,3 @@ def _map_pages(data: bytes, start: int, end: int) -> None:
             data.madvise(_MADV_POPULATE_READ, start, end - start)
         except OSError:  # an older kernel: the pages fault in as they are read
             pass
-
-
-def _one_record(raw, i: int, source: str, what: str, record: type, name_field: str,
-                problems: list[RecordProblem]):
-    """One record of a chunk that failed as a whole: the record, or None and a problem."""
-    value = decode_json(bytes(raw), source, what)
-    try:
-        return msgspec.convert(value, record)
-    except msgspec.ValidationError as err:
-        name = value.get(name_field) if isinstance(value, dict) else None
-        where = f"images[{i}] ({name_field} {name!r})" if isinstance(name, str) else f"images[{i}]"
-        problems.append(RecordProblem(source, where, "malformed image record", str(err)))
-        return None

@@ -45,10 +45,12 @@ def image_key(path: str, root: str | Path | None = None) -> str:
     """
     if (isinstance(path, str) and path and "\\" not in path and ".." not in path and "//" not in path
             and "/./" not in path and not path.startswith(("/", "./")) and path[1:2] != ":"
-            and not path.endswith(("/", "/."))):
+            and not path.endswith(("/", "/.")) and "\0" not in path):
         return path  # the common clean relative path, checked cheaply: collections have millions
     if not isinstance(path, str) or not path.strip():
         raise ValueError("empty path")
+    if "\0" in path:
+        raise ValueError(f"path {path!r} holds a NUL character, which no file name can")
     text = path.replace("\\", "/") if "\\" in path else path
     if PureWindowsPath(path).drive:
         raise ValueError(f"absolute Windows path {path!r}; paths must be relative to the image root")
@@ -75,7 +77,7 @@ def image_keys(paths: list[str], root: str | Path | None = None) -> tuple[list[s
     so the per-path checks run only where something looks odd.
     """
     joined = "\n" + "\n".join(paths) + "\n"
-    odd = ("\\", "..", "//", "/./", "\n/", "\n./", "/\n", "/.\n", "\n\n")
+    odd = ("\\", "..", "//", "/./", "\n/", "\n./", "/\n", "/.\n", "\n\n", "\0")
     # ':' first: a plain substring test is far quicker than the regular expression
     if not any(mark in joined for mark in odd) and not (":" in joined and _DRIVE.search(joined)):
         return list(paths), {}
@@ -128,7 +130,10 @@ def decode_json(data: bytes, path: str | Path, what: str, type: object = object)
         raise InputFormatError(f"{path}: the {what} file is empty; re-run the tool that writes it")
     try:
         return msgspec.json.decode(data, type=type)
-    except msgspec.ValidationError:
+    except msgspec.ValidationError as exc:
+        if type is object:  # nothing fails an untyped decode but a number out of range
+            raise InputFormatError(f"{path}: the {what} file holds a number out of range ({exc}); no tool writes "
+                                   f"such a number: fix or re-create the file") from None
         raise
     except msgspec.DecodeError as exc:
         hint = "the file looks truncated; re-copy or re-run the tool that wrote it" if (
@@ -137,6 +142,61 @@ def decode_json(data: bytes, path: str | Path, what: str, type: object = object)
     except RecursionError:
         raise InputFormatError(f"{path}: the {what} file nests deeper than any real {what} file does; "
                                f"it is not the file the tool wrote") from None
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored (SQLite and files hold UTF-8): a lone UTF-16 surrogate, which
+    Python's JSON reader lets through; None when it can."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"a lone UTF-16 surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start}: not Unicode text"
+    return None
+
+
+# A JSON string escape: an escaped backslash, a surrogate pair, or a lone surrogate (the third).
+_ESCAPE = re.compile(rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|(\\u[dD][89a-fA-F][0-9a-fA-F]{2})")
+NOT_TEXT = b"\xff" * 6  # bytes that are never UTF-8, as long as a \uXXXX escape
+
+
+def mend_surrogates(data: bytes) -> bytes | None:
+    """``data`` (JSON) with each lone UTF-16 surrogate escape (``\\ud800`` with no pair) replaced by
+    bytes of the same length that are not UTF-8, or None when it has none. msgspec refuses such an
+    escape wherever it is, even in a record it is only told to skip; it lets bytes that are not
+    UTF-8 through until it decodes the record they are in, which is then a bad record."""
+    found = [m.start(1) for m in _ESCAPE.finditer(data) if m.start(1) >= 0]
+    if not found:
+        return None
+    mended = bytearray(data)
+    for start in found:
+        mended[start:start + 6] = NOT_TEXT
+    return bytes(mended)
+
+
+class Confined:
+    """Paths under ``root`` that must stay in it, whatever links lie on the way: a file (or a folder
+    above it) that is a link out of the root is refused. Each folder is resolved once."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        self._folders: dict[str, Path] = {}
+
+    def escape(self, key: str) -> str | None:
+        """Where ``key`` (an image_id, relative to the root) really leads when that is outside the
+        root, as a one-line reason; None when it stays inside (or does not exist)."""
+        folder, _, name = key.rpartition("/")
+        real = self._folders.get(folder)
+        if real is None:  # realpath, not Path.resolve: a loop of links is no error here, only not inside
+            real = self._folders[folder] = Path(os.path.realpath(self.root / folder)) if folder else self.root
+        path = real / name
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                path = Path(os.path.realpath(path))
+        except OSError:  # not there (or a name too long): nothing to follow
+            pass
+        if path == self.root or not path.is_relative_to(self.root):
+            return f"a link out of {self.root} (to {path})"
+        return None
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from .common import HumanRating
+from .common import HumanRating, text_problem
 
 MAX_STARS = 10  # the review configs' Rating maxRating
 HERO_CHOICES = {"hero": True, "not_hero": False}  # the review configs' Choices of the "hero" control
@@ -78,8 +78,8 @@ def check_box(x: Any, y: Any, w: Any, h: Any, label: Any = None) -> dict:
     t = BOX_TOLERANCE
     if w <= 0 or h <= 0 or x < -t or y < -t or x + w > 1 + t or y + h > 1 + t:
         raise DecisionError("box outside the image", f"x={x:g} y={y:g} w={w:g} h={h:g} (normalised) is not inside it")
-    if label is not None and not isinstance(label, str):
-        raise DecisionError("bad box", f"a box label must be a string, not {label!r}")
+    if label is not None and (not isinstance(label, str) or text_problem(label)):
+        raise DecisionError("bad box", f"a box label must be Unicode text, not {label!r}")
     x0, y0 = max(float(x), 0.0), max(float(y), 0.0)
     return {"x": round(x0, 6), "y": round(y0, 6), "w": round(min(float(x) + w, 1.0) - x0, 6),
             "h": round(min(float(y) + h, 1.0) - y0, 6), "label": label}
@@ -108,6 +108,10 @@ def check_decision(rating: HumanRating) -> HumanRating:
     """Every field of a decision checked; returns it, or raises DecisionError naming the field."""
     if rating.source not in SOURCES:
         raise DecisionError("bad source", repr(rating.source))
+    for name in _TEXT_FIELDS:  # Python's JSON reader lets lone surrogates through; SQLite cannot store them
+        value = getattr(rating, name)
+        if isinstance(value, str) and (problem := text_problem(value)):
+            raise DecisionError(f"bad {name}", problem)
     for name in ("project", "annotation_id"):
         if not isinstance(getattr(rating, name), str) or not getattr(rating, name):
             raise DecisionError(f"bad {name}", f"must be non-empty text, not {getattr(rating, name)!r}")
@@ -138,6 +142,10 @@ def check_decision(rating: HumanRating) -> HumanRating:
     rating.updated_at = check_time(rating.updated_at, "updated_at")
     _check_burst_and_comparison(rating)
     return rating
+
+
+_TEXT_FIELDS = ("project", "annotation_id", "image_id", "annotator_id", "annotator_email", "comment", "mode",
+                "created_at", "updated_at", "burst_of", "other_image_id", "preference")
 
 
 def _check_burst_and_comparison(rating: HumanRating) -> None:

@@ -28,7 +28,8 @@ FROM_COMPARISON, FROM_SAME = "comparison", "same"  # a pairwise task: Pairwise's
 MAX_FRAMES = 10  # a burst task shows at most this many frames (its choices come from the task)
 DETECTOR_VERSION = "detector"  # the blind-mode prediction: boxes only, no opinion
 MODES = ("assisted", "blind")
-_Id = Annotated[int, msgspec.Meta(ge=0)]
+MAX_ID = 2 ** 63 - 1  # SQLite's largest integer
+_Id = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
 
 
 def model_version(model: str, prompt_version: str) -> str:
@@ -242,6 +243,8 @@ def _typed(data: Any, kind: type, where: str):
         return msgspec.convert(data, kind)
     except msgspec.ValidationError as exc:
         raise DecisionError(f"bad {where}", describe_invalid(str(exc))) from None
+    except UnicodeEncodeError:  # a lone surrogate, which Python's JSON reader lets through
+        raise DecisionError(f"bad {where}", "holds text that is not Unicode (a lone UTF-16 surrogate)") from None
 
 
 def rating_from_annotation(annotation: dict, task: dict | None, project: int | str,

@@ -18,6 +18,7 @@ import numpy as np
 
 from .chunked import KeyedChunk, RecordKeys, decode_outer, key_chunk, map_chunks
 from .common import RecordProblem, gc_paused, read_input
+from .sniff import check_kind
 from .speciesnet import parse_taxonomy
 
 KIND_ANIMAL, KIND_PERSON, KIND_VEHICLE, KIND_OTHER = 0, 1, 2, 3
@@ -92,10 +93,9 @@ def load_megadetector(path: str | Path, images_root: str | Path | None = None) -
 
 def parse_megadetector(data: bytes, source: str, images_root: str | Path | None = None) -> MegaDetectorFile:
     """Parse MegaDetector JSON bytes; bad records are counted problems, not fatal."""
-    head = data[:65536]  # enough to tell which kind of file it is, if it is not this kind
+    check_kind(data, source, "megadetector")
     with gc_paused():
-        parsed, spans = decode_outer(data, source, "MegaDetector", _File,
-                                     lambda exc: _whole_file_hint(source, head, exc))
+        parsed, spans = decode_outer(data, source, "MegaDetector", _File, lambda exc: _not_megadetector(source, exc))
         tables = _tables(parsed, source)
         chunks = map_chunks(data, spans, source, "MegaDetector", _Image, "file",
                             lambda positions, records: _read_chunk(positions, records, tables, images_root))
@@ -104,12 +104,7 @@ def parse_megadetector(data: bytes, source: str, images_root: str | Path | None 
         return _finish([chunk for _, chunk in chunks], tables, source, problems)
 
 
-def _whole_file_hint(source: str, data: bytes, exc: Exception) -> str:
-    head = data[:4096].lstrip()
-    if head.startswith(b"{") and b'"predictions"' in data[:65536] and b'"images"' not in data[:65536]:
-        return f"{source}: this is a SpeciesNet predictions file, not MegaDetector output; pass it with --speciesnet"
-    if head.startswith(b"{") and b'"annotations"' in data[:65536] and b'"detections"' not in data[:65536]:
-        return f"{source}: this looks like COCO Camera Traps metadata, not MegaDetector output; pass it with --cct"
+def _not_megadetector(source: str, exc: Exception) -> str:
     return (f"{source}: not MegaDetector batch output ({exc}); expected an object with an "
             f"'images' list of {{'file', 'detections'}} records")
 
@@ -154,14 +149,14 @@ def _tables(parsed: _File, source: str) -> _Tables:
             readable = parse_taxonomy(descriptions[str(cat_id)])
         species_of[str(cat_id)] = len(species_names)
         species_names.append(readable or f"class {cat_id}")
-    species_of.update({int(k): v for k, v in species_of.items() if k.isdigit()})  # ids may be numbers
+    species_of.update({int(k): v for k, v in species_of.items() if _digits(k, 30)})  # ids may be numbers
     return _Tables(version, info, notes, kind_of, species_names, species_of,
                    {str(k): str(v) for k, v in parsed.detection_categories.items()})
 
 
 # One row per detection, filled in one pass: at a million images every extra Python pass
 # over the detections costs a few hundred milliseconds.
-_ROW = np.dtype([("code", np.int16), ("conf", np.float64), ("species", np.int32), ("spconf", np.float32)])
+_ROW = np.dtype([("code", np.int16), ("conf", np.float64), ("species", np.int32), ("spconf", np.float64)])
 
 
 @dataclass
@@ -190,7 +185,8 @@ def _read_chunk(positions: np.ndarray, records: list, tables: _Tables, images_ro
     # Straight from the records' tuples: a flat list of the detections is one more pass.
     rows = np.fromiter(_detection_rows(dets, code_of, tables.species_of), count=n, dtype=_ROW)
     bbox = np.fromiter(chain.from_iterable(map(_BBOX, chain.from_iterable(dets))), np.float64, 4 * n).reshape(-1, 4)
-    species, species_conf = rows["species"].copy(), rows["spconf"].copy()
+    # clipped: a score beyond float32 drops its image (see _bad_detections), without an overflow on the way
+    species, species_conf = rows["species"].copy(), np.clip(rows["spconf"], -1, 2).astype(np.float32)
     unknown = {}
     odd = np.flatnonzero(species == -2).tolist()
     flat: list[_Detection] = list(chain.from_iterable(dets)) if odd else []
@@ -201,11 +197,11 @@ def _read_chunk(positions: np.ndarray, records: list, tables: _Tables, images_ro
     ids = [str(c) for c in code_of]
     codes = rows["code"]
     kind = np.array([tables.kind_of.get(c, -1) for c in ids] or [0], dtype=np.int8)[codes]
-    category = np.array([int(c) if c.isdigit() else -1 for c in ids] or [0], dtype=np.int16)[codes]
+    category = np.array([int(c) if _digits(c, 4) else -1 for c in ids] or [0], dtype=np.int16)[codes]
     starts = np.cumsum(counts) - counts
     det_index = (np.arange(n) - np.repeat(starts, counts)).astype(np.int16)
-    bad = _bad_detections(kind, rows["conf"], bbox, det_index, counts, ids, codes)
-    columns = {"kind": kind, "category": category, "conf": rows["conf"].astype(np.float32),
+    bad = _bad_detections(kind, rows["conf"], rows["spconf"], bbox, det_index, counts, ids, codes)
+    columns = {"kind": kind, "category": category, "conf": np.clip(rows["conf"], -1, 2).astype(np.float32),
                "bbox": np.clip(bbox, 0.0, 1.0).astype(np.float32), "species": species,
                "species_conf": species_conf, "det_index": det_index}
     return _Chunk(keyed, failures, counts, columns, unknown, bad)
@@ -224,16 +220,23 @@ def _nones(values: list) -> list[int]:
         return found
 
 
-def _bad_detections(kind: np.ndarray, conf: np.ndarray, bbox: np.ndarray, det_index: np.ndarray,
-                    counts: np.ndarray, ids: list[str], codes: np.ndarray) -> dict[int, tuple[str, str]]:
+def _digits(text: str, most: int) -> bool:
+    """Is ``text`` a number of at most ``most`` ASCII digits? (str.isdigit takes '²' too, which int() refuses)"""
+    return text.isascii() and text.isdigit() and len(text) <= most
+
+
+def _bad_detections(kind: np.ndarray, conf: np.ndarray, species_conf: np.ndarray, bbox: np.ndarray,
+                    det_index: np.ndarray, counts: np.ndarray, ids: list[str],
+                    codes: np.ndarray) -> dict[int, tuple[str, str]]:
     """Each record with a bad detection: (reason, detail) for its first one."""
     lo, hi = -BOX_TOLERANCE, 1 + BOX_TOLERANCE
     x, y, w, h = bbox.T
     bad_box = ~((x >= lo) & (x <= hi) & (y >= lo) & (y <= hi) & (w >= 0) & (w <= hi) & (h >= 0) & (h <= hi)
                 & (x + w <= hi + BOX_TOLERANCE) & (y + h <= hi + BOX_TOLERANCE))
     bad_conf = ~((conf >= 0) & (conf <= 1))  # also catches NaN
+    bad_score = ~((species_conf >= 0) & (species_conf <= 1))  # the classifier's; 0 where none
     bad_kind = kind < 0
-    bad_rows = np.flatnonzero(bad_kind | bad_box | bad_conf)
+    bad_rows = np.flatnonzero(bad_kind | bad_box | bad_conf | bad_score)
     if not len(bad_rows):
         return {}
     owner = np.repeat(np.arange(len(counts)), counts)
@@ -246,8 +249,10 @@ def _bad_detections(kind: np.ndarray, conf: np.ndarray, bbox: np.ndarray, det_in
                                                     f"is not in detection_categories")
         elif bad_conf[d]:
             bad[k] = "confidence outside [0,1]", f"detections[{j}] conf {conf[d]}"
+        elif bad_score[d]:
+            bad[k] = "confidence outside [0,1]", f"detections[{j}] classification score {species_conf[d]}"
         else:
-            bad[k] = "bbox outside [0,1]", (f"detections[{j}] bbox {bbox[d].round(4).tolist()}; boxes must be "
+            bad[k] = "bbox outside [0,1]", (f"detections[{j}] bbox {[round(v, 4) for v in bbox[d].tolist()]}; boxes must be "
                                            f"normalised x_min,y_min,width,height")
     return bad
 

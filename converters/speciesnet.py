@@ -21,10 +21,13 @@ Pure: plain data in, plain data out.
 from __future__ import annotations
 
 import math
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import InputFormatError, RecordProblem, image_key, read_json
+from .common import InputFormatError, RecordProblem, image_key, read_input
+from .records import Unreadable, decode_records
+from .sniff import check_kind
 
 WHAT = "SpeciesNet predictions"
 
@@ -98,8 +101,14 @@ def load_speciesnet(path: str | Path, images_root: str | Path | None = None) -> 
 
     Raises InputFormatError, naming the file, when the file as a whole is unusable.
     """
-    data = read_json(path, WHAT)
-    return parse_speciesnet(data, str(path), images_root)
+    data = read_input(path, WHAT)
+    try:
+        check_kind(data, str(path), "speciesnet")
+        decoded = decode_records(data, path, WHAT, "predictions")
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
+    return parse_speciesnet(decoded, str(path), images_root)
 
 
 def parse_speciesnet(data: object, source: str,
@@ -114,10 +123,8 @@ def parse_speciesnet(data: object, source: str,
             f"{source}: the top level is {_json_type(data)}, expected a JSON object with a "
             f"'predictions' list; pass the predictions file written by SpeciesNet")
     records = data.get("predictions")
-    if records is None:
-        hint = ("; it looks like a MegaDetector results file, load it as MegaDetector output"
-                if "images" in data else "; pass the predictions file written by SpeciesNet")
-        raise InputFormatError(f"{source}: no 'predictions' list{hint}")
+    if records is None:  # a file of another kind is told apart before (sniff.check_kind)
+        raise InputFormatError(f"{source}: no 'predictions' list; pass the predictions file written by SpeciesNet")
     if not isinstance(records, list):
         raise InputFormatError(
             f"{source}: 'predictions' is {_json_type(records)}, expected a list of per-image "
@@ -129,6 +136,9 @@ def parse_speciesnet(data: object, source: str,
     seen: set[str] = set()
     for index, record in enumerate(records):
         where = f"predictions[{index}]"
+        if isinstance(record, Unreadable):
+            problems.append(RecordProblem(source, where, record.reason, record.detail))
+            continue
         if not isinstance(record, dict):
             problems.append(RecordProblem(source, where, "record not an object",
                                           f"found {_json_type(record)}"))

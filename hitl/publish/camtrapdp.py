@@ -9,9 +9,7 @@ package's own observations and media row, only ``favorite`` and ``mediaComments`
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import mimetypes
 import shutil
@@ -81,9 +79,7 @@ def _update_media(package: Path, media: dict[str, str], verdicts: Verdicts, coun
     raw = path.read_bytes()
     text = raw.decode("utf-8-sig")
     ending = "\r\n" if "\r\n" in text[:10000] else "\n"
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    fields = list(reader.fieldnames or [])
-    rows = list(reader)
+    fields, rows = C.csv_rows(text)
     for name in ("favorite", "mediaComments"):
         if name not in fields:
             fields.append(name)
@@ -133,7 +129,7 @@ def export_package(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     out.mkdir(parents=True, exist_ok=True)
     # an image from a package keeps its path in it; the others go under media/
     from_package = [i for i in usable if i["image_id"] in sources.origin]
-    placed = place_images(from_package, out, "tree", link, counts, progress)
+    placed = place_images(from_package, out, "tree", link, counts, progress, confined=set(sources.origin))
     placed += [(image, f"media/{name}", target) for image, name, target in place_images(
         [i for i in usable if i["image_id"] not in sources.origin], out / "media", "tree", link, counts, progress)]
     people = queries.people_images(db, threshold)
@@ -269,12 +265,11 @@ class _Package:
 def _deployments_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     if not path.is_file():
         raise HitlError(f"--deployments {path} is not a file")
-    reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline=""))
-    header = list(reader.fieldnames or [])
+    header, rows = C.csv_rows(path.read_bytes().decode("utf-8-sig", errors="replace"))
     missing = [f for f in ("deploymentID", "latitude", "longitude", "deploymentStart", "deploymentEnd") if f not in header]
     if missing:
         raise HitlError(f"{path}: a Camtrap DP deployments table needs the columns {', '.join(missing)} too")
-    return header, [{k: (v or "").strip() for k, v in row.items() if isinstance(k, str)} for row in reader]
+    return header, [{k: (v or "").strip() for k, v in row.items() if isinstance(k, str)} for row in rows]
 
 
 def _detections(db: sqlite_utils.Database) -> dict[str, list[dict]]:

@@ -186,7 +186,8 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     detected = _detector_boxes(db, {h["image_id"] for h in heroes}, threshold)
     counts: dict[str, Any] = {**selected, "exported": 0, "unchanged": 0, "conflicts": [], "missing_files": 0,
                               "missing": [], "hardlink_fallbacks": 0, "failed": [], "notes": []}
-    placed = place_images(heroes, out, layout, link, counts, progress, desc="Exporting heroes")
+    placed = place_images(heroes, out, layout, link, counts, progress, desc="Exporting heroes",
+                          confined=queries.package_images(db))
 
     curators = sorted({o["curator"] for h, _, _ in placed for o in h["curators"]})
     rows = _manifest_rows(placed, detected, model_results)

@@ -11,9 +11,12 @@ import re
 import shutil
 import stat
 from collections import defaultdict
+from collections.abc import Collection
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from converters.common import Confined
+from hitl.imageprep import read_upright_size
 from hitl.progress import progress_bar
 from hitl.publish.render import write_atomic
 
@@ -232,13 +235,23 @@ def _regular(path: Path) -> bool:
         return False
 
 
+def refusal(root: str | Path, image_id: str, confined: Collection[str]) -> str | None:
+    """Why the file of ``image_id`` under ``root``, though it is there, never goes into an export: it
+    is not an image, or it leads out of the Camtrap DP package it was selected from (``confined``:
+    the image_ids from packages; a package may have changed since). None when it may go."""
+    if image_id in confined and (escape := Confined(root).escape(image_id)):
+        return escape
+    return read_upright_size(Path(root) / image_id)[0]
+
+
 def place_images(images: list[dict], out: Path, layout: str, link: str, counts: dict[str, Any],
                  progress: bool | None, names: dict[str, str] | None = None,
-                 desc: str = "Exporting images") -> list[tuple[dict, str, Path]]:
+                 desc: str = "Exporting images", confined: Collection[str] = frozenset()) -> list[tuple[dict, str, Path]]:
     """Put each image's file (dicts with image_id and root) into ``out``, ``layout`` tree or flat,
     counting what happened in ``counts`` (exported, unchanged, conflicts, missing_files, missing,
     failed, hardlink_fallbacks, notes); (image, name in the export, target) of those placed.
-    ``names``: the flat names to use (of a larger set the images belong to), else their own."""
+    ``names``: the flat names to use (of a larger set the images belong to), else their own.
+    A file that is not an image, or leads out of its package (see :func:`refusal`), is failed."""
     flat = names if names is not None else flat_names([h["image_id"] for h in images])
     placed: list[tuple[dict, str, Path]] = []
     for image in progress_bar(progress, images, desc=desc, unit="img", leave=False):
@@ -251,6 +264,10 @@ def place_images(images: list[dict], out: Path, layout: str, link: str, counts: 
         if not src.is_file():
             counts["missing_files"] += 1
             counts["missing"].append(str(src))
+            continue
+        if refused := refusal(image["root"], image_id, confined):
+            counts["failed"].append(f"{src}: {refused}")
+            counts["notes"].append(f"{src}: {refused}; not exported")
             continue
         name = flat[image_id] if layout == "flat" else tree_name(image_id)
         if name is None:

@@ -23,7 +23,7 @@ from hitl.errors import HitlError
 from hitl.imageprep import read_upright_size
 from hitl.progress import progress_bar
 from hitl.publish.heroset import curator_opinions
-from hitl.publish.placing import OwnFiles, flat_names, place_images
+from hitl.publish.placing import OwnFiles, flat_names, place_images, refusal
 from hitl.store import queries
 from hitl.store.ratings import time_key
 from hitl.tables import SafeDictWriter
@@ -155,12 +155,13 @@ def export_training(db: sqlite_utils.Database, out_dir: str | Path, fmt: str, *,
     counts: dict[str, Any] = {**data.summary(), "exported": 0, "unchanged": 0, "conflicts": [], "notes": data.notes,
                               "missing_files": 0, "missing": [], "failed": [], "hardlink_fallbacks": 0}
     own = OwnFiles(out, counts)
+    confined = queries.package_images(db)  # their files must not lead out of their package
     if fmt == "coco":
         own.write("coco_camera_traps.json", _coco_json(data))
     elif fmt == "yolo":
-        _yolo(data, out, link, val_share, seed, own, progress)
+        _yolo(data, out, link, val_share, seed, own, progress, confined)
     else:
-        _crops(data, margin, min_size, own, progress)
+        _crops(data, margin, min_size, own, progress, confined)
     counts["written"] = own.finish()
     return counts
 
@@ -180,7 +181,7 @@ def _coco_json(data: TrainingSet) -> str:
 
 
 def _yolo(data: TrainingSet, out: Path, link: str, val_share: float, seed: int, own: OwnFiles,
-          progress: bool | None) -> None:
+          progress: bool | None, confined: set[str]) -> None:
     from converters.yolo import data_yaml, label_lines, split_by_sequence
 
     names = sorted({b.label for i in data.images for b in i.boxes})
@@ -193,7 +194,7 @@ def _yolo(data: TrainingSet, out: Path, link: str, val_share: float, seed: int, 
         items = [{"image_id": i.image_id, "root": i.root, "image": i} for i in data.images if split[i.image_id] == side]
         # a label file only beside an image that is there: a conflict or a missing file gets none
         for item, name, _ in place_images(items, out / "images" / side, "flat", link, counts, progress, names=flat,
-                                          desc=f"YOLO {side}"):
+                                          desc=f"YOLO {side}", confined=confined):
             own.write(f"labels/{side}/{Path(name).stem}.txt",
                       label_lines([(index[b.label], b.x, b.y, b.w, b.h) for b in item["image"].boxes]))
     counts["train"] = sum(1 for s in split.values() if s == "train")
@@ -203,7 +204,8 @@ def _yolo(data: TrainingSet, out: Path, link: str, val_share: float, seed: int, 
                                "ultralytics needs a val set to validate")
 
 
-def _crops(data: TrainingSet, margin: float, min_size: int, own: OwnFiles, progress: bool | None) -> None:
+def _crops(data: TrainingSet, margin: float, min_size: int, own: OwnFiles, progress: bool | None,
+           confined: set[str]) -> None:
     """Each box cut from its upright image, written as it is cut (a collection's crops do not fit in memory)."""
     from converters.yolo import safe_names
     from hitl.imageprep import ImagePrepError, load_upright_rgb
@@ -215,6 +217,9 @@ def _crops(data: TrainingSet, margin: float, min_size: int, own: OwnFiles, progr
     rows = []
     for image in progress_bar(progress, data.images, desc="Crops", unit="img", leave=False):
         if not image.boxes:
+            continue
+        if refused := refusal(image.root, image.image_id, confined):
+            counts["notes"].append(f"{image.path}: {refused}; its boxes are not cropped")
             continue
         try:
             upright, _ = load_upright_rgb(image.path, max_side=1_000_000)

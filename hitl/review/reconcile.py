@@ -17,9 +17,10 @@ from typing import Any
 
 import sqlite_utils
 
-from converters.common import HumanRating
+from converters.common import HumanRating, text_problem
 from converters.decisions import DecisionError
-from converters.labelstudio import image_id_of, rating_from_annotation
+from converters.labelstudio import MAX_ID, image_id_of, rating_from_annotation
+from converters.sniff import check_kind
 from hitl.errors import HitlError
 from hitl.review.client import export_tasks, studio_errors
 from hitl.review.events import SOURCE, delete_task
@@ -83,11 +84,16 @@ def reconcile_tasks(db: sqlite_utils.Database, tasks: Iterable[Any], project: st
     now = utc_now()
     with transaction(db):
         for position, task in enumerate(tasks):
-            if not isinstance(task, dict) or not isinstance(task.get("id"), int) or isinstance(task["id"], bool):
+            if (not isinstance(task, dict) or not isinstance(task.get("id"), int) or isinstance(task["id"], bool)
+                    or not 0 <= task["id"] <= MAX_ID):
                 result.bad("malformed task", f"tasks[{position}] is not a task with an integer id")
                 continue
+            image_id = image_id_of(task)
+            if image_id is not None and (problem := text_problem(image_id)):
+                result.bad("malformed task", f"task {task['id']}: its image id holds {problem}")
+                continue
             task_ids.add(task["id"])
-            queries.map_task(db, int(project), task["id"], image_id_of(task), now)
+            queries.map_task(db, int(project), task["id"], image_id, now)
             annotations = task.get("annotations") or []
             for annotation in annotations if isinstance(annotations, list) else [annotations]:
                 try:
@@ -188,9 +194,12 @@ def sync_labelme(db: sqlite_utils.Database, folder: str | Path) -> SyncResult:
 def read_export_file(path: str | Path) -> list[Any]:
     """A Label Studio JSON export file (a list of tasks with annotations)."""
     try:
-        data = json.loads(Path(path).read_bytes())
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise HitlError(f"{path}: cannot read the export ({exc.strerror})") from None
+    check_kind(raw, str(path), "labelstudio export")
+    try:  # an integer too long for int() is read as the float it rounds to (inf), which every check refuses
+        data = json.loads(raw, parse_int=lambda digits: int(digits) if len(digits) <= 4000 else float(digits))
     except (ValueError, RecursionError) as exc:
         raise HitlError(f"{path}: not a JSON file ({type(exc).__name__}: {str(exc)[:120]}); export the project "
                         f"as JSON from Label Studio") from None

@@ -24,10 +24,10 @@ from converters.megadetector import KIND_NAMES, MegaDetectorFile, load_megadetec
 from converters.speciesnet import SpeciesNetFile, load_speciesnet
 from hitl.config import check_frames_per_burst
 from hitl.errors import HitlError
-from hitl.imageprep import read_upright_size
 from hitl.progress import progress_bar
 from hitl.select import bursts
 from hitl.select import strata as selection
+from hitl.select.checks import FileChecks
 from hitl.select.output import SelectionSummary, candidate_reason, write_candidates_csv
 from hitl.select.sequences import Frames, frames_of
 from hitl.store import bursts as store_bursts
@@ -124,6 +124,7 @@ class _Run:
     progress: bool | None
     ranker: Callable | None = None  # builds the learned rater that ranks instead of the heuristic
     package: CamtrapPackage | None = None  # when the input is a Camtrap DP package
+    files: FileChecks | None = None  # the picks' file checks
 
 
 @dataclass
@@ -162,7 +163,8 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
     feats = selection.image_features(det.image, det.kind, det.conf, det.bbox, det.species, len(md.image_ids),
                                      cfg["threshold"], cfg["edge_margin"], cfg["data_strip"])
     sn = _load_speciesnet(sn_path, root, md, summary, echo)
-    run = _Run(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress, ranker, package)
+    run = _Run(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress, ranker, package,
+               FileChecks(root, cfg["check_files"], summary, package is not None))
 
     ok, sn_species, existing_seqs = _eligible(run)
     elig = np.flatnonzero(ok)
@@ -184,6 +186,7 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
         summary.excluded["sequence already has a candidate"] += int(already.sum())
         frames = frames.keep(~already)
     rows, members = _choose(run, frames, sn_species)
+    run.files.refuse_most_missing()  # before anything is written: the candidates stay as they are
     summary.selected = len(rows)
     echo(f"Writing {len(rows):,} candidates" + (f" and {len(members):,} burst frames" if members else ""))
     summary.candidates = rows
@@ -309,7 +312,7 @@ def _choose(run: _Run, frames: Frames, sn_species: dict) -> tuple[list[dict[str,
     run.echo(f"Choosing {run.n:,} candidates from {summary.sequences:,} sequences")
     bar = progress_bar(run.progress, total=run.n, desc="Selecting", unit="img", leave=False)
     checked_sizes: dict[int, tuple[int, int]] = {}
-    readable = _file_check(run, frames, checked_sizes)
+    readable = run.files.checker(frames, checked_sizes)
 
     def accept(row: int) -> bool:
         if not readable(row):
@@ -326,25 +329,11 @@ def _choose(run: _Run, frames: Frames, sn_species: dict) -> tuple[list[dict[str,
     if cfg["frames_per_burst"] and picks:
         run.echo(f"Choosing up to {cfg['frames_per_burst']} frames of each candidate's burst")
         members = bursts.burst_rows(frames, quality, [p.row for p in picks], cfg["frames_per_burst"],
-                                    _file_check(run, frames, checked_sizes, "burst frame unreadable: "),
+                                    run.files.checker(frames, checked_sizes, "burst frame unreadable: "),
                                     lambda r: _image_fields(run, frames, species, r, night, checked_sizes))
         summary.burst_frames = len(members)
         summary.bursts = len({m["seq_id"] for m in members})
     return rows, members
-
-
-def _file_check(run: _Run, frames: Frames, sizes: dict[int, tuple[int, int]], what: str = "") -> Callable[[int], bool]:
-    """A check of an eligible row's file (when check_files is on): its upright size into
-    ``sizes``, or the failure counted under ``what`` + the reason."""
-    def readable(row: int) -> bool:
-        if run.cfg["check_files"]:
-            reason, size = read_upright_size(run.root / frames.keys[row])
-            if reason:
-                run.summary.failed[what + reason] += 1
-                return False
-            sizes[int(frames.elig[row])] = size
-        return True
-    return readable
 
 
 def _learned_quality(run: _Run, frames: Frames, species: _Species, night: np.ndarray) -> np.ndarray:

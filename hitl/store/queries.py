@@ -85,6 +85,11 @@ def image_roots(db: sqlite_utils.Database) -> dict[str, str]:
     return dict(db.execute("SELECT image_id, root FROM images").fetchall())
 
 
+def package_images(db: sqlite_utils.Database) -> set[str]:
+    """The images selected from a Camtrap DP package: their files must stay inside it."""
+    return {row[0] for row in db.execute("SELECT image_id FROM camtrap_media")}
+
+
 # ---- Label Studio: tasks and users --------------------------------------------------------------
 
 def map_task(db: sqlite_utils.Database, project_id: int, task_id: int, image_id: str | None,
