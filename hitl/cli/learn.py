@@ -100,8 +100,8 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, 
                 writer.writerow(c.row())
     by_hero = sum(c.chosen_as == "hero" for c in chosen)
     likely = sum(c.p_hero >= HERO_P for c in chosen)
-    click.echo(f"Next {len(chosen)} ({strategy}: {by_hero} of the likeliest heroes, {len(chosen) - by_hero} where the "
-               f"model is least sure; {likely} likely heroes, p(hero) ≥ {HERO_P:g})"
+    click.echo(f"Next {len(chosen)} ({strategy}: {by_hero} as the likeliest heroes left, {len(chosen) - by_hero} where "
+               f"the model is least sure; {likely} likely {'hero' if likely == 1 else 'heroes'}, p(hero) ≥ {HERO_P:g})"
                + (f"; wrote {out_csv}" if out_csv else ""))
     if dry_run:
         for c in chosen[:10]:
