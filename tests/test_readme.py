@@ -1,7 +1,7 @@
 """Every shell example of README.md runs as written, in order, as a newcomer would run them.
 
-The examples run in one bash session in a copy of the checkout (its .venv and .venv-studio are
-the checkout's, linked), with a clean environment. Two addresses in the README stand for servers
+The examples run in one bash session in a copy of the checkout's tracked files (its .venv and
+.venv-studio are the checkout's, linked), with a clean environment. Two addresses in the README stand for servers
 this test starts: ``http://gpu1:8000/v1`` and ``http://gpu2:8000/v1`` are the local OpenAI
 protocol servers of tests/fakes. Everything else is real: the README's own `hitl studio` starts
 a Label Studio on port 8080, its `hitl serve` listens on 8765.
@@ -77,8 +77,10 @@ def clean_env(home: Path) -> dict[str, str]:
 
 
 def copy_checkout(target: Path) -> Path:
-    """The checkout's own files (not its outputs), as a fresh clone has them."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+    """The checkout's own files, as a fresh clone has them: the files git tracks (new ones once
+    `git add`-ed), as they are in the working tree. Nothing else: an output of an earlier run of
+    the README (an old studio.log satisfies its wait for Label Studio) must not be in the copy."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached"], cwd=REPO,
                             capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, listed):
         source = REPO / name

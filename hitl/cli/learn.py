@@ -29,6 +29,7 @@ def learn(obj: Context, seed, k, as_json) -> None:
         python -m hitl learn
     """
     from hitl.learn.run import learn as fit
+    from hitl.learn.words import chance_words
 
     result = fit(obj.db, obj.settings, seed=seed, k=k)
     if as_json:
@@ -45,6 +46,9 @@ def learn(obj: Context, seed, k, as_json) -> None:
                      if figures.get(key + "_ci")]
         if intervals:
             click.echo(f"  {name}, 95% intervals resampling whole {result.grouped_by}s: " + ", ".join(intervals))
+    for name, figures in [(f"learned@{result.version}", result.figures), *result.singles.items()]:
+        for sentence in chance_words(name, figures):
+            click.echo(sentence)
     if result.reward:
         click.echo(result.reward)
     click.echo("Its predictions are stored as the rater learned@" + result.version
@@ -79,6 +83,7 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, 
         python -m hitl next -n 50
         python -m hitl next -n 100 --strategy uncertain --dry-run --out next.csv
     """
+    from hitl.learn import HERO_P
     from hitl.learn.next import choose_next
     from hitl.review import push as review
     from hitl.store import queries
@@ -92,10 +97,12 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, 
             writer = SafeDictWriter(fh, fieldnames=["image_id", "p_hero", "stars_pred", "reason"])
             writer.writeheader()
             for c in chosen:
-                writer.writerow(c.__dict__)
-    hero_count = sum(c.reason.startswith("likely hero") for c in chosen)
-    click.echo(f"Next {len(chosen)} ({strategy}: {hero_count} likely heroes, {len(chosen) - hero_count} where the "
-               f"model is unsure)" + (f"; wrote {out_csv}" if out_csv else ""))
+                writer.writerow(c.row())
+    by_hero = sum(c.chosen_as == "hero" for c in chosen)
+    likely = sum(c.p_hero >= HERO_P for c in chosen)
+    click.echo(f"Next {len(chosen)} ({strategy}: {by_hero} as the likeliest heroes left, {len(chosen) - by_hero} where "
+               f"the model is least sure; {likely} likely {'hero' if likely == 1 else 'heroes'}, p(hero) ≥ {HERO_P:g})"
+               + (f"; wrote {out_csv}" if out_csv else ""))
     if dry_run:
         for c in chosen[:10]:
             click.echo(f"  {c.image_id:40} p(hero) {c.p_hero:.2f}  {c.reason}")

@@ -8,8 +8,10 @@ HistGradientBoosting, which takes missing values (NaN) and categories natively.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -79,8 +81,11 @@ class Fitted:
         """(stars 1-10, probability of hero) per row."""
         stars = (np.clip(self.stars.predict(X), 1, 10) if self.stars is not None
                  else np.full(len(X), self.stars_mean))
-        p = self.hero.predict_proba(X)[:, 1] if self.hero is not None else np.full(len(X), self.hero_rate)
-        return stars, p
+        return stars, self.p_hero(X)
+
+    def p_hero(self, X: np.ndarray) -> np.ndarray:
+        """The probability of hero per row."""
+        return self.hero.predict_proba(X)[:, 1] if self.hero is not None else np.full(len(X), self.hero_rate)
 
 
 def fit(F: Features, stars: np.ndarray, hero: np.ndarray, groups: np.ndarray, seed: int = 0) -> Fitted:
@@ -109,20 +114,30 @@ def _calibrated(X: np.ndarray, y: np.ndarray, groups: np.ndarray, params: dict):
     return trees(HistGradientBoostingClassifier, params).fit(X, y)
 
 
+def fold_models(F: Features, stars: np.ndarray, hero: np.ndarray, groups: np.ndarray, seed: int = 0
+                ) -> list[tuple[np.ndarray, Fitted]]:
+    """The cross-validation's models, each with the rows it never saw (whole groups)."""
+    splits = min(FOLDS, len(np.unique(groups)))
+    if splits < 2:
+        raise ValueError("cross-validation needs decisions on at least two sequences (or locations)")
+    return [(test, fit(Features(F.names, F.X[train]), stars[train], hero[train], groups[train], seed))
+            for train, test in GroupKFold(splits).split(F.X, groups=groups)]
+
+
+def held_out(folds: list[tuple[np.ndarray, Fitted]], X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's prediction by the fold model that never saw it: (stars, p_hero, fold of each row)."""
+    pred_stars, pred_p = np.full(len(X), np.nan), np.full(len(X), np.nan)
+    fold = np.full(len(X), -1, dtype=np.int64)
+    for k, (test, model) in enumerate(folds):
+        pred_stars[test], pred_p[test] = model.predict(X[test])
+        fold[test] = k
+    return pred_stars, pred_p, fold
+
+
 def out_of_fold(F: Features, stars: np.ndarray, hero: np.ndarray, groups: np.ndarray, seed: int = 0
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's prediction by a model that never saw its group: (stars, p_hero, fold of each row)."""
-    n_groups = len(np.unique(groups))
-    splits = min(FOLDS, n_groups)
-    if splits < 2:
-        raise ValueError("cross-validation needs decisions on at least two sequences (or locations)")
-    pred_stars, pred_p = np.full(len(F.X), np.nan), np.full(len(F.X), np.nan)
-    fold = np.full(len(F.X), -1, dtype=np.int64)
-    for k, (train, test) in enumerate(GroupKFold(splits).split(F.X, groups=groups)):
-        model = fit(Features(F.names, F.X[train]), stars[train], hero[train], groups[train], seed)
-        pred_stars[test], pred_p[test] = model.predict(F.X[test])
-        fold[test] = k
-    return pred_stars, pred_p, fold
+    return held_out(fold_models(F, stars, hero, groups, seed), F.X)
 
 
 # ---- how good: the figures printed and stored -----------------------------------------------------
@@ -143,18 +158,18 @@ def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> 
 
 def auc(score: np.ndarray, y: np.ndarray) -> float | None:
     """Area under the ROC curve (the chance a hero ranks above a non-hero; ties count half)."""
-    score, y = np.asarray(score, float), np.asarray(y, bool)
-    pos, neg = score[y], score[~y]
-    if len(pos) == 0 or len(neg) == 0:
-        return None
-    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
-    ranks = np.empty(len(order))
-    ranks[order] = np.arange(1, len(order) + 1)
-    both = np.concatenate([pos, neg])
-    for value in np.unique(both):  # midranks for ties
-        tied = both == value
-        ranks[tied] = ranks[tied].mean()
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    value = aucs(np.asarray(score, float), y)
+    return None if np.isnan(value) else float(value)
+
+
+def aucs(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The AUC of every row of ``scores`` (its last axis: the decisions) against ``y``; NaN with one class."""
+    y = np.asarray(y, bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return np.full(scores.shape[:-1], np.nan)
+    ranks = rankdata(scores, axis=-1)  # midranks for ties
+    return (ranks[..., y].sum(axis=-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def precision_at_k(score: np.ndarray, y: np.ndarray, k: int) -> float | None:
@@ -199,16 +214,21 @@ def group_bootstrap_ci(statistic, groups: np.ndarray, rows: np.ndarray, resample
     """Percentile interval of ``statistic(row indices)`` over resamples of whole groups."""
     if len(rows) == 0:
         return None
-    codes, inverse = np.unique(groups, return_inverse=True)
-    members = [rows[inverse == g] for g in range(len(codes))]
-    rng = np.random.default_rng(seed)
     values = np.full(resamples, np.nan)  # NaN: undefined in that resample
-    for k in range(resamples):
-        picked = rng.integers(0, len(members), len(members))
-        value = statistic(np.concatenate([members[g] for g in picked]))
+    for k, picked in enumerate(group_resamples(groups, rows, resamples, seed)):
+        value = statistic(picked)
         if value is not None:
             values[k] = value
     return percentile_ci(values, level)
+
+
+def group_resamples(groups: np.ndarray, rows: np.ndarray, resamples: int, seed: int = 0):
+    """``resamples`` bootstrap draws of ``rows`` (row indices, with their ``groups``), whole groups at a time."""
+    codes, inverse = np.unique(groups, return_inverse=True)
+    members = [rows[inverse == g] for g in range(len(codes))]
+    rng = np.random.default_rng(seed)
+    for _ in range(resamples):
+        yield np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
 
 
 def learning_curve(F: Features, stars: np.ndarray, hero: np.ndarray, groups: np.ndarray, seed: int = 0,
@@ -230,27 +250,80 @@ def learning_curve(F: Features, stars: np.ndarray, hero: np.ndarray, groups: np.
     return curve
 
 
-def importance(model: Fitted, F: Features, stars: np.ndarray, hero: np.ndarray, seed: int = 0,
-               top: int = 5) -> list[dict]:
-    """What the curators reward: each feature's permutation importance for the hero probability
-    (AUC lost when it is shuffled), with the direction of its effect."""
+IMPORTANCE_REPEATS = 10  # shuffles of each feature
+UNDIRECTED = ("species", "location", "hour_sin", "hour_cos")  # an effect with no "more is better"
+
+
+def importance(folds: list[tuple[np.ndarray, Fitted]], F: Features, hero: np.ndarray, groups: np.ndarray,
+               seed: int = 0, repeats: int = IMPORTANCE_REPEATS, resamples: int = 200) -> list[dict]:
+    """What the curators reward, measured where the model never looked: each feature's permutation
+    importance for the held-out hero probability (the out-of-fold AUC lost when the feature is
+    shuffled among a fold's held-out rows, the mean over ``repeats`` shuffles) with an interval
+    (normal, the standard error from a bootstrap that resamples whole groups, at 95% for all the
+    features together: Bonferroni), and for the features whose loss is clear of zero the direction
+    of the effect (Spearman of the feature with the held-out probability, with its 95% interval).
+
+    Every feature that has values, most important first; [] when the hero decisions cannot be
+    judged. Held out, not on the training rows: a model that fits noise loses its fit to noise
+    when a feature is shuffled, which says nothing about the curators; and the interval, not the
+    spread over shuffles, since a held-out sample can favour a feature by luck.
+    """
     y = hero >= 0
-    if model.hero is None or y.sum() < 10:
+    if y.sum() < 10 or hero[y].all() or not hero[y].any():
         return []
-    X, target = F.X[y], hero[y] == 1
-    base = auc(model.predict(X)[1], target) or 0.5
-    rng = np.random.default_rng(seed)
+    _, p, _ = held_out(folds, F.X)
+    columns = [j for j in range(len(F.names)) if not np.isnan(F.X[y, j]).all()]
+    shuffled = _shuffled_p(folds, F.X, columns, p, repeats, np.random.default_rng(seed))
+
+    def drops(i: np.ndarray) -> np.ndarray:  # per column, for the decisions i
+        return aucs(p[i], hero[i] == 1) - aucs(shuffled[:, :, i], hero[i] == 1).mean(axis=1)
+
+    rows = np.flatnonzero(y)
+    draws = np.array([drops(i) for i in group_resamples(groups[rows], rows, resamples, seed)]).reshape(-1, len(columns))
+    level = 1 - 0.05 / len(columns)  # Bonferroni: every feature looked at is one more chance to find noise
+    z = NormalDist().inv_cdf(0.5 + level / 2)
     found = []
-    for j, name in enumerate(F.names):
-        if np.isnan(X[:, j]).all():
-            continue
-        shuffled = X.copy()
-        shuffled[:, j] = rng.permutation(shuffled[:, j])
-        drop = base - (auc(model.predict(shuffled)[1], target) or 0.5)
-        column = X[:, j]
-        ok = np.isfinite(column)
-        direction = spearman(column[ok], model.predict(X[ok])[1]) if ok.sum() >= 3 and name not in (
-            "species", "location") else None
-        found.append({"feature": name, "auc_drop": float(drop), "direction": direction})
+    for c, (j, drop) in enumerate(zip(columns, drops(rows))):
+        ok = draws[:, c][np.isfinite(draws[:, c])]
+        se = float(ok.std(ddof=1)) if len(ok) >= max(2, len(draws) / 2) else None
+        found.append({"feature": F.names[j], "auc_drop": float(drop), "repeats": repeats, "level": level,
+                      "auc_drop_ci": None if se is None else [float(drop) - z * se, float(drop) + z * se],
+                      "direction": None, "direction_ci": None})
     found.sort(key=lambda f: -f["auc_drop"])
-    return [f for f in found[:top] if f["auc_drop"] > 0]
+    for item in found:
+        if item["feature"] in UNDIRECTED or not distinguishable_loss(item):
+            continue
+        column = F.X[:, F.names.index(item["feature"])]
+        ok = np.flatnonzero(y & np.isfinite(column))
+        if len(ok) >= 3:
+            item["direction"] = spearman(column[ok], p[ok])
+            item["direction_ci"] = group_bootstrap_ci(
+                lambda i, c=column: spearman(c[i], p[i]) if len(i) >= 3 else None, groups[ok], ok, resamples, seed)
+    return found
+
+
+def _shuffled_p(folds: list[tuple[np.ndarray, Fitted]], X: np.ndarray, columns: list[int], p: np.ndarray,
+                repeats: int, rng: np.random.Generator, cells: int = 4_000_000) -> np.ndarray:
+    """Held-out probabilities with one column shuffled among each fold's held-out rows:
+    (columns, repeats, rows). Many shuffled copies go into one predict call (a call's cost is
+    mostly per tree, not per row), at most ``cells`` values at a time."""
+    out = np.repeat(p[None, None], len(columns), axis=0).repeat(repeats, axis=1)
+    for test, model in folds:
+        per_column = repeats * len(test) * X.shape[1]
+        step = max(1, cells // max(per_column, 1))
+        for start in range(0, len(columns), step):
+            batch = columns[start:start + step]
+            block = np.repeat(X[test][None, None], len(batch), axis=0).repeat(repeats, axis=1)
+            for c, j in enumerate(batch):
+                for r in range(repeats):
+                    block[c, r, :, j] = rng.permutation(X[test, j])
+            flat = model.p_hero(block.reshape(-1, X.shape[1]))
+            out[start:start + len(batch), :, test] = flat.reshape(len(batch), repeats, len(test))
+    return out
+
+
+def distinguishable_loss(item: dict) -> bool:
+    """Shuffling the feature costs held-out AUC, its whole interval above zero (a record without
+    the interval, from before it was computed, is not judged)."""
+    ci = item.get("auc_drop_ci")
+    return bool(ci) and ci[0] > 0

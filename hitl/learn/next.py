@@ -13,11 +13,13 @@ import numpy as np
 import sqlite_utils
 
 from hitl.errors import HitlError
+from hitl.learn import HERO_P
 from hitl.learn.data import LEARNED
 from hitl.store import queries
 
 STRATEGIES = ("hero", "uncertain", "mixed")
 MIXED_HERO_SHARE = 0.5
+UNSURE = 0.15  # a probability this close to 0.5 is "unsure"
 
 
 def order(p_hero: np.ndarray, strategy: str, hero_share: float = MIXED_HERO_SHARE) -> list[tuple[int, str]]:
@@ -69,6 +71,11 @@ class Next:
     p_hero: float
     stars_pred: float
     reason: str
+    chosen_as: str  # "hero" or "uncertain": which order chose it
+
+    def row(self) -> dict:
+        """The CSV row of `next --out`."""
+        return {"image_id": self.image_id, "p_hero": self.p_hero, "stars_pred": self.stars_pred, "reason": self.reason}
 
 
 def choose_next(db: sqlite_utils.Database, n: int, strategy: str = "mixed") -> list[Next]:
@@ -93,5 +100,15 @@ def choose_next(db: sqlite_utils.Database, n: int, strategy: str = "mixed") -> l
     p = np.array([f.get("p_hero", 0.5) for f in facts], dtype=float)
     chosen = take(order(p, strategy), [c["seq_id"] for c in pool], n, reviewed_seqs)
     return [Next(pool[k]["image_id"], round(float(p[k]), 4), round(float(facts[k].get("stars", np.nan)), 2),
-                 f"likely hero (p = {p[k]:.2f})" if why == "hero"
-                 else f"the model is unsure (p = {p[k]:.2f}): a decision here teaches it most") for k, why in chosen]
+                 reason(float(p[k]), why), why) for k, why in chosen]
+
+
+def reason(p_hero: float, why: str) -> str:
+    """Why an image is next, in words that follow its probability: "likely hero" only from
+    HERO_P, whichever order chose it; "unsure" only within UNSURE of 0.5."""
+    likely = f"{'likely' if p_hero >= HERO_P else 'unlikely'} hero (p = {p_hero:.2f})"
+    if why == "hero":
+        return likely if p_hero >= HERO_P else f"{likely}, yet among the likeliest left"
+    if abs(p_hero - 0.5) <= UNSURE:
+        return f"the model is unsure (p = {p_hero:.2f}): a decision here teaches it most"
+    return f"{likely}, yet among the least certain left: a decision here teaches the model most"

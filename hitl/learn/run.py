@@ -17,6 +17,7 @@ import numpy as np
 import sqlite_utils
 
 from hitl.errors import HitlError
+from hitl.learn import HERO_P
 from hitl.learn import model as M
 from hitl.learn.data import (
     LEARNED,
@@ -68,17 +69,19 @@ def learn(db: sqlite_utils.Database, settings: dict[str, Any], seed: int = 0, k:
     F = decision_features(images, layout, decisions)
     groups, by = M.validation_groups([images.meta["sequences"][r] for r in decisions.rows],
                                      [images.meta["location_names"][r] for r in decisions.rows])
-    oof_stars, oof_p, _ = M.out_of_fold(F, decisions.stars, decisions.hero, groups, seed)
+    folds = M.fold_models(F, decisions.stars, decisions.hero, groups, seed)
+    oof_stars, oof_p, _ = M.held_out(folds, F.X)
     figures = M.figures(oof_stars, oof_p, decisions.stars, decisions.hero, k, groups, RESAMPLES, seed)
     singles = single_models(images, decisions, layout, k, groups, seed)
     full = M.fit(F, decisions.stars, decisions.hero, groups, seed)
-    importance = M.importance(full, F, decisions.stars, decisions.hero, seed)
+    importance = M.importance(folds, F, decisions.hero, groups, seed)
     curve = M.learning_curve(F, decisions.stars, decisions.hero, groups, seed)
-    run_id = _record_run(db, decisions, images, F, by, seed, figures, singles, curve, importance)
+    reward = what_curators_reward(importance, figures)
+    run_id = _record_run(db, decisions, images, F, by, seed, figures, singles, curve, importance, reward)
     version = f"v{run_id}"
     _store_predictions(db, images, layout, decisions, full, oof_stars, oof_p, version)
     return LearnResult(version, len(decisions), len(set(decisions.rows)), decisions.split(), by, figures, singles,
-                       curve, importance, what_curators_reward(importance))
+                       curve, importance, reward)
 
 
 def single_models(images: Images, decisions: Decisions, layout: Layout, k: int, groups: np.ndarray | None = None,
@@ -108,7 +111,7 @@ def _too_few(images: Images, decisions: Decisions) -> str:
 
 
 def _record_run(db, decisions: Decisions, images: Images, F: Features, by: str, seed: int, figures, singles, curve,
-                importance) -> int:
+                importance, reward: str) -> int:
     with transaction(db):
         run_id = db["learn_runs"].insert({
             "created_at": utc_now(), "status": "finished", "n_decisions": len(decisions),
@@ -116,7 +119,7 @@ def _record_run(db, decisions: Decisions, images: Images, F: Features, by: str, 
             "parameters": json.dumps({"seed": seed, "grouped_by": by, "split": decisions.split()}),
             "features": json.dumps(F.names), "figures": json.dumps({"learned": figures, "singles": singles}),
             "curve": json.dumps(curve),
-            "importance": json.dumps({"features": importance, "words": what_curators_reward(importance)}),
+            "importance": json.dumps({"features": importance, "words": reward}),
         }).last_pk
         db["learn_runs"].update(run_id, {"version": f"v{run_id}"})
         return run_id
@@ -137,7 +140,7 @@ def _store_predictions(db, images: Images, layout: Layout, decisions: Decisions,
         s = float(np.mean(oof_stars[trained[i]])) if oof else float(stars[i])
         h = float(np.mean(oof_p[trained[i]])) if oof else float(p[i])
         rows.append(score_row(
-            image_id, LEARNED, version, status="ok", score=round(min(max(s, 0.0), 10.0), 3), hero=h >= 0.5,
+            image_id, LEARNED, version, status="ok", score=round(min(max(s, 0.0), 10.0), 3), hero=h >= HERO_P,
             reasoning=(f"learned rater {version}: {s:.1f} stars, p(hero) {h:.2f}"
                        + (" (out of fold: this image was among its training decisions)" if oof else "")),
             tags=(), raw=json.dumps({"p_hero": round(h, 4), "stars": round(s, 3), "out_of_fold": oof}),

@@ -1,5 +1,16 @@
-"""What the curators reward, in words, from the learned rater's permutation importance. Pure."""
+"""The learned rater's figures and taste in words, said only as far as the numbers carry them. Pure.
+
+A figure no better than chance (hero AUC at or below 0.5, Spearman at or below 0, or a 95%
+interval that reaches chance) is said as such, and then nothing is said of what the curators
+reward: a model that cannot tell heroes apart has learned no taste. Otherwise a feature is named
+only when shuffling it costs held-out AUC distinguishably (:func:`model.distinguishable_loss`)
+and, where "more" has a meaning, when the direction of its effect is clear of zero.
+"""
 from __future__ import annotations
+
+from hitl.learn.model import UNDIRECTED, distinguishable_loss
+
+TOP = 5  # features named at most
 
 # feature -> (when more of it raises the hero probability, when it lowers it)
 PHRASES = {
@@ -10,46 +21,85 @@ PHRASES = {
     "max_conf": ("clearly visible animals (a confident detector)", "half-hidden animals"),
     "n_animals": ("several animals in one frame", "single animals"),
     "n_species": ("more than one species in a frame", "one species at a time"),
-    "rarity": ("common species", "rare species"),
-    "hour_sin": ("some times of day", "some times of day"),
-    "hour_cos": ("some times of day", "some times of day"),
+    "rarity": ("common species", "rare species"),  # rarity is the share of sequences with the species
     "assisted": ("images they rated with a model's opinion shown", "images they rated blind"),
     "baseline:sharpness_log": ("sharp animals", "soft, blurred animals"),
     "baseline:sharpness_rel": ("animals sharper than their background", "backgrounds sharper than the animal"),
     "baseline:exposure_distance": ("bold exposures", "well-exposed frames"),
+    "baseline:shadows_clipped": ("deep, clipped shadows", "open shadows"),
+    "baseline:highlights_clipped": ("burnt-out highlights", "held highlights"),
     "baseline:contrast_box": ("contrasty animals", "flat-lit animals"),
+    "baseline:contrast_frame": ("contrasty frames", "flat-lit frames"),
     "baseline:chroma_mean": ("colourful frames", "muted, grey frames"),
     "baseline:saturation": ("saturated colour", "muted colour"),
+    "baseline:thirds_distance": ("animals away from the thirds", "animals on the thirds"),
 }
+UNDIRECTED_PHRASES = {"species": "some species more than others", "location": "some cameras more than others",
+                      "hour_sin": "some times of day", "hour_cos": "some times of day"}
+CHANCE = {"hero_auc": 0.5, "spearman": 0.0}  # what a rater that knows nothing scores
+JUDGED = (("hero_auc", "the hero decision", "AUC", "n_hero"), ("spearman", "the stars", "Spearman", "n_stars"))
 
 
-def phrase(feature: str, direction: float | None) -> str:
-    if feature == "species":
-        return "some species more than others"
-    if feature == "location":
-        return "some cameras more than others"
+def phrase(feature: str, direction: float) -> str:
+    """What a feature rewards, for an effect in ``direction`` (its sign)."""
+    if feature in UNDIRECTED_PHRASES:
+        return UNDIRECTED_PHRASES[feature]
+    up = direction > 0
     if feature.startswith("score:"):
-        return f"what {feature[6:]} scores high" if (direction or 0) >= 0 else f"what {feature[6:]} scores low"
+        return f"what {feature[6:]} scores {'high' if up else 'low'}"
     if feature.startswith("hero:"):
-        return f"what {feature[5:]} calls a hero"
+        return f"what {feature[5:]} calls a hero" if up else f"what {feature[5:]} does not call a hero"
     if feature.startswith("tag:"):
-        return f"frames tagged {feature[4:]!r}" if (direction or 0) >= 0 else f"frames not tagged {feature[4:]!r}"
-    up, down = PHRASES.get(feature, (feature.replace("_", " "), f"less {feature.replace('_', ' ')}"))
-    return up if (direction or 0) >= 0 else down
+        return f"frames tagged {feature[4:]!r}" if up else f"frames not tagged {feature[4:]!r}"
+    name = feature.replace("_", " ")
+    up_words, down_words = PHRASES.get(feature, (f"more {name}", f"less {name}"))
+    return up_words if up else down_words
 
 
-def what_curators_reward(importance: list[dict]) -> str:
-    """A sentence: "The curators reward sharp animals, large animals, centred animals; night
-    frames neither count for nor against an image.", or "" when nothing stands out."""
-    if not importance:
+def beats_chance(figures: dict, key: str) -> bool | None:
+    """Is the figure better than chance, its 95% interval included? None: not computed."""
+    value = figures.get(key)
+    if value is None:
+        return None
+    ci = figures.get(key + "_ci")
+    return value > CHANCE[key] and (not ci or ci[0] > CHANCE[key])
+
+
+def chance_words(name: str, figures: dict) -> list[str]:
+    """A sentence for each of the rater's figures that is no better than chance."""
+    out = []
+    for key, what, label, n_key in JUDGED:
+        if beats_chance(figures, key) is False:
+            ci = figures.get(key + "_ci")
+            interval = f", 95% interval {ci[0]:.2f} to {ci[1]:.2f}" if ci else ""
+            out.append(f"{name} on {what}: no better than chance yet: {figures.get(n_key)} decisions "
+                       f"({label} {figures[key]:.2f}{interval}; chance is {CHANCE[key]:g}).")
+    return out
+
+
+def said(item: dict) -> bool:
+    """Is the feature's effect distinguishable from zero: its loss, and its direction where it has one?"""
+    if not distinguishable_loss(item):
+        return False
+    if item["feature"] in UNDIRECTED:
+        return True
+    ci = item.get("direction_ci")
+    return bool(ci) and (ci[0] > 0 or ci[1] < 0) and item.get("direction") is not None
+
+
+def what_curators_reward(importance: list[dict], figures: dict) -> str:
+    """A sentence such as "The curators reward sharp animals and large animals (...)." from the
+    features whose effect is distinguishable from zero; "" when the learned rater's hero decision is
+    no better than chance (or not judged), which :func:`chance_words` says instead."""
+    if not importance or not beats_chance(figures, "hero_auc"):
         return ""
-    seen, parts = set(), []
+    parts: list[str] = []
     for item in importance:
-        text = phrase(item["feature"], item.get("direction"))
-        if text not in seen:
-            seen.add(text)
+        if said(item) and (text := phrase(item["feature"], item.get("direction") or 0.0)) not in parts:
             parts.append(text)
-    sentence = f"The curators reward {', '.join(parts[:-1]) + ' and ' + parts[-1] if len(parts) > 1 else parts[0]}"
-    if not any(i["feature"] == "night" for i in importance):
-        sentence += "; night frames neither count for nor against an image"
-    return sentence + " (permutation importance of the learned rater)."
+    if not parts:
+        return (f"No feature's effect on the hero decision is distinguishable from zero yet "
+                f"({figures.get('n_hero')} decisions), so nothing is said of what the curators reward.")
+    parts = parts[:TOP]
+    listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+    return f"The curators reward {listed} (held-out permutation importance of the learned rater)."

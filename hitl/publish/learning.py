@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hitl.learn.words import chance_words, what_curators_reward
+
 FIGURES = (("spearman", "Spearman ρ"), ("qwk", "weighted κ"), ("mae", "MAE"), ("hero_auc", "hero AUC"),
            ("precision_at_k", "precision@k"), ("ece", "calibration error"))
 
@@ -14,15 +16,18 @@ def learned_section(run: dict | None, figure_png: Callable) -> dict[str, Any] | 
     if not run:
         return None
     figures = run["figures"] or {}
-    rows = [{"name": f"learned@{run['version']}", **_cells(figures.get("learned") or {})}]
-    rows += [{"name": name, **_cells(f)} for name, f in sorted((figures.get("singles") or {}).items())]
+    raters = [(f"learned@{run['version']}", figures.get("learned") or {}),
+              *sorted((figures.get("singles") or {}).items())]
+    rows = [{"name": name, **_cells(f)} for name, f in raters]
     params = run["parameters"] or {}
     return {
         "version": run["version"], "n_decisions": run["n_decisions"], "n_images": run["n_images"],
         "grouped_by": params.get("grouped_by"), "split": params.get("split") or {},
         "columns": [label for _, label in FIGURES], "rows": rows,
         "k": (figures.get("learned") or {}).get("k"),
-        "words": (run["importance"] or {}).get("words") or "",
+        # said again from the stored numbers, so a run stored before a figure was judged says no more than they carry
+        "chance": [sentence for name, f in raters for sentence in chance_words(name, f)],
+        "words": what_curators_reward((run["importance"] or {}).get("features") or [], figures.get("learned") or {}),
         "curve": _curve_png(run["curve"] or [], figure_png),
     }
 

@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import math
+import textwrap
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -144,11 +145,16 @@ def _per_image(rows: list[dict]) -> tuple[dict, dict]:
     return {k: v for k, v in means.items() if v is not None}, models
 
 
-def scatter_and_bland_altman(rows: list[dict]) -> list[tuple[str, str]]:
-    """(title, PNG data URI) per model: curators vs model, and the Bland-Altman plot of the differences."""
+def scatter_and_bland_altman(rows: list[dict], agreement: dict) -> list[tuple[str, str]]:
+    """(title, PNG data URI) per model: curators vs model, and the Bland-Altman plot of the differences.
+
+    The bias and its limits are the agreement table's (``agreement["pairs"]``, the curators'
+    consensus against the model), so the title and the lines say what the table says, and nothing
+    where the table could not compute them."""
     import numpy as np
 
     human, models = _per_image(rows)
+    against = {p["b"]: p for p in agreement.get("pairs", []) if p["a"] == CONSENSUS}
     plots = []
     for model, scores in sorted(models.items()):
         common = sorted(set(scores) & set(human))
@@ -158,24 +164,34 @@ def scatter_and_bland_altman(rows: list[dict]) -> list[tuple[str, str]]:
         m = np.array([scores[i] for i in common])
         rng = np.random.default_rng(0)
         jitter = lambda n: rng.uniform(-0.15, 0.15, n)  # noqa: E731 - integer stars overlap otherwise
+        title, lines = bland_altman_lines(against.get(model) or {})
 
-        def draw(plt, h=h, m=m, model=model):
+        def draw(plt, h=h, m=m, model=model, title=title, lines=lines):
             fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
             ax1.scatter(h + jitter(len(h)), m + jitter(len(m)), s=14, alpha=0.5, color="#2b6cb0")
             ax1.plot([0, 10], [0, 10], color="#999", lw=1, ls="--")
             ax1.set(xlim=(-0.5, 10.5), ylim=(-0.5, 10.5), xlabel="curators (mean stars)", ylabel=model,
                     title=f"Curators vs {model} (n = {len(h)})")
             mean, diff = (h + m) / 2, m - h
-            bias, sd = diff.mean(), diff.std(ddof=1) if len(diff) > 1 else 0.0
             ax2.scatter(mean + jitter(len(mean)), diff + jitter(len(diff)), s=14, alpha=0.5, color="#c05621")
-            for y, style in ((bias, "-"), (bias + 1.96 * sd, "--"), (bias - 1.96 * sd, "--")):
+            for y, style in lines:
                 ax2.axhline(y, color="#555", lw=1, ls=style)
-            ax2.set(xlabel="mean of curators and model", ylabel="model − curators",
-                    title=f"Bland-Altman: bias {bias:+.2f}, limits ±{1.96 * sd:.2f}")
+            ax2.set(xlabel="mean of curators and model", ylabel="model − curators")
+            ax2.set_title(title, fontsize=10)
             fig.tight_layout()
             return fig
         plots.append((model, _figure_png(draw)))
     return plots
+
+
+def bland_altman_lines(entry: dict) -> tuple[str, list[tuple[float, str]]]:
+    """The Bland-Altman plot's title and lines (bias solid, limits dashed) from an agreement pair
+    entry (bias = b − a, model − curators); no line and the table's reason when it has no bias."""
+    if entry.get("bias") is None or entry.get("loa_low") is None:
+        why = entry.get("note") or "not computed"
+        return "\n".join(textwrap.wrap(f"Bland-Altman: no bias computed ({why})", 60)), []
+    return (f"Bland-Altman: bias {entry['bias']:+.2f}, limits {entry['loa_low']:+.2f} to {entry['loa_high']:+.2f}",
+            [(entry["bias"], "-"), (entry["loa_low"], "--"), (entry["loa_high"], "--")])
 
 
 def confusion_grid(c: dict[str, int]) -> list[list[int]]:
@@ -217,7 +233,7 @@ def distributions(rows: list[dict]) -> list[tuple[str, str]]:
     for r in rows:
         if r["score"] is None:
             continue
-        label = r["rater"] if r["kind"] == "model" else "curators"
+        label = r["rater"] if r["kind"] == "model" else CURATORS
         by_rater[label].append(r["score"])
         by_species[r.get("species") or "unknown"][label].append(r["score"])
     if not by_rater:
@@ -225,34 +241,57 @@ def distributions(rows: list[dict]) -> list[tuple[str, str]]:
 
     def draw_raters(plt):
         names = sorted(by_rater)
+        colours = rater_colours(names)
         fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 2.8), squeeze=False, sharey=False)
         for ax, name in zip(axes[0], names):
-            ax.hist(by_rater[name], bins=[x - 0.5 for x in range(12)], color="#4a5568", rwidth=0.85)
+            ax.hist(by_rater[name], bins=[x - 0.5 for x in range(12)], color=colours[name], rwidth=0.85)
             ax.set(title=f"{name} (n = {len(by_rater[name])})", xlabel="score", xlim=(-0.5, 10.5))
         fig.tight_layout()
         return fig
 
     species = sorted(by_species, key=lambda s: -sum(len(v) for v in by_species[s].values()))[:12]
-    raters = sorted(by_rater)
-
-    def draw_species(plt):
-        fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(species) * len(raters) / 2 + 3), 3.6))
-        width = 0.8 / len(raters)
-        for k, rater in enumerate(raters):
-            data = [by_species[s][rater] or [math.nan] for s in species]
-            positions = [i + (k - (len(raters) - 1) / 2) * width for i in range(len(species))]
-            parts = ax.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True, showfliers=False)
-            for box in parts["boxes"]:
-                box.set_facecolor(f"C{k}")
-                box.set_alpha(0.6)
-            ax.plot([], [], color=f"C{k}", lw=6, alpha=0.6, label=rater)
-        ax.set_xticks(range(len(species)), species, rotation=30, ha="right", fontsize=8)
-        ax.set(ylabel="score", ylim=(-0.5, 10.5), title="Scores per species")
-        ax.legend(fontsize=7, loc="upper right")
-        fig.tight_layout()
-        return fig
     return [("Score distributions per rater", _figure_png(draw_raters)),
-            ("Score distributions per species", _figure_png(draw_species))]
+            ("Score distributions per species",
+             _figure_png(lambda plt: species_figure(plt, {s: by_species[s] for s in species})))]
+
+
+CURATORS = "curators"  # the label of the curators' scores in the distribution plots
+CURATORS_COLOUR = "#1a202c"  # near black; no model's colour (matplotlib's tab10 cycle)
+MIN_BOX = 5  # fewer scores than this are drawn as points: a box of two scores says nothing
+
+
+def rater_colours(raters: list[str]) -> dict[str, str]:
+    """One colour per rater, the same in every plot: the curators theirs, each model its own."""
+    models = sorted(r for r in raters if r != CURATORS)
+    return {CURATORS: CURATORS_COLOUR, **{m: f"C{k % 10}" for k, m in enumerate(models)}}
+
+
+def species_figure(plt, by_species: dict[str, dict[str, list[float]]]):
+    """Scores per species (``by_species``: species -> rater -> scores), one box per rater, in the
+    rater's colour throughout (box, median, whiskers); a rater with few scores there gets points."""
+    species = list(by_species)
+    raters = sorted({r for scores in by_species.values() for r in scores}, key=lambda r: (r != CURATORS, r))
+    colours = rater_colours(raters)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(species) * len(raters) / 2 + 3), 3.6))
+    width = 0.8 / len(raters)
+    for k, rater in enumerate(raters):
+        colour = colours[rater]
+        for i, name in enumerate(species):
+            scores = by_species[name].get(rater) or []
+            x = i + (k - (len(raters) - 1) / 2) * width
+            if len(scores) >= MIN_BOX:
+                line = {"color": colour}
+                ax.boxplot([scores], positions=[x], widths=width * 0.9, patch_artist=True, showfliers=False,
+                           boxprops={"facecolor": colour, "edgecolor": colour, "alpha": 0.6}, medianprops=line,
+                           whiskerprops=line, capprops=line)
+            elif scores:
+                ax.scatter([x] * len(scores), scores, s=18, color=colour, zorder=3)
+        ax.plot([], [], color=colour, lw=6, alpha=0.6, label=rater)
+    ax.set_xticks(range(len(species)), species, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="score", ylim=(-0.5, 10.5), title="Scores per species")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
 
 
 # ---- the page's data: plain strings and lists, laid out by templates/report.html -------------------
@@ -408,7 +447,8 @@ def render_html(agreement: dict, rows: list[dict], ranked: list[dict], reasoning
         inter_alpha=_alpha(inter, "inter-curator"),
         subset_tables=[_subsets("By review mode", inter.get("by_mode"), agreement.get("by_mode")),
                        _subsets("By species", inter.get("by_species"), agreement.get("by_species"))],
-        plots=[{"title": title, "src": src} for title, src in scatter_and_bland_altman(rows) + distributions(rows)],
+        plots=[{"title": title, "src": src} for title, src in scatter_and_bland_altman(rows, agreement)
+               + distributions(rows)],
         cards=_cards(ranked, reasoning, comments, roots, stale[0]),
         stale_notes=stale[1],
     )
