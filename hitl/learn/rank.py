@@ -42,8 +42,9 @@ class MetaRanker:
         F = decision_features(images, layout, decisions).columns(COLUMNS)
         groups, _ = M.validation_groups([images.meta["sequences"][r] for r in decisions.rows],
                                         [images.meta["location_names"][r] for r in decisions.rows])
-        return cls(M.fit(F, decisions.stars, decisions.hero, groups, seed), layout.species, layout.location,
-                   len(decisions))
+        with M.threads_for(len(decisions)):
+            fitted = M.fit(F, decisions.stars, decisions.hero, groups, seed)
+        return cls(fitted, layout.species, layout.location, len(decisions))
 
     def p_hero(self, columns: dict[str, np.ndarray], species: list[str | None], locations: list[str | None]
                ) -> np.ndarray:

@@ -66,20 +66,22 @@ def learn(db: sqlite_utils.Database, settings: dict[str, Any], seed: int = 0, k:
     layout = Layout.of(images)
     if len(decisions) < M.MIN_DECISIONS:
         raise TooFewDecisions(_too_few(images, decisions))
-    F = decision_features(images, layout, decisions)
-    groups, by = M.validation_groups([images.meta["sequences"][r] for r in decisions.rows],
-                                     [images.meta["location_names"][r] for r in decisions.rows])
-    folds = M.fold_models(F, decisions.stars, decisions.hero, groups, seed)
-    oof_stars, oof_p, _ = M.held_out(folds, F.X)
-    figures = M.figures(oof_stars, oof_p, decisions.stars, decisions.hero, k, groups, RESAMPLES, seed)
-    singles = single_models(images, decisions, layout, k, groups, seed)
-    full = M.fit(F, decisions.stars, decisions.hero, groups, seed)
-    importance = M.importance(folds, F, decisions.hero, groups, seed)
-    curve = M.learning_curve(F, decisions.stars, decisions.hero, groups, seed)
+    with M.threads_for(len(decisions)):
+        F = decision_features(images, layout, decisions)
+        groups, by = M.validation_groups([images.meta["sequences"][r] for r in decisions.rows],
+                                         [images.meta["location_names"][r] for r in decisions.rows])
+        folds = M.fold_models(F, decisions.stars, decisions.hero, groups, seed)
+        oof_stars, oof_p, _ = M.held_out(folds, F.X)
+        figures = M.figures(oof_stars, oof_p, decisions.stars, decisions.hero, k, groups, RESAMPLES, seed)
+        singles = single_models(images, decisions, layout, k, groups, seed)
+        full = M.fit(F, decisions.stars, decisions.hero, groups, seed)
+        importance = M.importance(folds, F, decisions.hero, groups, seed)
+        curve = M.learning_curve(F, decisions.stars, decisions.hero, groups, seed)
     reward = what_curators_reward(importance, figures)
     run_id = _record_run(db, decisions, images, F, by, seed, figures, singles, curve, importance, reward)
     version = f"v{run_id}"
-    _store_predictions(db, images, layout, decisions, full, oof_stars, oof_p, version)
+    with M.threads_for(len(images.ids)):
+        _store_predictions(db, images, layout, decisions, full, oof_stars, oof_p, version)
     return LearnResult(version, len(decisions), len(set(decisions.rows)), decisions.split(), by, figures, singles,
                        curve, importance, reward)
 
