@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass
-from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import sqlite_utils
 from converters.camtrapdp import CamtrapPackage, read_package
 from converters.cct import CCTFile, CCTMetadata, normalise_datetime
 from converters.common import RecordProblem, gc_paused
-from converters.megadetector import KIND_NAMES, KIND_PERSON, MegaDetectorFile, load_megadetector
+from converters.megadetector import KIND_NAMES, MegaDetectorFile, load_megadetector
 from converters.speciesnet import SpeciesNetFile, load_speciesnet
 from hitl.config import check_frames_per_burst
 from hitl.errors import HitlError
@@ -30,10 +30,11 @@ from hitl.progress import progress_bar
 from hitl.select import bursts
 from hitl.select import strata as selection
 from hitl.select.output import SelectionSummary, candidate_reason, write_candidates_csv
+from hitl.select.records import in_people_events, pack_in_background, person_flags
 from hitl.select.sequences import Frames, frames_of
 from hitl.store import bursts as store_bursts
 from hitl.store import in_chunks, transaction, upsert_many, utc_now
-from hitl.store.detector import pack_ids, record_detector_file
+from hitl.store.detector import record_detector_file
 
 NON_ANIMAL_LABELS = {"blank", "human", "vehicle", "animal", "no cv result", "unknown"}
 UNIDENTIFIED = "unidentified animal"
@@ -181,6 +182,7 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
     if len(elig) == 0:
         raise HitlError(f"no image in {md_path} is eligible (see the counts: {dict(summary.excluded)}); "
                         f"lower the threshold (--threshold) or check the file")
+    packed = pack_in_background(md, package)  # every image's record, packed while the choice is made
     echo(f"Building sequences for {len(elig):,} eligible images")
     frames = frames_of(elig, keys, cct, root, cfg, summary, progress)
     if add and existing_seqs:
@@ -194,7 +196,7 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
     if len(rows) < n:
         summary.notes.append(f"only {len(rows)} of {n} requested: the collection has {summary.sequences} "
                              f"eligible sequences and at most one frame of each is taken")
-    _write(db, run_id, rows, md, root, add, summary, package, members, run.people)
+    _write(db, run_id, rows, md, root, add, summary, package, members, (run.people, packed))
     if out_csv:
         write_candidates_csv(out_csv, rows)
     return summary
@@ -221,7 +223,11 @@ def _eligible(run: _Run) -> tuple[np.ndarray, dict[int, tuple[str, float | None]
         if ok[i]:
             ok[i] = False
             summary.excluded[reason] += 1
-    _people(run, ok)
+    run.people.update(person_flags(md, cfg["threshold"], run.package))  # stored, selected or not
+    if not cfg["include_people"]:
+        _exclude(summary, ok, feats.n_people > 0, "person above threshold")
+        _exclude(summary, ok, feats.n_vehicles > 0, "vehicle above threshold")
+        _exclude(summary, ok, in_people_events(md, run.package), "person (Camtrap DP event)")
     _exclude(summary, ok, feats.n_animals == 0, "no animal above threshold")
     _exclude(summary, ok, feats.area < cfg["min_animal_area"], "animal too small")
 
@@ -259,32 +265,6 @@ def _eligible(run: _Run) -> tuple[np.ndarray, dict[int, tuple[str, float | None]
             already[[index[k] for k in existing if k in index]] = True
             _exclude(summary, ok, already, "already a candidate")
     return ok, sn_species, existing_seqs
-
-
-def _people(run: _Run, ok: np.ndarray) -> None:
-    """Flag every image of the detector file with a person at or above the threshold (in
-    ``run.people``, stored whether or not it is selected) and, unless people are included, leave
-    them and the images with a vehicle out of ``ok``."""
-    md, cfg, summary = run.md, run.cfg, run.summary
-    det = md.detections
-    hit = np.flatnonzero((det.kind == KIND_PERSON) & (det.conf >= cfg["threshold"]))
-    by = "megadetector" if run.package is None else "camtrap-dp"
-    best: dict[int, float] = {}
-    for i, conf in zip(det.image[hit].tolist(), det.conf[hit].tolist()):
-        best[i] = max(conf, best.get(i, conf))
-    run.people.update((md.image_ids[i], (round(conf, 4), by)) for i, conf in best.items())
-    event_people = run.package.event_people if run.package is not None else set()
-    for key in event_people:
-        run.people.setdefault(key, (None, "camtrap-dp event"))
-    if cfg["include_people"]:
-        return
-    _exclude(summary, ok, run.feats.n_people > 0, "person above threshold")
-    _exclude(summary, ok, run.feats.n_vehicles > 0, "vehicle above threshold")
-    if event_people:
-        index = md.index()
-        in_event = np.zeros(len(md.image_ids), dtype=bool)
-        in_event[[index[k] for k in event_people if k in index]] = True
-        _exclude(summary, ok, in_event, "person (Camtrap DP event)")
 
 
 def _species(run: _Run, frames: Frames, seq_index: np.ndarray, sn_species: dict) -> _Species:
@@ -464,13 +444,14 @@ def _exclude(summary: SelectionSummary, ok: np.ndarray, mask: np.ndarray, reason
 
 
 def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summary: SelectionSummary,
-           package: CamtrapPackage | None = None, members: Sequence[dict[str, Any]] = (),
-           people: dict[str, tuple[float | None, str]] | None = None) -> None:
+           package: CamtrapPackage | None, members: Sequence[dict[str, Any]],
+           record: tuple[dict[str, tuple[float | None, str]], Future]) -> None:
     """Record the candidates, their bursts' members (``burst_rows``), what the detector file said of
-    every image (:func:`record_detector_file`) and the run, in one transaction."""
+    every image (``record``: the people flags, and the number and packed ids of the images with a
+    record; see :func:`record_detector_file`) and the run, in one transaction."""
     now = utc_now()
-    recorded = _recorded_ids(md, package)
-    packed = pack_ids(recorded)
+    people, packing = record
+    n_recorded, packed = packing.result()
     # every image the run keeps, each once: a burst's selected frame is its candidate
     kept = [*rows, *(m for m in members if not m["_selected"])]
     det_rows = _detection_rows(md, kept)
@@ -505,24 +486,12 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
                 {"image_id": r["image_id"], "package": package.source, "media_id": package.media[r["image_id"]]["mediaID"],
                  "deployment_id": package.media[r["image_id"]]["deploymentID"]} for r in kept], "image_id")
         source = package.source if package is not None else str(Path(md.source).resolve())
-        record_detector_file(db, run_id, source, str(root), len(recorded), packed,
-                             [(k, conf, by) for k, (conf, by) in (people or {}).items()])
+        record_detector_file(db, run_id, source, str(root), n_recorded, packed,
+                             [(k, conf, by) for k, (conf, by) in people.items()])
         db["selection_runs"].update(run_id, {
             "status": "finished", "finished_at": utc_now(), "n_selected": len(rows),
             "counts": json.dumps(summary.as_counts(), sort_keys=True),
         })
-
-
-def _recorded_ids(md: MegaDetectorFile, package: CamtrapPackage | None) -> list[str]:
-    """The images the detector file has a usable record of: not a detector failure; of a Camtrap DP
-    package, the media someone or something classified (an unclassified media may show anyone)."""
-    if package is not None:
-        return [k for k in md.image_ids if k in package.classified]
-    if not md.failures:
-        return md.image_ids
-    usable = np.ones(len(md.image_ids), dtype=bool)
-    usable[list(md.failures)] = False
-    return list(compress(md.image_ids, usable.tolist()))
 
 
 def _detection_rows(md: MegaDetectorFile, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -295,4 +295,3 @@ def m010_detector_records(db: sqlite_utils.Database) -> None:
         {"file_id": int, "image_id": str, "conf": float, "said_by": str},  # said_by: megadetector, speciesnet, camtrap-dp
         pk=("file_id", "image_id"),
     )
-    db["detector_people"].create_index(["image_id"])
