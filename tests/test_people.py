@@ -278,3 +278,17 @@ def test_a_long_list_is_named_in_part_and_counted():
     assert line.startswith(f"left out {NAMED + 3} images with a person detected: cam/IMG_00.JPG, ")
     assert line.endswith(f"cam/IMG_{NAMED - 1:02d}.JPG and 3 more (--include-people to include them)")
     assert left_out_line([], "with a person detected", "--include-people") is None
+
+
+def test_speciesnet_people_are_its_own_record_and_outlive_a_run_without_it(tmp_path, camera_traps):
+    project = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db")})
+    md, images = str(camera_traps / "md_results.json"), str(camera_traps / "images")
+    project.run("select", "--md", md, "--images", images, "-n", "5",
+                "--speciesnet", str(camera_traps / "speciesnet_predictions.json"))
+    said = "SELECT f.source, p.image_id, p.said_by FROM detector_people p JOIN detector_files f ON f.id = p.file_id"
+    flags = sorted(project.db.execute(said).fetchall())
+    assert flags == [(str(camera_traps / "md_results.json"), PERSON, "megadetector"),
+                     (str(camera_traps / "speciesnet_predictions.json"), PERSON, "speciesnet")]
+    project.run("select", "--md", md, "--images", images, "-n", "5")  # the detector file read again, alone
+    assert sorted(project.db.execute(said).fetchall()) == flags
+    assert project.db.execute("SELECT count(*) FROM detector_files").fetchone()[0] == 2

@@ -4,13 +4,32 @@ which images have a usable record, and which show a person. Stored by
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from itertools import compress
 
 import numpy as np
+import sqlite_utils
 
 from converters.camtrapdp import CamtrapPackage
 from converters.megadetector import KIND_PERSON, MegaDetectorFile
-from hitl.store.detector import pack_ids
+from hitl.store.detector import pack_ids, record_detector_file
+
+
+@dataclass
+class FileRecord:
+    """What one input file said of every image it names, to be stored with the run: the people it
+    flags and, for a detector file, its images with a usable record (packed, see
+    :func:`pack_in_background`; None: a file with no record of its own, such as SpeciesNet's)."""
+
+    source: str  # the file's absolute path
+    people: dict[str, tuple[float | None, str]] = field(default_factory=dict)  # image_id -> (confidence, said by)
+    packed: Future[tuple[int, bytes]] | None = None
+
+    def write(self, db: sqlite_utils.Database, run_id: int, images_root: str) -> None:
+        """Store it (inside the caller's transaction), replacing an earlier reading of the file."""
+        n_recorded, packed = self.packed.result() if self.packed is not None else (0, pack_ids([]))
+        record_detector_file(db, run_id, self.source, images_root, n_recorded, packed,
+                             [(image_id, conf, by) for image_id, (conf, by) in self.people.items()])
 
 
 def person_flags(md: MegaDetectorFile, threshold: float, package: CamtrapPackage | None = None

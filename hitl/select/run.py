@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +29,10 @@ from hitl.progress import progress_bar
 from hitl.select import bursts
 from hitl.select import strata as selection
 from hitl.select.output import SelectionSummary, candidate_reason, write_candidates_csv
-from hitl.select.records import in_people_events, pack_in_background, person_flags
+from hitl.select.records import FileRecord, in_people_events, pack_in_background, person_flags
 from hitl.select.sequences import Frames, frames_of
 from hitl.store import bursts as store_bursts
 from hitl.store import in_chunks, transaction, upsert_many, utc_now
-from hitl.store.detector import record_detector_file
 
 NON_ANIMAL_LABELS = {"blank", "human", "vehicle", "animal", "no cv result", "unknown"}
 UNIDENTIFIED = "unidentified animal"
@@ -127,8 +125,8 @@ class _Run:
     progress: bool | None
     ranker: Callable | None = None  # builds the learned rater that ranks instead of the heuristic
     package: CamtrapPackage | None = None  # when the input is a Camtrap DP package
-    # every image of the files with a person at or above the threshold: image_id -> (confidence, who said so)
-    people: dict[str, tuple[float | None, str]] = dataclasses.field(default_factory=dict)
+    # what the input files said of every image, selected or not: the detector file's first
+    records: list[FileRecord] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -168,6 +166,9 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
                                      cfg["threshold"], cfg["edge_margin"], cfg["data_strip"])
     sn = _load_speciesnet(sn_path, root, md, summary, echo)
     run = _Run(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress, ranker, package)
+    run.records.append(FileRecord(package.source if package is not None else str(Path(md.source).resolve())))
+    if sn_path:
+        run.records.append(FileRecord(str(Path(sn_path).resolve())))
 
     ok, sn_species, existing_seqs = _eligible(run)
     elig = np.flatnonzero(ok)
@@ -182,7 +183,7 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
     if len(elig) == 0:
         raise HitlError(f"no image in {md_path} is eligible (see the counts: {dict(summary.excluded)}); "
                         f"lower the threshold (--threshold) or check the file")
-    packed = pack_in_background(md, package)  # every image's record, packed while the choice is made
+    run.records[0].packed = pack_in_background(md, package)  # every image's record, packed while choosing
     echo(f"Building sequences for {len(elig):,} eligible images")
     frames = frames_of(elig, keys, cct, root, cfg, summary, progress)
     if add and existing_seqs:
@@ -196,7 +197,7 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
     if len(rows) < n:
         summary.notes.append(f"only {len(rows)} of {n} requested: the collection has {summary.sequences} "
                              f"eligible sequences and at most one frame of each is taken")
-    _write(db, run_id, rows, md, root, add, summary, package, members, (run.people, packed))
+    _write(db, run_id, rows, md, root, add, summary, package, members, run.records)
     if out_csv:
         write_candidates_csv(out_csv, rows)
     return summary
@@ -223,7 +224,7 @@ def _eligible(run: _Run) -> tuple[np.ndarray, dict[int, tuple[str, float | None]
         if ok[i]:
             ok[i] = False
             summary.excluded[reason] += 1
-    run.people.update(person_flags(md, cfg["threshold"], run.package))  # stored, selected or not
+    run.records[0].people.update(person_flags(md, cfg["threshold"], run.package))  # stored, selected or not
     if not cfg["include_people"]:
         _exclude(summary, ok, feats.n_people > 0, "person above threshold")
         _exclude(summary, ok, feats.n_vehicles > 0, "vehicle above threshold")
@@ -238,7 +239,7 @@ def _eligible(run: _Run) -> tuple[np.ndarray, dict[int, tuple[str, float | None]
         index = md.index()
         for key, pred in run.sn.predictions.items():
             if pred.species == "human":  # flagged even when the MegaDetector file lacks the image
-                run.people.setdefault(key, (pred.score, "speciesnet"))
+                run.records[1].people[key] = (pred.score, "speciesnet")
             i = index.get(key)
             if i is None or pred.species is None:
                 continue
@@ -444,14 +445,10 @@ def _exclude(summary: SelectionSummary, ok: np.ndarray, mask: np.ndarray, reason
 
 
 def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summary: SelectionSummary,
-           package: CamtrapPackage | None, members: Sequence[dict[str, Any]],
-           record: tuple[dict[str, tuple[float | None, str]], Future]) -> None:
-    """Record the candidates, their bursts' members (``burst_rows``), what the detector file said of
-    every image (``record``: the people flags, and the number and packed ids of the images with a
-    record; see :func:`record_detector_file`) and the run, in one transaction."""
+           package: CamtrapPackage | None, members: Sequence[dict[str, Any]], records: Sequence[FileRecord]) -> None:
+    """Record the candidates, their bursts' members (``burst_rows``), what the input files said of
+    every image (``records``) and the run, in one transaction."""
     now = utc_now()
-    people, packing = record
-    n_recorded, packed = packing.result()
     # every image the run keeps, each once: a burst's selected frame is its candidate
     kept = [*rows, *(m for m in members if not m["_selected"])]
     det_rows = _detection_rows(md, kept)
@@ -485,9 +482,8 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
             upsert_many(db, "camtrap_media", [
                 {"image_id": r["image_id"], "package": package.source, "media_id": package.media[r["image_id"]]["mediaID"],
                  "deployment_id": package.media[r["image_id"]]["deploymentID"]} for r in kept], "image_id")
-        source = package.source if package is not None else str(Path(md.source).resolve())
-        record_detector_file(db, run_id, source, str(root), n_recorded, packed,
-                             [(k, conf, by) for k, (conf, by) in people.items()])
+        for record in records:
+            record.write(db, run_id, str(root))
         db["selection_runs"].update(run_id, {
             "status": "finished", "finished_at": utc_now(), "n_selected": len(rows),
             "counts": json.dumps(summary.as_counts(), sort_keys=True),

@@ -20,6 +20,7 @@ from hitl.store.db import in_chunks, upsert_many, utc_now
 
 SEPARATOR = "\0"  # no file name holds a NUL
 NAMED = 10  # images named in a "left out" line; the rest are counted
+PERSON, UNDETECTED = "a person detected", "no detector record"  # why an image is left out
 
 
 def pack_ids(image_ids: Iterable[str]) -> bytes:
@@ -95,22 +96,20 @@ class Publishable:
     left_out_undetected: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.left_out_people = sorted(i for i in set(self.asked) if i in self.people and not self.include_people)
-        gone = set(self.left_out_people)
-        self.left_out_undetected = sorted(i for i in set(self.asked) if i in self.undetected and i not in gone
-                                          and not self.include_undetected)
-
-    def allows(self, image_id: str) -> bool:
-        return (image_id not in self.people or self.include_people) and \
-            (image_id not in self.undetected or self.include_undetected)
+        reasons = {i: self.reason(i) for i in set(self.asked)}
+        self.left_out_people = sorted(i for i, why in reasons.items() if why == PERSON)
+        self.left_out_undetected = sorted(i for i, why in reasons.items() if why == UNDETECTED)
 
     def reason(self, image_id: str) -> str | None:
-        """Why ``image_id`` is left out, or None when it is not."""
+        """Why ``image_id`` is left out (a person first), or None when it is not."""
         if image_id in self.people and not self.include_people:
-            return "a person detected"
+            return PERSON
         if image_id in self.undetected and not self.include_undetected:
-            return "no detector record"
+            return UNDETECTED
         return None
+
+    def allows(self, image_id: str) -> bool:
+        return self.reason(image_id) is None
 
     @property
     def left_out(self) -> int:
@@ -122,8 +121,8 @@ class Publishable:
     def lines(self) -> list[str]:
         """One line per reason with any image left out, naming them (the first NAMED) and the flag."""
         return [line for line in (
-            left_out_line(self.left_out_people, "with a person detected", "--include-people"),
-            left_out_line(self.left_out_undetected, "with no detector record", "--include-undetected")) if line]
+            left_out_line(self.left_out_people, f"with {PERSON}", "--include-people"),
+            left_out_line(self.left_out_undetected, f"with {UNDETECTED}", "--include-undetected")) if line]
 
 
 def left_out_line(image_ids: list[str], why: str, flag: str) -> str | None:
