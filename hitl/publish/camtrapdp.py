@@ -3,8 +3,8 @@ the curators' verdicts written back into the package they came from.
 
 ``favorite`` is true for the hero set (by the export policy). An image with a person detected, or
 with no detector record, is left out and named (:func:`hitl.store.detector.publishable`) unless
-asked for; a person's image asked for has ``filePublic`` false. Observations are media-level: the curator's boxes where one
-corrected them (``classificationMethod`` human, ``classifiedBy`` the curator), else the
+asked for; a person's image asked for has ``filePublic`` false. Observations are media-level: the
+curator's boxes where one corrected them (``classificationMethod`` human, ``classifiedBy`` the curator), else the
 detector's (machine, with its probability); an image selected from a package keeps that
 package's own observations and media row, only ``favorite`` and ``mediaComments`` change.
 """

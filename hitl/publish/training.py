@@ -88,6 +88,8 @@ def training_set(db: sqlite_utils.Database, *, threshold: float = 0.3, reviewed_
     known = _known_labels(db)
     rows = list(db.query("SELECT image_id, root, width, height, location, datetime, seq_id, species FROM images "
                          "ORDER BY image_id"))
+    if reviewed_only:  # before the rule, so that it names only images that would have gone out
+        rows = [r for r in rows if any(o.get("source") in BOX_SOURCES for o in opinions.get(r["image_id"], []))]
     rule = publishable(db, [r["image_id"] for r in rows], threshold=threshold, include_people=include_people,
                        include_undetected=include_undetected)
     result.left_out = rule.lines()
@@ -96,8 +98,6 @@ def training_set(db: sqlite_utils.Database, *, threshold: float = 0.3, reviewed_
         if not rule.allows(image_id):
             continue
         reviewed = _reviewed_boxes(opinions.get(image_id, []), row["species"], known, result.counts)
-        if reviewed is None and reviewed_only:
-            continue
         boxes = reviewed if reviewed is not None else detector.get(image_id, [])
         path = Path(row["root"]) / image_id
         size = (row["width"], row["height"]) if row["width"] and row["height"] else read_upright_size(path)[1]
@@ -153,7 +153,7 @@ def export_training(db: sqlite_utils.Database, out_dir: str | Path, fmt: str, *,
     data = training_set(db, threshold=threshold, reviewed_only=reviewed_only, include_people=include_people,
                         include_undetected=include_undetected)
     if not data.images:
-        if data.left_out and not reviewed_only:
+        if data.left_out:
             raise HitlError(f"no image to export: {'; '.join(data.left_out)}")
         raise HitlError("no image to export" + (" with reviewed boxes: rate (and correct) some in Label Studio or "
                                                 "Labelme first, or leave out --reviewed-only" if reviewed_only else
