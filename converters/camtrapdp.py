@@ -15,7 +15,10 @@ import csv
 import io
 import math
 import mmap
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,9 @@ class CamtrapPackage:
     deployments: dict[str, dict[str, str]]  # deploymentID -> its row
     remote: int = 0  # media that are URLs with no local file (counted, not read)
     problems: list[RecordProblem] = field(default_factory=list)
+    # media someone or something classified (the others have no record: they may show anyone)
+    classified: set[str] = field(default_factory=set)
+    event_people: set[str] = field(default_factory=set)  # media of an event with a human observed at event level
 
 
 FIELD_LIMIT = 131_072  # characters in a CSV cell: Python's csv module's own limit; no real cell comes near
@@ -159,7 +165,9 @@ def read_package(path: str | Path, media_root: str | Path | None = None) -> Camt
     detector = _detections(ids, by_media_id, tables["observations"], source, problems)
     events = _events([obs for _, obs in tables["observations"]], by_media_id)
     metadata = _metadata(ids, media, deployments, events, source)
-    return CamtrapPackage(source, root, descriptor, detector, metadata, media, deployments, remote, problems)
+    classified, event_people = _classified(media, by_media_id, tables["observations"], events)
+    return CamtrapPackage(source, root, descriptor, detector, metadata, media, deployments, remote, problems,
+                          classified, event_people)
 
 
 def _media_root(root: Path, media_root, source: str) -> Path | None:
@@ -303,6 +311,49 @@ def _events(observations: list[dict[str, str]], by_media_id: dict[str, str]) -> 
         if key is not None and obs.get("eventID"):
             events.setdefault(key, obs["eventID"])
     return events
+
+
+def _classified(media: dict[str, dict], by_media_id: dict[str, str], observations: list[dict[str, str]],
+                events: dict[str, str]) -> tuple[set[str], set[str]]:
+    """The media someone or something classified: with a media-level observation, or in an event
+    with an event-level one (its eventID, or its deployment and time span), ``unclassified`` ones
+    aside; and the media of an event with a human observed at event level."""
+    classified = {by_media_id[o["mediaID"]] for o in observations if o.get("observationLevel") == "media"
+                  and o.get("mediaID") in by_media_id and o.get("observationType") != "unclassified"}
+    by_event: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for key, event in events.items():
+        by_event[(media[key]["deploymentID"], event)].append(key)
+    spans: dict[str, list[tuple[float, str]]] = defaultdict(list)  # deploymentID -> (time, image_id), by time
+    for key, row in media.items():
+        when = _seconds(row.get("timestamp"))
+        if when is not None:
+            spans[row["deploymentID"]].append((when, key))
+    for rows in spans.values():
+        rows.sort()
+    times = {d: [t for t, _ in rows] for d, rows in spans.items()}
+    people: set[str] = set()
+    for o in observations:
+        if o.get("observationLevel") != "event" or o.get("observationType") == "unclassified":
+            continue
+        deployment = o.get("deploymentID") or ""
+        keys = set(by_event.get((deployment, o.get("eventID") or ""), ()))
+        start, end = _seconds(o.get("eventStart")), _seconds(o.get("eventEnd"))
+        if start is not None and end is not None and deployment in times:
+            found = times[deployment]
+            keys.update(k for _, k in spans[deployment][bisect_left(found, start):bisect_right(found, end)])
+        classified |= keys
+        if o.get("observationType") == "human":
+            people |= keys
+    return classified, people
+
+
+def _seconds(text: str | None) -> float | None:
+    """An ISO 8601 time as seconds since the epoch (one without an offset read as UTC), or None."""
+    try:
+        when = datetime.fromisoformat(text or "")
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def location_of(deployment: dict[str, str]) -> str | None:

@@ -144,3 +144,15 @@ class Demo:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def give_detector_record(db, root: Path | str, image_ids: list[str], people: tuple[str, ...] = ()) -> None:
+    """Record, as a selection reading a detector file does, that one names ``image_ids`` under ``root``
+    (``people`` with a person): images put in the store by hand are otherwise left out of every
+    export as having no detector record."""
+    from hitl import store
+    from hitl.store.detector import pack_ids, record_detector_file
+
+    with store.transaction(db):
+        record_detector_file(db, 0, f"{root}/planted_md.json", str(Path(root).resolve()), len(image_ids),
+                             pack_ids(image_ids), [(i, 0.9, "megadetector") for i in people])

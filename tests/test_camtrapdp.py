@@ -179,8 +179,15 @@ def test_detector_images_need_deployments_then_export_valid(tmp_path, sample_dat
         "deploymentID,locationName,latitude,longitude,deploymentStart,deploymentEnd\n" + "".join(
             f"dep-{k},{loc},{50 + k / 10},{4 + k / 10},2024-01-01T00:00:00+01:00,2024-12-31T00:00:00+01:00\n"
             for k, loc in enumerate(locations)))
+    left_out = project.run("export", "--format", "camtrap-dp", "--out", str(tmp_path / "default"), "--deployments",
+                           str(tmp_path / "deployments.csv"))
+    assert (f"left out 1 image with a person detected: {candidates[1]['image_id']} (--include-people to include it)"
+            in left_out.output and "left out 1 image with no detector record: loose/IMG_0001.JPG" in left_out.output)
+    assert sorted(m["filePath"] for m in table(tmp_path / "default" / "media.csv")) == sorted(
+        f"media/{c['image_id']}" for c in candidates[:1] + candidates[2:])
+    # asked for: the person's image (not public) and the image no detector file names
     result = project.run("export", "--format", "camtrap-dp", "--out", str(tmp_path / "out"), "--deployments",
-                         str(tmp_path / "deployments.csv"))
+                         str(tmp_path / "deployments.csv"), "--include-people", "--include-undetected")
     assert camtrap_dp_errors(tmp_path / "out") == []
     assert "1 reviewed images have no capture time or location and are left out" in result.output
     media = table(tmp_path / "out" / "media.csv")

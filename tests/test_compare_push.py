@@ -33,7 +33,7 @@ from hitl.compare.strength import fit_bradley_terry
 from hitl.errors import HitlError
 from hitl.store.ratings import record_ratings
 
-from .conftest import REPO
+from .conftest import REPO, give_detector_record
 
 N_HEROES, SPREAD, PER_ROUND, COMPARISONS = 40, 20.0, 20, 120  # see test_planted_ranking_choice
 
@@ -190,6 +190,7 @@ def heroes(tmp_path):
                                    annotator_id="ana", stars=8, hero=k != 4, updated_at="2026-01-01T00:00:00+00:00"))
     with store.transaction(db):
         record_ratings(db, ratings, via="sheet")
+    give_detector_record(db, folder, [f"h{k}.jpg" for k in range(5)])
     (folder / "h3.jpg").unlink()
     return db, tmp_path / "files"
 

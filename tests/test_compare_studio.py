@@ -28,7 +28,7 @@ from hitl.review import studio
 from hitl.review.configs import template
 from hitl.store.ratings import curator_comparisons
 
-from .conftest import CliProject
+from .conftest import CliProject, give_detector_record
 from .test_compare_push import COMPARISONS, LEFT, N_HEROES, PER_ROUND, RIGHT, SAME, beats, planted
 from .test_sync_e2e import SECRET, Service, wait_for
 
@@ -53,6 +53,7 @@ class Heroes(CliProject):
             except OSError:  # a file system without hard links
                 shutil.copy(photo, self.folder / name)
         self.run("score", "--model", "baseline", "--images", str(self.folder))
+        give_detector_record(self.db, self.folder, self.ids)  # else a folder's images are left out of the pairs
         sheet = tmp_path / "heroes.csv"
         sheet.write_text("image_id,curator,stars,hero\n" + "".join(f"{i},ana@example.org,8,yes\n" for i in self.ids))
         assert f"{n} new" in self.run("ratings", "--import", str(sheet)).output

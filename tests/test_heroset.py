@@ -21,7 +21,7 @@ from hitl.cli import cli
 from hitl.publish import heroset
 from hitl.publish.heroset import HerosetError, export_heroset, flat_names, select_heroes, select_with_counts
 
-from .conftest import REPO, SHARED
+from .conftest import REPO, SHARED, give_detector_record
 
 ELEPHANT = "african_elephants_with_exif_orientation.jpg"  # stored portrait, EXIF orientation 6
 
@@ -50,6 +50,7 @@ class Project:
         run(self.db_path, "score", "--model", "baseline")
         run(self.db_path, "score", "--model", "baseline", "--images", str(self.extra))
         self.db = store.connect(self.db_path)
+        give_detector_record(self.db, self.extra, [ELEPHANT])  # else an image scored from a folder is left out
         ranked = [r[0] for r in self.db.execute("SELECT image_id FROM candidates ORDER BY rank")]
         assert len(ranked) == 8
         self.ids = dict(zip("ABCDEFGH", ranked))

@@ -22,7 +22,7 @@ from hitl.review.reconcile import sync_export_file
 from hitl.review.webhook import create_app
 from hitl.tables import csv_cell
 
-from .conftest import SHARED, CliProject
+from .conftest import SHARED, CliProject, give_detector_record
 from .test_webhook import JSON, _mutate, _paths, fingerprint, post
 
 SECRET = "example-secret"
@@ -293,6 +293,7 @@ def scored_project(tmp_path, names=("=1+2.jpg", "@cmd.jpg", "+SUM(A1).jpg", "cam
         Image.new("RGB", (64, 48), (90, 120, 60)).save(folder / name)
     project = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db")})
     project.run("score", "--model", "baseline", "--images", str(folder))
+    give_detector_record(project.db, folder, list(names))  # else a folder's images are left out of the export
     return project
 
 

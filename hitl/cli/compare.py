@@ -5,7 +5,15 @@ import os
 
 import click
 
-from hitl.cli.context import Context, echo_err, image_serving_options, url_option, webhook_url_option
+from hitl.cli.context import (
+    Context,
+    echo_err,
+    echo_left_out,
+    image_serving_options,
+    include_people_options,
+    url_option,
+    webhook_url_option,
+)
 
 DEFAULT_TITLE = "Hero comparison"
 
@@ -25,9 +33,10 @@ DEFAULT_TITLE = "Hero comparison"
                     "HITL_WEBHOOK_SECRET is set]")
 @click.option("--no-webhook", is_flag=True, help="Register no webhook (answers then come in by `hitl sync`).")
 @image_serving_options
+@include_people_options("the pairs")
 @click.pass_obj
 def compare(obj: Context, n, url, title, policy, min_stars, min_per_image, seed, webhook_url, no_webhook,
-            document_root, image_url_template) -> None:
+            document_root, image_url_template, include_people, include_undetected) -> None:
     """Push N pairs of hero images to Label Studio: the curator picks the more beautiful, or "same".
 
     The pairs come from the current Bradley-Terry fit of the answers so far: every hero in at
@@ -50,7 +59,8 @@ def compare(obj: Context, n, url, title, policy, min_stars, min_per_image, seed,
         min_stars=min_stars, seed=seed,
         document_root=document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
         url_template=image_url_template, webhook_url=obj.webhook_to_register(webhook_url, no_webhook),
-        secret=os.environ.get("HITL_WEBHOOK_SECRET"))
+        secret=os.environ.get("HITL_WEBHOOK_SECRET"), threshold=obj.threshold, include_people=include_people,
+        include_undetected=include_undetected)
     click.echo(f"Comparison project {summary.project_id} ({'created' if summary.project_created else 'reused'}): "
                f"{summary.pushed} pairs pushed, {summary.already} already there ({summary.waiting} waiting for an "
                f"answer); {summary.heroes} heroes, {summary.answered} comparisons answered")
@@ -62,6 +72,7 @@ def compare(obj: Context, n, url, title, policy, min_stars, min_per_image, seed,
     elif summary.pushed < summary.asked:
         echo_err(f"Only {summary.pushed} of the {summary.asked} pairs asked for are new "
                  f"({summary.possible - summary.pushed} pairs left never shown).")
+    echo_left_out(summary.left_out)
     for reason, count in summary.skipped.most_common():
         click.echo(f"  skipped {count:>5}  {reason}")
     for example in summary.skipped_examples[:5]:

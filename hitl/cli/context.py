@@ -107,3 +107,22 @@ def counted(lines: list[str], title: str, counter, indent: str = "  ") -> None:
         lines.append(f"{title} ({sum(counter.values()):,}):")
         for key, count in counter.most_common():
             lines.append(f"{indent}{count:>9,}  {key}")
+
+
+def include_people_options(where: str) -> Callable:
+    """--include-people and --include-undetected: keep in ``where`` what the publishing rule leaves
+    out (hitl.store.detector.publishable); the images left out are named either way."""
+    def decorate(fn: Callable) -> Callable:
+        fn = click.option("--include-undetected", is_flag=True,
+                          help=f"Keep in {where} the images no detector file has a record of (say, scored "
+                               f"from a folder); left out and named otherwise.")(fn)
+        return click.option("--include-people", is_flag=True,
+                            help=f"Keep in {where} the images with a person detected; left out and named "
+                                 f"otherwise.")(fn)
+    return decorate
+
+
+def echo_left_out(lines: list[str], suffix: str = "") -> None:
+    """The publishing rule's lines ("left out 2 images with a person detected: ..."), one each."""
+    for line in lines:
+        click.echo(f"  {line}{suffix}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from hitl.cli.context import Context, echo_err
+from hitl.cli.context import Context, echo_err, echo_left_out, include_people_options
 
 
 @click.command()
@@ -18,8 +18,9 @@ from hitl.cli.context import Context, echo_err
               help="A model calls an image hero when its score is at least this (besides its own flag).")
 @click.option("--top", type=click.IntRange(min=0), default=24, show_default=True,
               help="Disagreements shown with thumbnails.")
+@include_people_options("the thumbnails")
 @click.pass_obj
-def report(obj: Context, out_dir, resamples, seed, hero_threshold, top) -> None:
+def report(obj: Context, out_dir, resamples, seed, hero_threshold, top, include_people, include_undetected) -> None:
     """Agreement between curators and models: report.html, agreement.json, disagreements.csv.
 
     \b
@@ -29,7 +30,8 @@ def report(obj: Context, out_dir, resamples, seed, hero_threshold, top) -> None:
     from hitl.publish.report import build_report
 
     paths = build_report(obj.db, out_dir, hero_threshold=hero_threshold, resamples=resamples, seed=seed, top=top,
-                         echo=echo_err)
+                         threshold=obj.threshold, include_people=include_people,
+                         include_undetected=include_undetected, echo=echo_err)
     data = json.loads(paths["json"].read_text())
     for sentence in data.get("readings", [])[:8]:
         click.echo(f"- {sentence}")
@@ -55,7 +57,7 @@ def report(obj: Context, out_dir, resamples, seed, hero_threshold, top) -> None:
 @click.option("--layout", type=click.Choice(["tree", "flat"]), default="tree", show_default=True,
               help="Keep the folder tree, or flat files with safe names.")
 @click.option("--reviewed-only", is_flag=True, help="coco, yolo, crops: only images whose boxes a curator reviewed.")
-@click.option("--include-people", is_flag=True, help="coco, yolo, crops: keep images with a person detected.")
+@include_people_options("the export (every format)")
 @click.option("--val-share", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="yolo: the share of images in val (whole sequences).")
 @click.option("--seed", type=int, default=0, show_default=True, help="yolo: the seed of the train/val split.")
@@ -65,11 +67,14 @@ def report(obj: Context, out_dir, resamples, seed, hero_threshold, top) -> None:
               help="crops: boxes smaller than this many pixels on a side are not cropped.")
 @click.pass_obj
 def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, min_stars, link, layout, reviewed_only,
-                   include_people, val_share, seed, margin, min_size) -> None:
+                   include_people, include_undetected, val_share, seed, margin, min_size) -> None:
     """Export the validated hero set: the images, manifest.csv/json and a contact sheet; or
     (--format camtrap-dp) every reviewed image as a Camtrap DP package, favorite = hero.
 
-    Idempotent; a different file already at a target is reported and never overwritten.
+    Idempotent; a different file already at a target is reported and never overwritten. Every
+    format leaves out, and names, the images with a person detected or with no detector record
+    (an image scored from a folder that no selected detector file names), unless
+    --include-people / --include-undetected.
 
     \b
     Examples:
@@ -80,8 +85,9 @@ def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, 
     """
     from hitl.publish.heroset import export_heroset
 
+    allow = {"include_people": include_people, "include_undetected": include_undetected}
     if fmt == "camtrap-dp":
-        _export_camtrap_dp(obj, out_dir, update, deployments_csv, policy, min_stars, link)
+        _export_camtrap_dp(obj, out_dir, update, deployments_csv, policy, min_stars, link, allow)
         return
     if fmt in ("coco", "yolo", "crops"):
         if not out_dir:
@@ -89,8 +95,7 @@ def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, 
         from hitl.publish.training import export_training
 
         counts = export_training(obj.db, out_dir, fmt, threshold=obj.threshold, reviewed_only=reviewed_only,
-                                 include_people=include_people, link=link, val_share=val_share, seed=seed,
-                                 margin=margin, min_size=min_size)
+                                 link=link, val_share=val_share, seed=seed, margin=margin, min_size=min_size, **allow)
         _print_training(fmt, out_dir, counts)
         return
     if update or deployments_csv:
@@ -99,8 +104,10 @@ def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, 
         raise click.UsageError("Missing option '--out'.")
 
     counts = export_heroset(obj.db, out_dir, policy=policy, min_stars=min_stars, link=link, layout=layout,
-                            threshold=obj.threshold)
-    click.echo(f"Hero set ({policy}{f', mean stars >= {min_stars}' if min_stars else ''}): {counts['heroes']} heroes; "
+                            threshold=obj.threshold, **allow)
+    left_out = counts["left_out_people"] + counts["left_out_undetected"]
+    click.echo(f"Hero set ({policy}{f', mean stars >= {min_stars}' if min_stars else ''}): {counts['heroes']} heroes"
+               f"{f' ({left_out} left out)' if left_out else ''}; "
                f"{counts['exported']} exported, {counts['unchanged']} unchanged, {len(counts['conflicts'])} conflicts, "
                f"{counts['missing_files']} missing files")
     if counts.get("pairwise"):
@@ -113,7 +120,9 @@ def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, 
 
 
 def _echo_conflicts_and_notes(counts: dict) -> None:
-    """An export's files left alone (a different file was there) and its notes, five of each."""
+    """An export's images left out (a person, no detector record), every one; its files left alone
+    (a different file was there) and its notes, five of each."""
+    echo_left_out(counts.get("left_out", []))
     for path in counts["conflicts"][:5]:
         click.echo(f"  conflict (left untouched): {path}")
     for note in counts.get("notes", [])[:5]:
@@ -142,23 +151,25 @@ def _print_training(fmt: str, out_dir: str, counts: dict) -> None:
                                                               " (everything was already there)"))
 
 
-def _export_camtrap_dp(obj: Context, out_dir, update, deployments_csv, policy, min_stars, link) -> None:
+def _export_camtrap_dp(obj: Context, out_dir, update, deployments_csv, policy, min_stars, link, allow: dict) -> None:
     from hitl.publish.camtrapdp import export_package, update_package
 
     if update:
         if out_dir or deployments_csv:
             raise click.UsageError("--update writes into the package the images came from: no --out or --deployments")
-        counts = update_package(obj.db, policy=policy, min_stars=min_stars)
+        counts = update_package(obj.db, policy=policy, min_stars=min_stars, threshold=obj.threshold, **allow)
         click.echo(f"Updated {', '.join(counts['packages'])}: {counts['favorite']} favorite, {counts['not_favorite']} "
                    f"reviewed and not, {counts['comments']} with curator comments; nothing else changed")
+        echo_left_out(counts["left_out"], " (their rows are unchanged)")
         return
     if not out_dir:
         raise click.UsageError("Missing option '--out' (or --update to write into the input package).")
     counts = export_package(obj.db, out_dir, policy=policy, min_stars=min_stars, link=link, threshold=obj.threshold,
-                            deployments_csv=deployments_csv)
+                            deployments_csv=deployments_csv, **allow)
     click.echo(f"Camtrap DP package ({policy}{f', mean stars >= {min_stars}' if min_stars else ''}): "
                f"{counts['media']} reviewed media, {counts['favorite']} favorite, {counts['not_public']} not public "
-               f"(a person detected), {counts['observations']} observations, {counts['deployments']} deployments; "
+               f"(a person detected, --include-people), {counts['observations']} observations, "
+               f"{counts['deployments']} deployments; "
                f"{counts['exported']} files exported, {counts['unchanged']} unchanged, {len(counts['conflicts'])} "
                f"conflicts, {counts['missing_files']} missing files")
     _echo_conflicts_and_notes(counts)

@@ -14,7 +14,7 @@ validator (``converters.labelstudio.rating_from_annotation``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from hitl.publish.heroset import select_heroes
 from hitl.review.client import studio_errors
 from hitl.review.push import PushSummary, cache_users, ensure_local_storage, ensure_webhook, import_tasks
 from hitl.store import queries, transaction, utc_now
+from hitl.store.detector import publishable
 from hitl.store.ratings import curator_comparisons
 
 KIND, MODE = "pairwise", "blind"  # ls_projects.kind and .mode: no model output is shown in a comparison
@@ -48,6 +49,7 @@ class CompareSummary(PushSummary):
     waiting: int = 0  # pairs in this project no one has answered yet
     possible: int = 0  # pairs of heroes never shown before this run
     asked: int = 0
+    left_out: list[str] = field(default_factory=list)  # heroes the publishing rule leaves out, named
 
 
 def pairwise_config() -> str:
@@ -90,21 +92,29 @@ def choose_pairs(n_items: int, outcomes: list[tuple[int, int, float]], done: set
 
 
 def hero_urls(db: sqlite_utils.Database, summary: CompareSummary, policy: str, min_stars: float | None,
-              document_root: str | Path | None, url_template: str | None) -> tuple[dict[str, str], list[str], Path | None]:
+              document_root: str | Path | None, url_template: str | None, *, threshold: float = 0.3,
+              include_people: bool = False, include_undetected: bool = False
+              ) -> tuple[dict[str, str], list[str], Path | None]:
     """The hero images that can be shown, as image_id → URL; their roots and the document root.
 
     A hero whose file is missing (or outside the document root) is counted, with the reason, and left
     out of the pairing altogether: paired, it would be chosen first every run (it is the least
-    compared) and every batch would lose those pairs.
+    compared) and every batch would lose those pairs. So is a hero the publishing rule leaves out
+    (a person detected, no detector record: :func:`hitl.store.detector.publishable`), named in
+    ``summary.left_out``, unless ``include_people`` / ``include_undetected``.
     """
     heroes = select_heroes(db, policy, min_stars)
     if len(heroes) < 2:
         raise HitlError(f"the hero set ({policy}) has {len(heroes)} image(s); review in Label Studio and mark at "
                         f"least two hero (`hitl push`, then `hitl sync`) before comparing")
-    roots = sorted({h["root"] for h in heroes if h["root"]})
+    rule = publishable(db, [h["image_id"] for h in heroes], threshold=threshold, include_people=include_people,
+                       include_undetected=include_undetected)
+    summary.left_out = rule.lines()
+    shown = [h for h in heroes if rule.allows(h["image_id"])]
+    roots = sorted({h["root"] for h in shown if h["root"]})
     root = None if url_template or not roots else Path(document_root or default_document_root(roots))
     urls: dict[str, str] = {}
-    for hero in heroes:
+    for hero in shown:
         image_id = hero["image_id"]
         path = Path(hero["root"] or "") / image_id
         if url_template is None and not hero["root"]:
@@ -121,8 +131,9 @@ def hero_urls(db: sqlite_utils.Database, summary: CompareSummary, policy: str, m
         except (KeyError, IndexError) as exc:
             raise HitlError(f"--image-url-template {url_template!r} may only use {{image_id}} ({exc})") from None
     if len(urls) < 2:
-        raise HitlError(f"only {len(urls)} of the {len(heroes)} hero images can be shown (see the skipped reasons); "
-                        f"restore their files or pass --image-url-template")
+        raise HitlError(f"only {len(urls)} of the {len(heroes)} hero images can be shown "
+                        + (f"({'; '.join(rule.lines())}; " if rule.left_out else "(")
+                        + "see the skipped reasons); restore their files or pass --image-url-template")
     summary.heroes = len(urls)
     return urls, roots, root
 
@@ -174,10 +185,13 @@ def push_pairs(db: sqlite_utils.Database, client, *, url: str, title: str, n: in
                policy: str = "majority", min_stars: float | None = None, seed: int = 0,
                document_root: str | Path | None = None, url_template: str | None = None,
                webhook_url: str | None = None, secret: str | None = None, batch_size: int = 500,
-               progress: bool | None = None) -> CompareSummary:
-    """Create or reuse the comparison project ``title`` and push ``n`` new pairs of hero images to it."""
+               progress: bool | None = None, threshold: float = 0.3, include_people: bool = False,
+               include_undetected: bool = False) -> CompareSummary:
+    """Create or reuse the comparison project ``title`` and push ``n`` new pairs of hero images to it
+    (of the heroes :func:`hero_urls` gives)."""
     summary = CompareSummary(0, False, MODE, "", asked=n)
-    urls, roots, root = hero_urls(db, summary, policy, min_stars, document_root, url_template)
+    urls, roots, root = hero_urls(db, summary, policy, min_stars, document_root, url_template, threshold=threshold,
+                                  include_people=include_people, include_undetected=include_undetected)
     ids = sorted(urls)
     index = {image_id: k for k, image_id in enumerate(ids)}
     with studio_errors(url, f"pushing pairs to project {title!r}"):

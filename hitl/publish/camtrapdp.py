@@ -1,9 +1,10 @@
 """`hitl export --format camtrap-dp`: the reviewed images as a Camtrap DP package, and `--update`:
 the curators' verdicts written back into the package they came from.
 
-``favorite`` is true for the hero set (by the export policy); ``filePublic`` false for an
-image with a person detection. Observations are media-level: the curator's boxes where one
-corrected them (``classificationMethod`` human, ``classifiedBy`` the curator), else the
+``favorite`` is true for the hero set (by the export policy). An image with a person detected, or
+with no detector record, is left out and named (:func:`hitl.store.detector.publishable`) unless
+asked for; a person's image asked for has ``filePublic`` false. Observations are media-level: the
+curator's boxes where one corrected them (``classificationMethod`` human, ``classifiedBy`` the curator), else the
 detector's (machine, with its probability); an image selected from a package keeps that
 package's own observations and media row, only ``favorite`` and ``mediaComments`` change.
 """
@@ -25,7 +26,8 @@ from hitl.errors import HitlError
 from hitl.publish.heroset import curator_opinions, latest_drawn, select_with_counts
 from hitl.publish.placing import place_images, write_own_files
 from hitl.publish.render import write_atomic
-from hitl.store import queries, utc_now
+from hitl.store import utc_now
+from hitl.store.detector import publishable
 
 BACKUP_SUFFIX = ".before-hero-hitl"
 
@@ -50,20 +52,28 @@ class Verdicts:
         return None if latest is None else (latest["curator"], latest["boxes"])
 
 
-def update_package(db: sqlite_utils.Database, *, policy: str = "majority",
-                   min_stars: float | None = None) -> dict[str, Any]:
+def update_package(db: sqlite_utils.Database, *, policy: str = "majority", min_stars: float | None = None,
+                   threshold: float = 0.3, include_people: bool = False,
+                   include_undetected: bool = False) -> dict[str, Any]:
     """Write ``favorite`` and ``mediaComments`` of the reviewed images back into the packages they
-    were selected from; every other cell stays as it was. The first update keeps the original
-    ``media.csv`` beside it (suffix ``.before-hero-hitl``)."""
+    were selected from; every other cell stays as it was. The rows of the images the publishing
+    rule leaves out stay as they were too (``counts["left_out"]`` names them). The first update
+    keeps the original ``media.csv`` beside it (suffix ``.before-hero-hitl``)."""
     verdicts = Verdicts(db, policy, min_stars)
+    origin = {image_id: (package, media_id) for image_id, package, media_id in db.execute(
+        "SELECT image_id, package, media_id FROM camtrap_media") if image_id in verdicts.opinions}
+    rule = publishable(db, list(origin), threshold=threshold, include_people=include_people,
+                       include_undetected=include_undetected)
     by_package: dict[str, dict[str, str]] = defaultdict(dict)  # package -> mediaID -> image_id
-    for image_id, package, media_id in db.execute("SELECT image_id, package, media_id FROM camtrap_media"):
-        if image_id in verdicts.opinions:
+    for image_id, (package, media_id) in origin.items():
+        if rule.allows(image_id):
             by_package[package][media_id] = image_id
     if not by_package:
         raise HitlError("no reviewed image came from a Camtrap DP package (select --camtrap-dp); "
-                        "export --format camtrap-dp --out DIR writes a new package instead")
-    counts: dict[str, Any] = {"packages": [], "favorite": 0, "not_favorite": 0, "comments": 0}
+                        "export --format camtrap-dp --out DIR writes a new package instead" if not origin else
+                        f"no reviewed image to write back: {'; '.join(rule.lines())}")
+    counts: dict[str, Any] = {"packages": [], "favorite": 0, "not_favorite": 0, "comments": 0,
+                              **rule.counts(), "left_out": rule.lines()}
     for package, media in sorted(by_package.items()):
         path = _update_media(Path(package), media, verdicts, counts)
         counts["packages"].append(str(path))
@@ -103,23 +113,30 @@ def _update_media(package: Path, media: dict[str, str], verdicts: Verdicts, coun
 
 def export_package(db: sqlite_utils.Database, out_dir: str | Path, *, policy: str = "majority",
                    min_stars: float | None = None, link: str = "copy", threshold: float = 0.3,
-                   deployments_csv: str | Path | None = None, progress: bool | None = None) -> dict[str, Any]:
+                   deployments_csv: str | Path | None = None, progress: bool | None = None,
+                   include_people: bool = False, include_undetected: bool = False) -> dict[str, Any]:
     """A new Camtrap DP package of the reviewed images in ``out_dir``: the images under
     ``media/`` (copied or hard-linked), ``deployments.csv``, ``media.csv``, ``observations.csv``
     and ``datapackage.json``. Images from a package keep its deployments, media rows and
     metadata; others need ``deployments_csv`` (a Camtrap DP deployments table whose
-    ``deploymentID``, ``locationID`` or ``locationName`` is each image's location)."""
+    ``deploymentID``, ``locationID`` or ``locationName`` is each image's location). The images
+    the publishing rule leaves out are named in ``counts["left_out"]``."""
     verdicts = Verdicts(db, policy, min_stars)
     out = Path(out_dir).resolve()
     if out.exists() and not out.is_dir():
         raise HitlError(f"{out_dir} exists and is not a folder")
-    images = _reviewed(db, verdicts)
+    reviewed = _reviewed(db, verdicts)
+    rule = publishable(db, [i["image_id"] for i in reviewed], threshold=threshold, include_people=include_people,
+                       include_undetected=include_undetected)
+    images = [i for i in reviewed if rule.allows(i["image_id"])]
     if not images:
-        raise HitlError("no reviewed image to export: rate some in Label Studio or Labelme first")
+        raise HitlError(f"no reviewed image to export: {'; '.join(rule.lines())}" if reviewed else
+                        "no reviewed image to export: rate some in Label Studio or Labelme first")
     sources = _Sources(db, images, deployments_csv)
-    counts: dict[str, Any] = {"reviewed": len(images), "favorite": 0, "not_public": 0, "exported": 0,
+    counts: dict[str, Any] = {"reviewed": len(reviewed), "favorite": 0, "not_public": 0, "exported": 0,
                               "unchanged": 0, "conflicts": [], "missing_files": 0, "missing": [],
-                              "hardlink_fallbacks": 0, "failed": [], "notes": []}
+                              "hardlink_fallbacks": 0, "failed": [], "notes": [], **rule.counts(),
+                              "left_out": rule.lines()}
     # Camtrap DP requires every media's deployment and timestamp: an image without is left out, counted
     usable = [i for i in images if i["image_id"] in sources.origin or (i.get("datetime") and i.get("location"))]
     counts["no_time_or_place"] = len(images) - len(usable)
@@ -132,12 +149,12 @@ def export_package(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     placed = place_images(from_package, out, "tree", link, counts, progress, confined=set(sources.origin))
     placed += [(image, f"media/{name}", target) for image, name, target in place_images(
         [i for i in usable if i["image_id"] not in sources.origin], out / "media", "tree", link, counts, progress)]
-    people = queries.people_images(db, threshold)
     media, observations = [], []
     for image, name, _target in placed:
         row = sources.media_row(image, name)
         row["favorite"] = verdicts.favorite(image["image_id"])
-        row["filePublic"] = False if image["image_id"] in people else row.get("filePublic", True)
+        # a person's image is here only when asked for (--include-people), and never public
+        row["filePublic"] = False if image["image_id"] in rule.people else row.get("filePublic", True)
         row["mediaComments"] = verdicts.comments(image["image_id"]) or row.get("mediaComments")
         counts["favorite"] += row["favorite"] is True
         counts["not_public"] += row["filePublic"] in (False, "false")

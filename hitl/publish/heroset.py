@@ -23,6 +23,7 @@ from hitl.errors import HitlError
 from hitl.publish.placing import RESERVED, flat_names, place_images, write_own_files
 from hitl.publish.render import card_image, make_thumbnails, render, verdict
 from hitl.store import queries, utc_now
+from hitl.store.detector import publishable
 from hitl.store.ratings import curator_comparisons, curator_decisions, time_key
 from hitl.tables import SafeDictWriter
 
@@ -158,7 +159,8 @@ def _boxes(hero: dict, detected: list[dict]) -> tuple[str, list[dict]]:
 
 def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: str = "majority",
                    min_stars: float | None = None, link: str = "copy", layout: str = "tree",
-                   progress: bool | None = None, threshold: float = 0.3) -> dict[str, Any]:
+                   progress: bool | None = None, threshold: float = 0.3, include_people: bool = False,
+                   include_undetected: bool = False) -> dict[str, Any]:
     """Copy (or hard-link) the hero set into ``out_dir`` with manifest.csv, manifest.json and index.html.
 
     ``layout`` ``tree`` keeps the image_id's folders; ``flat`` uses one folder and
@@ -169,7 +171,10 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     manifest). Detector boxes (animal, conf >= ``threshold``) stand in when no curator
     drew any. When curators compared exported heroes, the manifest and the contact sheet
     follow their pairwise order (:func:`ranked_by_comparisons`) and ``counts["pairwise"]``
-    says what it rests on. Returns the counts, also written in manifest.json's header.
+    says what it rests on. A hero with a person detected or with no detector record is left
+    out, counted and named in ``counts["left_out"]`` (:func:`hitl.store.detector.publishable`),
+    unless ``include_people`` / ``include_undetected``. Returns the counts, also written in
+    manifest.json's header.
     """
     _check(policy, min_stars)
     if link not in LINKS:
@@ -182,10 +187,14 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     out.mkdir(parents=True, exist_ok=True)
 
     heroes, selected = select_with_counts(db, policy, min_stars)
+    rule = publishable(db, [h["image_id"] for h in heroes], threshold=threshold, include_people=include_people,
+                       include_undetected=include_undetected)
+    heroes = [h for h in heroes if rule.allows(h["image_id"])]
     models, model_results = _model_results(db)
     detected = _detector_boxes(db, {h["image_id"] for h in heroes}, threshold)
-    counts: dict[str, Any] = {**selected, "exported": 0, "unchanged": 0, "conflicts": [], "missing_files": 0,
-                              "missing": [], "hardlink_fallbacks": 0, "failed": [], "notes": []}
+    counts: dict[str, Any] = {**selected, **rule.counts(), "left_out": rule.lines(), "exported": 0, "unchanged": 0,
+                              "conflicts": [], "missing_files": 0, "missing": [], "hardlink_fallbacks": 0,
+                              "failed": [], "notes": []}
     placed = place_images(heroes, out, layout, link, counts, progress, desc="Exporting heroes",
                           confined=queries.package_images(db))
 

@@ -79,9 +79,12 @@ def box_styles(boxes: Iterable[dict]) -> list[dict]:
 
 
 def card_image(thumb: Thumb | None, *, alt: str, boxes: Iterable[dict] = (), src: str | None = None,
-               lazy: bool = False) -> dict[str, Any]:
+               lazy: bool = False, left_out: str | None = None) -> dict[str, Any]:
     """What the card macro draws: the picture (``src``, else the thumb's data URI) and its boxes,
-    or why there is no picture (a None thumb is a file nobody could find)."""
+    or why there is no picture (a None thumb is a file nobody could find; ``left_out`` the reason
+    the publishing rule gives)."""
+    if left_out:
+        return {"src": None, "error": f"left out, {left_out}", "alt": alt}
     if thumb is None or thumb.error:
         return {"src": None, "error": "unknown file" if thumb is None else thumb.error, "alt": alt}
     return {"src": src or thumb.data_uri(), "error": None, "alt": alt, "width": thumb.width,

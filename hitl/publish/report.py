@@ -32,6 +32,7 @@ from hitl.publish.learning import learned_section
 from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
 from hitl.score.stale import stale_marks
 from hitl.store import utc_now
+from hitl.store.detector import Publishable, publishable
 from hitl.store.ratings import curator_comparisons, curator_name, long_table
 from hitl.tables import SafeDictWriter
 
@@ -45,9 +46,15 @@ CSV_COLUMNS = ("rank", "image_id", "species", "human_mean", "human_hero", "n_cur
 
 
 def build_report(db: sqlite_utils.Database, out_dir: str | Path, *, hero_threshold: float = 7.0,
-                 resamples: int = 1000, seed: int = 0, top: int = 24,
+                 resamples: int = 1000, seed: int = 0, top: int = 24, threshold: float = 0.3,
+                 include_people: bool = False, include_undetected: bool = False,
                  echo: Callable[[str], None] = lambda _m: None) -> dict[str, Path]:
-    """Compute agreement and write report.html, agreement.json and disagreements.csv into ``out_dir``."""
+    """Compute agreement and write report.html, agreement.json and disagreements.csv into ``out_dir``.
+
+    The thumbnails of the top disagreements leave out, and name, the images with a person detected
+    (at ``threshold``) or with no detector record (:func:`hitl.store.detector.publishable`),
+    unless ``include_people`` / ``include_undetected``; the lines that name them are echoed too.
+    """
     rows = long_table(db)
     if not rows:
         raise NothingToDo("nothing to report: no model scores and no curator ratings yet")
@@ -74,7 +81,11 @@ def build_report(db: sqlite_utils.Database, out_dir: str | Path, *, hero_thresho
                                                      r["project"]), r["comment"]))
     roots = dict(db.execute("SELECT image_id, root FROM images").fetchall())
     learned = learned_section(latest_run(db), _figure_png)
-    write_atomic(paths["html"], render_html(agreement, rows, ranked[:top], reasoning, comments, roots, learned,
+    shown = publishable(db, [r["image_id"] for r in ranked[:top]], threshold=threshold, include_people=include_people,
+                        include_undetected=include_undetected)
+    for line in shown.lines():
+        echo(f"Thumbnails: {line}")
+    write_atomic(paths["html"], render_html(agreement, rows, ranked[:top], reasoning, comments, roots, learned, shown,
                                             stale_marks(db)))
     return paths
 
@@ -385,11 +396,13 @@ def _pairwise_table(block: dict | None) -> dict | None:
     return {**{k: v for k, v in block.items() if k != "agreement"}, "columns": ["Kendall τ-b"], "rows": rows}
 
 
-def _cards(ranked: list[dict], reasoning: dict, comments: dict, roots: dict,
+def _cards(ranked: list[dict], reasoning: dict, comments: dict, roots: dict, shown: Publishable | None = None,
            stale: set[tuple[str, str]] = frozenset()) -> list[dict]:
-    """One card per top disagreement: thumbnail, what each curator and model said, the curators' comments."""
+    """One card per top disagreement: thumbnail (none where ``shown``, the publishing rule, leaves
+    the image out), what each curator and model said (``stale``: scores computed from other detections),
+    the curators' comments."""
     # the same thumbnails as the gallery and the contact sheet: upright, made on every core
-    known = [r for r in ranked if roots.get(r["image_id"])]
+    known = [r for r in ranked if roots.get(r["image_id"]) and (shown is None or shown.allows(r["image_id"]))]
     made = dict(zip((r["image_id"] for r in known),
                     make_thumbnails([Path(roots[r["image_id"]]) / r["image_id"] for r in known], 320, False)))
     cards = []
@@ -401,17 +414,20 @@ def _cards(ranked: list[dict], reasoning: dict, comments: dict, roots: dict,
         verdicts = [verdict(name, v["score"], v["hero"], reasoning.get(image_id, {}).get(name),
                             stale=(image_id, name) in stale) for name, v in row["models"].items()]
         cards.append({"rank": rank, "image_id": image_id, "species": row["species"] or "", "reason": row["reason"],
-                      "image": card_image(made.get(image_id), alt=image_id), "curators": curators,
+                      "image": card_image(made.get(image_id), alt=image_id,
+                                          left_out=shown.reason(image_id) if shown is not None else None),
+                      "curators": curators,
                       "comments": [{"who": who, "text": text} for who, text in comments.get(image_id, [])],
                       "verdicts": verdicts})
     return cards
 
 
 def render_html(agreement: dict, rows: list[dict], ranked: list[dict], reasoning: dict, comments: dict,
-                roots: dict, learned: dict | None = None,
+                roots: dict, learned: dict | None = None, shown: Publishable | None = None,
                 stale: tuple[set[tuple[str, str]], list[dict]] = (frozenset(), [])) -> str:
-    """The report page: ``ranked`` are the disagreements shown as cards, the rest is in ``agreement``;
-    ``stale``: the stale scores and a note per rater (:func:`hitl.score.stale.stale_marks`)."""
+    """The report page: ``ranked`` are the disagreements shown as cards (their thumbnails as
+    ``shown`` allows), the rest is in ``agreement``; ``stale``: the stale scores and a note per rater
+    (:func:`hitl.score.stale.stale_marks`)."""
     params = agreement.get("parameters", {})
     raters = agreement.get("raters", [])
     pairs = agreement.get("pairs", [])
@@ -449,6 +465,7 @@ def render_html(agreement: dict, rows: list[dict], ranked: list[dict], reasoning
                        _subsets("By species", inter.get("by_species"), agreement.get("by_species"))],
         plots=[{"title": title, "src": src} for title, src in scatter_and_bland_altman(rows, agreement)
                + distributions(rows)],
-        cards=_cards(ranked, reasoning, comments, roots, stale[0]),
+        cards=_cards(ranked, reasoning, comments, roots, shown, stale[0]),
         stale_notes=stale[1],
+        left_out=shown.lines() if shown is not None else [],
     )

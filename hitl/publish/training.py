@@ -25,6 +25,7 @@ from hitl.progress import progress_bar
 from hitl.publish.heroset import curator_opinions
 from hitl.publish.placing import OwnFiles, flat_names, place_images, refusal
 from hitl.store import queries
+from hitl.store.detector import publishable
 from hitl.store.ratings import time_key
 from hitl.tables import SafeDictWriter
 
@@ -64,6 +65,7 @@ class TrainingSet:
     images: list[TrainingImage]
     counts: Counter = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # the images the publishing rule left out, named
 
     def summary(self) -> dict[str, Any]:
         boxes = [b for i in self.images for b in i.boxes]
@@ -71,26 +73,31 @@ class TrainingSet:
                 "boxes": len(boxes), "reviewed_boxes": sum(b.reviewed for b in boxes),
                 "detector_boxes": sum(not b.reviewed for b in boxes),
                 "per_species": dict(sorted(Counter(b.label for b in boxes).items())),
-                "new_labels": sorted({b.label for b in boxes if b.new_label}), **self.counts}
+                "new_labels": sorted({b.label for b in boxes if b.new_label}), "left_out": self.left_out,
+                **self.counts}
 
 
 def training_set(db: sqlite_utils.Database, *, threshold: float = 0.3, reviewed_only: bool = False,
-                 include_people: bool = False) -> TrainingSet:
-    """Every selected image with its box set (see the module's docstring)."""
+                 include_people: bool = False, include_undetected: bool = False) -> TrainingSet:
+    """Every image in the store with its box set (see the module's docstring); those with a person
+    detected or no detector record left out and named (:func:`hitl.store.detector.publishable`)
+    unless ``include_people`` / ``include_undetected``."""
     result = TrainingSet([])
     opinions = curator_opinions(db)
     detector = _detector_boxes(db, threshold)
-    people = queries.people_images(db, threshold)
     known = _known_labels(db)
-    for row in db.query("SELECT image_id, root, width, height, location, datetime, seq_id, species FROM images "
-                        "ORDER BY image_id"):
+    rows = list(db.query("SELECT image_id, root, width, height, location, datetime, seq_id, species FROM images "
+                         "ORDER BY image_id"))
+    if reviewed_only:  # before the rule, so that it names only images that would have gone out
+        rows = [r for r in rows if any(o.get("source") in BOX_SOURCES for o in opinions.get(r["image_id"], []))]
+    rule = publishable(db, [r["image_id"] for r in rows], threshold=threshold, include_people=include_people,
+                       include_undetected=include_undetected)
+    result.left_out = rule.lines()
+    for row in rows:
         image_id = row["image_id"]
-        if image_id in people and not include_people:
-            result.counts["left out: a person detected (--include-people keeps them)"] += 1
+        if not rule.allows(image_id):
             continue
         reviewed = _reviewed_boxes(opinions.get(image_id, []), row["species"], known, result.counts)
-        if reviewed is None and reviewed_only:
-            continue
         boxes = reviewed if reviewed is not None else detector.get(image_id, [])
         path = Path(row["root"]) / image_id
         size = (row["width"], row["height"]) if row["width"] and row["height"] else read_upright_size(path)[1]
@@ -136,15 +143,18 @@ def _key(boxes: list[dict]) -> tuple:
 # ---- the three formats -------------------------------------------------------------------------
 
 def export_training(db: sqlite_utils.Database, out_dir: str | Path, fmt: str, *, threshold: float = 0.3,
-                    reviewed_only: bool = False, include_people: bool = False, link: str = "copy",
-                    val_share: float = 0.2, seed: int = 0, margin: float = 0.1, min_size: int = 32,
-                    progress: bool | None = None) -> dict[str, Any]:
+                    reviewed_only: bool = False, include_people: bool = False, include_undetected: bool = False,
+                    link: str = "copy", val_share: float = 0.2, seed: int = 0, margin: float = 0.1,
+                    min_size: int = 32, progress: bool | None = None) -> dict[str, Any]:
     """Write the training set in ``fmt`` (coco, yolo or crops) into ``out_dir``; a rerun writes
     nothing that is already identical, and never replaces a file it did not write."""
     if fmt not in FORMATS:
         raise HitlError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    data = training_set(db, threshold=threshold, reviewed_only=reviewed_only, include_people=include_people)
+    data = training_set(db, threshold=threshold, reviewed_only=reviewed_only, include_people=include_people,
+                        include_undetected=include_undetected)
     if not data.images:
+        if data.left_out:
+            raise HitlError(f"no image to export: {'; '.join(data.left_out)}")
         raise HitlError("no image to export" + (" with reviewed boxes: rate (and correct) some in Label Studio or "
                                                 "Labelme first, or leave out --reviewed-only" if reviewed_only else
                                                 ": run `python -m hitl select` first"))

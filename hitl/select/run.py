@@ -29,6 +29,7 @@ from hitl.select import bursts
 from hitl.select import strata as selection
 from hitl.select.checks import FileChecks
 from hitl.select.output import SelectionSummary, candidate_reason, write_candidates_csv
+from hitl.select.records import FileRecord, in_people_events, pack_in_background, person_flags
 from hitl.select.sequences import Frames, frames_of
 from hitl.store import bursts as store_bursts
 from hitl.store import in_chunks, transaction, upsert_many, utc_now
@@ -125,6 +126,8 @@ class _Run:
     ranker: Callable | None = None  # builds the learned rater that ranks instead of the heuristic
     package: CamtrapPackage | None = None  # when the input is a Camtrap DP package
     files: FileChecks | None = None  # the picks' file checks
+    # what the input files said of every image, selected or not: the detector file's first
+    records: list[FileRecord] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -165,6 +168,9 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
     sn = _load_speciesnet(sn_path, root, md, summary, echo)
     run = _Run(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress, ranker, package,
                FileChecks(root, cfg["check_files"], summary, package is not None))
+    run.records.append(FileRecord(package.source if package is not None else str(Path(md.source).resolve())))
+    if sn_path:
+        run.records.append(FileRecord(str(Path(sn_path).resolve())))
 
     ok, sn_species, existing_seqs = _eligible(run)
     elig = np.flatnonzero(ok)
@@ -179,6 +185,7 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
     if len(elig) == 0:
         raise HitlError(f"no image in {md_path} is eligible (see the counts: {dict(summary.excluded)}); "
                         f"lower the threshold (--threshold) or check the file")
+    run.records[0].packed = pack_in_background(md, package)  # every image's record, packed while choosing
     echo(f"Building sequences for {len(elig):,} eligible images")
     frames = frames_of(elig, keys, cct, root, cfg, summary, progress)
     if add and existing_seqs:
@@ -193,7 +200,7 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
     if len(rows) < n:
         summary.notes.append(f"only {len(rows)} of {n} requested: the collection has {summary.sequences} "
                              f"eligible sequences and at most one frame of each is taken")
-    _write(db, run_id, rows, md, root, add, summary, package, members)
+    _write(db, run_id, rows, md, root, add, summary, package, members, run.records)
     if out_csv:
         write_candidates_csv(out_csv, rows)
     return summary
@@ -220,9 +227,11 @@ def _eligible(run: _Run) -> tuple[np.ndarray, dict[int, tuple[str, float | None]
         if ok[i]:
             ok[i] = False
             summary.excluded[reason] += 1
+    run.records[0].people.update(person_flags(md, cfg["threshold"], run.package))  # stored, selected or not
     if not cfg["include_people"]:
         _exclude(summary, ok, feats.n_people > 0, "person above threshold")
         _exclude(summary, ok, feats.n_vehicles > 0, "vehicle above threshold")
+        _exclude(summary, ok, in_people_events(md, run.package), "person (Camtrap DP event)")
     _exclude(summary, ok, feats.n_animals == 0, "no animal above threshold")
     _exclude(summary, ok, feats.area < cfg["min_animal_area"], "animal too small")
 
@@ -232,6 +241,8 @@ def _eligible(run: _Run) -> tuple[np.ndarray, dict[int, tuple[str, float | None]
         vehicles = np.zeros(n_img, dtype=bool)
         index = md.index()
         for key, pred in run.sn.predictions.items():
+            if pred.species == "human":  # flagged even when the MegaDetector file lacks the image
+                run.records[1].people[key] = (pred.score, "speciesnet")
             i = index.get(key)
             if i is None or pred.species is None:
                 continue
@@ -423,8 +434,9 @@ def _exclude(summary: SelectionSummary, ok: np.ndarray, mask: np.ndarray, reason
 
 
 def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summary: SelectionSummary,
-           package: CamtrapPackage | None = None, members: Sequence[dict[str, Any]] = ()) -> None:
-    """Record the candidates, their bursts' members (``burst_rows``) and the run, in one transaction."""
+           package: CamtrapPackage | None, members: Sequence[dict[str, Any]], records: Sequence[FileRecord]) -> None:
+    """Record the candidates, their bursts' members (``burst_rows``), what the input files said of
+    every image (``records``) and the run, in one transaction."""
     now = utc_now()
     # every image the run keeps, each once: a burst's selected frame is its candidate
     kept = [*rows, *(m for m in members if not m["_selected"])]
@@ -459,6 +471,8 @@ def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summar
             upsert_many(db, "camtrap_media", [
                 {"image_id": r["image_id"], "package": package.source, "media_id": package.media[r["image_id"]]["mediaID"],
                  "deployment_id": package.media[r["image_id"]]["deploymentID"]} for r in kept], "image_id")
+        for record in records:
+            record.write(db, run_id, str(root))
         db["selection_runs"].update(run_id, {
             "status": "finished", "finished_at": utc_now(), "n_selected": len(rows),
             "counts": json.dumps(summary.as_counts(), sort_keys=True),

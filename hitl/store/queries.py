@@ -51,12 +51,6 @@ def animal_boxes(db: sqlite_utils.Database, threshold: float, image_ids: Iterabl
     return boxes
 
 
-def people_images(db: sqlite_utils.Database, threshold: float) -> set[str]:
-    """The images with a person detected at or above ``threshold`` (left out of what is published)."""
-    return {r[0] for r in db.execute("SELECT DISTINCT image_id FROM detections WHERE kind = 'person' AND conf >= ?",
-                                     [threshold])}
-
-
 def scores_by_image(db: sqlite_utils.Database, ok_only: bool = True, raw: bool = False) -> dict[str, list[dict]]:
     """Per image, every model's result (ok ones only by default), ordered by model and prompt version.
 

@@ -285,3 +285,22 @@ def m009_score_inputs(db: sqlite_utils.Database) -> None:
     stale. A batch job's images carry theirs from submission to collection."""
     db["scores"].add_column("inputs", str)
     db["batch_items"].add_column("inputs", str)
+
+
+@migration
+def m010_detector_records(db: sqlite_utils.Database) -> None:
+    """What each detector file said about every image it names, the unselected ones too: which
+    images it has a usable record of (``image_ids``: their ids, NUL-separated and zlib-compressed,
+    a few MB for a million images) and which show a person (``detector_people``: the few flagged,
+    at or above the run's threshold, with the highest confidence and who said so). One row per
+    file and collection root; a later reading of the same file replaces it."""
+    db["detector_files"].create(
+        {"id": int, "run_id": int, "source": str, "images_root": str, "n_images": int, "image_ids": bytes,
+         "recorded_at": str},
+        pk="id",
+    )
+    db["detector_files"].create_index(["source", "images_root"], unique=True)
+    db["detector_people"].create(
+        {"file_id": int, "image_id": str, "conf": float, "said_by": str},  # said_by: megadetector, speciesnet, camtrap-dp
+        pk=("file_id", "image_id"),
+    )
