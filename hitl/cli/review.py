@@ -190,7 +190,8 @@ def labelme_export(obj: Context, out_dir, mode, prefill, overwrite, bursts) -> N
     click.echo(f"Labelme files ({counts['mode']}, prefilled: {counts['prefill_model'] or 'none'}): "
                f"{counts['written']} written, {counts['unchanged']} unchanged, "
                f"{counts['kept_existing']} kept (edited since; --overwrite replaces)")
-    for key in ("skipped_missing_image", "skipped_unreadable_image", "skipped_name_clash", "write_failed"):
+    for key in ("skipped_missing_image", "skipped_unreadable_image", "skipped_name_clash", "skipped_link",
+                "write_failed"):
         if counts.get(key):
             click.echo(f"  {key.replace('_', ' ')}: {counts[key]}")
     for note in counts.get("notes", [])[:5]:
