@@ -96,6 +96,7 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
     from hitl.review import studio as ls
     from hitl.store import queries
 
+    obj.creates_db = True
     settings = obj.settings["studio"]
     given_password, given_token = os.environ.get("LABEL_STUDIO_PASSWORD"), os.environ.get("LABEL_STUDIO_API_KEY")
     if document_root is None:
@@ -219,6 +220,7 @@ def labelme_import(obj: Context, folder, curator) -> None:
     from hitl.store import transaction
     from hitl.store.ratings import record_ratings
 
+    obj.creates_db = True
     ratings, problems = read_labelme_folder(folder, curator)
     with transaction(obj.db):
         counts = record_ratings(obj.db, ratings, via="labelme")
@@ -292,6 +294,7 @@ def ratings(obj: Context, as_json, include_deleted, sheet) -> None:
     from hitl.store.ratings import list_ratings
 
     if sheet:
+        obj.creates_db = True
         return _import_sheet(obj, sheet)
     rows = list_ratings(obj.db, include_deleted)
     if as_json:
@@ -383,6 +386,7 @@ def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_d
     """
     from hitl.review import reconcile
 
+    obj.creates_db = True
     db = obj.db
     if labelme_dir:
         _sync_line(f"Labelme {labelme_dir}", reconcile.sync_labelme(db, labelme_dir))

@@ -58,6 +58,7 @@ def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency,
         python -m hitl score --model baseline --export baseline_labels.json
         python -m hitl score --import gemini_batch_labels_20250923_143022.json --images /mnt/c/camera-traps
     """
+    obj.creates_db = bool(images_dir or import_path)  # a folder or a label file can start a database
     if import_path:
         given = {"--export": export_path, "--batch": batch, "--resume": resume, "--job": job_name,
                  "--cancel": cancel_job, "--concurrency": concurrency, "--retry-failed": retry_failed,

@@ -56,6 +56,7 @@ def select(obj: Context, md_path, camtrap_dp, media_root, speciesnet_path, cct_p
     from hitl.files import make_file_folder
     from hitl.select.run import run_selection
 
+    obj.creates_db = True
     if out_csv:  # before the run: a path that cannot be written is said at once
         make_file_folder(out_csv)
 
