@@ -2,9 +2,13 @@
 what to do, never a traceback; transient failures of batch polls are retried like sync calls."""
 from __future__ import annotations
 
+import errno
 import sqlite3
 import uuid
+from contextlib import closing
+from pathlib import Path
 
+import click
 import pytest
 
 from hitl.errors import AuthError, HitlError, RetryableError, StudioError
@@ -87,10 +91,32 @@ def test_translate_error_maps_foreign_exceptions():
 
 def test_a_database_in_a_read_only_folder_is_one_line(tmp_path):
     # /proc refuses new files even to root, where a chmod'ed folder would not
+    line = one_line(Project(tmp_path).run("--db", "/proc/self/hitl.db", "score", "--model", "baseline", "--images",
+                                          str(tmp_path), ok=False))
+    assert "/proc/self/hitl.db" in line and "writable" in line
+
+
+def test_a_database_in_a_folder_that_does_not_exist_is_one_line_and_no_folder_is_made(tmp_path, sample_data):
     project = Project(tmp_path)
-    for db_path in ("/proc/self/hitl.db", "/proc/hitl-no-such-folder/hitl.db"):
-        line = one_line(project.run("--db", db_path, "score", "--model", "baseline", ok=False))
-        assert db_path in line and "writable" in line
+    for db_path in (tmp_path / "typo" / "deeper" / "hitl.db", Path("/proc/hitl-no-such-folder/hitl.db")):
+        for args in (["ratings"], ["ratings", "--import", str(sample_data / "decisions.csv")]):
+            line = one_line(project.run("--db", str(db_path), *args, ok=False))
+            assert f"the folder {db_path.parent} of the database" in line and "does not exist" in line, line
+            assert "create it, or fix --db" in line, line
+    assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("exc, says", [
+    (OSError(errno.ENOSPC, "No space left on device", "/data/heroes/manifest.json"), "the disk is full"),
+    (PermissionError(errno.EACCES, "Permission denied", "/srv/heroes"), "permissions"),
+    (NotADirectoryError(errno.ENOTDIR, "Not a directory", "a/b"), "a file stands where a folder is needed"),
+    (OSError(errno.EROFS, "Read-only file system", "/mnt/card/x.csv"), "read-only"),
+])
+def test_an_os_error_is_one_line_naming_the_path_and_the_fix(exc, says):
+    from hitl.cli.context import os_error_line
+
+    line = os_error_line(exc)
+    assert line.startswith(f"{exc.filename}: {exc.strerror}; ") and says in line and "\n" not in line
 
 
 def test_a_file_that_is_not_a_database_is_one_line(tmp_path):
@@ -155,3 +181,194 @@ def test_gemini_without_a_network_is_one_line_and_marks_nothing(tmp_path, args):
                                 *args, ok=False))
     assert "cannot reach Gemini" in line
     assert project.db["scores"].count == 0
+
+
+# ---- every command: a database another process holds, an output it cannot write -------------------
+
+LABEL_STUDIO_GONE = ["--url", "http://127.0.0.1:9"]  # the discard port: nothing listens there
+
+
+@pytest.fixture(scope="module")
+def full_project(tmp_path_factory, sample_data):
+    """A database with candidates, baseline scores, 20 of the sample sheet's decisions (too few to
+    learn from: `learn` stops at once) and a learned rater's predictions, stored as `hitl learn`
+    stores them (fitting one takes minutes on a busy machine)."""
+    base = tmp_path_factory.mktemp("every-command")
+    project = Project(base)
+    project.run("select", "--md", str(sample_data / "md_results.json"), "--cct", str(sample_data / "cct.json"),
+                "--images", str(sample_data / "images"), "-n", "60")
+    project.run("score", "--model", "baseline")
+    sheet = base / "decisions.csv"
+    sheet.write_text("".join((sample_data / "decisions.csv").read_text().splitlines(keepends=True)[:21]))
+    project.run("ratings", "--import", str(sheet))
+    with closing(sqlite3.connect(project.db_path)) as conn:
+        conn.execute("INSERT INTO scores (image_id, model, prompt_version, status, score, hero, raw_response, "
+                     "created_at) SELECT image_id, 'learned', 'v1', status, score, hero, '{\"p_hero\": 0.4}', "
+                     "created_at FROM scores WHERE model = 'baseline'")
+        conn.commit()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the one file copied below
+    return project.db_path
+
+
+def command_lines(tmp_path, sample_data) -> dict[str, tuple[list[str], str]]:
+    """Every command (and the variants that write), with minimal valid arguments, and what its one
+    line may say besides the lock (the Label Studio ones find none here)."""
+    from hitl.review.studio import free_port
+
+    empty = tmp_path / "empty"
+    empty.mkdir(exist_ok=True)
+    out = str(tmp_path / "out")
+    return {
+        "select": (["select", "--md", str(sample_data / "md_results.json"), "--images", str(sample_data / "images"),
+                    "-n", "3"], ""),
+        "score": (["score", "--model", "baseline", "--images", str(sample_data / "images")], ""),
+        "studio": (["studio"], "LABEL_STUDIO_BIN"),
+        "push": (["push", *LABEL_STUDIO_GONE], "Label Studio"),
+        "labelme export": (["labelme", "export", "--out", out], ""),
+        "labelme import": (["labelme", "import", str(empty)], ""),
+        "serve": (["serve", "--insecure", "--port", str(free_port())], ""),
+        "sync": (["sync", "--labelme", str(empty)], ""),
+        "ratings": (["ratings"], ""),
+        "ratings --import": (["ratings", "--import", str(sample_data / "decisions.csv")], ""),
+        "replay": (["replay"], ""),
+        "learn": (["learn"], "curator decisions"),
+        "next": (["next", "-n", "2", "--dry-run"], ""),
+        "compare": (["compare", *LABEL_STUDIO_GONE], "Label Studio"),
+        "report": (["report", "--out", out, "--resamples", "0"], ""),
+        "queue": (["queue", *LABEL_STUDIO_GONE], "Label Studio"),
+        "gallery": (["gallery", "--out", out], ""),
+        "export": (["export", "--out", out], ""),
+    }
+
+
+def command_paths() -> dict[str, click.Command]:
+    """Every command of `hitl`, a group's as "group sub"."""
+    from hitl.cli import cli
+
+    paths = {}
+    for name, command in cli.commands.items():
+        if isinstance(command, click.Group):
+            paths.update({f"{name} {sub}": c for sub, c in command.commands.items()})
+        else:
+            paths[name] = command
+    return paths
+
+
+def test_the_tables_below_have_every_command(tmp_path, sample_data):
+    assert set(COMMANDS) == set(command_lines(tmp_path, sample_data))
+    named = {key for key in COMMANDS if not key.split()[-1].startswith("-")}
+    assert named == set(command_paths()), "add the new command to command_lines (and OUTPUTS if it writes files)"
+    writing = {path for path, command in command_paths().items()
+               if any(opt in ("--out", "--export") for p in command.params for opt in getattr(p, "opts", []))}
+    assert writing == {key.split(" --")[0] for key in OUTPUTS}, "add the command's output to OUTPUTS"
+
+
+COMMANDS = ["select", "score", "studio", "push", "labelme export", "labelme import", "serve", "sync", "ratings",
+            "ratings --import", "replay", "learn", "next", "compare", "report", "queue", "gallery", "export"]
+
+
+@pytest.fixture
+def locked(full_project, tmp_path, monkeypatch):
+    """A copy of the full project whose write lock another connection holds (BEGIN IMMEDIATE), with
+    a busy timeout of 0.1 s instead of 10; the Label Studio binary missing, `serve` not serving."""
+    import shutil
+
+    import waitress
+
+    from hitl.store import db as store_db
+
+    shutil.copy(full_project, tmp_path / "h.db")
+    monkeypatch.setattr(store_db, "BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(waitress, "serve", lambda *a, **k: None)
+    holder = sqlite3.connect(tmp_path / "h.db", timeout=0)
+    holder.execute("BEGIN IMMEDIATE")
+    yield Project(tmp_path, {"LABEL_STUDIO_BIN": str(tmp_path / "no-label-studio"), "LABEL_STUDIO_API_KEY": "k",
+                             "HITL_WEBHOOK_SECRET": None})
+    holder.rollback()
+    holder.close()
+
+
+# commands that must write to do their work: they meet the lock whenever it is held
+WRITERS = {"select", "score", "labelme import", "ratings --import"}
+
+
+def said_in_one_line(result, why: str = "") -> str | None:
+    """Success (None), or the one line (no traceback) saying the database is busy, or ``why``."""
+    assert "Traceback" not in result.output, result.output
+    if result.exit_code == 0:
+        return None
+    line = one_line(result)
+    assert "is busy" in line or (why and why in line), line
+    return line
+
+
+@pytest.mark.parametrize("key", COMMANDS)
+@pytest.mark.parametrize("lock_at", ["open", "write"])
+def test_every_command_says_a_locked_database_is_busy(locked, tmp_path, sample_data, monkeypatch, key, lock_at):
+    if lock_at == "write":
+        # the lock taken after the database was opened (another process began meanwhile): the
+        # command's own first write meets it
+        from hitl.store import db as store_db
+
+        monkeypatch.setattr(store_db, "migrate", lambda db: [])
+    args, why = command_lines(tmp_path, sample_data)[key]
+    line = said_in_one_line(locked.run(*args, ok=False), why)
+    if key in WRITERS:
+        assert line is not None and "is busy" in line and str(tmp_path / "h.db") in line, line
+        assert "another process" in line and "try again" in line, line
+
+
+# (name, arguments with {out} for the output path); the name starts with the command's
+OUTPUTS = {
+    "select --out": ["select", "--md", "{md}", "--images", "{images}", "-n", "3", "--out", "{out}/c.csv"],
+    "score --export": ["score", "--model", "baseline", "--export", "{out}/scores.json"],
+    "labelme export --out": ["labelme", "export", "--out", "{out}"],
+    "next --out": ["next", "-n", "2", "--dry-run", "--out", "{out}/next.csv"],
+    "report --out": ["report", "--out", "{out}", "--resamples", "0"],
+    "gallery --out": ["gallery", "--out", "{out}"],
+    "export --out": ["export", "--out", "{out}"],
+    "export --out (crops)": ["export", "--format", "crops", "--out", "{out}"],
+    "export --out (camtrap-dp)": ["export", "--format", "camtrap-dp", "--out", "{out}", "--deployments",
+                                  "{deployments}"],
+}
+
+
+@pytest.mark.parametrize("key", list(OUTPUTS))
+@pytest.mark.parametrize("where", ["a file in the way", "nothing can be made there", "nothing can be written there"])
+def test_every_output_that_cannot_be_written_is_one_line(full_project, tmp_path, sample_data, key, where):
+    import shutil
+
+    shutil.copy(full_project, tmp_path / "h.db")
+    (tmp_path / "a-file").write_text("not a folder")
+    out = {"a file in the way": tmp_path / "a-file" / "sub", "nothing can be made there": Path("/proc/hitl-out"),
+           "nothing can be written there": Path("/proc")}[where]
+    values = {"out": str(out), "md": str(sample_data / "md_results.json"), "images": str(sample_data / "images"),
+              "deployments": str(sample_data / "deployments.csv")}
+    args = [arg.format(**values) for arg in OUTPUTS[key]]
+    line = one_line(Project(tmp_path).run(*args, ok=False))
+    assert str(out) in line, line
+
+
+CREATE_A_DATABASE = {"select", "score", "studio", "labelme import", "serve", "sync", "ratings --import"}
+
+
+@pytest.mark.parametrize("key", sorted(set(COMMANDS) - CREATE_A_DATABASE))
+def test_a_command_that_only_reads_makes_no_empty_database(tmp_path, sample_data, key):
+    db_path = tmp_path / "mistyped.db"
+    args, _ = command_lines(tmp_path, sample_data)[key]
+    line = one_line(Project(tmp_path).run("--db", str(db_path), *args, ok=False))
+    assert f"there is no database at {db_path}" in line and "hitl select" in line, line
+    assert not db_path.exists()
+
+
+def test_the_commands_that_bring_data_in_still_make_a_database(tmp_path, sample_data):
+    project = Project(tmp_path)
+    made = []
+    for args in (["ratings", "--import", str(sample_data / "decisions.csv")], ["labelme", "import", str(tmp_path)],
+                 ["score", "--model", "baseline", "--images", str(sample_data / "images" / "cam_a")],
+                 ["select", "--md", str(sample_data / "md_results.json"), "--images", str(sample_data / "images"),
+                  "-n", "2"]):
+        db_path = tmp_path / f"new-{len(made)}.db"
+        project.run("--db", str(db_path), *args)
+        made.append(db_path.exists())
+    assert all(made)

@@ -121,6 +121,7 @@ def test_report_with_too_little_data_says_so_in_words(tmp_path, sample_data):
     parser.feed(page)
     assert not re.search(r"\b(nan|NaN|inf)\b", " ".join(parser.text))
     assert "No image has both a curator rating and a model score yet" in page
+    store.connect(tmp_path / "empty.db")  # a database with nothing in it (no database at all is another error)
     empty = CliRunner().invoke(cli, ["--db", str(tmp_path / "empty.db"), "report", "--out", str(tmp_path / "e")])
     assert empty.exit_code == 1 and "nothing to report" in empty.output
 

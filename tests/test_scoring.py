@@ -437,6 +437,7 @@ def test_baseline_scores_sample_candidates_and_exports(tmp_path, sample_data):
 
 def test_no_candidates_and_unknown_model_are_clear_errors(tmp_path):
     project = Project(tmp_path)
+    store.connect(project.db_path)  # an empty database (none at all is another error: test_errors.py)
     assert "run `python -m hitl select` first" in project.run("score", "--model", "baseline", ok=False).output
     assert "unknown --model 'gpt'" in project.run("score", "--model", "gpt", ok=False).output
     assert "HITL_OPENAI_BASE_URL" in project.run("score", "--model", QWEN, ok=False).output

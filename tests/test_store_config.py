@@ -10,7 +10,7 @@ from hitl.store.schema import MIGRATIONS
 
 
 def test_connect_creates_schema_in_wal_mode_with_busy_timeout(tmp_path):
-    db = store.connect(tmp_path / "sub" / "h.db")
+    db = store.connect(tmp_path / "h.db")  # its folder must exist: test_errors.py
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA busy_timeout").fetchone()[0] == store.BUSY_TIMEOUT_MS
     assert {"selection_runs", "images", "detections", "candidates", "_migrations"} <= set(db.table_names())

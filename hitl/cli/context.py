@@ -1,8 +1,10 @@
 """What every command shares: the context object, the one error map and the shared options."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -17,13 +19,20 @@ COMMAND_ORDER = ("select", "score", "studio", "push", "labelme", "serve", "sync"
 
 
 class HitlGroup(click.Group):
-    """The error map of the command line: the library's errors become one line, never a traceback."""
+    """The error map of the command line: the library's errors, a file that cannot be written and a
+    database that stays locked become one line saying what to do, never a traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except (HitlError, InputFormatError) as exc:
             raise click.ClickException(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise click.ClickException(database_error_line(exc, getattr(ctx.obj, "db_path", "(--db)"))) from exc
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # `hitl ratings | head`: click ends quietly on a closed pipe
+            raise click.ClickException(os_error_line(exc)) from exc
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = list(self.commands)
@@ -31,12 +40,48 @@ class HitlGroup(click.Group):
         return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
 
+# what to do about an OSError, by its errno
+_PERMISSION = "check its permissions, or choose a place you may write to"
+_OS_ERROR_FIXES = {
+    errno.EACCES: _PERMISSION, errno.EPERM: _PERMISSION,
+    errno.ENOTDIR: "a file stands where a folder is needed; choose another path",
+    errno.EEXIST: "something is already there (a file where a folder is needed?); choose another path",
+    errno.EISDIR: "a folder stands where a file is needed; choose another path",
+    errno.ENOENT: "check the path (does its folder exist?) and rerun",
+    errno.ENOSPC: "the disk is full: free some space, then rerun",
+    errno.EDQUOT: "the disk quota is used up: free some space, then rerun",
+    errno.EROFS: "that file system is read-only: choose another place",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line: the path, what the system said and what to do."""
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    fix = _OS_ERROR_FIXES.get(exc.errno, "check the path and rerun" if where else "fix the cause and rerun")
+    return f"{where + ': ' if where else ''}{exc.strerror or exc}; {fix}"
+
+
+def database_error_line(exc: sqlite3.Error, db_path: str) -> str:
+    """A SQLite error as one line: a lock held past the busy timeout says who holds it."""
+    from hitl.store.db import busy_error, is_busy
+
+    if is_busy(exc):
+        return str(busy_error(db_path))
+    return (f"the database {db_path}: {exc}; check that it is a hero-hitl database you may write to, on a disk "
+            f"with space, or pass another --db (env HITL_DB)")
+
+
 class Context:
-    """What every command gets: the settings and a lazily opened database."""
+    """What every command gets: the settings and a lazily opened database.
+
+    The database is made when missing only for a command that sets ``creates_db`` (select,
+    score --images, ratings --import, ...): a read-only command on a mistyped --db says there is
+    no database there instead of making an empty one."""
 
     def __init__(self, db_path: str, config_path: str | None):
         self.db_path = db_path
         self.settings = load_settings(config_path)
+        self.creates_db = False
         self._db = None
 
     @property
@@ -44,7 +89,7 @@ class Context:
         if self._db is None:
             from hitl.store import connect
 
-            self._db = connect(self.db_path)
+            self._db = connect(self.db_path, create=self.creates_db)
         return self._db
 
     @property

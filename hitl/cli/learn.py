@@ -83,21 +83,20 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, 
         python -m hitl next -n 50
         python -m hitl next -n 100 --strategy uncertain --dry-run --out next.csv
     """
+    from hitl.files import make_file_folder, write_atomic
     from hitl.learn import HERO_P
     from hitl.learn.next import choose_next
     from hitl.review import push as review
     from hitl.store import queries
-    from hitl.tables import SafeDictWriter
+    from hitl.tables import safe_csv_text
 
+    if out_csv:  # before choosing: a path that cannot be written is said at once
+        make_file_folder(out_csv)
     chosen = choose_next(obj.db, n, strategy)
     if not chosen:
         raise click.ClickException("no unreviewed candidate left: `hitl select --add --learned` brings in more")
     if out_csv:
-        with open(out_csv, "w", newline="", encoding="utf-8") as fh:
-            writer = SafeDictWriter(fh, fieldnames=["image_id", "p_hero", "stars_pred", "reason"])
-            writer.writeheader()
-            for c in chosen:
-                writer.writerow(c.row())
+        write_atomic(out_csv, safe_csv_text(["image_id", "p_hero", "stars_pred", "reason"], (c.row() for c in chosen)))
     by_hero = sum(c.chosen_as == "hero" for c in chosen)
     likely = sum(c.p_hero >= HERO_P for c in chosen)
     click.echo(f"Next {len(chosen)} ({strategy}: {by_hero} as the likeliest heroes left, {len(chosen) - by_hero} where "

@@ -96,6 +96,7 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
     from hitl.review import studio as ls
     from hitl.store import queries
 
+    obj.creates_db = True
     settings = obj.settings["studio"]
     given_password, given_token = os.environ.get("LABEL_STUDIO_PASSWORD"), os.environ.get("LABEL_STUDIO_API_KEY")
     if document_root is None:
@@ -190,7 +191,8 @@ def labelme_export(obj: Context, out_dir, mode, prefill, overwrite, bursts) -> N
     click.echo(f"Labelme files ({counts['mode']}, prefilled: {counts['prefill_model'] or 'none'}): "
                f"{counts['written']} written, {counts['unchanged']} unchanged, "
                f"{counts['kept_existing']} kept (edited since; --overwrite replaces)")
-    for key in ("skipped_missing_image", "skipped_unreadable_image", "skipped_name_clash", "write_failed"):
+    for key in ("skipped_missing_image", "skipped_unreadable_image", "skipped_name_clash", "skipped_link",
+                "write_failed"):
         if counts.get(key):
             click.echo(f"  {key.replace('_', ' ')}: {counts[key]}")
     for note in counts.get("notes", [])[:5]:
@@ -218,6 +220,7 @@ def labelme_import(obj: Context, folder, curator) -> None:
     from hitl.store import transaction
     from hitl.store.ratings import record_ratings
 
+    obj.creates_db = True
     ratings, problems = read_labelme_folder(folder, curator)
     with transaction(obj.db):
         counts = record_ratings(obj.db, ratings, via="labelme")
@@ -291,6 +294,7 @@ def ratings(obj: Context, as_json, include_deleted, sheet) -> None:
     from hitl.store.ratings import list_ratings
 
     if sheet:
+        obj.creates_db = True
         return _import_sheet(obj, sheet)
     rows = list_ratings(obj.db, include_deleted)
     if as_json:
@@ -382,6 +386,7 @@ def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_d
     """
     from hitl.review import reconcile
 
+    obj.creates_db = True
     db = obj.db
     if labelme_dir:
         _sync_line(f"Labelme {labelme_dir}", reconcile.sync_labelme(db, labelme_dir))

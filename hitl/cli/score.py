@@ -65,6 +65,7 @@ def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency,
         python -m hitl score --model baseline --export baseline_labels.json
         python -m hitl score --import gemini_batch_labels_20250923_143022.json --images /mnt/c/camera-traps
     """
+    obj.creates_db = bool(images_dir or import_path)  # a folder or a label file can start a database
     if import_path:
         given = {"--export": export_path, "--batch": batch, "--resume": resume, "--job": job_name,
                  "--cancel": cancel_job, "--concurrency": concurrency, "--retry-failed": retry_failed,
@@ -81,6 +82,9 @@ def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency,
         obj.settings["score"]["concurrency"] = concurrency
     pv = prompt_version or obj.settings["score"]["prompt_version"]
     if export_path:
+        from hitl.files import make_file_folder
+
+        make_file_folder(export_path, "--export")
         return _export(obj, model, pv, export_path)
     if cancel_job:
         return _cancel(obj, model, cancel_job)
@@ -179,6 +183,7 @@ def _fail_if_all_failed(summary) -> None:
 
 
 def _export(obj: Context, model: str | None, pv: str, export_path: str) -> None:
+    from hitl.files import write_atomic
     from hitl.score.labels import export_scores
     from hitl.store import queries
 
@@ -186,7 +191,7 @@ def _export(obj: Context, model: str | None, pv: str, export_path: str) -> None:
         models = sorted({r.split("@", 1)[0] for r in queries.raters(obj.db)})
         raise click.UsageError(f"--export needs --model (scored so far: {', '.join(models) or 'none'})")
     data = export_scores(obj.db, model, pv)
-    Path(export_path).write_text(json.dumps(data, indent=2), encoding="utf-8")
+    write_atomic(export_path, json.dumps(data, indent=2))
     info = data["labeling_info"]
     click.echo(f"Wrote {export_path}: {info['total_images']} images, {info['successful']} scored, "
                f"{info['failed']} failed")

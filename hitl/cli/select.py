@@ -53,7 +53,12 @@ def select(obj: Context, md_path, camtrap_dp, media_root, speciesnet_path, cct_p
             --cct sample_data/cct.json --images sample_data/images -n 12 --out candidates.csv
         python -m hitl select --camtrap-dp package/datapackage.json -n 50
     """
+    from hitl.files import make_file_folder
     from hitl.select.run import run_selection
+
+    obj.creates_db = True
+    if out_csv:  # before the run: a path that cannot be written is said at once
+        make_file_folder(out_csv)
 
     cfg = obj.settings["select"]
     for key, value in (("seed", seed), ("threshold", threshold), ("include_people", include_people),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
-import shutil
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,9 @@ import sqlite_utils
 from converters import camtrapdp as C
 from converters.common import InputFormatError
 from hitl.errors import HitlError
+from hitl.files import copy_new, make_output_folder, refuse_inside, write_atomic
 from hitl.publish.heroset import curator_opinions, latest_drawn, select_with_counts
 from hitl.publish.placing import place_images, write_own_files
-from hitl.publish.render import write_atomic
 from hitl.store import utc_now
 from hitl.store.detector import publishable
 
@@ -105,8 +105,8 @@ def _update_media(package: Path, media: dict[str, str], verdicts: Verdicts, coun
             row["mediaComments"] = comments
             counts["comments"] += 1
     backup = path.with_name(path.name + BACKUP_SUFFIX)
-    if not backup.exists():
-        shutil.copy2(path, backup)
+    if not os.path.lexists(backup):
+        copy_new(path, backup)
     write_atomic(path, C.csv_text(fields, rows, ending))
     return path
 
@@ -122,9 +122,6 @@ def export_package(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     ``deploymentID``, ``locationID`` or ``locationName`` is each image's location). The images
     the publishing rule leaves out are named in ``counts["left_out"]``."""
     verdicts = Verdicts(db, policy, min_stars)
-    out = Path(out_dir).resolve()
-    if out.exists() and not out.is_dir():
-        raise HitlError(f"{out_dir} exists and is not a folder")
     reviewed = _reviewed(db, verdicts)
     rule = publishable(db, [i["image_id"] for i in reviewed], threshold=threshold, include_people=include_people,
                        include_undetected=include_undetected)
@@ -143,12 +140,14 @@ def export_package(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     if counts["no_time_or_place"]:
         counts["notes"].append(f"{counts['no_time_or_place']} reviewed images have no capture time or location and "
                                f"are left out (Camtrap DP requires both): select them with --cct")
-    out.mkdir(parents=True, exist_ok=True)
+    refuse_inside(out_dir, [i.get("root") for i in usable])
+    out = make_output_folder(out_dir).resolve()
     # an image from a package keeps its path in it; the others go under media/
     from_package = [i for i in usable if i["image_id"] in sources.origin]
     placed = place_images(from_package, out, "tree", link, counts, progress, confined=set(sources.origin))
     placed += [(image, f"media/{name}", target) for image, name, target in place_images(
-        [i for i in usable if i["image_id"] not in sources.origin], out / "media", "tree", link, counts, progress)]
+        [i for i in usable if i["image_id"] not in sources.origin], out / "media", "tree", link, counts, progress,
+        root=out)]
     media, observations = [], []
     for image, name, _target in placed:
         row = sources.media_row(image, name)

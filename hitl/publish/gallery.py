@@ -19,7 +19,8 @@ from pathlib import Path
 import sqlite_utils
 
 from hitl.errors import HitlError, NothingToDo
-from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
+from hitl.files import make_output_folder, write_atomic
+from hitl.publish.render import card_image, make_thumbnails, render, verdict
 from hitl.score.stale import stale_marks
 from hitl.store import queries, utc_now
 
@@ -58,18 +59,15 @@ def build_gallery(db: sqlite_utils.Database, out_dir: str | Path, *, models: lis
     _attach_scores(db, cards, raters, stale)
     _attach_boxes(db, cards, threshold)
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_folder(out_dir)
     embed = len(cards) <= EMBED_MAX_IMAGES if embed is None else embed
     thumbs = make_thumbnails([Path(c["root"] or "") / c["image_id"] for c in cards], thumb_side, progress)
-    if not embed:
-        (out / THUMBS_DIR).mkdir(exist_ok=True)
     for card, thumb in zip(cards, thumbs):
         src = None  # None: card_image embeds the thumbnail as a data URI
         if not embed and not thumb.error:
             # named by the image_id's hash: unique, stable across runs, and safe as a file name
             name = hashlib.sha256(card["image_id"].encode()).hexdigest()[:20] + ".jpg"
-            (out / THUMBS_DIR / name).write_bytes(thumb.jpeg or b"")
+            write_atomic(out / THUMBS_DIR / name, thumb.jpeg or b"", out)
             src = f"{THUMBS_DIR}/{name}"
         card["image"] = card_image(thumb, alt=card["image_id"], boxes=card["boxes"], src=src, lazy=True)
 
@@ -79,7 +77,7 @@ def build_gallery(db: sqlite_utils.Database, out_dir: str | Path, *, models: lis
                   stale_notes=[n for n in notes if n["rater"] in raters],
                   from_candidates=cards[0]["rank"] is not None)
     index = out / "index.html"
-    write_atomic(index, html)
+    write_atomic(index, html, out)
     return index
 
 

@@ -8,7 +8,6 @@ self-contained ``index.html`` contact sheet describe what the folder holds.
 """
 from __future__ import annotations
 
-import io
 import json
 import statistics
 from collections import Counter, defaultdict
@@ -20,12 +19,13 @@ import sqlite_utils
 from hitl.analyse.consensus import latest_per_curator
 from hitl.compare.order import pairwise_order
 from hitl.errors import HitlError
+from hitl.files import TEMP_SUFFIX, make_output_folder, refuse_inside
 from hitl.publish.placing import RESERVED, flat_names, place_images, write_own_files
 from hitl.publish.render import card_image, make_thumbnails, render, verdict
 from hitl.store import queries, utc_now
 from hitl.store.detector import publishable
 from hitl.store.ratings import curator_comparisons, curator_decisions, time_key
-from hitl.tables import SafeDictWriter
+from hitl.tables import safe_csv_text
 
 __all__ = ["POLICIES", "LINKS", "LAYOUTS", "HerosetError", "select_heroes", "select_with_counts", "export_heroset", "flat_names",
            "ranked_by_comparisons"]
@@ -181,15 +181,12 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
         raise HerosetError(f"link must be one of {', '.join(LINKS)}, not {link!r}")
     if layout not in LAYOUTS:
         raise HerosetError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
-    out = Path(out_dir).resolve()
-    if out.exists() and not out.is_dir():
-        raise HerosetError(f"{out_dir} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-
     heroes, selected = select_with_counts(db, policy, min_stars)
     rule = publishable(db, [h["image_id"] for h in heroes], threshold=threshold, include_people=include_people,
                        include_undetected=include_undetected)
     heroes = [h for h in heroes if rule.allows(h["image_id"])]
+    refuse_inside(out_dir, [h["root"] for h in heroes])
+    out = make_output_folder(out_dir).resolve()
     models, model_results = _model_results(db)
     detected = _detector_boxes(db, {h["image_id"] for h in heroes}, threshold)
     counts: dict[str, Any] = {**selected, **rule.counts(), "left_out": rule.lines(), "exported": 0, "unchanged": 0,
@@ -271,7 +268,7 @@ def _leftovers(out: Path, files: set[str], conflicts: set[str]) -> list[str]:
     extra = []
     for path in sorted(out.rglob("*")):
         rel = path.relative_to(out).as_posix()
-        if path.is_dir() or rel in files or rel in RESERVED or str(path) in conflicts or path.name.endswith(".part"):
+        if path.is_dir() or rel in files or rel in RESERVED or str(path) in conflicts or path.name.endswith(TEMP_SUFFIX):
             continue
         extra.append(rel)
     return extra
@@ -283,9 +280,7 @@ def _manifest_csv(rows: list[dict], models: list[str], curators: list[str], rank
                "boxes"]
     columns += [f"score_{m}" for m in models] + [f"hero_{m}" for m in models]
     columns += [f"stars_{c}" for c in curators] + [f"hero_{c}" for c in curators]
-    buf = io.StringIO()
-    writer = SafeDictWriter(buf, columns, lineterminator="\n")
-    writer.writeheader()
+    lines = []
     for row in rows:
         line = {k: row[k] for k in columns if k in row}
         line["comments"] = " | ".join(row["comments"])
@@ -297,8 +292,8 @@ def _manifest_csv(rows: list[dict], models: list[str], curators: list[str], rank
         for o in row["curators"]:
             line[f"stars_{o['curator']}"] = o["stars"]
             line[f"hero_{o['curator']}"] = _yes_no(o["hero"])
-        writer.writerow(line)
-    return buf.getvalue()
+        lines.append(line)
+    return safe_csv_text(columns, lines, lineterminator="\n")
 
 
 def _by_name(item: tuple[str, Any]) -> str:

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
 from collections import defaultdict
 from collections.abc import Collection
@@ -16,9 +15,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from converters.common import Confined
+from hitl.files import copy_new, link_on_the_way, write_atomic
 from hitl.imageprep import read_upright_size
 from hitl.progress import progress_bar
-from hitl.publish.render import write_atomic
 
 MAX_NAME = 180  # bytes of a flat name before the hash suffix; file systems allow 255
 # os.link errors that mean "no hard link here" (another file system, not allowed, too many
@@ -112,41 +111,10 @@ def _same_content(src: Path, target: Path) -> bool:
     return info.st_size == os.stat(src).st_size and _sha256(src) == _sha256(target)
 
 
-def _publish_copy(src: Path, target: Path) -> None:
-    """Copy ``src`` to ``target`` without ever replacing a file there, and never leave half a file.
-
-    The copy goes to a hidden temporary name first, then is linked into place: os.link
-    fails when the target exists, so a file that appeared meanwhile is not overwritten.
-    """
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        shutil.copy2(src, tmp)
-        try:
-            os.link(tmp, target)
-        except FileExistsError:
-            raise
-        except OSError:
-            # no hard links on this file system: a rename is next best (only a file created in
-            # the instant between this check and the rename could be replaced)
-            if os.path.lexists(target):
-                raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
-            os.rename(tmp, target)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-
-
-def _leaves(out: Path, target: Path) -> bool:
-    """Would writing ``target`` go through a link, and so possibly out of ``out``?"""
-    for folder in target.relative_to(out).parents:
-        if folder != Path(".") and (out / folder).is_symlink():
-            return True
-    return False
-
-
 def place(src: Path, target: Path, link: str, out: Path) -> tuple[str, str | None]:
-    """Put ``src`` at ``target``: ("exported" | "unchanged" | "conflict", why a hard link fell back)."""
-    if _leaves(out, target):
+    """Put ``src`` at ``target`` inside the export folder ``out``: ("exported" | "unchanged" |
+    "conflict", why a hard link fell back)."""
+    if link_on_the_way(target.parent, out) is not None:
         return "conflict", None  # a linked folder inside the export: never written through
     if os.path.lexists(target):
         return ("unchanged" if _same_content(src, target) else "conflict"), None
@@ -166,7 +134,7 @@ def place(src: Path, target: Path, link: str, out: Path) -> tuple[str, str | Non
                 if exc.errno not in LINK_FALLBACK_ERRNOS:
                     raise
                 fallback = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-        _publish_copy(src, target)
+        copy_new(src, target)
     except FileExistsError:  # someone else put a file there meanwhile
         return ("unchanged" if _same_content(src, target) else "conflict"), None
     return "exported", fallback
@@ -195,7 +163,7 @@ class OwnFiles:
         path = self.out / name
         data = content.encode("utf-8") if isinstance(content, str) else content
         digest = hashlib.sha256(data).hexdigest()
-        if _leaves(self.out, path):
+        if link_on_the_way(path.parent, self.out) is not None:
             self.counts["conflicts"].append(str(path))  # never written through a link
             return
         if os.path.lexists(path) and not (_regular(path) and self.ours.get(name) == _sha256(path)):
@@ -206,8 +174,7 @@ class OwnFiles:
             return
         if self.ours.get(name) == digest and _regular(path):
             return  # unchanged since our last export: nothing to write
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data)
+        write_atomic(path, data, self.out)
         self.ours[name] = digest
         self.written.append(name)
 
@@ -216,7 +183,7 @@ class OwnFiles:
         if os.path.lexists(self.state_path) and not _regular(self.state_path):
             self.counts["conflicts"].append(str(self.state_path))
         else:
-            write_atomic(self.state_path, json.dumps(self.ours, indent=2, sort_keys=True))
+            write_atomic(self.state_path, json.dumps(self.ours, indent=2, sort_keys=True), self.out)
         return self.written
 
 
@@ -246,12 +213,14 @@ def refusal(root: str | Path, image_id: str, confined: Collection[str]) -> str |
 
 def place_images(images: list[dict], out: Path, layout: str, link: str, counts: dict[str, Any],
                  progress: bool | None, names: dict[str, str] | None = None,
-                 desc: str = "Exporting images", confined: Collection[str] = frozenset()) -> list[tuple[dict, str, Path]]:
+                 desc: str = "Exporting images", confined: Collection[str] = frozenset(),
+                 root: Path | None = None) -> list[tuple[dict, str, Path]]:
     """Put each image's file (dicts with image_id and root) into ``out``, ``layout`` tree or flat,
     counting what happened in ``counts`` (exported, unchanged, conflicts, missing_files, missing,
     failed, hardlink_fallbacks, notes); (image, name in the export, target) of those placed.
     ``names``: the flat names to use (of a larger set the images belong to), else their own.
-    A file that is not an image, or leads out of its package (see :func:`refusal`), is failed."""
+    A file that is not an image, or leads out of its package (see :func:`refusal`), is failed.
+    ``root``: the export folder ``out`` is in (no link is written through below it), else ``out``."""
     flat = names if names is not None else flat_names([h["image_id"] for h in images])
     placed: list[tuple[dict, str, Path]] = []
     for image in progress_bar(progress, images, desc=desc, unit="img", leave=False):
@@ -275,7 +244,7 @@ def place_images(images: list[dict], out: Path, layout: str, link: str, counts: 
             counts["notes"].append(f"{image_id}: not a safe relative path, exported as {name}")
         target = out / name
         try:
-            outcome, fallback = place(src, target, link, out)
+            outcome, fallback = place(src, target, link, root or out)
         except OSError as exc:
             counts["failed"].append(f"{target}: {exc.strerror or exc}")
             continue

@@ -20,8 +20,7 @@ import jinja2
 from hitl.imageprep import ImagePrepError, encode_jpeg, load_upright_rgb
 from hitl.progress import progress_bar
 
-__all__ = ["Thumb", "make_thumbnails", "card_image", "verdict", "box_styles", "score_colour", "fmt", "render",
-           "write_atomic"]
+__all__ = ["Thumb", "make_thumbnails", "card_image", "verdict", "box_styles", "score_colour", "fmt", "render"]
 
 THUMB_QUALITY = 80
 
@@ -126,13 +125,3 @@ _ENV.filters["counted"] = lambda n, word: f"{n} {word}" if n == 1 else f"{n} {wo
 def render(template_name: str, **context: Any) -> str:
     """Render a page template from ``hitl/publish/templates``; a missing value is an error, not a blank."""
     return _ENV.get_template(template_name).render(**context)
-
-
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write text (UTF-8) or bytes so a reader never sees half a file (and a crash leaves the old one)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    if isinstance(content, bytes):
-        tmp.write_bytes(content)
-    else:
-        tmp.write_text(content, encoding="utf-8")
-    os.replace(tmp, path)

@@ -26,15 +26,16 @@ from hitl.analyse.disagreements import rank_disagreements
 from hitl.analyse.pairwise import pairwise_agreement
 from hitl.compare.order import pairwise_order
 from hitl.errors import NothingToDo
+from hitl.files import make_output_folder, write_atomic
 from hitl.learn.run import latest_run
 from hitl.publish.heroset import select_heroes
 from hitl.publish.learning import learned_section
-from hitl.publish.render import card_image, make_thumbnails, render, verdict, write_atomic
+from hitl.publish.render import card_image, make_thumbnails, render, verdict
 from hitl.score.stale import stale_marks
 from hitl.store import utc_now
 from hitl.store.detector import Publishable, publishable
 from hitl.store.ratings import curator_comparisons, curator_name, long_table
-from hitl.tables import SafeDictWriter
+from hitl.tables import safe_csv_text
 
 PAIR_COLUMNS = (("spearman", "Spearman ρ"), ("kendall_tau_b", "Kendall τ-b"), ("pearson", "Pearson r"),
                 ("mae", "MAE"), ("bias", "bias (b − a)"), ("qwk", "weighted κ"), ("icc_a1", "ICC(A,1)"),
@@ -58,8 +59,7 @@ def build_report(db: sqlite_utils.Database, out_dir: str | Path, *, hero_thresho
     rows = long_table(db)
     if not rows:
         raise NothingToDo("nothing to report: no model scores and no curator ratings yet")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_folder(out_dir)
     echo(f"Computing agreement over {len({r['image_id'] for r in rows})} images ({resamples} bootstrap resamples)")
     agreement = compute_agreement(rows, hero_threshold=hero_threshold, resamples=resamples, seed=seed)
     agreement["generated_at"] = utc_now()
@@ -68,8 +68,8 @@ def build_report(db: sqlite_utils.Database, out_dir: str | Path, *, hero_thresho
         agreement["pairwise"] = pairwise
     ranked = rank_disagreements(rows)
     paths = {"json": out / "agreement.json", "csv": out / "disagreements.csv", "html": out / "report.html"}
-    paths["json"].write_text(json.dumps(agreement, indent=2, allow_nan=False), encoding="utf-8")
-    write_disagreements_csv(paths["csv"], ranked)
+    write_atomic(paths["json"], json.dumps(agreement, indent=2, allow_nan=False), out)
+    write_atomic(paths["csv"], disagreements_csv(ranked), out)
     echo("Drawing plots and thumbnails")
     reasoning = defaultdict(dict)
     for r in db.query("SELECT image_id, model, prompt_version, reasoning FROM scores WHERE status = 'ok'"):
@@ -86,7 +86,7 @@ def build_report(db: sqlite_utils.Database, out_dir: str | Path, *, hero_thresho
     for line in shown.lines():
         echo(f"Thumbnails: {line}")
     write_atomic(paths["html"], render_html(agreement, rows, ranked[:top], reasoning, comments, roots, learned, shown,
-                                            stale_marks(db)))
+                                            stale_marks(db)), out)
     return paths
 
 
@@ -109,19 +109,16 @@ def pairwise_figures(db: sqlite_utils.Database, rows: list[dict], *, resamples: 
             if order.n_used else []}
 
 
-def write_disagreements_csv(path: Path, ranked: list[dict]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = SafeDictWriter(fh, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for rank, row in enumerate(ranked, start=1):
-            writer.writerow({
-                "rank": rank, "image_id": row["image_id"], "species": row["species"] or "",
-                "human_mean": _num(row["human_mean"]), "human_hero": "" if row["human_hero"] is None else row["human_hero"],
-                "n_curators": row["n_curators"], "max_abs_diff": _num(row["max_abs_diff"]),
-                "model_spread": _num(row["model_spread"]), "hero_mismatch": " ".join(row["hero_mismatch"]),
-                "reason": row["reason"], "curators": json.dumps(row["curators"], sort_keys=True),
-                "models": json.dumps(row["models"], sort_keys=True),
-            })
+def disagreements_csv(ranked: list[dict]) -> str:
+    """disagreements.csv: the ranked disagreements, one row each (CSV_COLUMNS)."""
+    return safe_csv_text(CSV_COLUMNS, ({
+        "rank": rank, "image_id": row["image_id"], "species": row["species"] or "",
+        "human_mean": _num(row["human_mean"]), "human_hero": "" if row["human_hero"] is None else row["human_hero"],
+        "n_curators": row["n_curators"], "max_abs_diff": _num(row["max_abs_diff"]),
+        "model_spread": _num(row["model_spread"]), "hero_mismatch": " ".join(row["hero_mismatch"]),
+        "reason": row["reason"], "curators": json.dumps(row["curators"], sort_keys=True),
+        "models": json.dumps(row["models"], sort_keys=True),
+    } for rank, row in enumerate(ranked, start=1)))
 
 
 def _num(value: float | None) -> str:

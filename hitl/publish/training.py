@@ -9,7 +9,6 @@ everywhere; the formats convert.
 """
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import sqlite_utils
 
 from converters.cct import cct_document
 from hitl.errors import HitlError
+from hitl.files import make_output_folder, refuse_inside
 from hitl.imageprep import read_upright_size
 from hitl.progress import progress_bar
 from hitl.publish.heroset import curator_opinions
@@ -27,7 +27,7 @@ from hitl.publish.placing import OwnFiles, flat_names, place_images, refusal
 from hitl.store import queries
 from hitl.store.detector import publishable
 from hitl.store.ratings import time_key
-from hitl.tables import SafeDictWriter
+from hitl.tables import safe_csv_text
 
 BOX_SOURCES = ("labelstudio", "labelme")  # where curators see and edit the boxes (a sheet has none)
 FORMATS = ("coco", "yolo", "crops")
@@ -158,10 +158,8 @@ def export_training(db: sqlite_utils.Database, out_dir: str | Path, fmt: str, *,
         raise HitlError("no image to export" + (" with reviewed boxes: rate (and correct) some in Label Studio or "
                                                 "Labelme first, or leave out --reviewed-only" if reviewed_only else
                                                 ": run `python -m hitl select` first"))
-    out = Path(out_dir).resolve()
-    if out.exists() and not out.is_dir():
-        raise HitlError(f"{out_dir} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    refuse_inside(out_dir, [i.root for i in data.images])
+    out = make_output_folder(out_dir).resolve()
     counts: dict[str, Any] = {**data.summary(), "exported": 0, "unchanged": 0, "conflicts": [], "notes": data.notes,
                               "missing_files": 0, "missing": [], "failed": [], "hardlink_fallbacks": 0}
     own = OwnFiles(out, counts)
@@ -204,7 +202,7 @@ def _yolo(data: TrainingSet, out: Path, link: str, val_share: float, seed: int, 
         items = [{"image_id": i.image_id, "root": i.root, "image": i} for i in data.images if split[i.image_id] == side]
         # a label file only beside an image that is there: a conflict or a missing file gets none
         for item, name, _ in place_images(items, out / "images" / side, "flat", link, counts, progress, names=flat,
-                                          desc=f"YOLO {side}", confined=confined):
+                                          desc=f"YOLO {side}", confined=confined, root=out):
             own.write(f"labels/{side}/{Path(name).stem}.txt",
                       label_lines([(index[b.label], b.x, b.y, b.w, b.h) for b in item["image"].boxes]))
     counts["train"] = sum(1 for s in split.values() if s == "train")
@@ -248,9 +246,5 @@ def _crops(data: TrainingSet, margin: float, min_size: int, own: OwnFiles, progr
                          "right": right, "bottom": bottom, "reviewed": "yes" if b.reviewed else "no",
                          "curator": b.curator or "", "new_label": "yes" if b.new_label else "no"})
     counts["crops"] = len(rows)
-    text = io.StringIO()
-    writer = SafeDictWriter(text, fieldnames=["crop", "image_id", "label", "left", "top", "right", "bottom",
-                                              "reviewed", "curator", "new_label"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    own.write("crops.csv", text.getvalue())
+    own.write("crops.csv", safe_csv_text(["crop", "image_id", "label", "left", "top", "right", "bottom", "reviewed",
+                                          "curator", "new_label"], rows, lineterminator="\n"))

@@ -19,12 +19,13 @@ from converters.common import HumanRating, RecordProblem
 from converters.decisions import DecisionError
 from converters.labelme import MODES, LabelmeFormatError, labelme_document, rating_from_labelme
 from hitl.errors import HitlError, NothingToDo
-from hitl.files import walk_files
+from hitl.files import OutputError, link_on_the_way, make_output_folder, walk_files, write_atomic
 from hitl.imageprep import read_upright_size
 from hitl.review import bursts
 from hitl.store import queries
 
 KEPT_HINT = "exists and was edited since, kept: `hitl labelme export --overwrite` replaces it"
+LINK_HINT = "a link is on the way (it may lead anywhere); not written: remove the link or use another --out"
 MAX_EXAMPLES = 20
 
 
@@ -71,17 +72,22 @@ def export_labelme(db: sqlite_utils.Database, out_dir: str | Path | None, mode: 
     if mode == "assisted":  # blind mode never even reads them
         scores = queries.scores_by_image(db)
         prefill_model = _prefill_model({k: v for k, v in scores.items() if k in set(ids)}, prefill_model)
-    export = _Export(Path(out_dir).resolve() if out_dir is not None else None, mode, prefill_model, overwrite)
+    export = _Export(make_output_folder(out_dir).resolve() if out_dir is not None else None, mode, prefill_model,
+                     overwrite)
     for image in images:
         export.write(image, detections.get(image["image_id"], []), scores.get(image["image_id"], []),
                      burst_of.get(image["image_id"]))
+    if export.failed and not any(export.counts[k] for k in ("written", "replaced", "unchanged", "kept_existing")):
+        raise OutputError(f"no Labelme file could be written ({export.counts['write_failed']} failed), e.g. "
+                          f"{export.failed}; check that you may write there, or choose another --out")
     return {
         "mode": mode, "prefill_model": prefill_model, "out_dir": str(export.base) if export.base else None,
         "candidates": len(images) - len(burst_of) + len({b["burst_of"] for b in burst_of.values()}),
         "burst_frames": len(burst_of), "left_out": dict(left_out),
         **{key: export.counts[key] for key in ("written", "unchanged", "kept_existing", "replaced",
                                                "skipped_missing_image", "skipped_unreadable_image",
-                                               "skipped_name_clash", "write_failed", "size_from_file",
+                                               "skipped_name_clash", "skipped_link", "write_failed",
+                                               "size_from_file",
                                                "no_prefill_verdict", "boxes")},
         "notes": export.notes,
     }
@@ -95,6 +101,7 @@ class _Export:
         self.counts: Counter = Counter()
         self.notes: list[str] = []
         self.taken: set[Path] = set()
+        self.failed = ""  # the first file that could not be written, and why
 
     def write(self, image: dict, detections: list[dict], scores: list[dict], burst: dict | None = None) -> None:
         counts, notes, image_id = self.counts, self.notes, image["image_id"]
@@ -111,7 +118,8 @@ class _Export:
             counts["size_from_file"] += 1
             _note(notes, f"{image_id}: the database says {image['width']}x{image['height']}, the upright image "
                          f"is {width}x{height}; the file's size is used")
-        json_path = (self.base or Path(image["root"])) / PurePosixPath(image_id).with_suffix(".json")
+        root = self.base or Path(image["root"])
+        json_path = root / PurePosixPath(image_id).with_suffix(".json")
         if json_path in self.taken:  # IMG_1.JPG and IMG_1.png: Labelme looks for IMG_1.json for both
             counts["skipped_name_clash"] += 1
             _note(notes, f"{image_id}: {json_path} is already written for another image with the same stem")
@@ -123,12 +131,15 @@ class _Export:
         if self.mode == "assisted" and doc["hero_hitl"]["prefill_hero"] is None:
             counts["no_prefill_verdict"] += 1
         counts["boxes"] += len(doc["shapes"])
-        outcome = _write(json_path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n", self.overwrite)
+        outcome, why = _write(json_path, root, json.dumps(doc, indent=2, ensure_ascii=False) + "\n", self.overwrite)
         counts[outcome] += 1
         if outcome == "kept_existing":
             _note(notes, f"{json_path}: {KEPT_HINT}")
+        elif outcome == "skipped_link":
+            _note(notes, f"{json_path}: {LINK_HINT}")
         elif outcome == "write_failed":
-            _note(notes, f"{json_path}: could not be written")
+            _note(notes, f"{json_path}: could not be written ({why})")
+            self.failed = self.failed or f"{json_path} ({why})"
 
 
 def _prefill_model(scores: dict[str, list[dict]], wanted: str | None) -> str | None:
@@ -152,26 +163,24 @@ def _relative(image_file: Path, json_dir: Path) -> str:
         return image_file.as_posix()
 
 
-def _write(path: Path, text: str, overwrite: bool) -> str:
-    """Write ``text`` unless the file already holds it or holds something else a curator may have made."""
+def _write(path: Path, root: Path, text: str, overwrite: bool) -> tuple[str, str]:
+    """Write ``text`` (atomically: Labelme never opens a half-written file) unless the file already
+    holds it, holds something else a curator may have made, or the way from ``root`` goes through a
+    link; the outcome, and why when it failed."""
     data = text.encode("utf-8")
-    existed = path.exists()
-    if existed:
-        try:
-            if path.read_bytes() == data:
-                return "unchanged"
-        except OSError:
-            return "write_failed"
-        if not overwrite:
-            return "kept_existing"
+    if link_on_the_way(path, root) is not None:
+        return "skipped_link", ""
+    existed = os.path.lexists(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)  # atomic: Labelme never opens a half-written file
-    except OSError:
-        return "write_failed"
-    return "replaced" if existed else "written"
+        if existed:
+            if path.read_bytes() == data:
+                return "unchanged", ""
+            if not overwrite:
+                return "kept_existing", ""
+        write_atomic(path, data, root)
+    except OSError as exc:
+        return "write_failed", exc.strerror or str(exc)
+    return ("replaced" if existed else "written"), ""
 
 
 def _note(notes: list[str], text: str) -> None:

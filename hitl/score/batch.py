@@ -21,6 +21,7 @@ from typing import Any
 import sqlite_utils
 
 from hitl.errors import AuthError, HitlError
+from hitl.files import atomic_output
 from hitl.progress import progress_bar
 from hitl.score import retry
 from hitl.score.backends.base import BATCH_DONE_STATES, BatchBackend, Outcome
@@ -59,10 +60,9 @@ def submit_batch(db: sqlite_utils.Database, backend: BatchBackend, targets: list
                         uses_detections=backend.uses_detections)
     local_id = f"hitl-{run_id}-{uuid.uuid4().hex[:8]}"
     folder = batch_dir(db_path)
-    folder.mkdir(parents=True, exist_ok=True)
     jsonl = folder / f"{local_id}.jsonl"
     started = time.perf_counter()
-    keys = _write_input(jsonl, backend, Caller(backend, prompt, settings, threading.Event()), targets, prompt,
+    keys = _write_input(jsonl, folder, backend, Caller(backend, prompt, settings, threading.Event()), targets, prompt,
                         recorder, progress)
     if not keys:
         summary.elapsed_s = time.perf_counter() - started
@@ -88,11 +88,11 @@ def submit_batch(db: sqlite_utils.Database, backend: BatchBackend, targets: list
     return summary
 
 
-def _write_input(jsonl: Path, backend: BatchBackend, caller: Caller, targets: list[Target], prompt: str,
+def _write_input(jsonl: Path, folder: Path, backend: BatchBackend, caller: Caller, targets: list[Target], prompt: str,
                  recorder: Recorder, progress: bool | None) -> dict[str, Target]:
     """Prepare the images on every core into the JSONL file; returns key → target of the lines."""
     keys: dict[str, Target] = {}
-    with jsonl.open("w", encoding="utf-8") as out, ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool, \
+    with atomic_output(jsonl, folder) as out, ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool, \
             progress_bar(progress, total=len(targets), desc="Preparing batch", unit="img") as bar:
         for target, request in zip(targets, pool.map(caller.prepare, targets)):
             bar.update(1)

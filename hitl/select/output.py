@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hitl.files import write_atomic
 from hitl.select.strata import CATEGORY_LABELS, ImageFeatures, Pick
-from hitl.tables import SafeDictWriter
+from hitl.tables import safe_csv_text
 
 CSV_COLUMNS = ("rank", "image_id", "category", "score", "reason", "species", "seq_id", "location",
                "datetime", "night", "n_animals", "area", "width", "height")
@@ -66,10 +67,5 @@ def candidate_reason(p: Pick, feats: ImageFeatures, i: int, species: str, night:
 
 def write_candidates_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
     """Write the candidates to a CSV file (the columns in CSV_COLUMNS)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = SafeDictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})
+    write_atomic(path, safe_csv_text(CSV_COLUMNS, ({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS}
+                                                   for row in rows)))

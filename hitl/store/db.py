@@ -18,6 +18,22 @@ from hitl.errors import StoreError
 from hitl.store.schema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
+# SQLite's result codes for "another connection holds the lock" (the low byte of extended codes)
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Is ``exc`` SQLite giving up on a lock another connection held past the busy timeout?"""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code is not None and (code & 0xFF) in _BUSY_CODES) or "locked" in str(exc) or "busy" in str(exc)
+
+
+def busy_error(path: str | Path) -> StoreError:
+    """What to say when the database stayed locked: who holds it, and what to do."""
+    return StoreError(f"the database {path} is busy: another process (e.g. `hitl serve` or an import) holds its "
+                      f"write lock; try again when it finishes")
 
 
 @contextmanager
@@ -49,17 +65,22 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def connect(path: str | Path, migrate_schema: bool = True) -> sqlite_utils.Database:
-    """Open (creating if needed) the database at ``path`` and bring its schema up to date.
+def connect(path: str | Path, migrate_schema: bool = True, create: bool = True) -> sqlite_utils.Database:
+    """Open the database at ``path`` (making it when missing and ``create``) and bring its schema up to date.
 
     A service that opens a connection per request passes ``migrate_schema=False`` after
-    migrating once at start. A database that cannot be opened or written is a StoreError
-    naming the file and the fix.
+    migrating once at start. A database that cannot be opened or written, or is locked past the
+    busy timeout, is a StoreError naming the file and the fix; so is a folder that does not exist
+    (it is never made: a mistyped --db must not become a new, empty database).
     """
     path = Path(path)
+    if not path.parent.is_dir():
+        raise StoreError(f"the folder {path.parent} of the database {path} does not exist (or is not a folder): "
+                         f"create it, or fix --db (env HITL_DB)")
+    if not create and not path.exists():
+        raise StoreError(f"there is no database at {path}: `hitl select` (or `hitl score --images DIR`) makes one; "
+                         f"or point --db (env HITL_DB) at yours")
     try:
-        if path.parent and not path.parent.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         db = sqlite_utils.Database(conn)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -70,6 +91,8 @@ def connect(path: str | Path, migrate_schema: bool = True) -> sqlite_utils.Datab
         if migrate_schema:
             migrate(db)
     except (sqlite3.Error, OSError) as exc:
+        if is_busy(exc):
+            raise busy_error(path) from None
         raise StoreError(f"cannot open the database {path} ({exc}); check that its folder exists and is "
                          f"writable, or pass another --db (env HITL_DB)") from None
     return db
