@@ -165,7 +165,7 @@ def read_package(path: str | Path, media_root: str | Path | None = None) -> Camt
     detector = _detections(ids, by_media_id, tables["observations"], source, problems)
     events = _events([obs for _, obs in tables["observations"]], by_media_id)
     metadata = _metadata(ids, media, deployments, events, source)
-    classified, event_people = _classified(media, by_media_id, tables["observations"], events)
+    classified, event_people = _classified(media, by_media_id, [obs for _, obs in tables["observations"]], events)
     return CamtrapPackage(source, root, descriptor, detector, metadata, media, deployments, remote, problems,
                           classified, event_people)
 

@@ -106,7 +106,10 @@ def test_label_studio_corrections_become_training_data(tmp_path, label_studio, c
     exif = label_studio.document_root / f"exif-{uuid.uuid4().hex[:6]}"
     exif.mkdir()
     shutil.copy(camera_traps / "images" / EXIF_IMAGE, exif / EXIF_IMAGE)
-    review.run("select", "--md", str(camera_traps / "md_results.json"), "--images", str(exif), "-n", "3", "--add")
+    md = json.loads((camera_traps / "md_results.json").read_text())  # the detector's record of that one image
+    md["images"] = [i for i in md["images"] if i["file"] == EXIF_IMAGE]
+    (tmp_path / "md_exif.json").write_text(json.dumps(md))
+    review.run("select", "--md", str(tmp_path / "md_exif.json"), "--images", str(exif), "-n", "3", "--add")
     assert review.db["images"].get(EXIF_IMAGE)["width"] == 2048  # upright
     review.env["HITL_WEBHOOK_SECRET"] = SECRET
     port = studio.free_port()
