@@ -34,7 +34,8 @@ class GroupCommitter(threading.Thread):
     writer takes every delivery waiting, writes them in one transaction (each in its own
     savepoint, so one failing to apply fails alone) and syncs once: group commit. Writers of
     this process queue here rather than in SQLite's busy handler, which sleeps in growing
-    steps; other processes (a `hitl sync`) still meet the busy timeout.
+    steps; when another process (a `hitl sync`, an import) holds the lock, the writer asks for
+    it every millisecond, so it gets it between two parts of a long import.
     """
 
     def __init__(self, path: str):
@@ -53,6 +54,7 @@ class GroupCommitter(threading.Thread):
         db = store.connect(self.path, migrate_schema=False)
         db.execute("PRAGMA synchronous = FULL")  # the commit is on disk before anyone is answered
         db.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does that, off this path
+        db.execute("PRAGMA busy_timeout = 2")  # store.transaction's patience asks again, every millisecond
         self.synchronous = db.execute("PRAGMA synchronous").fetchone()[0]
         while True:
             batch = [self.inbox.get()]
@@ -65,7 +67,7 @@ class GroupCommitter(threading.Thread):
 
     def _write(self, db, batch: list[tuple[dict, Future]]) -> None:
         try:
-            with store.transaction(db):
+            with store.transaction(db, patience=store.BUSY_TIMEOUT_MS / 1000):
                 results = [record_event(db, body, via="webhook") for body, _ in batch]
         except Exception as exc:  # the database itself failed: nobody in the group is stored
             for _, future in batch:
