@@ -394,11 +394,12 @@ def _sync_line(name: str, result, extra: str = "") -> None:
     counts = result.counts
     click.echo(f"{name}: {counts['new']} new, {counts['updated']} updated, {counts['deleted']} deleted, "
                f"{counts['unchanged']} unchanged" + (f", {counts['restored']} restored" if counts["restored"] else "")
-               + (f"; {extra}" if extra else ""))
+               + (f", {counts['kept deleted']} kept deleted (a newer source found them gone)"
+                  if counts["kept deleted"] else "") + (f"; {extra}" if extra else ""))
     for reason, count in result.problems.most_common():
-        click.echo(f"  skipped {count:>5}  {reason}")
+        click.echo(printable(f"  skipped {count:>5}  {reason}"))
     for example in result.examples[:5]:
-        click.echo(f"    e.g. {example}")
+        click.echo(printable(f"    e.g. {example}"))
 
 
 @click.command()

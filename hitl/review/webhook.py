@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from hitl import store
 from hitl.errors import ConfigError
-from hitl.review.events import BadEvent, parse_body, record_event, validate
+from hitl.review.events import BadEvent, check_comparisons, parse_body, record_event, validate
 
 log = logging.getLogger("hitl.webhook")
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
@@ -176,6 +176,7 @@ def receive():
     try:
         body = parse_body(raw)
         action = validate(body)
+        check_comparisons(get_db(), body)
     except BadEvent as exc:
         return error(400, str(exc))
     # a writer that cannot commit within this time is stuck: 503, and Label Studio's own record stands
