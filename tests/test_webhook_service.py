@@ -190,3 +190,55 @@ def test_concurrent_deliveries_are_committed_in_groups(tmp_path):
     assert store.connect(tmp_path / "h.db")["ratings"].count == 201
     # one commit (one fsync) for each group of up to 64 waiting deliveries, not one each
     assert writer.commits <= 1 + 1 + -(-200 // 64), writer.commits
+
+
+def test_the_secret_is_checked_before_the_body_is_read(serve):
+    # 9.5 MB announced (under the 10 MB limit) without the secret: the answer comes from the
+    # headers alone, while the body has not been sent (waitress would otherwise wait for it,
+    # buffering it to a temporary file, before the app could refuse it)
+    for authorization in (b"", b"Authorization: Bearer wrong-secret-of-some-length\r\n"):
+        with socket.create_connection(("127.0.0.1", serve.port), timeout=3) as sock:
+            sock.sendall(b"POST /webhooks/label-studio HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         + authorization + b"Content-Length: 9961472\r\n\r\n" + b"{" * 4096)
+            answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    status, data = serve.post(fresh(1))  # with the secret, as before
+    assert status == 200 and data["outcome"] == "ok"
+    assert store.connect(serve.db_path)["events"].count == 1
+
+
+def test_more_slow_connections_than_the_limit_do_not_delay_a_delivery(serve):
+    """1,100 connections that never finish their headers, past the 1,000 the service accepts at once:
+    the ones waiting longest make way, so a real delivery is answered at once, not after they time out."""
+    slow = []
+    try:
+        for _ in range(1_100):
+            sock = socket.create_connection(("127.0.0.1", serve.port), timeout=10)
+            sock.sendall(b"POST /webhooks/label-studio HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            slow.append(sock)
+        time.sleep(0.5)  # the service has taken in what it will
+        took = []
+        for k in range(5):
+            started = time.monotonic()
+            status, data = serve.post(fresh(k), timeout=5)
+            took.append(time.monotonic() - started)
+            assert status == 200 and data["outcome"] == "ok", data
+        assert max(took) < 1.0, took
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_the_write_ahead_log_is_emptied_once_deliveries_pause(serve):
+    wal = serve.db_path.with_name(serve.db_path.name + "-wal")
+    senders = [threading.Thread(target=lambda s=s: [serve.post(fresh(s * 100 + k)) for k in range(50)])
+               for s in range(4)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    assert store.connect(serve.db_path)["ratings"].count == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and wal.stat().st_size > 0:
+        time.sleep(0.2)
+    assert wal.stat().st_size == 0  # not the size of the busiest moment, for ever

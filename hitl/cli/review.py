@@ -254,8 +254,7 @@ def serve(obj: Context, host, port, threads, insecure) -> None:
     Example:
         HITL_WEBHOOK_SECRET=... python -m hitl serve --port 8765
     """
-    import waitress
-
+    from hitl.review.server import serve as serve_http
     from hitl.review.studio import is_loopback_host, port_is_free
     from hitl.review.webhook import DEFAULT_MAX_BYTES, check_secret, create_app
 
@@ -274,12 +273,13 @@ def serve(obj: Context, host, port, threads, insecure) -> None:
     app = create_app({"DATABASE": str(Path(obj.db_path).resolve()), "WEBHOOK_SECRET": secret, "INSECURE": insecure})
     echo_err(f"Webhook service on http://{host}:{port}/webhooks/label-studio (health: /healthz), "
              f"database {obj.db_path}. Ctrl+C stops.")
-    # Limits before the app sees a byte: a body is refused past 10 MB while it is read (not
-    # buffered to /tmp first), a connection that sends nothing for 10 s is dropped, and enough
-    # connections are allowed that a crowd of slow ones cannot lock Label Studio out.
-    waitress.serve(app, host=host.strip("[]"), port=port, threads=threads, ident="hero-hitl", _quiet=True,
-                   max_request_body_size=DEFAULT_MAX_BYTES, channel_timeout=10, cleanup_interval=2,
-                   connection_limit=1000, max_request_header_size=64 * 1024)
+    # Limits before the app sees a byte: a POST without the secret is refused from its headers, a
+    # body past 10 MB while it is read (not buffered to /tmp first), headers must be in within 5 s
+    # and a connection that sends nothing for 10 s is dropped; at the connection limit the slowest
+    # give way, so a crowd of slow connections cannot lock Label Studio out.
+    serve_http(app, host=host.strip("[]"), port=port, threads=threads, secret=secret, ident="hero-hitl",
+               max_request_body_size=DEFAULT_MAX_BYTES, channel_timeout=10, cleanup_interval=1,
+               max_request_header_size=64 * 1024)
 
 
 @click.command()
