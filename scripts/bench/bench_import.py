@@ -22,14 +22,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_webhook import SECRET, templates  # noqa: E402 - the same deliveries as the webhook benchmark
+from bench_webhook import SECRET, start_service, templates  # noqa: E402 - the same service and deliveries
 from bench_webhook import deliveries as delivery_bodies  # noqa: E402
 
 TARGET_MAX_S = 0.5
@@ -53,9 +52,11 @@ def fill(db_path: Path, sheet: Path, n_images: int, n_curators: int) -> None:
                                  else "no", "blind", ""])
 
 
-def cli(db_path: Path, *args: str, **popen) -> subprocess.Popen:
-    env = {**os.environ, "HITL_WEBHOOK_SECRET": SECRET, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "hitl", "--db", str(db_path), *args], env=env, cwd=REPO, **popen)
+def import_sheet(db_path: Path, sheet: Path) -> str:
+    """`python -m hitl ratings --import` in its own process, as a curator runs it; its output."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "hitl", "--db", str(db_path), "ratings", "--import", str(sheet)],
+                          env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout.decode()
 
 
 def send(port: int, rate: float, stop: threading.Event, latencies: list, errors: list) -> None:
@@ -92,26 +93,18 @@ def main() -> int:
         db_path, sheet = Path(tmp) / "bench.db", Path(tmp) / "decisions.csv"
         fill(db_path, sheet, args.decisions // args.curators, args.curators)
         port = free_port()
-        server = cli(db_path, "serve", "--port", str(port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        server = start_service(db_path, port)
         try:
-            for _ in range(300):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
-                    break
-                except OSError:
-                    time.sleep(0.1)
             stop, latencies, errors = threading.Event(), [], []
             sender = threading.Thread(target=send, args=(port, args.rate, stop, latencies, errors))
             sender.start()
             time.sleep(1.0)  # deliveries before the import, for comparison
             before = len(latencies)
             started = time.perf_counter()
-            first = cli(db_path, "ratings", "--import", str(sheet), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            output = first.communicate()[0].decode()
+            output = import_sheet(db_path, sheet)
             took = time.perf_counter() - started
             during = latencies[before:]
-            again = cli(db_path, "ratings", "--import", str(sheet), stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT).communicate()[0].decode()
+            again = import_sheet(db_path, sheet)
             stop.set()
             sender.join()
         finally:
