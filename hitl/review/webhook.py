@@ -25,7 +25,7 @@ from hitl.review.events import BadEvent, check_comparisons, parse_body, record_e
 log = logging.getLogger("hitl.webhook")
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 GROUP_MAX = 64  # deliveries committed (and synced to disk) together at most
-WAL_KEPT_BYTES = 4 * 1024 * 1024  # the write-ahead log's size left on disk after it is reset
+WAL_KEPT_BYTES = 64 * 1024 * 1024  # the most of the write-ahead log left on disk when it starts over
 
 
 class GroupCommitter(threading.Thread):
