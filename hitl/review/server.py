@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
 
 from waitress.adjustments import Adjustments
@@ -29,8 +30,14 @@ UNAUTHORIZED = "missing or wrong Authorization header (Bearer <HITL_WEBHOOK_SECR
 
 
 class Unauthorized(Error):
+    """401 with the JSON error body the app itself answers."""
+
     code = 401
     reason = "Unauthorized"
+
+    def to_response(self, ident=None):
+        body = json.dumps({"error": self.body, "status": self.code}).encode()
+        return f"{self.code} {self.reason}", [("Content-Type", "application/json")], body
 
 
 class SecretFirstParser(HTTPRequestParser):
