@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .common import HumanRating, text_problem
@@ -23,6 +23,7 @@ SOURCES = ("labelstudio", "labelme", "sheet")
 PREFERENCES = ("left", "right", "same")  # a comparison's answers: which of two images is better, or neither
 BOX_TOLERANCE = 1e-3  # editors round, so an edge a hair outside the image is still inside
 MAX_TEXT = 20_000  # characters of a comment; a longer one is not a comment
+FUTURE_SLACK = timedelta(days=1)  # clocks differ and zones get lost; a decision later than this is not one
 
 
 class DecisionError(ValueError):
@@ -93,14 +94,19 @@ def check_text(value: Any, what: str) -> str | None:
     return value
 
 
-def check_time(value: Any, what: str) -> str | None:
-    """An ISO 8601 time, kept as written (None stays None)."""
+def check_time(value: Any, what: str, now: datetime | None = None) -> str | None:
+    """An ISO 8601 time no later than a day after ``now`` (default: the clock's), kept as written (None
+    stays None). A decision dated 9999-12-31 would be newer than every update it ever gets."""
     if value is None:
         return None
     try:
-        datetime.fromisoformat(value)
-    except (TypeError, ValueError):
+        when = datetime.fromisoformat(value)
+        # UTC when it names no zone, as the store reads it; years 1 and 9999 can overflow on the way
+        when = when.astimezone(timezone.utc) if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    except (TypeError, ValueError, OverflowError):
         raise DecisionError(f"bad {what}", f"{value!r} is not an ISO 8601 time") from None
+    if when - (now or datetime.now(timezone.utc)) > FUTURE_SLACK:
+        raise DecisionError(f"bad {what}", f"{value!r} is more than a day in the future; check the clock that wrote it")
     return value
 
 

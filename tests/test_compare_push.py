@@ -6,6 +6,7 @@ tests/test_compare_studio.py: there the same curator answers through a real Labe
 """
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import xml.etree.ElementTree as ET
@@ -219,3 +220,95 @@ def test_bad_url_template_is_one_line(heroes):
     db, _ = heroes
     with pytest.raises(HitlError, match="may only use {image_id}"):
         hero_urls(db, CompareSummary(0, False, "blind", ""), "majority", None, None, "https://x/{path}")
+
+
+# -- an answer may name only the pair its task was pushed with -------------------------------------
+
+def pair_store(tmp_path):
+    """Images a, b, c in the store and task 3 of comparison project 9 pushed as a (left) vs b (right)."""
+    from types import SimpleNamespace
+
+    from hitl.review.push import PushSummary, import_tasks
+
+    db = store.connect(tmp_path / "h.db")
+    with store.transaction(db):
+        for name in ("a.jpg", "b.jpg", "c.jpg"):
+            db["images"].insert({"image_id": name, "root": str(tmp_path)})
+    client = SimpleNamespace(projects=SimpleNamespace(import_tasks=lambda **_: SimpleNamespace(task_ids=[3])))
+    import_tasks(db, client, 9, "pairs", [pair_task("a.jpg", "b.jpg", "u1", "u2")], ["a.jpg"], 500,
+                 PushSummary(9, False, "blind", ""), False, others=["b.jpg"])
+    return db
+
+
+def pair_delivery(left: str, right: str, task_id: int = 3, annotation_id: int = 70) -> dict:
+    task = {"id": task_id, "data": pair_task(left, right, "u1", "u2")["data"]}
+    return {"action": "ANNOTATION_CREATED", "project": {"id": 9}, "task": task,
+            "annotation": {"id": annotation_id, "task": task_id, "result": [LEFT], "completed_by": 1,
+                           "created_at": "2026-11-21T12:00:00Z", "updated_at": "2026-11-21T12:00:00Z"}}
+
+
+def test_the_push_keeps_both_images_of_a_pair(tmp_path):
+    db = pair_store(tmp_path)
+    assert [tuple(r) for r in db.execute("SELECT task_id, image_id, other_image_id FROM ls_tasks")] == [
+        (3, "a.jpg", "b.jpg")]
+
+
+def test_a_comparison_naming_another_pair_is_refused_by_the_webhook(tmp_path):
+    from hitl.review.webhook import create_app
+
+    pair_store(tmp_path)
+    app = create_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": "s", "TESTING": True})
+    client = app.test_client()
+
+    def post(body):
+        return client.post("/webhooks/label-studio", json=body, headers={"Authorization": "Bearer s"})
+
+    for forged in (pair_delivery("a.jpg", "c.jpg"),  # the task's data edited in Label Studio
+                   pair_delivery("b.jpg", "a.jpg"),  # the sides swapped
+                   pair_delivery("a.jpg", "nowhere.jpg"),  # an image not in the database
+                   pair_delivery("a.jpg", "b.jpg", task_id=4)):  # a task never pushed
+        response = post(forged)
+        assert response.status_code == 400 and "comparison of a pair not pushed" in response.json["error"], (
+            forged["task"], response.json)
+    assert store.connect(tmp_path / "h.db")["ratings"].count == 0
+    assert post(pair_delivery("a.jpg", "b.jpg")).json["outcome"] == "ok"
+    stored = next(store.connect(tmp_path / "h.db")["ratings"].rows)
+    assert (stored["image_id"], stored["other_image_id"], stored["preference"]) == ("a.jpg", "b.jpg", "left")
+
+
+def test_a_comparison_naming_another_pair_is_a_counted_bad_record_in_a_sync(tmp_path):
+    from hitl.review import events
+    from hitl.review.reconcile import sync_export_file
+
+    db = pair_store(tmp_path)
+    good, edited = pair_delivery("a.jpg", "b.jpg"), pair_delivery("a.jpg", "c.jpg", annotation_id=71)
+    task = {**good["task"], "project": 9, "annotations": [good["annotation"], edited["annotation"]]}
+    task["data"] = edited["task"]["data"]  # the data as edited since: both answers now read a vs c
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([task]))
+    _, result = sync_export_file(db, export, None)
+    assert result.problems["comparison of a pair not pushed"] == 2 and db["ratings"].count == 0
+    # a stored delivery replayed later is held to the same map, and says what it refused
+    event_id, outcome, detail = events.store_event(db, edited, via="replay")
+    assert outcome == "ok" and "refused (comparison of a pair not pushed)" in detail and db["ratings"].count == 0
+
+
+def test_pairs_pushed_before_the_map_kept_right_images_get_them_once(tmp_path):
+    from types import SimpleNamespace
+
+    from hitl.compare.push import pushed_pairs
+    from hitl.store import queries
+
+    db = store.connect(tmp_path / "h.db")
+    with store.transaction(db):
+        queries.map_task(db, 9, 5, "a.jpg")  # an older push: the left image only
+        queries.map_task(db, 9, 6, "a.jpg")  # ... and one whose data was edited since (left is c now)
+        queries.map_task(db, 9, 7, "b.jpg", other_image_id="c.jpg")
+    tasks = [SimpleNamespace(id=5, data={"left_id": "a.jpg", "right_id": "b.jpg"}),
+             SimpleNamespace(id=6, data={"left_id": "c.jpg", "right_id": "b.jpg"}),
+             SimpleNamespace(id=7, data={"left_id": "b.jpg", "right_id": "a.jpg"}),  # edited: the map stands
+             SimpleNamespace(id=8, data={"left_id": "b.jpg", "right_id": "c.jpg"})]  # a push that died unsaved
+    client = SimpleNamespace(tasks=SimpleNamespace(list=lambda **_: tasks))
+    pushed_pairs(db, client, 9)
+    assert {r[0]: (r[1], r[2]) for r in db.execute("SELECT task_id, image_id, other_image_id FROM ls_tasks")} == {
+        5: ("a.jpg", "b.jpg"), 6: ("a.jpg", None), 7: ("b.jpg", "c.jpg"), 8: ("b.jpg", "c.jpg")}

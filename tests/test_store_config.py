@@ -1,6 +1,8 @@
 """The SQLite store and the settings file."""
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from hitl import store
@@ -78,3 +80,74 @@ def test_two_processes_opening_a_new_database_at_once(tmp_path):
     assert all(p.returncode == 0 for p in procs), errors
     db = store.connect(path)
     assert [r["name"] for r in db["_migrations"].rows] == [name for name, _ in MIGRATIONS]
+
+
+def test_an_up_to_date_database_opens_without_the_write_lock(tmp_path, monkeypatch):
+    """Another process holds the write lock (a long import, the webhook): opening the database,
+    and a command that only reads, neither waits for it nor fails."""
+    from hitl.store import db as store_db
+
+    from .conftest import CliProject
+
+    path = tmp_path / "h.db"
+    store.connect(path).conn.close()
+    holder = store.connect(path)
+    holder.execute("BEGIN IMMEDIATE")
+    monkeypatch.setattr(store_db, "BUSY_TIMEOUT_MS", 300)  # what waiting would look like, quickly
+    try:
+        db = store.connect(path)
+        assert db["ratings"].count == 0
+        listed = CliProject(path, {"HITL_DB": str(path)}).run("ratings")
+        assert "No ratings yet." in listed.output
+    finally:
+        holder.execute("ROLLBACK")
+
+
+def test_a_long_write_commits_part_by_part(tmp_path):
+    db = store.connect(tmp_path / "h.db")
+    other = store.connect(tmp_path / "h.db")
+    seen_between: list[int] = []
+
+    def write(part):
+        if part[0] == 40:
+            raise RuntimeError("the disk is gone")
+        seen_between.append(other.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+        db.conn.executemany("INSERT INTO images (image_id) VALUES (?)", [(f"{k}.jpg",) for k in part])
+        return Counter(written=len(part))
+
+    assert store.write_in_parts(db, list(range(40)), write, size=10) == Counter(written=40)
+    assert seen_between == [0, 10, 20, 30]  # each part committed before the next began
+    with pytest.raises(RuntimeError):
+        store.write_in_parts(db, list(range(40, 60)), write, size=10)
+    assert other.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 40  # earlier parts stay, the failed one not
+    assert not db.conn.in_transaction
+
+
+def test_m012_makes_one_decision_of_a_sheet_imported_under_two_names(tmp_path):
+    """A database from before m012: the same curator's decision on the same image came in under two
+    file names (counted twice); after it, one decision, the newest, with the other in the history."""
+    from hitl.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    db = store.connect(path, migrate_schema=False)
+    before = [(name, fn) for name, fn in MIGRATIONS if name < "m009"]
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+    for name, fn in before:
+        fn(db)
+        db.execute("INSERT INTO _migrations VALUES (?, '2026-01-01')", [name])
+    base = {"source": "sheet", "annotation_id": "ana|a.jpg", "image_id": "a.jpg", "annotator_id": "ana",
+            "skipped": 0, "deleted": 0, "boxes": "[]", "via": "sheet", "received_at": "2026-02-01T00:00:00+00:00"}
+    for project, stars, when in (("decisions.csv", 6, "2026-01-01T00:00:00+00:00"),
+                                 ("decisions (copy).csv", 9, "2026-01-05T00:00:00+00:00")):
+        row = {**base, "project": project, "stars": stars, "created_at": when, "updated_at": when}
+        db["ratings"].insert(row)
+        db["rating_history"].insert({**row, "change": "created"})
+    db["ratings"].insert({**base, "project": "x.csv", "annotation_id": "ben|a.jpg", "annotator_id": "ben", "stars": 3})
+    db.conn.commit()
+    db = store.connect(path)
+    rows = {r["annotation_id"]: r for r in db["ratings"].rows}
+    assert {k: (r["project"], r["stars"]) for k, r in rows.items()} == {"ana|a.jpg": ("sheets", 9),
+                                                                         "ben|a.jpg": ("sheets", 3)}
+    history = [(r["project"], r["stars"], r["change"]) for r in db["rating_history"].rows_where(
+        "annotation_id = 'ana|a.jpg' ORDER BY id")]
+    assert history == [("sheets", 6, "created"), ("sheets", 9, "created"), ("sheets", 6, "merged")]

@@ -57,9 +57,10 @@ def with_result(*items, **annotation):
     with_result(lead_time=-1), with_result(was_cancelled="false"), with_result(completed_by=[1, 2]),
     with_result(completed_by={"id": 1, "email": 7}), with_result(completed_by={"id": 1, "email": "not-an-email"}),
     with_result(created_at="yesterday"), with_result(id=-4),
+    with_result(updated_at="9999-12-31T00:00:00Z"), with_result(created_at="3026-01-01T00:00:00"),
 ], ids=lambda b: json.dumps(b["annotation"].get("result") or
                             {k: b["annotation"][k] for k in ("lead_time", "was_cancelled", "completed_by",
-                                                             "created_at", "id")})[:60])
+                                                             "created_at", "updated_at", "id")})[:80])
 def test_impossible_decisions_get_400_and_store_nothing(tmp_path, body):
     app = create_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET, "TESTING": True})
     before = fingerprint(app.config["DATABASE"])
@@ -153,7 +154,7 @@ def test_a_copied_old_export_deletes_no_newer_rating(tmp_path):
     assert live(db_path)["3"] == 9
 
 
-def test_an_export_proves_a_deletion_and_a_later_one_restores_it(tmp_path):
+def test_an_export_proves_a_deletion_and_only_a_later_one_restores_it(tmp_path):
     db_path = tmp_path / "h.db"
     both = tmp_path / "both.json"
     both.write_text(json.dumps(export_of(annotation(1, 5, "2026-11-21T12:00:00Z"),
@@ -163,8 +164,58 @@ def test_an_export_proves_a_deletion_and_a_later_one_restores_it(tmp_path):
     later.write_text(json.dumps(export_of(annotation(1, 5, "2026-11-21T12:30:00Z"))))
     sync_export_file(store.connect(db_path), later, None)
     assert live(db_path) == {"1": 5}
-    _, result = sync_export_file(store.connect(db_path), both, None)  # seen again: it comes back
+    _, result = sync_export_file(store.connect(db_path), both, None)  # older than the proof: it stays gone
+    assert live(db_path) == {"1": 5} and result.counts["restored"] == 0 and result.counts["kept deleted"] == 1
+    newest = tmp_path / "newest.json"  # the proof was wrong (a filtered export, say): a newer one has it
+    newest.write_text(json.dumps(export_of(annotation(1, 5, "2026-11-21T12:30:00Z"),
+                                           annotation(2, 6, "2026-11-21T12:45:00Z"))))
+    _, result = sync_export_file(store.connect(db_path), newest, None)
     assert live(db_path) == {"1": 5, "2": 6} and result.counts["restored"] == 1
+
+
+def test_an_older_export_does_not_undo_what_an_api_sync_proved(tmp_path):
+    """(1b) An API sync at T finds annotation 2 gone; an export file taken before T still holds it."""
+    from datetime import datetime, timezone
+
+    from hitl.review.reconcile import Snapshot, reconcile_tasks
+
+    db_path = tmp_path / "h.db"
+    both = export_of(annotation(1, 5, "2026-11-21T12:00:00Z"), annotation(2, 6, "2026-11-21T12:05:00Z"))
+    old = tmp_path / "project-4-at-12-10.json"
+    old.write_text(json.dumps(both))
+    sync_export_file(store.connect(db_path), old, None)
+    api = Snapshot(datetime(2026, 11, 21, 13, 0, tzinfo=timezone.utc), "ours")
+    db = store.connect(db_path)
+    db.execute("UPDATE ratings SET received_at = '2026-11-21T12:10:00+00:00'")  # stored before the API sync
+    db.conn.commit()
+    gone = reconcile_tasks(db, export_of(annotation(1, 5, "2026-11-21T12:00:00Z")), "4", api)
+    assert gone.counts["deleted"] == 1 and live(db_path) == {"1": 5}
+    project = CliProject(db_path, {"HITL_DB": str(db_path)})
+    again = project.run("sync", "--from-export", str(old)).output
+    assert live(db_path) == {"1": 5} and "restored" not in again and "1 kept deleted" in again, again
+
+
+def test_an_export_without_project_ids_must_agree_with_the_task_map(tmp_path):
+    """(2b) Task 3 is project 1's; an export of it that names no project, given as project 2, is
+    refused instead of copying project 1's decisions into project 2."""
+    db_path = tmp_path / "h.db"
+    project = CliProject(db_path, {"HITL_DB": str(db_path)})
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps(export_of(annotation(1, 5, "2026-11-21T12:00:00Z"), project=1)))
+    project.run("sync", "--from-export", str(named))
+    bare = tmp_path / "bare.json"
+    tasks = export_of(annotation(1, 7, "2026-11-21T12:30:00Z"), project=None)
+    bare.write_text(json.dumps([{k: v for k, v in t.items() if k != "project"} for t in tasks]))
+    refused = project.run("sync", "--from-export", str(bare), "--project-id", "2", ok=False)
+    assert refused.exit_code == 1 and "task 3 is project 1's" in refused.output and "Traceback" not in refused.output
+    assert project.db["ratings"].count_where("project = '2'") == 0
+    unknown = project.run("sync", "--from-export", str(bare), "--project-id", "9", ok=False).output
+    assert "task 3 is project 1's" in unknown
+    agreed = project.run("sync", "--from-export", str(bare), "--project-id", "1").output
+    assert "1 updated" in agreed and live(db_path) == {"1": 7}
+    fresh = CliProject(tmp_path / "fresh.db", {"HITL_DB": str(tmp_path / "fresh.db")})
+    nothing = fresh.run("sync", "--from-export", str(bare), "--project-id", "1", ok=False).output
+    assert "none of them is a task of project 1" in nothing
 
 
 def test_an_explicit_delete_is_not_undone_by_a_sync(tmp_path):

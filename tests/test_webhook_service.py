@@ -3,6 +3,7 @@ app sees a byte, secrets it refuses, loopback on IPv6, a health check that tells
 nothing, and what is acknowledged is on disk (fsync before 200)."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -103,26 +105,38 @@ def test_a_huge_body_is_refused_before_it_is_read(serve):
     assert store.connect(serve.db_path)["events"].count == 0
 
 
-def test_slow_connections_do_not_lock_out_real_deliveries(serve):
-    # 128 clients trickling half a request line each, as a slowloris attack does
+@contextlib.contextmanager
+def slow_connections(port: int, n: int) -> Iterator[None]:
+    """``n`` clients trickling half a request line each, as a slowloris attack does."""
     slow = []
-    for _ in range(128):
-        sock = socket.create_connection(("127.0.0.1", serve.port), timeout=10)
-        sock.sendall(b"POST /webhooks/label-studio HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        slow.append(sock)
     try:
-        took = []
-        for k in range(20):
-            started = time.monotonic()
-            status, data = serve.post(fresh(k), timeout=5)  # Label Studio itself waits far less
-            took.append(time.monotonic() - started)
-            assert status == 200 and data["outcome"] == "ok", data
-        # not a speed test (scripts/bench/bench_webhook.py --slow 128 measures that): only
-        # that no delivery waited for the slow ones to time out
-        assert max(took) < 2.0, took
+        for _ in range(n):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"POST /webhooks/label-studio HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            slow.append(sock)
+        yield
     finally:
         for sock in slow:
             sock.close()
+
+
+def timed_deliveries(serve: Serve, n: int) -> list[float]:
+    """Seconds each of ``n`` real deliveries took to be answered (each must be stored)."""
+    took = []
+    for k in range(n):
+        started = time.monotonic()
+        status, data = serve.post(fresh(k), timeout=5)  # Label Studio itself waits far less
+        took.append(time.monotonic() - started)
+        assert status == 200 and data["outcome"] == "ok", data
+    return took
+
+
+def test_slow_connections_do_not_lock_out_real_deliveries(serve):
+    with slow_connections(serve.port, 128):
+        took = timed_deliveries(serve, 20)
+    # not a speed test (scripts/bench/bench_webhook.py --slow 128 measures that): only
+    # that no delivery waited for the slow ones to time out
+    assert max(took) < 2.0, took
     assert store.connect(serve.db_path)["ratings"].count == 20
 
 
@@ -190,3 +204,45 @@ def test_concurrent_deliveries_are_committed_in_groups(tmp_path):
     assert store.connect(tmp_path / "h.db")["ratings"].count == 201
     # one commit (one fsync) for each group of up to 64 waiting deliveries, not one each
     assert writer.commits <= 1 + 1 + -(-200 // 64), writer.commits
+
+
+def test_the_secret_is_checked_before_the_body_is_read(serve):
+    # 9.5 MB announced (under the 10 MB limit) without the secret: the answer comes from the
+    # headers alone, while the body has not been sent (waitress would otherwise wait for it,
+    # buffering it to a temporary file, before the app could refuse it)
+    for authorization in (b"", b"Authorization: Bearer wrong-secret-of-some-length\r\n"):
+        with socket.create_connection(("127.0.0.1", serve.port), timeout=3) as sock:
+            sock.sendall(b"POST /webhooks/label-studio HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         + authorization + b"Content-Length: 9961472\r\n\r\n" + b"{" * 4096)
+            answer = b""
+            while chunk := sock.recv(4096):  # the service closes the connection after it
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+        assert b"application/json" in answer and b"Authorization header" in answer
+    status, data = serve.post(fresh(1))  # with the secret, as before
+    assert status == 200 and data["outcome"] == "ok"
+    assert store.connect(serve.db_path)["events"].count == 1
+
+
+def test_more_slow_connections_than_the_limit_do_not_delay_a_delivery(serve):
+    """1,100 connections that never finish their headers, past the 1,000 the service accepts at once:
+    the ones waiting longest make way, so a real delivery is answered at once, not after they time out."""
+    with slow_connections(serve.port, 1_100):
+        time.sleep(0.5)  # the service has taken in what it will
+        took = timed_deliveries(serve, 5)
+    assert max(took) < 1.0, took
+
+
+def test_the_write_ahead_log_is_emptied_once_deliveries_pause(serve):
+    wal = serve.db_path.with_name(serve.db_path.name + "-wal")
+    senders = [threading.Thread(target=lambda s=s: [serve.post(fresh(s * 100 + k)) for k in range(50)])
+               for s in range(4)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    assert store.connect(serve.db_path)["ratings"].count == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and wal.stat().st_size > 0:
+        time.sleep(0.2)
+    assert wal.stat().st_size == 0  # not the size of the busiest moment, for ever

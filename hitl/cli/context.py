@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -119,6 +120,17 @@ class Context:
 
 def echo_err(message: str) -> None:
     click.echo(message, err=True)
+
+
+# C0 and C1 controls (ESC starts an ANSI sequence, CR overwrites a line) and the bidirectional
+# overrides, which reorder what a terminal shows
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal: a control character in a name or a file (an ANSI escape) is shown
+    escaped (``\\x1b``), never acted on."""
+    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def print_json(data: Any) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from hitl.cli.context import Context, echo_err, echo_left_out, include_people_options
+from hitl.cli.context import Context, echo_err, echo_left_out, include_people_options, printable
 
 
 @click.command()
@@ -34,7 +34,7 @@ def report(obj: Context, out_dir, resamples, seed, hero_threshold, top, include_
                          include_undetected=include_undetected, echo=echo_err)
     data = json.loads(paths["json"].read_text())
     for sentence in data.get("readings", [])[:8]:
-        click.echo(f"- {sentence}")
+        click.echo(printable(f"- {sentence}"))  # sentences name curators
     click.echo(f"Wrote {paths['html']}, {paths['json'].name} and {paths['csv'].name}")
 
 

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import click
 
-from hitl.cli.context import Context, echo_err, image_serving_options, json_option, url_option, webhook_url_option
+from hitl.cli.context import (
+    Context,
+    echo_err,
+    image_serving_options,
+    json_option,
+    printable,
+    url_option,
+    webhook_url_option,
+)
 
 
 @click.command()
@@ -230,7 +238,7 @@ def labelme_import(obj: Context, folder, curator) -> None:
     for reason, count in reasons.most_common():
         click.echo(f"  {count:>5}  {reason}")
     for problem in [p for p in problems if p.reason != "not reviewed yet"][:5]:
-        click.echo(f"    e.g. {problem}")
+        click.echo(printable(f"    e.g. {problem}"))
 
 
 @click.command()
@@ -249,8 +257,7 @@ def serve(obj: Context, host, port, threads, insecure) -> None:
     Example:
         HITL_WEBHOOK_SECRET=... python -m hitl serve --port 8765
     """
-    import waitress
-
+    from hitl.review.server import serve as serve_http
     from hitl.review.studio import is_loopback_host, port_is_free
     from hitl.review.webhook import DEFAULT_MAX_BYTES, check_secret, create_app
 
@@ -269,12 +276,13 @@ def serve(obj: Context, host, port, threads, insecure) -> None:
     app = create_app({"DATABASE": str(Path(obj.db_path).resolve()), "WEBHOOK_SECRET": secret, "INSECURE": insecure})
     echo_err(f"Webhook service on http://{host}:{port}/webhooks/label-studio (health: /healthz), "
              f"database {obj.db_path}. Ctrl+C stops.")
-    # Limits before the app sees a byte: a body is refused past 10 MB while it is read (not
-    # buffered to /tmp first), a connection that sends nothing for 10 s is dropped, and enough
-    # connections are allowed that a crowd of slow ones cannot lock Label Studio out.
-    waitress.serve(app, host=host.strip("[]"), port=port, threads=threads, ident="hero-hitl", _quiet=True,
-                   max_request_body_size=DEFAULT_MAX_BYTES, channel_timeout=10, cleanup_interval=2,
-                   connection_limit=1000, max_request_header_size=64 * 1024)
+    # Limits before the app sees a byte: a POST without the secret is refused from its headers, a
+    # body past 10 MB while it is read (not buffered to /tmp first), headers must be in within 5 s
+    # and a connection that sends nothing for 10 s is dropped; at the connection limit the slowest
+    # give way, so a crowd of slow connections cannot lock Label Studio out.
+    serve_http(app, host=host.strip("[]"), port=port, threads=threads, secret=secret, ident="hero-hitl",
+               max_request_body_size=DEFAULT_MAX_BYTES, channel_timeout=10, cleanup_interval=1,
+               max_request_header_size=64 * 1024)
 
 
 @click.command()
@@ -307,40 +315,24 @@ def ratings(obj: Context, as_json, include_deleted, sheet) -> None:
     for r in rows:
         decision = "skipped" if r["skipped"] else (
             f"{r['stars'] or '-'}★ {'hero' if r['hero'] else 'not hero' if r['hero'] is False else 'undecided'}")
-        source = (f"Label Studio {r['project']}" if r["source"] == "labelstudio"
+        source = (f"Label Studio {r['project']}" if r["source"] == "labelstudio" else "sheet" if r["source"] == "sheet"
                   else f"{r['source']} {Path(r['project']).name}")
-        click.echo(f"{r['image_id'] or '?':40} {decision:18} {r['curator']:24} {r['mode'] or '':9} {source:22} "
-                   f"{r['updated_at'] or ''}{'  (deleted)' if r['deleted'] else ''}")
+        click.echo(printable(f"{r['image_id'] or '?':40} {decision:18} {r['curator']:24} {r['mode'] or '':9} "
+                             f"{source:22} {r['updated_at'] or ''}{'  (deleted)' if r['deleted'] else ''}"))
 
 
 def _import_sheet(obj: Context, path: str) -> None:
     """Decisions made outside Label Studio and Labelme, through the same validator as every path."""
-    from datetime import datetime, timezone
+    from hitl.review.sheet import import_sheet
 
-    from converters.sheet import SheetError, ratings_from_sheet
-    from hitl.errors import InputFormatError
-    from hitl.store import queries, transaction
-    from hitl.store.ratings import record_ratings
-
-    file = Path(path)
-    modified = datetime.fromtimestamp(file.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
-    try:
-        found, problems = ratings_from_sheet(file.read_text(encoding="utf-8"), file.name, modified)
-    except (SheetError, UnicodeDecodeError) as exc:
-        raise InputFormatError(f"{path}: {exc}" if isinstance(exc, UnicodeDecodeError) else str(exc)) from None
-    known = set(queries.image_roots(obj.db))
-    unknown = [r for r in found if r.image_id not in known]
-    with transaction(obj.db):
-        counts = record_ratings(obj.db, [r for r in found if r.image_id in known], via="sheet")
-    click.echo(f"{path}: {len(found) - len(unknown)} decisions: {counts['new']} new, {counts['updated']} updated, "
-               f"{counts['unchanged']} unchanged, {counts['older']} older than stored")
-    reasons = Counter(p.reason for p in problems)
-    if unknown:
-        reasons["image not in the database (select or score it first)"] += len(unknown)
-    for reason, count in reasons.most_common():
-        click.echo(f"  skipped {count:>5}  {reason}")
-    for problem in problems[:5]:
-        click.echo(f"    e.g. {problem}")
+    stored, result = import_sheet(obj.db, path)
+    counts = result.counts
+    click.echo(printable(f"{path}: {stored} decisions: {counts['new']} new, {counts['updated']} updated, "
+                         f"{counts['unchanged']} unchanged, {counts['older']} older than stored"))
+    for reason, count in result.problems.most_common():
+        click.echo(printable(f"  skipped {count:>5}  {reason}"))
+    for example in result.examples[:5]:
+        click.echo(printable(f"    e.g. {example}"))
 
 
 @click.command()
@@ -407,11 +399,12 @@ def _sync_line(name: str, result, extra: str = "") -> None:
     counts = result.counts
     click.echo(f"{name}: {counts['new']} new, {counts['updated']} updated, {counts['deleted']} deleted, "
                f"{counts['unchanged']} unchanged" + (f", {counts['restored']} restored" if counts["restored"] else "")
-               + (f"; {extra}" if extra else ""))
+               + (f", {counts['kept deleted']} kept deleted (a newer source found them gone)"
+                  if counts["kept deleted"] else "") + (f"; {extra}" if extra else ""))
     for reason, count in result.problems.most_common():
-        click.echo(f"  skipped {count:>5}  {reason}")
+        click.echo(printable(f"  skipped {count:>5}  {reason}"))
     for example in result.examples[:5]:
-        click.echo(f"    e.g. {example}")
+        click.echo(printable(f"    e.g. {example}"))
 
 
 @click.command()

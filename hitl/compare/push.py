@@ -162,8 +162,10 @@ def ensure_pairwise_project(db: sqlite_utils.Database, client, url: str, title: 
 def pushed_pairs(db: sqlite_utils.Database, client, project_id: int) -> set[frozenset[str]]:
     """Every pair of the project (answered or not), from its tasks' data in Label Studio.
 
-    The store maps a task only to its left image, so the pairs come from Label Studio; tasks the
-    store does not map yet (a push that died before saving) are mapped on the way.
+    Tasks the store does not map yet (a push that died before saving) are mapped on the way, and
+    a task mapped without its right image (pushed before the map kept it) gets the one its data
+    names when its left image is the one mapped. A pair once mapped is kept: an answer is checked
+    against it, whatever the task's data says later.
     """
     found: dict[int, tuple[str, str]] = {}
     for task in client.tasks.list(project=project_id, fields="all", page_size=500):
@@ -171,13 +173,15 @@ def pushed_pairs(db: sqlite_utils.Database, client, project_id: int) -> set[froz
         left, right = data.get("left_id"), data.get("right_id")
         if isinstance(left, str) and isinstance(right, str) and left and right:
             found[task.id] = (left, right)
-    known = {r[0] for r in db.execute("SELECT task_id FROM ls_tasks WHERE project_id = ?", [project_id])}
-    missing = [task_id for task_id in found if task_id not in known]
+    known = {r[0]: (r[1], r[2]) for r in db.execute(
+        "SELECT task_id, image_id, other_image_id FROM ls_tasks WHERE project_id = ?", [project_id])}
+    missing = [task_id for task_id, pair in found.items()
+               if task_id not in known or (known[task_id][1] is None and known[task_id][0] in (None, pair[0]))]
     if missing:
         now = utc_now()
         with transaction(db):
             for task_id in missing:
-                queries.map_task(db, project_id, task_id, found[task_id][0], now)
+                queries.map_task(db, project_id, task_id, found[task_id][0], now, found[task_id][1])
     return {frozenset(pair) for pair in found.values()}
 
 
@@ -215,6 +219,6 @@ def push_pairs(db: sqlite_utils.Database, client, *, url: str, title: str, n: in
         pairs = choose_pairs(len(ids), outcomes, done, n, min_per_image, seed)
         tasks = [pair_task(ids[a], ids[b], urls[ids[a]], urls[ids[b]]) for a, b in pairs]
         import_tasks(db, client, project.id, title, tasks, [ids[a] for a, _ in pairs], batch_size, summary,
-                     progress)
+                     progress, others=[ids[b] for _, b in pairs])
         cache_users(db, client, url)  # deliveries name annotators by id; keep their emails at hand
     return summary

@@ -15,9 +15,9 @@ import msgspec
 import sqlite_utils
 
 from converters.decisions import MODES, DecisionError, describe_invalid
-from converters.labelstudio import image_id_of, rating_from_annotation
+from converters.labelstudio import image_id_of, rating_from_annotation, task_data
 from hitl.store import queries, transaction, utc_now
-from hitl.store.ratings import mark_deleted, record_ratings
+from hitl.store.ratings import check_pushed_pair, mark_deleted, record_ratings
 
 ANNOTATION_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED"}
 HANDLED = ANNOTATION_ACTIONS | {"ANNOTATIONS_DELETED", "TASKS_CREATED", "TASKS_DELETED"}
@@ -117,6 +117,21 @@ def annotations_with_tasks(action: str, body: dict) -> list[tuple[dict, dict]]:
     return pairs
 
 
+def check_comparisons(db: sqlite_utils.Database, body: dict) -> None:
+    """A validated delivery's comparison answers against the pairs the task map says were pushed;
+    BadEvent naming the first that is not (see :func:`hitl.store.ratings.check_pushed_pair`)."""
+    action = body["action"]
+    if action not in ANNOTATION_ACTIONS:
+        return
+    project = str(body["project"]["id"])
+    for annotation, task in annotations_with_tasks(action, body):
+        if "right_id" in task_data(task):  # only comparison tasks pay for the look-up
+            try:
+                check_pushed_pair(db, rating_from_annotation(annotation, task, project))
+            except DecisionError as exc:
+                raise BadEvent(f"{action}: annotation {annotation.get('id')}: {exc}") from None
+
+
 def _check_task(action: str, task: Any) -> int:
     """A task's id, once its id, data and image are known good."""
     checked = _typed(task, _Task, f"{action}: task")
@@ -139,11 +154,17 @@ def apply_event(db: sqlite_utils.Database, body: dict, via: str) -> tuple[str, s
         emails = queries.user_emails(db)
         ratings = []
         for annotation, task in annotations_with_tasks(action, body):
-            queries.map_task(db, int(project), task["id"], image_id_of(task))
             email = queries.email_of(annotation.get("completed_by"), emails)
-            ratings.append(rating_from_annotation(annotation, task, project, mode=None, annotator_email=email))
-            if ratings[-1].mode is None:
-                ratings[-1].mode = mode
+            rating = rating_from_annotation(annotation, task, project, mode=None, annotator_email=email)
+            if rating.other_image_id is not None:
+                try:  # checked on arrival too (400); here for replays and a map changed meanwhile
+                    check_pushed_pair(db, rating)
+                except DecisionError as exc:
+                    counts[f"refused ({exc.reason})"] += 1
+                    continue
+            queries.map_task(db, int(project), task["id"], image_id_of(task))
+            rating.mode = rating.mode or mode
+            ratings.append(rating)
         counts.update(record_ratings(db, ratings, via=via))
         # an annotation of a task deleted earlier (deliveries out of order) is deleted too
         for rating in ratings:

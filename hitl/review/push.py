@@ -197,11 +197,13 @@ def image_url(row: dict, root: Path | None, url_template: str | None, summary: P
 
 
 def import_tasks(db: sqlite_utils.Database, client, project_id: int, title: str, tasks: list[dict], images: list[str],
-            batch_size: int, summary: PushSummary, progress: bool | None) -> None:
-    """Import the tasks batch by batch, saving the task ↔ image map after each: a rerun never imports twice."""
+                 batch_size: int, summary: PushSummary, progress: bool | None, others: list[str] | None = None) -> None:
+    """Import the tasks batch by batch, saving the task ↔ image map after each: a rerun never imports twice.
+    ``others``: each comparison task's right image, kept in the map beside its left one (``images``)."""
     with progress_bar(progress, total=len(tasks), desc=f"Pushing to {title}", unit="task") as bar:
         for start in range(0, len(tasks), batch_size):
             batch, batch_images = tasks[start:start + batch_size], images[start:start + batch_size]
+            batch_others = others[start:start + batch_size] if others else [None] * len(batch)
             response = client.projects.import_tasks(id=project_id, request=batch, return_task_ids=True)
             task_ids = list(response.task_ids or [])
             if len(task_ids) != len(batch):
@@ -209,8 +211,8 @@ def import_tasks(db: sqlite_utils.Database, client, project_id: int, title: str,
                                 f"run `python -m hitl sync` to reconcile")
             now = utc_now()
             with transaction(db):
-                for task_id, image_id in zip(task_ids, batch_images):
-                    queries.map_task(db, project_id, task_id, image_id, now)
+                for task_id, image_id, other in zip(task_ids, batch_images, batch_others):
+                    queries.map_task(db, project_id, task_id, image_id, now, other)
             summary.pushed += len(batch)
             bar.update(len(batch))
 

@@ -25,10 +25,8 @@ from hitl.errors import HitlError
 from hitl.review.client import export_tasks, studio_errors
 from hitl.review.events import SOURCE, delete_task
 from hitl.review.push import cache_users
-from hitl.store import queries, transaction, utc_now
-from hitl.store.ratings import EARLIEST, mark_deleted, parse_time, record_ratings
-
-CHUNK = 200  # ratings per transaction: the webhook never waits long for the lock
+from hitl.store import in_chunks, queries, transaction, utc_now, write_in_parts
+from hitl.store.ratings import EARLIEST, check_pushed_pair, mark_deleted, parse_time, record_ratings
 
 
 @dataclass
@@ -71,58 +69,59 @@ def reconcile_tasks(db: sqlite_utils.Database, tasks: Iterable[Any], project: st
     """Upsert every decision of ``tasks`` and mark deleted what the export proves gone.
 
     Only annotations of tasks the export holds, older than the snapshot and missing from it,
-    are marked deleted, and not for good: one seen again in a later sync comes back. A task
-    is deleted only when ``snapshot.verify_task`` proves it (never because an export lacks
-    it). Bad records are counted by reason, with examples; the rest goes on.
+    are marked deleted, and not for good: one seen again by a later source comes back (never
+    by an older one). A task is deleted only when ``snapshot.verify_task`` proves it (never
+    because an export lacks it). A comparison must name the pair its task was pushed with. Bad
+    records are counted by reason, with examples; the rest goes on. Everything is written in
+    short transactions, so the webhook never waits long for the lock.
     """
     emails = emails if emails is not None else queries.user_emails(db)
     mode = queries.project_mode(db, project)
     result = SyncResult()
-    counts = result.counts
     ratings: list[HumanRating] = []
-    task_ids: set[int] = set()
+    task_images: dict[int, str | None] = {}
+    for position, task in enumerate(tasks):
+        if (not isinstance(task, dict) or not isinstance(task.get("id"), int) or isinstance(task["id"], bool)
+                or not 0 <= task["id"] <= MAX_ID):
+            result.bad("malformed task", f"tasks[{position}] is not a task with an integer id")
+            continue
+        image_id = image_id_of(task)
+        if image_id is not None and (problem := text_problem(image_id)):
+            result.bad("malformed task", f"task {task['id']}: its image id holds {problem}")
+            continue
+        task_images[task["id"]] = image_id
+        annotations = task.get("annotations") or []
+        for annotation in annotations if isinstance(annotations, list) else [annotations]:
+            try:
+                email = queries.email_of(annotation.get("completed_by"), emails) if isinstance(annotation, dict) \
+                    else None
+                rating = rating_from_annotation(annotation, task, project, annotator_email=email)
+                if rating.other_image_id is not None:
+                    check_pushed_pair(db, rating)
+            except DecisionError as exc:
+                who = annotation.get("id") if isinstance(annotation, dict) else repr(annotation)[:40]
+                result.bad(exc.reason, f"task {task['id']}, annotation {who}: {exc}")
+                continue
+            rating.mode = rating.mode or mode
+            ratings.append(rating)
     now = utc_now()
-    with transaction(db):
-        for position, task in enumerate(tasks):
-            if (not isinstance(task, dict) or not isinstance(task.get("id"), int) or isinstance(task["id"], bool)
-                    or not 0 <= task["id"] <= MAX_ID):
-                result.bad("malformed task", f"tasks[{position}] is not a task with an integer id")
-                continue
-            image_id = image_id_of(task)
-            if image_id is not None and (problem := text_problem(image_id)):
-                result.bad("malformed task", f"task {task['id']}: its image id holds {problem}")
-                continue
-            task_ids.add(task["id"])
-            queries.map_task(db, int(project), task["id"], image_id, now)
-            annotations = task.get("annotations") or []
-            for annotation in annotations if isinstance(annotations, list) else [annotations]:
-                try:
-                    email = queries.email_of(annotation.get("completed_by"), emails) if isinstance(annotation, dict) \
-                        else None
-                    rating = rating_from_annotation(annotation, task, project, annotator_email=email)
-                except DecisionError as exc:
-                    who = annotation.get("id") if isinstance(annotation, dict) else repr(annotation)[:40]
-                    result.bad(exc.reason, f"task {task['id']}, annotation {who}: {exc}")
-                    continue
-                rating.mode = rating.mode or mode
-                ratings.append(rating)
-    for start in range(0, len(ratings), CHUNK):
-        with transaction(db):
-            counts.update(record_ratings(db, ratings[start:start + CHUNK], via=via))
+    write_in_parts(db, list(task_images.items()), lambda part: Counter(
+        mapped=sum(queries.map_task(db, int(project), task_id, image_id, now) for task_id, image_id in part)))
+    seen_at = None if snapshot.taken_at == EARLIEST else snapshot.taken_at
+    result.counts = write_in_parts(db, ratings, lambda part: record_ratings(db, part, via=via, seen_at=seen_at))
     present = {r.annotation_id for r in ratings}
     stale = [r["annotation_id"] for r in db.query(
         "SELECT annotation_id, task_id, received_at, created_at, updated_at FROM ratings "
         "WHERE source = ? AND project = ? AND deleted = 0", [SOURCE, project])
-        if r["annotation_id"] not in present and r["task_id"] in task_ids and snapshot.older(r)]
-    for start in range(0, len(stale), CHUNK):
-        with transaction(db):
-            counts.update(mark_deleted(db, SOURCE, project, stale[start:start + CHUNK], via=via, explicit=False))
+        if r["annotation_id"] not in present and r["task_id"] in task_images and snapshot.older(r)]
+    result.counts.update(write_in_parts(db, stale, lambda part: mark_deleted(
+        db, SOURCE, project, part, via=via, explicit=False, proven_at=snapshot.taken_at)))
     if snapshot.verify_task is not None:
         for task_id in [r[0] for r in db.execute("SELECT task_id FROM ls_tasks WHERE project_id = ? AND "
-                                                 "deleted_at IS NULL", [int(project)]) if r[0] not in task_ids]:
+                                                 "deleted_at IS NULL", [int(project)]) if r[0] not in task_images]:
             if snapshot.verify_task(task_id):
                 with transaction(db):
-                    counts.update(delete_task(db, project, task_id, via=via))
+                    result.counts.update(delete_task(db, project, task_id, via=via))
     return result
 
 
@@ -179,15 +178,13 @@ def sync_labelme(db: sqlite_utils.Database, folder: str | Path) -> SyncResult:
     for problem in problems:
         if problem.reason != "not reviewed yet":
             result.bad(problem.reason, str(problem))
-    counts = result.counts
-    for start in range(0, len(ratings), CHUNK):
-        with transaction(db):
-            counts.update(record_ratings(db, ratings[start:start + CHUNK], via="sync"))
+    read_at = datetime.now(timezone.utc)  # the folder is the source, as it is now
+    result.counts = write_in_parts(db, ratings, lambda part: record_ratings(db, part, via="sync", seen_at=read_at))
     gone = [row[0] for row in db.execute(
         "SELECT annotation_id FROM ratings WHERE source = 'labelme' AND project = ? AND deleted = 0", [project])
         if not (Path(project) / row[0]).exists()]
-    with transaction(db):
-        counts.update(mark_deleted(db, "labelme", project, gone, via="sync", explicit=False))
+    result.counts.update(write_in_parts(db, gone, lambda part: mark_deleted(
+        db, "labelme", project, part, via="sync", explicit=False, proven_at=read_at)))
     return result
 
 
@@ -230,6 +227,29 @@ def export_project(tasks: list[Any], path: str | Path, project_id: int | None) -
     return project_id
 
 
+def check_task_map(db: sqlite_utils.Database, tasks: list[Any], path: str | Path, project_id: int) -> None:
+    """An export whose tasks do not name their project must be of ``project_id`` by the task map:
+    Label Studio's task ids are unique across projects, so a task the map places in another
+    project proves the export is not this project's, and an export none of whose tasks the map
+    places in it proves nothing. Else a HitlError (a wrong id would copy one project's decisions
+    into another)."""
+    ids = [t["id"] for t in tasks if isinstance(t, dict) and isinstance(t.get("id"), int)
+           and not isinstance(t["id"], bool)]
+    placed: dict[int, set[int]] = {}
+    for marks, part in in_chunks(ids):
+        for task_id, project in db.execute(f"SELECT task_id, project_id FROM ls_tasks WHERE task_id IN ({marks})",
+                                           part):
+            placed.setdefault(project, set()).add(task_id)
+    others = {p: t for p, t in placed.items() if p != project_id}
+    if others:
+        other, their = min(others.items())
+        raise HitlError(f"{path}: its tasks do not name their project, and task {min(their)} is project {other}'s, "
+                        f"not project {project_id}'s; pass --project-id {other}, or export with project ids")
+    if ids and project_id not in placed:
+        raise HitlError(f"{path}: its tasks do not name their project, and none of them is a task of project "
+                        f"{project_id} in this database; check --project-id, or export with project ids")
+
+
 def content_time(tasks: list[Any]) -> datetime | None:
     """The newest time written in an export: no annotation in it can be newer than this."""
     stamps = []
@@ -250,6 +270,8 @@ def sync_export_file(db: sqlite_utils.Database, path: str | Path, project_id: in
     """Reconcile from an export file; nothing newer than the export's own content is marked deleted."""
     tasks = read_export_file(path)
     pid = export_project(tasks, path, project_id)
+    if not any(isinstance(t, dict) and t.get("project") is not None for t in tasks):
+        check_task_map(db, tasks, path, pid)
     when = taken_at or content_time(tasks)
     snapshot = Snapshot(when or EARLIEST, "content")
     return pid, reconcile_tasks(db, tasks, str(pid), snapshot)

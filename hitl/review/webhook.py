@@ -10,7 +10,9 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, jsonify, request
@@ -18,11 +20,12 @@ from werkzeug.exceptions import HTTPException
 
 from hitl import store
 from hitl.errors import ConfigError
-from hitl.review.events import BadEvent, parse_body, record_event, validate
+from hitl.review.events import BadEvent, check_comparisons, parse_body, record_event, validate
 
 log = logging.getLogger("hitl.webhook")
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 GROUP_MAX = 64  # deliveries committed (and synced to disk) together at most
+WAL_KEPT_BYTES = 64 * 1024 * 1024  # the most of the write-ahead log left on disk when it starts over
 
 
 class GroupCommitter(threading.Thread):
@@ -34,7 +37,8 @@ class GroupCommitter(threading.Thread):
     writer takes every delivery waiting, writes them in one transaction (each in its own
     savepoint, so one failing to apply fails alone) and syncs once: group commit. Writers of
     this process queue here rather than in SQLite's busy handler, which sleeps in growing
-    steps; other processes (a `hitl sync`) still meet the busy timeout.
+    steps; when another process (a `hitl sync`, an import) holds the lock, the writer asks for
+    it every millisecond, so it gets it between two parts of a long import.
     """
 
     def __init__(self, path: str):
@@ -53,6 +57,8 @@ class GroupCommitter(threading.Thread):
         db = store.connect(self.path, migrate_schema=False)
         db.execute("PRAGMA synchronous = FULL")  # the commit is on disk before anyone is answered
         db.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does that, off this path
+        db.execute(f"PRAGMA journal_size_limit = {WAL_KEPT_BYTES}")
+        db.execute("PRAGMA busy_timeout = 2")  # store.transaction's patience asks again, every millisecond
         self.synchronous = db.execute("PRAGMA synchronous").fetchone()[0]
         while True:
             batch = [self.inbox.get()]
@@ -65,7 +71,7 @@ class GroupCommitter(threading.Thread):
 
     def _write(self, db, batch: list[tuple[dict, Future]]) -> None:
         try:
-            with store.transaction(db):
+            with store.transaction(db, patience=store.BUSY_TIMEOUT_MS / 1000):
                 results = [record_event(db, body, via="webhook") for body, _ in batch]
         except Exception as exc:  # the database itself failed: nobody in the group is stored
             for _, future in batch:
@@ -106,7 +112,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["hitl_writer"] = GroupCommitter(app.config["DATABASE"])
     app.extensions["hitl_writer"].start()
     if not app.config.get("TESTING"):
-        app.extensions["hitl_checkpointer"] = Checkpointer(app.config["DATABASE"])
+        writer = app.extensions["hitl_writer"]
+        app.extensions["hitl_checkpointer"] = Checkpointer(app.config["DATABASE"], lambda: writer.commits)
         app.extensions["hitl_checkpointer"].start()
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, unexpected_error)
@@ -136,20 +143,43 @@ def get_db():
 
 
 class Checkpointer(threading.Thread):
-    """Folds the write-ahead log into the database every few seconds, off the request path."""
+    """Folds the write-ahead log into the database every few seconds, off the request path, and
+    empties it once the deliveries pause.
 
-    def __init__(self, path: str, every: float = 2.0):
+    At full rate the log is never wholly folded in at the moment a write begins, so SQLite never
+    starts it over and it grows with every delivery (by hundreds of megabytes); a PASSIVE
+    checkpoint cannot shrink it. When ``activity`` (the writer's commit count) has not moved
+    since the last look, a TRUNCATE checkpoint empties it: it waits for nobody (a short busy
+    timeout) and is tried again next time if a reader or another writer is busy.
+    """
+
+    def __init__(self, path: str, activity: Callable[[], int], every: float = 2.0):
         super().__init__(name="wal-checkpoint", daemon=True)
-        self.path, self.every = path, every
+        self.path, self.activity, self.every = path, activity, every
+        self.wal = Path(f"{path}-wal")
         self.stopped = threading.Event()
+        self.last_activity: int | None = None
 
     def run(self) -> None:
         db = store.connect(self.path, migrate_schema=False)
+        db.execute("PRAGMA busy_timeout = 50")  # a TRUNCATE holds up the writer while it waits for readers
         while not self.stopped.wait(self.every):
             try:
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self.checkpoint(db)
             except Exception as exc:  # a busy database now is fine: next time
                 log.debug("checkpoint skipped: %s", exc)
+
+    def checkpoint(self, db) -> str | None:
+        """One look: PASSIVE while deliveries come, TRUNCATE once they pause; the mode run, if any."""
+        activity = self.activity()
+        idle, self.last_activity = activity == self.last_activity, activity
+        if not idle:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            return "PASSIVE"
+        if self.wal.exists() and self.wal.stat().st_size > 0:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            return "TRUNCATE"
+        return None
 
 
 def error(status: int, message: str):
@@ -160,9 +190,13 @@ def authorized() -> bool:
     secret = current_app.config["WEBHOOK_SECRET"]
     if not secret:
         return bool(current_app.config["INSECURE"])
-    given = request.headers.get("Authorization", "")
+    return bearer_matches(request.headers.get("Authorization", ""), secret)
+
+
+def bearer_matches(given: str, secret: str) -> bool:
+    """Is an Authorization header (as HTTP servers hand it over: its bytes as Latin-1) ``Bearer <secret>``?"""
     # constant-time: the comparison must not tell an attacker how much of the secret matched
-    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), f"Bearer {secret}".encode())
+    return hmac.compare_digest(given.encode("latin-1", "replace"), f"Bearer {secret}".encode())
 
 
 def receive():
@@ -174,6 +208,7 @@ def receive():
     try:
         body = parse_body(raw)
         action = validate(body)
+        check_comparisons(get_db(), body)
     except BadEvent as exc:
         return error(400, str(exc))
     # a writer that cannot commit within this time is stuck: 503, and Label Studio's own record stands

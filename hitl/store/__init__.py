@@ -3,6 +3,17 @@
 ``connect``, ``transaction`` and ``utc_now`` are what most callers need; the queries every
 stage shares live in :mod:`hitl.store.queries`, the curators' ratings in :mod:`hitl.store.ratings`.
 """
-from hitl.store.db import BUSY_TIMEOUT_MS, connect, in_chunks, insert_row, migrate, transaction, upsert_many, utc_now
+from hitl.store.db import (
+    BUSY_TIMEOUT_MS,
+    connect,
+    in_chunks,
+    insert_row,
+    migrate,
+    transaction,
+    upsert_many,
+    utc_now,
+    write_in_parts,
+)
 
-__all__ = ["BUSY_TIMEOUT_MS", "connect", "in_chunks", "insert_row", "migrate", "transaction", "upsert_many", "utc_now"]
+__all__ = ["BUSY_TIMEOUT_MS", "connect", "in_chunks", "insert_row", "migrate", "transaction", "upsert_many", "utc_now",
+           "write_in_parts"]

@@ -7,7 +7,9 @@ by the migrations in :mod:`hitl.store.schema`.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +20,8 @@ from hitl.errors import StoreError
 from hitl.store.schema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
+PART_ROWS = 500  # rows a long write commits at a time: each holds the write lock for milliseconds
+PART_PAUSE_S = 0.005  # after each part's commit, time for another writer (the webhook) to take the lock
 # SQLite's result codes for "another connection holds the lock" (the low byte of extended codes)
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
@@ -37,20 +41,25 @@ def busy_error(path: str | Path) -> StoreError:
 
 
 @contextmanager
-def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+def transaction(db: sqlite_utils.Database, patience: float | None = None) -> Iterator[sqlite_utils.Database]:
     """One write transaction, taken with BEGIN IMMEDIATE.
 
     sqlite-utils commits every write statement made outside an open transaction, so a
     ``with db.conn:`` block is no transaction at all; this is. IMMEDIATE takes the write
     lock at the start (waiting up to the busy timeout) instead of failing later when a
     read would have to become a write while another process writes. Nested: a savepoint.
+
+    ``patience`` (seconds): ask for the lock again every millisecond for that long, for a
+    connection whose own busy timeout is short. SQLite's busy handler sleeps in growing steps
+    (up to 100 ms each), so it can miss the moment between two parts of a long import; the
+    webhook's writer cannot.
     """
     conn = db.conn
     if conn.in_transaction:
         with db.atomic():
             yield db
         return
-    conn.execute("BEGIN IMMEDIATE")
+    begin_immediate(conn, patience)
     try:
         yield db
     except BaseException:
@@ -58,6 +67,36 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def begin_immediate(conn: sqlite3.Connection, patience: float | None = None) -> None:
+    """BEGIN IMMEDIATE, asked again every millisecond for ``patience`` seconds while another writer holds the lock."""
+    deadline = time.monotonic() + (patience or 0.0)
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.001)
+
+
+def write_in_parts(db: sqlite_utils.Database, items: Sequence, write: Callable[[Sequence], Counter],
+                   size: int = PART_ROWS, pause: float = PART_PAUSE_S) -> Counter:
+    """``write`` each part of ``items`` in its own committed transaction; the counts it returns, summed.
+
+    A long write (an import of 200,000 decisions) never holds the write lock for more than one
+    part: between parts the webhook's writer and the other commands get their turn. A failure
+    stops at its part; what the earlier parts committed stays, and a rerun finds it stored.
+    """
+    counts: Counter = Counter()
+    for start in range(0, len(items), size):
+        with transaction(db):
+            counts.update(write(items[start:start + size]))
+        if pause and start + size < len(items):
+            time.sleep(pause)
+    return counts
 
 
 def utc_now() -> str:
@@ -101,11 +140,16 @@ def connect(path: str | Path, migrate_schema: bool = True, create: bool = True) 
 def migrate(db: sqlite_utils.Database) -> list[str]:
     """Apply the migrations not yet recorded; return their names.
 
-    All of it happens in one IMMEDIATE transaction: two processes opening a new database at
-    the same moment (the webhook service and a CLI command, say) migrate one after the
-    other, and a migration that fails leaves no half-made schema behind.
+    Which are recorded is read first without a lock: a database already up to date (the usual
+    case) is opened without ever taking the write lock, so a command that only reads never
+    waits for a long write. Migrating happens in one IMMEDIATE transaction, which reads the
+    record again: two processes opening a new database at the same moment (the webhook service
+    and a CLI command, say) migrate one after the other, and a migration that fails leaves no
+    half-made schema behind.
     """
     conn = db.conn
+    if not pending_migrations(conn):
+        return []
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
@@ -127,6 +171,15 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
             conn.execute("ROLLBACK")
         raise
     return applied
+
+
+def pending_migrations(conn: sqlite3.Connection) -> list[str]:
+    """The migrations not recorded in the database yet (all of them for a new one), read without a lock."""
+    try:
+        done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    except sqlite3.OperationalError:  # no such table: a new database
+        done = set()
+    return [name for name, _ in MIGRATIONS if name not in done]
 
 
 def in_chunks(values: list, size: int = 500) -> Iterator[tuple[str, list]]:

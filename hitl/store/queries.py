@@ -87,15 +87,17 @@ def package_images(db: sqlite_utils.Database) -> set[str]:
 # ---- Label Studio: tasks and users --------------------------------------------------------------
 
 def map_task(db: sqlite_utils.Database, project_id: int, task_id: int, image_id: str | None,
-             pushed_at: str | None = None) -> int:
-    """Record that ``task_id`` of ``project_id`` shows ``image_id`` (an image once known is kept).
+             pushed_at: str | None = None, other_image_id: str | None = None) -> int:
+    """Record that ``task_id`` of ``project_id`` shows ``image_id`` (and, a comparison, ``other_image_id``
+    on the right); an image once known is kept, whatever the task's data says later.
 
     Inside the caller's transaction; returns the number of rows written (0 or 1).
     """
     return db.execute(
-        "INSERT INTO ls_tasks (project_id, task_id, image_id, pushed_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (project_id, task_id) DO UPDATE SET image_id = COALESCE(image_id, excluded.image_id)",
-        [int(project_id), task_id, image_id, pushed_at or utc_now()]).rowcount
+        "INSERT INTO ls_tasks (project_id, task_id, image_id, pushed_at, other_image_id) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (project_id, task_id) DO UPDATE SET image_id = COALESCE(image_id, excluded.image_id), "
+        "other_image_id = COALESCE(other_image_id, excluded.other_image_id)",
+        [int(project_id), task_id, image_id, pushed_at or utc_now(), other_image_id]).rowcount
 
 
 def mapped_image_ids(db: sqlite_utils.Database, project_id: int) -> set[str]:

@@ -6,6 +6,7 @@ the next one instead.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 import sqlite_utils
 
@@ -304,3 +305,45 @@ def m010_detector_records(db: sqlite_utils.Database) -> None:
         {"file_id": int, "image_id": str, "conf": float, "said_by": str},  # said_by: megadetector, speciesnet, camtrap-dp
         pk=("file_id", "image_id"),
     )
+
+
+SHEETS = "sheets"  # the project of every decision imported from a sheet (see m012_store)
+
+
+@migration
+def m012_store(db: sqlite_utils.Database) -> None:
+    """Three records the store needs to refuse what it cannot trust.
+
+    ``ls_tasks.other_image_id``: the right image of a comparison task as `hitl compare` pushed it,
+    so an answer naming another pair is refused. ``absent_since``: when the source that proved a
+    rating gone (a sync, an export) was taken, so an older source does not bring it back. And a
+    sheet's decisions belong to one project, ``sheets``, not to the file's name: the same sheet
+    under another name is the same decisions. Decisions already imported under several file names
+    become one, the newest (the others go to the history as "merged").
+    """
+    db["ls_tasks"].add_column("other_image_id", str)
+    for table in ("ratings", "rating_history"):
+        db[table].add_column("absent_since", str)
+    rows = [dict(r) for r in db.query("SELECT rowid AS _rowid, * FROM ratings WHERE source = 'sheet'")]
+    newest: dict[str, dict] = {}
+    for row in sorted(rows, key=_sheet_row_age):
+        newest[row["annotation_id"]] = row
+    keep = {row["_rowid"] for row in newest.values()}
+    for row in rows:
+        if row["_rowid"] in keep:
+            continue
+        merged = {k: v for k, v in row.items() if k != "_rowid"}
+        db["rating_history"].insert({**merged, "change": "merged"})
+        db.execute("DELETE FROM ratings WHERE rowid = ?", [row["_rowid"]])
+    db.execute("UPDATE ratings SET project = ? WHERE source = 'sheet'", [SHEETS])
+    db.execute("UPDATE rating_history SET project = ? WHERE source = 'sheet'", [SHEETS])
+
+
+def _sheet_row_age(row: dict) -> tuple:
+    """Oldest first: by the decision's own time (UTC when it names no zone), then by when it was stored."""
+    try:
+        when = datetime.fromisoformat(row["updated_at"] or row["created_at"] or "")
+        when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    except (TypeError, ValueError):
+        when = datetime.min.replace(tzinfo=timezone.utc)
+    return when, row["received_at"] or "", row["_rowid"]

@@ -81,6 +81,20 @@ def send(port: int, sender: int, bodies: list[dict], stop: threading.Event, late
     connection.close()
 
 
+def start_service(db_path: Path, port: int) -> subprocess.Popen:
+    """`python -m hitl serve` on ``db_path`` in its own process (as in production), once it answers."""
+    env = {**os.environ, "HITL_WEBHOOK_SECRET": SECRET, "HITL_DB": str(db_path), "PYTHONPATH": str(REPO)}
+    server = subprocess.Popen([sys.executable, "-m", "hitl", "serve", "--port", str(port)], env=env, cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return server
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--senders", type=int, default=8)
@@ -97,16 +111,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hitl-bench-webhook-") as tmp:
         db_path = Path(tmp) / "bench.db"
         port = free_port()
-        env = {**os.environ, "HITL_WEBHOOK_SECRET": SECRET, "HITL_DB": str(db_path), "PYTHONPATH": str(REPO)}
-        server = subprocess.Popen([sys.executable, "-m", "hitl", "serve", "--port", str(port)], env=env, cwd=REPO,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        server = start_service(db_path, port)
         try:
-            for _ in range(300):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
-                    break
-                except OSError:
-                    time.sleep(0.1)
             stop = threading.Event()
             slow = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(args.slow)]
             for sock in slow:
