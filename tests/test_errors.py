@@ -273,13 +273,12 @@ def locked(full_project, tmp_path, monkeypatch):
     a busy timeout of 0.1 s instead of 10; the Label Studio binary missing, `serve` not serving."""
     import shutil
 
-    import waitress
-
+    from hitl.review import server
     from hitl.store import db as store_db
 
     shutil.copy(full_project, tmp_path / "h.db")
     monkeypatch.setattr(store_db, "BUSY_TIMEOUT_MS", 100)
-    monkeypatch.setattr(waitress, "serve", lambda *a, **k: None)
+    monkeypatch.setattr(server, "serve", lambda *a, **k: None)  # `serve` reaches the database, then returns
     holder = sqlite3.connect(tmp_path / "h.db", timeout=0)
     holder.execute("BEGIN IMMEDIATE")
     yield Project(tmp_path, {"LABEL_STUDIO_BIN": str(tmp_path / "no-label-studio"), "LABEL_STUDIO_API_KEY": "k",
