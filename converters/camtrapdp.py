@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .cct import CCTMetadata, capture_hours
-from .common import Confined, InputFormatError, RecordProblem, decode_json, image_key, read_input
+from .common import CSV_FIELD_LIMIT, Confined, InputFormatError, RecordProblem, decode_json, image_key, read_input
 from .megadetector import KIND_ANIMAL, KIND_PERSON, KIND_VEHICLE, Detections, MegaDetectorFile
 from .sniff import check_kind
 
@@ -56,7 +56,6 @@ class CamtrapPackage:
     event_people: set[str] = field(default_factory=set)  # media of an event with a human observed at event level
 
 
-FIELD_LIMIT = 131_072  # characters in a CSV cell: Python's csv module's own limit; no real cell comes near
 
 
 def read_table(package: Path, descriptor: dict, name: str, source: str) -> tuple[list[str], list[dict[str, str]]]:
@@ -103,7 +102,7 @@ def _numbered_table(package: Path, descriptor: dict, name: str,
 
 def csv_rows(text: str) -> tuple[list[str], list[dict[str, str]]]:
     """A CSV table's header and rows (csv.DictReader's), cells of any length: the csv module refuses a
-    cell over FIELD_LIMIT with an error that ends the reading, so its limit is lifted meanwhile."""
+    cell over CSV_FIELD_LIMIT with an error that ends the reading, so its limit is lifted meanwhile."""
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, len(text) + 1))
     try:
@@ -115,14 +114,14 @@ def csv_rows(text: str) -> tuple[list[str], list[dict[str, str]]]:
 
 def _fitting(rows: list[tuple[int, dict[str, str]]], where: str,
              problems: list[RecordProblem]) -> list[tuple[int, dict[str, str]]]:
-    """The rows whose every cell is at most FIELD_LIMIT characters; each other one a problem."""
+    """The rows whose every cell is at most CSV_FIELD_LIMIT characters; each other one a problem."""
     kept = []
     for n, row in rows:
-        long = next((k for k, v in row.items() if len(v) > FIELD_LIMIT), None)
+        long = next((k for k, v in row.items() if len(v) > CSV_FIELD_LIMIT), None)
         if long is None:
             kept.append((n, row))
         else:
-            problems.append(RecordProblem(where, f"line {n}", f"cell longer than {FIELD_LIMIT:,} characters",
+            problems.append(RecordProblem(where, f"line {n}", f"cell longer than {CSV_FIELD_LIMIT:,} characters",
                                           f"column {long!r} ({len(row[long]):,} characters); row skipped"))
     return kept
 

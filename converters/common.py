@@ -17,6 +17,10 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import msgspec
 
+# characters in one CSV cell: Python's csv module's default limit (a global others may raise, frictionless
+# and sqlite-utils' CLI do); every reader checks it itself, so what is refused never depends on who imported what
+CSV_FIELD_LIMIT = 131_072
+
 
 class InputFormatError(ValueError):
     """A whole input file is unusable. The message names the file and the fix."""

@@ -16,7 +16,7 @@ import csv
 import io
 from typing import Any
 
-from .common import HumanRating, RecordProblem
+from .common import CSV_FIELD_LIMIT, HumanRating, RecordProblem
 from .decisions import DecisionError, check_decision
 
 REQUIRED = ("image_id", "curator", "stars", "hero")
@@ -74,6 +74,10 @@ def _rows(reader, source: str, problems: list[RecordProblem], checked_utf8: bool
             return
         except csv.Error as exc:  # a field over the reader's limit (128 KiB), most likely
             problems.append(RecordProblem(source, f"line {line}", "unreadable row", str(exc)))
+            continue
+        if any(len(v) > CSV_FIELD_LIMIT for v in values):  # the same whatever limit the csv module has now
+            problems.append(RecordProblem(source, f"line {line}", "unreadable row",
+                                          f"a cell longer than {CSV_FIELD_LIMIT:,} characters"))
             continue
         if not checked_utf8 and any(_not_utf8(v) for v in values):
             problems.append(RecordProblem(source, f"line {line}", "not UTF-8 text",
