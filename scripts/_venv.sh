@@ -1,7 +1,8 @@
 # Sourced by demo.sh and test.sh: create (or reuse) the project's virtual environment and
 # install the project into it. Re-running is cheap: an install stamp per requirements file
 # records what is installed, and the dev stamp (a superset) satisfies the runtime one, so
-# running demo.sh and test.sh alternately installs nothing again.
+# running demo.sh and test.sh alternately installs nothing again; started together, the second
+# waits for the first (a lock in the environment's folder).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${HITL_VENV:-$REPO/.venv}"
@@ -16,7 +17,27 @@ _installed() {  # is requirements file $1 installed as it is now?
   [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(_stamp_of "$1")" ]
 }
 
-ensure_venv() {
+ensure_venv() {  # create the environment and install requirements file $1, one set-up at a time
+  local requirements="$1"
+  # demo.sh and test.sh started together would both create the environment, and the second would
+  # call pip before the first's venv had put pip in. So the whole set-up holds a lock: an flock on
+  # this shell's descriptor 9, taken by Python (macOS has no flock command); the lock belongs to
+  # the open file, so it stays held after Python exits, until `exec 9>&-` or this shell's end
+  # (a crash too). Servers started later must not inherit it, hence the close.
+  mkdir -p "$VENV"
+  exec 9>"$VENV/.hitl-setup.lock"
+  "$PYTHON_BIN" -c '
+import fcntl, sys
+try:
+    fcntl.flock(9, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    print(f"Waiting for another set-up of {sys.argv[1]} to finish", file=sys.stderr)
+    fcntl.flock(9, fcntl.LOCK_EX)' "$VENV"
+  _set_up "$requirements"
+  exec 9>&-
+}
+
+_set_up() {  # ensure_venv's work, under its lock
   local requirements="$1"
   if [ ! -x "$VENV/bin/python" ]; then
     echo "Creating virtual environment in $VENV" >&2

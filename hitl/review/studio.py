@@ -98,11 +98,28 @@ def find_binary(install: bool = False, echo=lambda _m: None) -> Path:
         return path
     venv = studio_venv()
     binary = venv / "bin" / "label-studio"
-    if binary.exists():
-        return binary
     if not install:
+        if binary.exists():
+            return binary
         raise HitlError(f"Label Studio is not installed in {venv}; run `python -m hitl studio` once "
                         f"(it installs it), set HITL_HOME to the folder holding .venv-studio, or set LABEL_STUDIO_BIN")
+    import fcntl  # Unix only, as .venv-studio/bin is
+
+    # One install at a time (scripts/test.sh and `hitl studio` from scripts/demo.sh may run together):
+    # the binary is looked for under the lock, so a second caller waits and then finds it.
+    venv.mkdir(parents=True, exist_ok=True)
+    with (venv / ".hitl-setup.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            echo(f"Waiting for another install of Label Studio into {venv} to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if not binary.exists():
+            _install_studio(venv, echo)
+    return binary
+
+
+def _install_studio(venv: Path, echo) -> None:
     echo(f"Installing Label Studio {LABEL_STUDIO_VERSION} into {venv} (a few minutes, once)")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     result = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
@@ -110,7 +127,6 @@ def find_binary(install: bool = False, echo=lambda _m: None) -> Path:
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise HitlError(f"installing Label Studio failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    return binary
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -1,0 +1,112 @@
+"""The README's two set-up commands may run at once: `scripts/demo.sh` and `scripts/test.sh` both
+create and install `.venv` (scripts/_venv.sh), and both install Label Studio into `.venv-studio`
+(hitl.review.studio.find_binary). One lock around each set-up: the second waits, then finds the
+work done (or does what is left), instead of calling a pip the first has not installed yet."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from hitl.review import studio
+
+from .conftest import REPO
+
+TINY_PROJECT = """\
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "hitl-setup-lock-probe"
+version = "0"
+
+[tool.setuptools]
+packages = []
+"""
+
+
+def test_demo_and_test_set_up_one_environment_together(tmp_path):
+    """The real _venv.sh in a project of nothing (empty requirements), so pip only builds a tiny
+    editable install from its index or cache, as scripts/test.sh's pip does. The second set-up
+    starts the moment the first's venv has a python, before that venv has installed pip: without
+    the lock it called `python -m pip` there and failed with "No module named pip"."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy2(REPO / "scripts" / "_venv.sh", repo / "scripts" / "_venv.sh")
+    (repo / "requirements.txt").write_text("")
+    (repo / "requirements-dev.txt").write_text("")
+    (repo / "pyproject.toml").write_text(TINY_PROJECT)
+    venv = tmp_path / "venv"
+    env = {**os.environ, "HITL_VENV": str(venv), "PYTHON": sys.executable}
+    env.pop("VIRTUAL_ENV", None)
+
+    def set_up(requirements: str) -> subprocess.Popen:
+        return subprocess.Popen(["bash", "-c", f'source "$1"; ensure_venv {requirements}', "_",
+                                 str(repo / "scripts" / "_venv.sh")], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    demo = set_up("requirements.txt")
+    deadline = time.monotonic() + 120
+    while not (venv / "bin" / "python").exists():  # the first is creating the environment now
+        assert demo.poll() is None and time.monotonic() < deadline, demo.communicate()[0]
+        time.sleep(0.01)
+    tests = set_up("requirements-dev.txt")
+    outputs = {name: p.communicate(timeout=600)[0] for name, p in (("demo", demo), ("test", tests))}
+    assert demo.returncode == 0, outputs["demo"]
+    assert tests.returncode == 0, outputs["test"]
+    assert "Waiting for another set-up" in outputs["test"]
+    assert outputs["demo"].count("Creating virtual environment") + outputs["test"].count(
+        "Creating virtual environment") == 1
+    for requirements in ("requirements.txt", "requirements-dev.txt"):
+        assert (venv / f".hitl-installed-{requirements}").is_file()
+    check = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "show", "hitl-setup-lock-probe"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_label_studio_is_installed_once_when_two_ask_at_once(tmp_path, monkeypatch):
+    """Two callers of find_binary(install=True) at once (test.sh's and `hitl studio`'s): one installs,
+    the other waits for it and finds the binary; no second venv over the first, no second pip."""
+    monkeypatch.delenv("LABEL_STUDIO_BIN", raising=False)
+    monkeypatch.setenv("HITL_HOME", str(tmp_path))
+    venv = tmp_path / ".venv-studio"
+    calls: list[str] = []
+    running = []
+
+    def fake_run(command, **_kwargs):
+        running.append(command)
+        calls.append("pip" if "pip" in command else "venv")
+        time.sleep(0.3)  # an install takes a while: the other caller arrives meanwhile
+        if "pip" in command:
+            (venv / "bin").mkdir(parents=True, exist_ok=True)
+            (venv / "bin" / "label-studio").write_text("#!/bin/sh\n")
+        overlap = len(running)
+        running.remove(command)
+        assert overlap == 1, "two installs ran at the same time"
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(studio.subprocess, "run", fake_run)
+    found, errors, said = [], [], []
+
+    def ask() -> None:
+        try:
+            found.append(studio.find_binary(install=True, echo=said.append))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors, errors
+    assert found == [venv / "bin" / "label-studio"] * 2
+    assert calls == ["venv", "pip"]  # installed once
+    assert any(line.startswith("Waiting for another install") for line in said)
+    assert Path(found[0]).exists()
