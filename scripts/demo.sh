@@ -70,7 +70,7 @@ running() {  # are any of the servers' processes still there?
 }
 cleanup() {  # $1: the exit status, a failure's or 128 + the signal's number
   # a second signal while stopping is ignored (and by the sleep below too): it must not cut the
-  # stop short. The stop is bounded: `hitl studio` stops Label Studio within 7 s; whatever is
+  # stop short. The stop is bounded: `hitl studio` stops Label Studio within 8 s; whatever is
   # left after 10 s is killed, and Label Studio dies with `hitl studio` (the kernel signals it).
   trap '' INT TERM HUP
   trap - EXIT

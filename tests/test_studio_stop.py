@@ -115,7 +115,7 @@ time.sleep(600)
     config = studio.StudioConfig(data_dir=tmp_path / "data", document_root=tmp_path, username="curator@example.org",
                                  password="x", token=studio.new_token(), port=studio.free_port())
     process = studio.start(config, fake, tmp_path / "label-studio.log")
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not (tmp_path / "label-studio.log").read_text().strip() and time.monotonic() < deadline:
         time.sleep(0.05)
     worker = int((tmp_path / "label-studio.log").read_text().split()[0])
@@ -124,7 +124,7 @@ time.sleep(600)
     took = time.monotonic() - started
     assert process.returncode == -signal.SIGKILL
     assert gone(worker), "a worker of Label Studio's group was left"
-    assert took < 8, f"stop took {took:.1f} s"
+    assert took < 9, f"stop took {took:.1f} s"
 
 
 def test_label_studio_stopping_by_itself_is_a_failure(tmp_path):

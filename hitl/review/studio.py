@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 from hitl.errors import HitlError
 
 LABEL_STUDIO_VERSION = "1.23.2"
+INSTALLING_MARK = ".hitl-installing"  # in .venv-studio while an install runs: a cut-short install is redone
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -91,9 +92,6 @@ def environment(config: StudioConfig) -> dict[str, str]:
     return env
 
 
-INSTALLING_MARK = ".hitl-installing"  # in .venv-studio while an install runs: a cut-short install is redone
-
-
 def find_binary(install: bool = False, echo=lambda _m: None) -> Path:
     """The label-studio executable: $LABEL_STUDIO_BIN, else .venv-studio (installed if asked).
 
@@ -140,8 +138,12 @@ def _install_studio(venv: Path, echo) -> None:
         echo("An earlier install there was cut short: starting over")
     mark.touch()
     for path in venv.iterdir():  # what a cut-short install left (a package half written, a stray script)
-        if path.name not in (INSTALLING_MARK, ".hitl-setup.lock"):
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        if path.name in (INSTALLING_MARK, ".hitl-setup.lock"):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     log = venv / "install.log"
     with log.open("wb") as output:
         for command in ([sys.executable, "-m", "venv", str(venv)],
@@ -167,9 +169,10 @@ def _run_to_end(command: list[str], output) -> int:
 
 
 def _ends_with_parent():
-    """A ``preexec_fn`` for a child in its own session: INT, TERM and HUP at their defaults (a job
-    in a script's background inherits SIGINT ignored), and, on Linux, SIGTERM when the thread that
-    started it ends, so even a SIGKILL of `hitl studio` cannot leave Label Studio (or pip) behind."""
+    """A ``preexec_fn`` for a child in its own session, which no signal to our group reaches: SIGTERM
+    at its default, whatever we inherited (stop() sends it), and, on Linux, SIGTERM from the kernel
+    when the thread that started it ends, so even `hitl studio` killed outright (SIGKILL, the OOM
+    killer, a stop signal between fork and the assignment of the Popen) leaves no Label Studio or pip."""
     parent = os.getpid()
     prctl = None
     if sys.platform.startswith("linux"):
@@ -178,8 +181,7 @@ def _ends_with_parent():
         prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
 
     def in_child() -> None:
-        for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(stop_signal, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if prctl is not None:
             prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
             if os.getppid() != parent:  # the parent died before prctl: no signal will come
@@ -248,16 +250,25 @@ def wait_until_healthy(config: StudioConfig, process: subprocess.Popen, log_path
     raise HitlError(f"Label Studio did not become healthy within {timeout:.0f} s; see {log_path}")
 
 
-def stop(process: subprocess.Popen, grace: float = 5) -> None:
+def stop(process: subprocess.Popen, grace: float = 4) -> None:
     """Stop a child started in its own process group (Label Studio, pip) with all of the group,
-    within about ``grace`` + 2 s, never raising: SIGTERM to the group, then SIGKILL to whatever
+    within about ``grace`` + 4 s, never raising: SIGTERM to the group, then SIGKILL to whatever
     of it lingers (a worker holding the port would keep the next start from binding it)."""
     for stop_signal, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2)):
-        try:
-            os.killpg(process.pid, stop_signal)
-        except (ProcessLookupError, PermissionError):  # the whole group has gone already
-            pass
+        _signal_group(process.pid, stop_signal)
         try:
             process.wait(timeout=wait)
         except subprocess.TimeoutExpired:  # after SIGKILL: a process stuck in the kernel, ended by it
             pass
+    deadline = time.monotonic() + 2  # the rest of the group, not our children, is gone in a moment
+    while _signal_group(process.pid, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _signal_group(group: int, signum: int) -> bool:
+    """Send ``signum`` to process group ``group``; False if none of it is left."""
+    try:
+        os.killpg(group, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
