@@ -174,20 +174,22 @@ class Demo:
         seconds until it has ended (:meth:`ended`)."""
         import time
 
+        started = time.monotonic()
         for k in range(times):
             os.killpg(self.process.pid, sig) if group else self.process.send_signal(sig)
             if k + 1 < times:
                 time.sleep(0.3)  # the second arrives while the first is being handled
-        return self.ended(within, f"{sig.name} x{times} to the {'group' if group else 'script'}")
+        return self.ended(within, f"{sig.name} x{times} to the {'group' if group else 'script'}", started)
 
-    def ended(self, within: float = 15, after: str = "") -> float:
+    def ended(self, within: float = 15, after: str = "", started: float | None = None) -> float:
         """Seconds until the script has exited, both ports are free and none of its processes is
-        left. A failure, with what is left (then killed), if that takes over ``within`` s."""
+        left, from ``started`` (time.monotonic(); default now). A failure, with what is left (then
+        killed), if that takes over ``within`` s."""
         import time
 
         from hitl.review.studio import port_is_free
 
-        started = time.monotonic()
+        started = time.monotonic() if started is None else started
         while time.monotonic() - started < within:
             ports_free = port_is_free("127.0.0.1", self.studio_port) and port_is_free("127.0.0.1", self.serve_port)
             if self.process.poll() is not None and ports_free and not self.processes():

@@ -55,3 +55,16 @@ def test_a_label_studio_that_does_not_start_fails_the_demo(tmp_path):
     assert "cannot start: a broken install" in demo.text()
     assert "Label Studio did not start" in demo.text()
     demo.ended(within=15, after="its failure")  # the webhook service was stopped too
+
+
+def test_a_hung_hitl_studio_is_killed_and_label_studio_goes_with_it(tmp_path):
+    """`hitl studio` that cannot act on the stop (here: stopped by SIGSTOP) used to keep the demo
+    waiting for it for good, and Label Studio with it: after 10 s the demo kills it, and the kernel
+    then signals Label Studio, in a session of its own, that its parent is gone."""
+    demo = Demo(tmp_path)
+    [hitl_studio] = [proc for proc in demo.processes() if "-m hitl studio" in " ".join(proc.cmdline())]
+    hitl_studio.suspend()
+    seconds = demo.stop(signal.SIGINT, group=True)
+    print(f"stopped in {seconds:.1f} s")
+    assert "Still running after 10 s: killing them" in demo.text()
+    assert demo.process.returncode == 130
