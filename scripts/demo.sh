@@ -63,29 +63,45 @@ fi
 echo
 echo "== 3. Start Label Studio and the webhook service"
 PIDS=()
-cleanup() {
-  # a second signal while stopping is ignored: the servers are given the time to stop cleanly
+running() {  # are any of the servers' processes still there?
+  local pid
+  for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && return 0; done
+  return 1
+}
+cleanup() {  # $1: the exit status, a failure's or 128 + the signal's number
+  # a second signal while stopping is ignored (and by the sleep below too): it must not cut the
+  # stop short. The stop is bounded: `hitl studio` stops Label Studio within 8 s; whatever is
+  # left after 10 s is killed, and Label Studio dies with `hitl studio` (the kernel signals it).
   trap '' INT TERM HUP
   trap - EXIT
   if [ ${#PIDS[@]} -gt 0 ]; then
     echo; echo "Stopping Label Studio and the webhook service"
     kill -TERM "${PIDS[@]}" 2>/dev/null || true
+    for _ in $(seq 1 40); do running || break; sleep 0.25; done
+    if running; then
+      echo "Still running after 10 s: killing them" >&2
+      kill -KILL "${PIDS[@]}" 2>/dev/null || true
+    fi
     wait "${PIDS[@]}" 2>/dev/null || true
   fi
-  exit 0
+  exit "$1"
 }
-trap cleanup INT TERM HUP EXIT
+trap 'cleanup $?' EXIT
+trap 'cleanup 130' INT
+trap 'cleanup 143' TERM
+trap 'cleanup 129' HUP
 "$PY" -m hitl studio --port "$STUDIO_PORT" --data-dir "$OUT/label-studio-data" \
   --document-root "$REPO/sample_data" --webhook-url "$WEBHOOK_URL" > "$OUT/studio.out" 2>&1 &
 PIDS+=($!)
 "$PY" -m hitl serve --port "$SERVE_PORT" > "$OUT/serve.out" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 1 600); do
-  if grep -q "is up" "$OUT/studio.out" 2>/dev/null; then break; fi
+# Waited for as long as `hitl studio` works (its own limits end it): on first use it installs Label
+# Studio, minutes on a slow machine, before a first start that migrates its database.
+echo "Waiting for Label Studio (the first time, \`hitl studio\` installs it first: a few minutes; see $OUT/studio.out)"
+until grep -q "is up" "$OUT/studio.out" 2>/dev/null; do
   if ! kill -0 "${PIDS[0]}" 2>/dev/null; then cat "$OUT/studio.out" >&2; echo "Label Studio did not start" >&2; exit 1; fi
   sleep 0.5
 done
-grep -q "is up" "$OUT/studio.out" || { cat "$OUT/studio.out" >&2; echo "Label Studio did not become ready" >&2; exit 1; }
 for _ in $(seq 1 60); do
   "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$SERVE_PORT/healthz', timeout=1)" 2>/dev/null && break
   sleep 0.5

@@ -101,45 +101,117 @@ def _default_signals() -> None:
 
 
 class Demo:
-    """scripts/demo.sh running on free ports with its data in ``out``, in its own process group."""
+    """scripts/demo.sh of ``repo`` running on free ports with its data in ``out``, in its own process
+    group; waited for until it is ready unless ``ready`` is False. ``env`` adds to (None: removes
+    from) the environment it inherits."""
 
-    def __init__(self, out: Path, timeout: float = 600):
+    def __init__(self, out: Path, timeout: float = 600, repo: Path = REPO, env: dict[str, str | None] | None = None,
+                 ready: bool = True):
         import subprocess
-        import time
 
         from hitl.review import studio
 
-        self.out = out
+        self.out, self.repo = out, repo
         self.studio_port, self.serve_port = studio.free_port(), studio.free_port()
-        env = {**os.environ, "HITL_DEMO_DIR": str(out), "HITL_STUDIO_PORT": str(self.studio_port),
-               "HITL_SERVE_PORT": str(self.serve_port)}
+        environment = {**os.environ, "HITL_DEMO_DIR": str(out), "HITL_STUDIO_PORT": str(self.studio_port),
+                       "HITL_SERVE_PORT": str(self.serve_port)}
         for key in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "HITL_OPENAI_BASE_URL", "HITL_DB", "HITL_CONFIG"):
-            env.pop(key, None)
+            environment.pop(key, None)
+        for key, value in (env or {}).items():
+            environment.pop(key, None) if value is None else environment.update({key: value})
         self.log = out / "demo.log"
         with self.log.open("w") as log:
-            self.process = subprocess.Popen(["bash", str(REPO / "scripts" / "demo.sh")], cwd=REPO, env=env,
+            self.process = subprocess.Popen(["bash", str(repo / "scripts" / "demo.sh")], cwd=repo, env=environment,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                             preexec_fn=_default_signals)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "hero-hitl demo is ready" in self.text():
-                return
-            if self.process.poll() is not None:
-                pytest.fail(f"scripts/demo.sh exited with {self.process.returncode}:\n{self.text()[-3000:]}")
-            time.sleep(1)
-        self.kill()
-        pytest.fail(f"scripts/demo.sh was not ready in time:\n{self.text()[-3000:]}")
+        if ready:
+            self.wait_until(lambda: "hero-hitl demo is ready" in self.text(), timeout, "ready")
 
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+    def wait_until(self, reached, timeout: float, what: str) -> float:
+        """Seconds until ``reached()``; a failure if the demo exits first or it takes over ``timeout`` s."""
+        import time
+
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if reached():
+                return time.monotonic() - started
+            if self.process.poll() is not None:
+                pytest.fail(f"scripts/demo.sh exited with {self.process.returncode} before {what}:\n"
+                            f"{self.text()[-3000:]}")
+            time.sleep(0.2)
+        self.kill()
+        pytest.fail(f"scripts/demo.sh was not {what} within {timeout:.0f} s:\n{self.text()[-3000:]}")
+
+    def text(self, name: str = "demo.log") -> str:
+        """Its output (or another file of its data folder: studio.out, serve.out)."""
+        path = self.out / name
+        return path.read_text(errors="replace") if path.exists() else ""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.studio_port}"
 
+    def processes(self) -> list:
+        """Its processes still running: every one started with its data folder in its environment
+        (Label Studio and pip too) or in its command line (or, for a copy of the checkout, the copy's)."""
+        import psutil
+
+        marks = [str(self.out)] + ([str(self.repo)] if self.repo != REPO else [])
+        found = []
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if proc.pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                cmdline = " ".join(proc.info["cmdline"] or [])
+                if any(mark in cmdline for mark in marks) or proc.environ().get("HITL_DEMO_DIR") == str(self.out):
+                    found.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return found
+
+    def stop(self, sig, group: bool, times: int = 1, within: float = 15) -> float:
+        """Send ``sig`` (to its process group, or to the script) ``times`` times in a row; the
+        seconds until it has ended (:meth:`ended`)."""
+        import time
+
+        started = time.monotonic()
+        for k in range(times):
+            os.killpg(self.process.pid, sig) if group else self.process.send_signal(sig)
+            if k + 1 < times:
+                time.sleep(0.3)  # the second arrives while the first is being handled
+        return self.ended(within, f"{sig.name} x{times} to the {'group' if group else 'script'}", started)
+
+    def ended(self, within: float = 15, after: str = "", started: float | None = None) -> float:
+        """Seconds until the script has exited, both ports are free and none of its processes is
+        left, from ``started`` (time.monotonic(); default now). A failure, with what is left (then
+        killed), if that takes over ``within`` s."""
+        import time
+
+        from hitl.review.studio import port_is_free
+
+        started = time.monotonic() if started is None else started
+        while time.monotonic() - started < within:
+            ports_free = port_is_free("127.0.0.1", self.studio_port) and port_is_free("127.0.0.1", self.serve_port)
+            if self.process.poll() is not None and ports_free and not self.processes():
+                return time.monotonic() - started
+            time.sleep(0.2)
+        left = [f"{proc.pid}: {' '.join(proc.cmdline())[:160]}" for proc in self.processes()]
+        self.kill()
+        pytest.fail(f"{within:.0f} s after {after or 'the start'}: still running {left}, ports free: "
+                    f"{port_is_free('127.0.0.1', self.studio_port)}, {port_is_free('127.0.0.1', self.serve_port)}"
+                    f"\n{self.text()[-2000:]}\nstudio.out:\n{self.text('studio.out')[-2000:]}")
+
     def kill(self) -> None:
+        """SIGKILL to its process group and to each of its processes (Label Studio has a group of its own)."""
         import signal
 
+        import psutil
+
+        for proc in self.processes():
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:

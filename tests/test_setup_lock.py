@@ -78,7 +78,7 @@ def test_label_studio_is_installed_once_when_two_ask_at_once(tmp_path, monkeypat
     calls: list[str] = []
     running = []
 
-    def fake_run(command, **_kwargs):
+    def fake_run(command, _output):
         running.append(command)
         calls.append("pip" if "pip" in command else "venv")
         time.sleep(0.3)  # an install takes a while: the other caller arrives meanwhile
@@ -88,9 +88,9 @@ def test_label_studio_is_installed_once_when_two_ask_at_once(tmp_path, monkeypat
         overlap = len(running)
         running.remove(command)
         assert overlap == 1, "two installs ran at the same time"
-        return subprocess.CompletedProcess(command, 0, "", "")
+        return 0
 
-    monkeypatch.setattr(studio.subprocess, "run", fake_run)
+    monkeypatch.setattr(studio, "_run_to_end", fake_run)
     found, errors, said = [], [], []
 
     def ask() -> None:

@@ -101,6 +101,7 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
         LABEL_STUDIO_API_KEY=$(openssl rand -hex 20) python -m hitl studio --port 8080
     """
     from converters.labelstudio import default_document_root
+    from hitl.errors import HitlError
     from hitl.review import studio as ls
     from hitl.store import queries
 
@@ -119,12 +120,14 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
         port=port or settings["port"],
         webhook_url=webhook_url or obj.webhook_url_default(),
     )
-    binary = ls.find_binary(install=True, echo=echo_err)
     log = config.data_dir / "label-studio.log"
     # Ctrl+C, SIGTERM (a script, systemd, docker stop) and SIGHUP (a closed terminal) all stop
-    # Label Studio through the finally below. Only the first signal does: a second one (Ctrl+C
-    # twice, or a process group signalled while a script signals us too) arriving at any moment,
-    # even before the finally has begun, must not cut the stop short and leave its port held.
+    # Label Studio, or its install, through the finally below: handled from before the install,
+    # which would otherwise be cut off with pip left writing .venv-studio. Only the first signal
+    # does: a second one (Ctrl+C twice, or a process group signalled while a script signals us
+    # too) arriving at any moment, even before the finally has begun, must not cut the stop short
+    # and leave its port held. Should we be killed outright, Label Studio and pip get SIGTERM
+    # from the kernel (ls.start).
     stopping = []
 
     def stop_once(signum, _frame) -> None:
@@ -136,6 +139,7 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
         signal.signal(stop_signal, stop_once)
     process = None
     try:
+        binary = ls.find_binary(install=True, echo=echo_err)
         process = ls.start(config, binary, log)
         seconds = ls.wait_until_healthy(config, process, log)
         click.echo(f"Label Studio is up at {config.url} ({seconds:.0f} s); log: {log}")
@@ -148,7 +152,8 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
             click.echo("API token: LABEL_STUDIO_API_KEY (as set)")
         click.echo(f"Images served from {config.document_root}; SSRF protection "
                    f"{'off (loopback webhook)' if ls.is_loopback_url(config.webhook_url) else 'on'}. Ctrl+C stops.")
-        process.wait()
+        code = process.wait()
+        raise HitlError(f"Label Studio stopped by itself (exit code {code}); see its log {log}")
     finally:
         stopping.append("done")  # from here on every signal is ignored by stop_once
         if len(stopping) > 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,8 @@ from urllib.parse import urlparse
 from hitl.errors import HitlError
 
 LABEL_STUDIO_VERSION = "1.23.2"
+INSTALLING_MARK = ".hitl-installing"  # in .venv-studio while an install runs: a cut-short install is redone
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def studio_venv() -> Path:
@@ -90,7 +93,10 @@ def environment(config: StudioConfig) -> dict[str, str]:
 
 
 def find_binary(install: bool = False, echo=lambda _m: None) -> Path:
-    """The label-studio executable: $LABEL_STUDIO_BIN, else .venv-studio (installed if asked)."""
+    """The label-studio executable: $LABEL_STUDIO_BIN, else .venv-studio (installed if asked).
+
+    An install cut short (Ctrl+C, a killed process) is never used: its mark stays, and the next
+    install starts over in an emptied .venv-studio."""
     if os.environ.get("LABEL_STUDIO_BIN"):
         path = Path(os.environ["LABEL_STUDIO_BIN"])
         if not path.exists():
@@ -99,10 +105,11 @@ def find_binary(install: bool = False, echo=lambda _m: None) -> Path:
     venv = studio_venv()
     binary = venv / "bin" / "label-studio"
     if not install:
-        if binary.exists():
+        if _installed(venv):
             return binary
-        raise HitlError(f"Label Studio is not installed in {venv}; run `python -m hitl studio` once "
-                        f"(it installs it), set HITL_HOME to the folder holding .venv-studio, or set LABEL_STUDIO_BIN")
+        raise HitlError(f"Label Studio is not installed in {venv} (or its install was cut short); run "
+                        f"`python -m hitl studio` once (it installs it), set HITL_HOME to the folder holding "
+                        f".venv-studio, or set LABEL_STUDIO_BIN")
     import fcntl  # Unix only, as .venv-studio/bin is
 
     # One install at a time (scripts/test.sh and `hitl studio` from scripts/demo.sh may run together):
@@ -114,19 +121,73 @@ def find_binary(install: bool = False, echo=lambda _m: None) -> Path:
         except BlockingIOError:
             echo(f"Waiting for another install of Label Studio into {venv} to finish")
             fcntl.flock(lock, fcntl.LOCK_EX)
-        if not binary.exists():
+        if not _installed(venv):
             _install_studio(venv, echo)
     return binary
 
 
+def _installed(venv: Path) -> bool:
+    return (venv / "bin" / "label-studio").exists() and not (venv / INSTALLING_MARK).exists()
+
+
 def _install_studio(venv: Path, echo) -> None:
+    """Install into an emptied ``venv`` (the caller holds its lock); the mark goes only once pip succeeded."""
     echo(f"Installing Label Studio {LABEL_STUDIO_VERSION} into {venv} (a few minutes, once)")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    result = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                             "--disable-pip-version-check", f"label-studio=={LABEL_STUDIO_VERSION}"],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        raise HitlError(f"installing Label Studio failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    mark = venv / INSTALLING_MARK
+    if mark.exists():
+        echo("An earlier install there was cut short: starting over")
+    mark.touch()
+    for path in venv.iterdir():  # what a cut-short install left (a package half written, a stray script)
+        if path.name in (INSTALLING_MARK, ".hitl-setup.lock"):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    log = venv / "install.log"
+    with log.open("wb") as output:
+        for command in ([sys.executable, "-m", "venv", str(venv)],
+                        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                         f"label-studio=={LABEL_STUDIO_VERSION}"]):
+            if _run_to_end(command, output) != 0:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise HitlError(f"installing Label Studio failed (log {log}):\n{tail}")
+    mark.unlink()
+
+
+def _run_to_end(command: list[str], output) -> int:
+    """Run ``command`` in its own process group, dying with us; its exit code. Interrupted (a stop
+    signal raising SystemExit here), its whole group is stopped before the exception goes on: pip
+    must not go on writing .venv-studio after the command that started it has ended."""
+    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True, preexec_fn=_ends_with_parent())
+    try:
+        return process.wait()
+    finally:
+        if process.returncode is None:
+            stop(process)
+
+
+def _ends_with_parent():
+    """A ``preexec_fn`` for a child in its own session, which no signal to our group reaches: SIGTERM
+    at its default, whatever we inherited (stop() sends it), and, on Linux, SIGTERM from the kernel
+    when the thread that started it ends, so even `hitl studio` killed outright (SIGKILL, the OOM
+    killer, a stop signal between fork and the assignment of the Popen) leaves no Label Studio or pip."""
+    parent = os.getpid()
+    prctl = None
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
+
+    def in_child() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != parent:  # the parent died before prctl: no signal will come
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    return in_child
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -156,19 +217,22 @@ def healthy(url: str) -> bool:
 
 
 def start(config: StudioConfig, binary: Path, log_path: Path) -> subprocess.Popen:
-    """Start Label Studio in the background (its own process group), logging to ``log_path``."""
+    """Start Label Studio in the background (its own process group), logging to ``log_path``.
+
+    It gets SIGTERM when the calling thread ends (Linux), so call this from the thread that stops it."""
     if not port_is_free(config.host, config.port):
         raise HitlError(f"port {config.port} on {config.host} is taken (another Label Studio?); "
                         f"choose another with --port or stop what uses it")
     config.data_dir.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = log_path.open("ab")
-    return subprocess.Popen(
-        [str(binary), "start", "--internal-host", config.host, "--port", str(config.port), "--no-browser",
-         "--data-dir", str(config.data_dir)],
-        env=environment(config), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,  # Ctrl+C in a script reaches us; we stop the whole group cleanly
-    )
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [str(binary), "start", "--internal-host", config.host, "--port", str(config.port), "--no-browser",
+             "--data-dir", str(config.data_dir)],
+            env=environment(config), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl+C in a script reaches us; we stop the whole group cleanly
+            preexec_fn=_ends_with_parent(),
+        )
 
 
 def wait_until_healthy(config: StudioConfig, process: subprocess.Popen, log_path: Path, timeout: float = 300) -> float:
@@ -186,19 +250,25 @@ def wait_until_healthy(config: StudioConfig, process: subprocess.Popen, log_path
     raise HitlError(f"Label Studio did not become healthy within {timeout:.0f} s; see {log_path}")
 
 
-def stop(process: subprocess.Popen, timeout: float = 10) -> None:
-    """Stop Label Studio and its children: SIGTERM to its process group, then SIGKILL to whatever
-    of the group lingers (a worker holding the port would keep the next start from binding it)."""
+def stop(process: subprocess.Popen, grace: float = 4) -> None:
+    """Stop a child started in its own process group (Label Studio, pip) with all of the group,
+    within about ``grace`` + 4 s, never raising: SIGTERM to the group, then SIGKILL to whatever
+    of it lingers (a worker holding the port would keep the next start from binding it)."""
+    for stop_signal, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2)):
+        _signal_group(process.pid, stop_signal)
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:  # after SIGKILL: a process stuck in the kernel, ended by it
+            pass
+    deadline = time.monotonic() + 2  # the rest of the group, not our children, is gone in a moment
+    while _signal_group(process.pid, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _signal_group(group: int, signum: int) -> bool:
+    """Send ``signum`` to process group ``group``; False if none of it is left."""
     try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    process.wait(timeout=timeout)
+        os.killpg(group, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

@@ -1,0 +1,196 @@
+"""`hitl studio` ends what it started, whenever and however it is stopped: its install of Label
+Studio (pip, in a process group of its own) on a stop signal at any moment, Label Studio within
+a few seconds even if it ignores SIGTERM, and Label Studio even when `hitl studio` itself is
+killed outright. An install cut short is never taken for a finished one."""
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from hitl.errors import HitlError
+from hitl.review import studio
+
+from .conftest import REPO
+
+
+def executable(path: Path, code: str) -> Path:
+    """A stand-in for the label-studio script: ``code`` run by this Python."""
+    path.write_text(f"#!{sys.executable}\n{code}")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def processes_mentioning(text: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if text in " ".join(proc.info["cmdline"] or []) and not gone(proc.pid) and proc.pid != os.getpid():
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def test_an_install_cut_short_is_not_used_and_is_done_again(tmp_path, monkeypatch):
+    """pip killed half-way can leave bin/label-studio written before the packages it imports: the
+    mark an install leaves until pip has succeeded says so, and the next install starts over."""
+    monkeypatch.delenv("LABEL_STUDIO_BIN", raising=False)
+    monkeypatch.setenv("HITL_HOME", str(tmp_path))
+    venv = tmp_path / ".venv-studio"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "label-studio").write_text("#!/bin/sh\n")
+    (venv / "lib").mkdir()
+    (venv / "lib" / "half-written.py").write_text("")
+    (venv / studio.INSTALLING_MARK).touch()
+    with pytest.raises(HitlError, match="cut short"):
+        studio.find_binary()
+    commands = []
+
+    def fake_run(command, _output) -> int:
+        commands.append(command)
+        assert not (venv / "lib").exists(), "the install started over what the cut-short one left"
+        if "pip" in command:
+            (venv / "bin").mkdir(exist_ok=True)
+            (venv / "bin" / "label-studio").write_text("#!/bin/sh\n")
+        return 0
+
+    monkeypatch.setattr(studio, "_run_to_end", fake_run)
+    said = []
+    assert studio.find_binary(install=True, echo=said.append) == venv / "bin" / "label-studio"
+    assert len(commands) == 2 and any("cut short" in line for line in said)
+    assert not (venv / studio.INSTALLING_MARK).exists()
+    assert studio.find_binary() == venv / "bin" / "label-studio"
+
+
+def test_label_studio_dies_with_the_process_that_started_it(tmp_path):
+    """`hitl studio` killed outright (SIGKILL, the OOM killer) runs no finally: Label Studio, in a
+    session of its own that no signal to the script's group reaches, held its port for good."""
+    fake = executable(tmp_path / "label-studio", "import time\ntime.sleep(600)\n")
+    starter = subprocess.Popen(
+        [sys.executable, "-c", """
+import sys, time
+from pathlib import Path
+from hitl.review import studio
+folder = Path(sys.argv[1])
+config = studio.StudioConfig(data_dir=folder / "data", document_root=folder, username="curator@example.org",
+                             password="x", token=studio.new_token(), port=studio.free_port())
+print(studio.start(config, Path(sys.argv[2]), folder / "label-studio.log").pid, flush=True)
+time.sleep(600)
+""", str(tmp_path), str(fake)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = int(starter.stdout.readline())
+    assert not gone(child)
+    starter.kill()
+    starter.wait()
+    deadline = time.monotonic() + 5
+    while not gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not gone(child):
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("Label Studio outlived the killed process that started it")
+
+
+def test_stopping_a_label_studio_that_ignores_sigterm_is_bounded(tmp_path):
+    """The whole group goes, a worker of it too, in time for demo.sh's 10 s wait before it kills."""
+    fake = executable(tmp_path / "label-studio", """import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # SIGTERM ignored too
+print(worker.pid, flush=True)
+time.sleep(600)
+""")
+    config = studio.StudioConfig(data_dir=tmp_path / "data", document_root=tmp_path, username="curator@example.org",
+                                 password="x", token=studio.new_token(), port=studio.free_port())
+    process = studio.start(config, fake, tmp_path / "label-studio.log")
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "label-studio.log").read_text().strip() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker = int((tmp_path / "label-studio.log").read_text().split()[0])
+    started = time.monotonic()
+    studio.stop(process)
+    took = time.monotonic() - started
+    assert process.returncode == -signal.SIGKILL
+    assert gone(worker), "a worker of Label Studio's group was left"
+    assert took < 9, f"stop took {took:.1f} s"
+
+
+def test_label_studio_stopping_by_itself_is_a_failure(tmp_path):
+    """A Label Studio that was up and then exited left `hitl studio` exiting 0: a script running it
+    took a crash for a normal end."""
+    fake = executable(tmp_path / "label-studio", """import http.server, sys, threading, time
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b'{"status": "UP"}')
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[sys.argv.index("--port") + 1])), Health)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+time.sleep(3)
+""")
+    result = subprocess.run(
+        [sys.executable, "-m", "hitl", "--db", str(tmp_path / "hitl.db"), "studio", "--port", str(studio.free_port()),
+         "--data-dir", str(tmp_path / "data"), "--document-root", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "LABEL_STUDIO_BIN": str(fake)})
+    assert "is up" in result.stdout, result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Label Studio stopped by itself (exit code 0)" in result.stderr
+
+
+def _ignore_sigint() -> None:
+    """As a job in the background of a script starts: SIGINT ignored (and TERM, HUP at their defaults)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, True)],
+                         ids=["SIGTERM-alone", "SIGHUP-alone", "SIGINT-group"])
+def test_a_stop_during_the_install_stops_pip(tmp_path, monkeypatch, sig, group):
+    """The real install into an empty HITL_HOME, stopped once pip runs: `hitl studio` used to set its
+    stop handlers only after the install, so SIGTERM killed it at once and pip went on writing
+    .venv-studio with nobody waiting for it, and Ctrl+C to a script's group (SIGINT, ignored by its
+    background jobs) was not heard at all. Within 15 s nothing is left, and the install is not used."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HITL_HOME": str(tmp_path)}
+    env.pop("LABEL_STUDIO_BIN", None)
+    command = subprocess.Popen(
+        [sys.executable, "-m", "hitl", "--db", str(tmp_path / "hitl.db"), "studio", "--port", str(studio.free_port()),
+         "--data-dir", str(tmp_path / "data"), "--document-root", str(tmp_path)],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        preexec_fn=_ignore_sigint)
+    pip = f"{tmp_path / '.venv-studio' / 'bin' / 'python'} -m pip install"
+    deadline = time.monotonic() + 600
+    while not processes_mentioning(pip):
+        assert command.poll() is None, "hitl studio ended before its install"
+        assert time.monotonic() < deadline, "pip did not start within 600 s"
+        time.sleep(0.2)
+    time.sleep(1)  # pip at work
+    os.killpg(command.pid, sig) if group else command.send_signal(sig)
+    deadline = time.monotonic() + 15
+    while (command.poll() is None or processes_mentioning(str(tmp_path))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = processes_mentioning(str(tmp_path))
+    for proc in left:
+        proc.kill()
+    command.kill()
+    assert not left, f"left running 15 s after {sig.name}: {[' '.join(p.cmdline())[:120] for p in left]}"
+    assert command.returncode == 0
+    monkeypatch.delenv("LABEL_STUDIO_BIN", raising=False)
+    monkeypatch.setenv("HITL_HOME", str(tmp_path))
+    with pytest.raises(HitlError, match="not installed"):
+        studio.find_binary()
