@@ -19,7 +19,8 @@ from PIL import Image
 from hitl import store
 from hitl.cli import cli
 from hitl.publish import heroset
-from hitl.publish.heroset import HerosetError, export_heroset, flat_names, select_heroes, select_with_counts
+from hitl.publish.heroset import export_heroset, flat_names
+from hitl.store.heroes import HerosetError, select_heroes, select_with_counts
 
 from .conftest import REPO, SHARED, give_detector_record
 
