@@ -6,6 +6,7 @@ store's decisions (deterministic for a seed) rather than loaded from a file: not
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,13 @@ def check_decisions(db: sqlite_utils.Database, cfg: dict[str, Any]) -> tuple[Ima
     if len(decisions) < M.MIN_DECISIONS:
         raise TooFewDecisions(_too_few(images, decisions) + "; select without --learned meanwhile")
     return images, decisions
+
+
+def learned_ranker(db: sqlite_utils.Database, cfg: dict[str, Any]) -> Callable[[], MetaRanker]:
+    """What `select --learned` ranks by (:func:`hitl.select.run.run_selection`'s ``ranker``): the
+    store's decisions checked now, the rater fitted on them when called."""
+    images, decisions = check_decisions(db, cfg)
+    return lambda: MetaRanker.fit(images, decisions)
 
 
 class MetaRanker:

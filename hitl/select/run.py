@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import sqlite_utils
@@ -43,7 +43,7 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
                   n: int, settings: dict[str, Any], speciesnet: str | Path | None = None,
                   cct: str | Path | None = None, out_csv: str | Path | None = None, add: bool = False,
                   echo: Callable[[str], None] = lambda _msg: None, progress: bool | None = None,
-                  learned: bool = False, camtrap_dp: str | Path | None = None,
+                  ranker: Callable[[], Ranker] | None = None, camtrap_dp: str | Path | None = None,
                   media_root: str | Path | None = None) -> SelectionSummary:
     """Select ``n`` candidates and record them (and the run) in ``db``.
 
@@ -53,9 +53,11 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     :func:`converters.camtrapdp.read_package`).
 
     With ``add`` the existing candidates stay and their images and sequences are not chosen
-    again; otherwise the new set replaces them. With ``learned`` the images are ranked by the
-    learned rater on their detector record (refitted from the store's decisions) instead of
-    the selection's heuristic; the strata, sequence, species-cap and people rules are the same.
+    again; otherwise the new set replaces them. With ``ranker`` (what builds the learned rater,
+    :func:`hitl.learn.rank.learned_ranker`: the command line passes it for --learned) the images
+    are ranked by it on their detector record instead of the selection's heuristic; the strata,
+    sequence, species-cap and people rules are the same. It is called once the detector files
+    are read: their reading may fork, and a process is best forked before a model's threads start.
     With the setting ``frames_per_burst`` K > 0 each candidate's burst (its sequence's K best
     frames, see :mod:`hitl.select.bursts`) is recorded too; the candidates stay the same.
     """
@@ -80,14 +82,6 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     if cfg["check_files"] and not root.is_dir():
         raise HitlError(f"image root {images_root} is not a folder; pass --images with the folder "
                         f"MegaDetector's 'file' paths are relative to")
-    ranker = None
-    if learned:
-        from hitl.learn.rank import MetaRanker, check_decisions
-
-        images, decisions = check_decisions(db, cfg)
-        # fitted once the detector files are read: their reading may fork, and a process is best
-        # forked before scikit-learn starts its thread pool
-        ranker = lambda: MetaRanker.fit(images, decisions)  # noqa: E731
     started = utc_now()
     run_id = db["selection_runs"].insert({
         "started_at": started, "status": "running", "md_path": str(md or package.source),
@@ -107,6 +101,15 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     return summary
 
 
+class Ranker(Protocol):
+    """Ranks images never seen by a curator on their detector record (the learned rater)."""
+
+    n_decisions: int  # how many curator decisions it learned from
+
+    def p_hero(self, columns: dict[str, np.ndarray], species: list[str | None], locations: list[str | None]
+               ) -> np.ndarray: ...
+
+
 @dataclass
 class _Run:
     """What every step of one selection needs: the inputs, the settings and the summary."""
@@ -123,7 +126,7 @@ class _Run:
     cct: CCTMetadata | None
     echo: Callable[[str], None]
     progress: bool | None
-    ranker: Callable | None = None  # builds the learned rater that ranks instead of the heuristic
+    ranker: Callable[[], Ranker] | None = None  # builds the learned rater that ranks instead of the heuristic
     package: CamtrapPackage | None = None  # when the input is a Camtrap DP package
     files: FileChecks | None = None  # the picks' file checks
     # what the input files said of every image, selected or not: the detector file's first
@@ -143,7 +146,7 @@ class _Species:
 
 
 def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, sn_path, cct_file: CCTFile | None,
-            out_csv, add, echo, progress, ranker: Callable | None = None) -> SelectionSummary:
+            out_csv, add, echo, progress, ranker: Callable[[], Ranker] | None = None) -> SelectionSummary:
     package = source if isinstance(source, CamtrapPackage) else None
     if package is None:
         echo(f"Reading {source} ({source.stat().st_size / 1e6:.1f} MB)")
