@@ -31,6 +31,7 @@ from hitl.select.checks import FileChecks
 from hitl.select.output import SelectionSummary, candidate_reason, write_candidates_csv
 from hitl.select.records import FileRecord, in_people_events, pack_in_background, person_flags
 from hitl.select.sequences import Frames, frames_of
+from hitl.select.two_processes import TwoProcesses
 from hitl.store import bursts as store_bursts
 from hitl.store import in_chunks, transaction, upsert_many, utc_now
 
@@ -53,11 +54,10 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     :func:`converters.camtrapdp.read_package`).
 
     With ``add`` the existing candidates stay and their images and sequences are not chosen
-    again; otherwise the new set replaces them. With ``ranker`` (what builds the learned rater,
-    :func:`hitl.learn.rank.learned_ranker`: the command line passes it for --learned) the images
-    are ranked by it on their detector record instead of the selection's heuristic; the strata,
-    sequence, species-cap and people rules are the same. It is called once the detector files
-    are read: their reading may fork, and a process is best forked before a model's threads start.
+    again; otherwise the new set replaces them. With ``ranker`` (--learned: it builds the learned
+    rater, :func:`hitl.learn.rank.learned_ranker`; called once the files are read, as their reading
+    may fork) the images are ranked on their detector record instead of by the heuristic; the
+    strata, sequence, species-cap and people rules are the same.
     With the setting ``frames_per_burst`` K > 0 each candidate's burst (its sequence's K best
     frames, see :mod:`hitl.select.bursts`) is recorded too; the candidates stay the same.
     """
@@ -90,7 +90,7 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     }).last_pk
     try:
         # The CCT file's whole-file check begins now, beside the MegaDetector file's reading.
-        with gc_paused(), CCTFile(cct) if cct else nullcontext() as cct_file:  # gc: see gc_paused
+        with gc_paused(), CCTFile(cct, TwoProcesses()) if cct else nullcontext() as cct_file:  # gc: see gc_paused
             source = package if package is not None else Path(md)
             summary = _select(db, run_id, source, root, n, cfg, speciesnet, cct_file, out_csv, add, echo,
                               progress, ranker)
@@ -150,7 +150,7 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
     package = source if isinstance(source, CamtrapPackage) else None
     if package is None:
         echo(f"Reading {source} ({source.stat().st_size / 1e6:.1f} MB)")
-        md = load_megadetector(source, root)
+        md = load_megadetector(source, root, TwoProcesses())
     else:
         md = package.detector
         cct_file = _PackageMetadata(package.metadata)
