@@ -29,7 +29,7 @@ from hitl.learn.data import (
     load_decisions,
     load_images,
 )
-from hitl.learn.features import META, Features
+from hitl.learn.features import Features
 from hitl.learn.words import what_curators_reward
 from hitl.score.record import score_row, write_score_rows
 from hitl.store import transaction, utc_now
@@ -161,5 +161,3 @@ def latest_run(db: sqlite_utils.Database) -> dict | None:
         run[key] = json.loads(run[key]) if run[key] else None
     return run
 
-
-META_NAMES = [name for name, _ in META]
