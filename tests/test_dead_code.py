@@ -85,6 +85,14 @@ def test_every_name_hitl_defines_is_read_somewhere():
     assert _dead(trees, templates) == []
 
 
+def test_the_statistics_ship_only_what_hitl_uses():
+    """The agreement statistics hitl never calls are the tests' references (tests/reference_statistics.py),
+    not shipped: everything hitl/analyse/statistics.py defines is read by hitl itself."""
+    shipped = {path: ast.parse(path.read_text(encoding="utf-8"), str(path))
+               for top in SHIPPED for path in sorted((REPO / top).rglob("*.py"))}
+    assert [dead for dead in _dead(shipped, []) if dead.startswith("hitl/analyse/statistics.py")] == []
+
+
 def test_the_check_finds_a_dead_name():
     shipped = ast.parse('''
 class Backend:

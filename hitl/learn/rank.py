@@ -15,7 +15,7 @@ import sqlite_utils
 from hitl.learn import model as M
 from hitl.learn.data import Decisions, Images, Layout, decision_features, load_decisions, load_images
 from hitl.learn.features import META, MODE, Codes, Features, meta_matrix
-from hitl.learn.run import TooFewDecisions, _too_few
+from hitl.learn.run import refuse_too_few
 
 COLUMNS = [name for name, _ in META] + [MODE]
 
@@ -25,8 +25,7 @@ def check_decisions(db: sqlite_utils.Database, cfg: dict[str, Any]) -> tuple[Ima
     there are too few to learn from."""
     images = load_images(db, cfg)
     decisions = load_decisions(db, images)
-    if len(decisions) < M.MIN_DECISIONS:
-        raise TooFewDecisions(_too_few(images, decisions) + "; select without --learned meanwhile")
+    refuse_too_few(images, decisions, "; select without --learned meanwhile")
     return images, decisions
 
 
