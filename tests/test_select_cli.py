@@ -220,6 +220,18 @@ def test_python_dash_m_entry_point_lists_commands(tmp_path):
     assert out.returncode == 0 and "select" in out.stdout and "--db" in out.stdout
 
 
+@pytest.mark.parametrize("name", sorted(cli.commands))
+def test_every_commands_examples_stand_on_their_own_lines(name):
+    """Click keeps a paragraph's lines only after a \\b line (a backspace); a docstring that
+    spells it \\\\b shows a literal \\b and runs the example into one line."""
+    doc = cli.commands[name].help or ""
+    shown = CliRunner().invoke(cli, [name, "--help"], terminal_width=200).output
+    assert "\\b" not in shown
+    examples = [line.strip() for line in doc.splitlines() if line.strip().startswith("python -m hitl")]
+    for example in examples:
+        assert any(line.strip() == example for line in shown.splitlines()), f"{name}: {example!r} not on its own line"
+
+
 def test_header_check_reports_the_upright_size(camera_traps):
     from hitl.imageprep import read_upright_size as _check_image
 

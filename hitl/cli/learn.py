@@ -24,7 +24,7 @@ def learn(obj: Context, seed, k, as_json) -> None:
     mode; validated out of fold, grouped by sequence (by location with three or more), beside
     every single model on the same decisions. Needs 30 decisions.
 
-    \\b
+    \b
     Example:
         python -m hitl learn
     """
@@ -78,7 +78,7 @@ def _interval(ci: list[float]) -> str:
 def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, webhook_url, no_webhook) -> None:
     """Push the N unreviewed candidates most worth a curator's time (no sequence twice).
 
-    \\b
+    \b
     Examples:
         python -m hitl next -n 50
         python -m hitl next -n 100 --strategy uncertain --dry-run --out next.csv

@@ -66,9 +66,14 @@ def select(obj: Context, md_path, camtrap_dp, media_root, speciesnet_path, cct_p
                        ("frames_per_burst", frames_per_burst)):
         if value is not None:
             cfg[key] = value
+    ranker = None
+    if learned:  # scikit-learn is loaded only then; the decisions are checked before a big file is read
+        from hitl.learn.rank import learned_ranker
+
+        ranker = learned_ranker(obj.db, cfg)
     summary = run_selection(
         obj.db, md=md_path, images_root=images_root, n=n, settings=obj.settings, speciesnet=speciesnet_path,
-        cct=cct_path, out_csv=out_csv, add=add, echo=echo_err, learned=learned, camtrap_dp=camtrap_dp,
+        cct=cct_path, out_csv=out_csv, add=add, echo=echo_err, ranker=ranker, camtrap_dp=camtrap_dp,
         media_root=media_root,
     )
     rescored = _rescore_baseline(obj, summary.run_id)

@@ -26,11 +26,11 @@ from hitl.compare.order import PREFERENCE_S
 from hitl.compare.pairs import next_pairs
 from hitl.compare.strength import fit_bradley_terry
 from hitl.errors import HitlError
-from hitl.publish.heroset import select_heroes
 from hitl.review.client import studio_errors
 from hitl.review.push import PushSummary, cache_users, ensure_local_storage, ensure_webhook, import_tasks
 from hitl.store import queries, transaction, utc_now
 from hitl.store.detector import publishable
+from hitl.store.heroes import select_heroes
 from hitl.store.ratings import curator_comparisons
 
 KIND, MODE = "pairwise", "blind"  # ls_projects.kind and .mode: no model output is shown in a comparison

@@ -6,6 +6,7 @@ store's decisions (deterministic for a seed) rather than loaded from a file: not
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import sqlite_utils
 from hitl.learn import model as M
 from hitl.learn.data import Decisions, Images, Layout, decision_features, load_decisions, load_images
 from hitl.learn.features import META, MODE, Codes, Features, meta_matrix
-from hitl.learn.run import TooFewDecisions, _too_few
+from hitl.learn.run import refuse_too_few
 
 COLUMNS = [name for name, _ in META] + [MODE]
 
@@ -24,9 +25,15 @@ def check_decisions(db: sqlite_utils.Database, cfg: dict[str, Any]) -> tuple[Ima
     there are too few to learn from."""
     images = load_images(db, cfg)
     decisions = load_decisions(db, images)
-    if len(decisions) < M.MIN_DECISIONS:
-        raise TooFewDecisions(_too_few(images, decisions) + "; select without --learned meanwhile")
+    refuse_too_few(images, decisions, "; select without --learned meanwhile")
     return images, decisions
+
+
+def learned_ranker(db: sqlite_utils.Database, cfg: dict[str, Any]) -> Callable[[], MetaRanker]:
+    """What `select --learned` ranks by (:func:`hitl.select.run.run_selection`'s ``ranker``): the
+    store's decisions checked now, the rater fitted on them when called."""
+    images, decisions = check_decisions(db, cfg)
+    return lambda: MetaRanker.fit(images, decisions)
 
 
 class MetaRanker:

@@ -32,8 +32,6 @@ from hitl.review.client import api_error_text, fetch_users, studio_errors
 from hitl.review.configs import burst_config, config_labels, label_config, with_labels
 from hitl.store import queries, transaction, utc_now
 
-WEBHOOK_ACTIONS = ["TASKS_CREATED", "TASKS_DELETED", "ANNOTATION_CREATED", "ANNOTATIONS_CREATED",
-                   "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
 DESCRIPTION = "hero-hitl review ({mode} mode): rate each camera-trap image 1-10 stars and decide hero or not."
 BURST_DESCRIPTION = ("hero-hitl burst review ({mode} mode): pick the best frame of each burst, rate it 1-10 stars "
                      "and decide hero or not.")

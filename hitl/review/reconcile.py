@@ -26,7 +26,8 @@ from hitl.review.client import export_tasks, studio_errors
 from hitl.review.events import SOURCE, delete_task
 from hitl.review.push import cache_users
 from hitl.store import in_chunks, queries, transaction, utc_now, write_in_parts
-from hitl.store.ratings import EARLIEST, check_pushed_pair, mark_deleted, parse_time, record_ratings
+from hitl.store.curators import EARLIEST, parse_time
+from hitl.store.ratings import check_pushed_pair, mark_deleted, record_ratings
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import sqlite_utils
@@ -31,6 +31,7 @@ from hitl.select.checks import FileChecks
 from hitl.select.output import SelectionSummary, candidate_reason, write_candidates_csv
 from hitl.select.records import FileRecord, in_people_events, pack_in_background, person_flags
 from hitl.select.sequences import Frames, frames_of
+from hitl.select.two_processes import TwoProcesses
 from hitl.store import bursts as store_bursts
 from hitl.store import in_chunks, transaction, upsert_many, utc_now
 
@@ -43,7 +44,7 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
                   n: int, settings: dict[str, Any], speciesnet: str | Path | None = None,
                   cct: str | Path | None = None, out_csv: str | Path | None = None, add: bool = False,
                   echo: Callable[[str], None] = lambda _msg: None, progress: bool | None = None,
-                  learned: bool = False, camtrap_dp: str | Path | None = None,
+                  ranker: Callable[[], Ranker] | None = None, camtrap_dp: str | Path | None = None,
                   media_root: str | Path | None = None) -> SelectionSummary:
     """Select ``n`` candidates and record them (and the run) in ``db``.
 
@@ -53,9 +54,10 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     :func:`converters.camtrapdp.read_package`).
 
     With ``add`` the existing candidates stay and their images and sequences are not chosen
-    again; otherwise the new set replaces them. With ``learned`` the images are ranked by the
-    learned rater on their detector record (refitted from the store's decisions) instead of
-    the selection's heuristic; the strata, sequence, species-cap and people rules are the same.
+    again; otherwise the new set replaces them. With ``ranker`` (--learned: it builds the learned
+    rater, :func:`hitl.learn.rank.learned_ranker`; called once the files are read, as their reading
+    may fork) the images are ranked on their detector record instead of by the heuristic; the
+    strata, sequence, species-cap and people rules are the same.
     With the setting ``frames_per_burst`` K > 0 each candidate's burst (its sequence's K best
     frames, see :mod:`hitl.select.bursts`) is recorded too; the candidates stay the same.
     """
@@ -80,14 +82,6 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     if cfg["check_files"] and not root.is_dir():
         raise HitlError(f"image root {images_root} is not a folder; pass --images with the folder "
                         f"MegaDetector's 'file' paths are relative to")
-    ranker = None
-    if learned:
-        from hitl.learn.rank import MetaRanker, check_decisions
-
-        images, decisions = check_decisions(db, cfg)
-        # fitted once the detector files are read: their reading may fork, and a process is best
-        # forked before scikit-learn starts its thread pool
-        ranker = lambda: MetaRanker.fit(images, decisions)  # noqa: E731
     started = utc_now()
     run_id = db["selection_runs"].insert({
         "started_at": started, "status": "running", "md_path": str(md or package.source),
@@ -96,7 +90,7 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     }).last_pk
     try:
         # The CCT file's whole-file check begins now, beside the MegaDetector file's reading.
-        with gc_paused(), CCTFile(cct) if cct else nullcontext() as cct_file:  # gc: see gc_paused
+        with gc_paused(), CCTFile(cct, TwoProcesses()) if cct else nullcontext() as cct_file:  # gc: see gc_paused
             source = package if package is not None else Path(md)
             summary = _select(db, run_id, source, root, n, cfg, speciesnet, cct_file, out_csv, add, echo,
                               progress, ranker)
@@ -105,6 +99,15 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
                                              "counts": json.dumps({"error": str(exc)})})
         raise
     return summary
+
+
+class Ranker(Protocol):
+    """Ranks images never seen by a curator on their detector record (the learned rater)."""
+
+    n_decisions: int  # how many curator decisions it learned from
+
+    def p_hero(self, columns: dict[str, np.ndarray], species: list[str | None], locations: list[str | None]
+               ) -> np.ndarray: ...
 
 
 @dataclass
@@ -123,7 +126,7 @@ class _Run:
     cct: CCTMetadata | None
     echo: Callable[[str], None]
     progress: bool | None
-    ranker: Callable | None = None  # builds the learned rater that ranks instead of the heuristic
+    ranker: Callable[[], Ranker] | None = None  # builds the learned rater that ranks instead of the heuristic
     package: CamtrapPackage | None = None  # when the input is a Camtrap DP package
     files: FileChecks | None = None  # the picks' file checks
     # what the input files said of every image, selected or not: the detector file's first
@@ -143,11 +146,11 @@ class _Species:
 
 
 def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, sn_path, cct_file: CCTFile | None,
-            out_csv, add, echo, progress, ranker: Callable | None = None) -> SelectionSummary:
+            out_csv, add, echo, progress, ranker: Callable[[], Ranker] | None = None) -> SelectionSummary:
     package = source if isinstance(source, CamtrapPackage) else None
     if package is None:
         echo(f"Reading {source} ({source.stat().st_size / 1e6:.1f} MB)")
-        md = load_megadetector(source, root)
+        md = load_megadetector(source, root, TwoProcesses())
     else:
         md = package.detector
         cct_file = _PackageMetadata(package.metadata)

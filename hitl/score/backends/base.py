@@ -49,7 +49,6 @@ class Backend:
     - ``key_env``: the environment variables its API key is read from (first set wins;
       empty: no key needed);
     - ``supports_batch``: it implements the batch methods of :class:`BatchBackend`;
-    - ``supports_schema``: it asks the server for structured output (the verdict schema);
     - ``run_mode``: how a run is recorded: ``sync`` calls or ``offline`` computation;
     - ``uses_prompt``: the prompt is sent (a prompt version with no prompt file is then an error);
     - ``uses_detections``: the verdict is computed from the detector's boxes too, so it is recorded with
@@ -61,7 +60,6 @@ class Backend:
     paid: bool = False
     key_env: ClassVar[tuple[str, ...]] = ()
     supports_batch: ClassVar[bool] = False
-    supports_schema: ClassVar[bool] = False
     run_mode: ClassVar[str] = "sync"
     uses_prompt: ClassVar[bool] = True
     uses_detections: ClassVar[bool] = False

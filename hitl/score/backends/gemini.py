@@ -76,7 +76,6 @@ class GeminiBackend(BatchBackend):
 
     paid = True
     key_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-    supports_schema = True
 
     @classmethod
     def handles(cls, model: str) -> bool:

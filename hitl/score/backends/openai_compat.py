@@ -35,7 +35,6 @@ class OpenAICompatBackend(Backend):
     """
 
     key_env = ("HITL_OPENAI_API_KEY", "OPENAI_API_KEY")
-    supports_schema = True
 
     @classmethod
     def handles(cls, model: str) -> bool:
