@@ -9,23 +9,15 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlparse
 
 import openai
 
 from hitl.errors import HitlError
-from hitl.score.backends.base import Backend, Outcome, ScoreRequest, outcome_from_text, probe_tcp, translate_error
+from hitl.remote import normalise_base_url, probe_tcp, translate_error
+from hitl.score.backends.base import Backend, Outcome, ScoreRequest, outcome_from_text
 from hitl.score.verdict import VERDICT_SCHEMA
 
 PREFIX = "openai:"
-
-
-def normalise_base_url(url: str) -> str:
-    """`http://host:8000` → `http://host:8000/v1` (where vLLM and Ollama serve the API)."""
-    url = url.strip().rstrip("/")
-    if not urlparse(url).scheme:
-        raise ValueError(f"base URL {url!r} needs a scheme, e.g. http://127.0.0.1:8000/v1")
-    return url if urlparse(url).path not in ("", "/") else url + "/v1"
 
 
 class OpenAICompatBackend(Backend):
