@@ -5,6 +5,7 @@ reachability probe that fails in seconds.
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
@@ -19,6 +20,23 @@ def normalise_base_url(url: str) -> str:
     if not urlparse(url).scheme:
         raise ValueError(f"base URL {url!r} needs a scheme, e.g. http://127.0.0.1:8000/v1")
     return url if urlparse(url).path not in ("", "/") else url + "/v1"
+
+
+def server_urls(model: str, example: str, base_urls: list[str] | None, env: Mapping[str, str]) -> list[str]:
+    """The OpenAI-compatible servers for ``model``: ``--base-url`` values, else HITL_OPENAI_BASE_URL
+    (comma-separated); HitlError when there are none. ``example``: a model name to show."""
+    urls = base_urls or [u for u in env.get("HITL_OPENAI_BASE_URL", "").split(",") if u.strip()]
+    if not model.partition(":")[2]:
+        raise HitlError(f"--model {model} needs the model name the server serves, e.g. {example}")
+    if not urls:
+        raise HitlError(f"{model}: no server address; pass --base-url http://host:8000/v1 (repeatable) "
+                        f"or set HITL_OPENAI_BASE_URL (comma-separated for several servers)")
+    return urls
+
+
+def api_key(env: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    """The first of the ``names`` set in the environment, if any."""
+    return next((env[k] for k in names if env.get(k)), None)
 
 
 def error_for_status(status: int, message: str, retry_after: float | None = None) -> Exception:

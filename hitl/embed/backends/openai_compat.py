@@ -19,7 +19,7 @@ from hitl.embed.backends.base import EmbedBackend, EmbedTarget
 from hitl.errors import CallError, HitlError
 from hitl.imageprep import PreparedImage, prepare_image
 from hitl.pipeline import Job
-from hitl.remote import normalise_base_url, probe_tcp, translate_error
+from hitl.remote import api_key, normalise_base_url, probe_tcp, server_urls, translate_error
 
 PREFIX = "openai:"
 
@@ -66,14 +66,8 @@ class OpenAIEmbedder(EmbedBackend):
                       env: Mapping[str, str]) -> OpenAIEmbedder:
         cfg = settings["embed"]
         name = model.removeprefix(PREFIX)
-        if not name:
-            raise HitlError("--model openai: needs the model name the server serves, e.g. "
-                            "openai:openai/clip-vit-large-patch14")
-        urls = base_urls or [u for u in env.get("HITL_OPENAI_BASE_URL", "").split(",") if u.strip()]
-        if not urls:
-            raise HitlError(f"{model}: no server address; pass --base-url http://host:8000/v1 (repeatable) "
-                            f"or set HITL_OPENAI_BASE_URL (comma-separated for several servers)")
-        key = next((env[k] for k in cls.key_env if env.get(k)), None)
+        urls = server_urls(model, "openai:openai/clip-vit-large-patch14", base_urls, env)
+        key = api_key(env, cls.key_env)
         try:
             return cls(name, urls, key, timeout_s=cfg["timeout_seconds"], max_side=cfg["max_side"],
                        quality=cfg["jpeg_quality"], max_pixels=cfg["max_pixels"])
