@@ -68,6 +68,17 @@ DEFAULTS: dict[str, dict[str, Any]] = {
             "gemini-2.5-pro": {"input": 1.25, "output": 10.0},
         },
     },
+    "embed": {
+        "concurrency": 16,  # requests in flight to an embedding server (onnx and baseline: one per core)
+        "attempts": 5,  # per image, for 429, 5xx, timeouts and dropped connections
+        "retry_base_seconds": 1.0,
+        "retry_max_seconds": 60.0,
+        "timeout_seconds": 60.0,
+        "max_side": 448,  # longest side of the image sent to a server: the encoder's input scale
+        "max_pixels": 50_000_000,  # larger images are refused from their header, before decoding
+        "jpeg_quality": 90,
+        "baseline_side": 256,  # the offline baseline measures each image at this longest side
+    },
     "studio": {
         "url": "http://127.0.0.1:8080",  # where `push` and `sync` find Label Studio
         "port": 8080,  # where `studio` starts it

@@ -12,7 +12,7 @@ import click
 import pytest
 
 from hitl.errors import AuthError, HitlError, RetryableError, StudioError
-from hitl.score.backends.base import translate_error
+from hitl.remote import translate_error
 
 from .fakes import FakeGemini, FakeOpenAI
 from .fakes import behaviours as B

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from hitl.cli.context import Context, echo_err, json_option
-from hitl.score.backends.base import is_transient
+from hitl.remote import is_transient
 
 
 @click.command()

@@ -20,10 +20,10 @@ from typing import Any
 
 import sqlite_utils
 
+from hitl import retry
 from hitl.errors import AuthError, HitlError
 from hitl.files import atomic_output
 from hitl.progress import progress_bar
-from hitl.score import retry
 from hitl.score.backends.base import BATCH_DONE_STATES, BatchBackend, Outcome
 from hitl.score.prompts import load_prompt
 from hitl.score.record import Recorder, ScoreSummary, finish_run, start_run

@@ -1,6 +1,6 @@
 """Gemini through google-genai: synchronous calls, and the Batch API with keyed JSONL files.
 
-The client is built with no SDK retries: the runner retries (:mod:`hitl.score.retry`) with
+The client is built with no SDK retries: the runner retries (:mod:`hitl.retry`) with
 backoff that honours Retry-After, which the SDK's own retry ignores.
 """
 from __future__ import annotations
@@ -15,7 +15,8 @@ from google import genai
 from google.genai import types
 
 from hitl.errors import HitlError
-from hitl.score.backends.base import BatchBackend, Outcome, ScoreRequest, outcome_from_text, probe_tcp, translate_error
+from hitl.remote import probe_tcp, translate_error
+from hitl.score.backends.base import BatchBackend, Outcome, ScoreRequest, outcome_from_text
 from hitl.score.verdict import VERDICT_SCHEMA
 
 

@@ -1,4 +1,4 @@
-"""The one retry policy for model calls and batch polls (tenacity), honouring Retry-After.
+"""The one retry policy for model calls (scoring, embedding) and batch polls (tenacity), honouring Retry-After.
 
 The SDKs' own retries are off (they ignore Retry-After, and two layers of retries multiply):
 RetryableError is retried with exponential backoff and jitter, or after the wait the server
@@ -39,9 +39,11 @@ class wait_for_server(tenacity.wait.wait_base):
         return backoff * random.uniform(0.5, 1.0)
 
 
-def retrying(settings: dict[str, Any], stop: threading.Event | None = None) -> tenacity.Retrying:
-    """The policy of ``[score]``: ``attempts``, ``retry_base_seconds``, ``retry_max_seconds``."""
-    cfg = settings["score"]
+def retrying(settings: dict[str, Any], stop: threading.Event | None = None, section: str = "score"
+             ) -> tenacity.Retrying:
+    """The policy of the settings' ``section`` (``[score]``, ``[embed]``): ``attempts``, ``retry_base_seconds``,
+    ``retry_max_seconds``."""
+    cfg = settings[section]
     event = stop or threading.Event()
 
     def sleep(seconds: float) -> None:
