@@ -12,30 +12,29 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import sqlite_utils
 
 from converters.camtrapdp import CamtrapPackage, read_package
 from converters.cct import CCTFile, CCTMetadata, normalise_datetime
-from converters.common import RecordProblem, gc_paused
+from converters.common import gc_paused
 from converters.megadetector import KIND_NAMES, MegaDetectorFile, load_megadetector
-from converters.speciesnet import SpeciesNetFile, load_speciesnet
 from hitl.config import check_frames_per_burst
 from hitl.errors import HitlError
 from hitl.progress import progress_bar
 from hitl.select import bursts
 from hitl.select import strata as selection
 from hitl.select.checks import FileChecks
+from hitl.select.eligible import Ranker, SelectionRun, count_problems, eligible_mask, load_speciesnet_file
 from hitl.select.output import SelectionSummary, candidate_reason, write_candidates_csv
-from hitl.select.records import FileRecord, in_people_events, pack_in_background, person_flags
+from hitl.select.records import FileRecord, pack_in_background
 from hitl.select.sequences import Frames, frames_of
 from hitl.select.two_processes import TwoProcesses
 from hitl.store import bursts as store_bursts
 from hitl.store import in_chunks, transaction, upsert_many, utc_now
 
-NON_ANIMAL_LABELS = {"blank", "human", "vehicle", "animal", "no cv result", "unknown"}
 UNIDENTIFIED = "unidentified animal"
 SPECIES_SOURCES = ("none", "megadetector-classifier", "speciesnet", "camtrap-dp")
 
@@ -101,38 +100,6 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     return summary
 
 
-class Ranker(Protocol):
-    """Ranks images never seen by a curator on their detector record (the learned rater)."""
-
-    n_decisions: int  # how many curator decisions it learned from
-
-    def p_hero(self, columns: dict[str, np.ndarray], species: list[str | None], locations: list[str | None]
-               ) -> np.ndarray: ...
-
-
-@dataclass
-class _Run:
-    """What every step of one selection needs: the inputs, the settings and the summary."""
-
-    db: sqlite_utils.Database
-    root: Path
-    n: int
-    cfg: dict[str, Any]
-    add: bool
-    summary: SelectionSummary
-    md: MegaDetectorFile
-    feats: selection.ImageFeatures
-    sn: SpeciesNetFile | None
-    cct: CCTMetadata | None
-    echo: Callable[[str], None]
-    progress: bool | None
-    ranker: Callable[[], Ranker] | None = None  # builds the learned rater that ranks instead of the heuristic
-    package: CamtrapPackage | None = None  # when the input is a Camtrap DP package
-    files: FileChecks | None = None  # the picks' file checks
-    # what the input files said of every image, selected or not: the detector file's first
-    records: list[FileRecord] = dataclasses.field(default_factory=list)
-
-
 @dataclass
 class _Species:
     """Each eligible image's species (index into ``names``), its score and source, and rarity."""
@@ -158,9 +125,9 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
     summary = SelectionSummary(run_id=run_id, images_read=len(md.image_ids), eligible=0, sequences=0,
                                selected=0, requested=n, frames_per_burst=cfg["frames_per_burst"])
     summary.notes.extend(md.notes)
-    _count_problems(summary, md.problems)
+    count_problems(summary, md.problems)
     if package is not None:
-        _count_problems(summary, package.problems)
+        count_problems(summary, package.problems)
         if package.remote:
             summary.excluded["remote media (a URL): not downloaded, or not found under --media-root"] += package.remote
     for reason in md.failures.values():
@@ -168,14 +135,14 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
     det = md.detections
     feats = selection.image_features(det.image, det.kind, det.conf, det.bbox, det.species, len(md.image_ids),
                                      cfg["threshold"], cfg["edge_margin"], cfg["data_strip"])
-    sn = _load_speciesnet(sn_path, root, md, summary, echo)
-    run = _Run(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress, ranker, package,
+    sn = load_speciesnet_file(sn_path, root, md, summary, echo)
+    run = SelectionRun(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress, ranker, package,
                FileChecks(root, cfg["check_files"], summary, package is not None))
     run.records.append(FileRecord(package.source if package is not None else str(Path(md.source).resolve())))
     if sn_path:
         run.records.append(FileRecord(str(Path(sn_path).resolve())))
 
-    ok, sn_species, existing_seqs = _eligible(run)
+    ok, sn_species, existing_seqs = eligible_mask(run)
     elig = np.flatnonzero(ok)
     summary.eligible = len(elig)
     keys = list(map(md.image_ids.__getitem__, elig.tolist()))
@@ -183,7 +150,7 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
         if package is None:
             echo(f"Reading {cct_file.source} ({Path(cct_file.source).stat().st_size / 1e6:.1f} MB)")
         run.cct = cct_file.read(root, only=keys)
-        _count_problems(summary, run.cct.problems)
+        count_problems(summary, run.cct.problems)
     cct = run.cct
     if len(elig) == 0:
         raise HitlError(f"no image in {md_path} is eligible (see the counts: {dict(summary.excluded)}); "
@@ -220,61 +187,7 @@ class _PackageMetadata:
         return dataclasses.replace(self.metadata, only_rows=np.array([rows.get(k, -1) for k in only], np.int64))
 
 
-def _eligible(run: _Run) -> tuple[np.ndarray, dict[int, tuple[str, float | None]], set[str]]:
-    """Who may be a candidate: the mask, SpeciesNet's animal answers, the sequences already taken."""
-    md, feats, cfg, summary = run.md, run.feats, run.cfg, run.summary
-    n_img = len(md.image_ids)
-    ok = np.ones(n_img, dtype=bool)
-    ok[list(md.failures)] = False
-    for i, reason in md.unusable.items():
-        if ok[i]:
-            ok[i] = False
-            summary.excluded[reason] += 1
-    run.records[0].people.update(person_flags(md, cfg["threshold"], run.package))  # stored, selected or not
-    if not cfg["include_people"]:
-        _exclude(summary, ok, feats.n_people > 0, "person above threshold")
-        _exclude(summary, ok, feats.n_vehicles > 0, "vehicle above threshold")
-        _exclude(summary, ok, in_people_events(md, run.package), "person (Camtrap DP event)")
-    _exclude(summary, ok, feats.n_animals == 0, "no animal above threshold")
-    _exclude(summary, ok, feats.area < cfg["min_animal_area"], "animal too small")
-
-    sn_species: dict[int, tuple[str, float | None]] = {}
-    if run.sn is not None:
-        people = np.zeros(n_img, dtype=bool)
-        vehicles = np.zeros(n_img, dtype=bool)
-        index = md.index()
-        for key, pred in run.sn.predictions.items():
-            if pred.species == "human":  # flagged even when the MegaDetector file lacks the image
-                run.records[1].people[key] = (pred.score, "speciesnet")
-            i = index.get(key)
-            if i is None or pred.species is None:
-                continue
-            if pred.species == "human":
-                people[i] = True
-            elif pred.species == "vehicle":
-                vehicles[i] = True
-            elif pred.species not in NON_ANIMAL_LABELS:
-                sn_species[i] = (pred.species, pred.score)
-        if not cfg["include_people"]:
-            _exclude(summary, ok, people, "person (SpeciesNet)")
-            _exclude(summary, ok, vehicles, "vehicle (SpeciesNet)")
-
-    existing_seqs: set[str] = set()
-    if run.add:
-        existing = set()
-        for row in run.db.execute("SELECT c.image_id, i.seq_id FROM candidates c JOIN images i USING (image_id)"):
-            existing.add(row[0])
-            if row[1]:
-                existing_seqs.add(row[1])
-        if existing:
-            index = md.index()
-            already = np.zeros(n_img, dtype=bool)
-            already[[index[k] for k in existing if k in index]] = True
-            _exclude(summary, ok, already, "already a candidate")
-    return ok, sn_species, existing_seqs
-
-
-def _species(run: _Run, frames: Frames, seq_index: np.ndarray, sn_species: dict) -> _Species:
+def _species(run: SelectionRun, frames: Frames, seq_index: np.ndarray, sn_species: dict) -> _Species:
     """Each image's species: SpeciesNet's image-level answer where it names an animal, else the
     detector-side classifier's label of the largest animal, else "unidentified animal"; and
     which species are rare, counted in sequences, not frames (a 10-frame burst is one sighting)."""
@@ -308,7 +221,7 @@ def _species(run: _Run, frames: Frames, seq_index: np.ndarray, sn_species: dict)
     return _Species(names, sp, sp_score, source_code, rare_species[sp], share)
 
 
-def _choose(run: _Run, frames: Frames, sn_species: dict) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _choose(run: SelectionRun, frames: Frames, sn_species: dict) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Pick the candidates (checking each file as it is taken) and describe each as a row; and
     their bursts' members (--frames-per-burst), chosen after the pick so it cannot change it."""
     cfg, summary, feats, e = run.cfg, run.summary, run.feats, frames.elig
@@ -350,7 +263,7 @@ def _choose(run: _Run, frames: Frames, sn_species: dict) -> tuple[list[dict[str,
     return rows, members
 
 
-def _learned_quality(run: _Run, frames: Frames, species: _Species, night: np.ndarray) -> np.ndarray:
+def _learned_quality(run: SelectionRun, frames: Frames, species: _Species, night: np.ndarray) -> np.ndarray:
     """Every eligible image's probability of hero by the learned rater on its detector record."""
     ranker = run.ranker()
     e, feats = frames.elig, run.feats
@@ -362,7 +275,7 @@ def _learned_quality(run: _Run, frames: Frames, species: _Species, night: np.nda
     return ranker.p_hero(columns, names, [frames.location(k) for k in range(len(e))])
 
 
-def _row(run: _Run, frames: Frames, species: _Species, p: selection.Pick, rank: int, night: np.ndarray,
+def _row(run: SelectionRun, frames: Frames, species: _Species, p: selection.Pick, rank: int, night: np.ndarray,
          quality: np.ndarray, cap: int, checked_sizes: dict[int, tuple[int, int]]) -> dict[str, Any]:
     """One candidate as the CSV and the store see it (columns starting with _ are store-only)."""
     summary, feats = run.summary, run.feats
@@ -385,7 +298,7 @@ def _row(run: _Run, frames: Frames, species: _Species, p: selection.Pick, rank: 
     return row
 
 
-def _image_fields(run: _Run, frames: Frames, species: _Species, r: int, night: np.ndarray,
+def _image_fields(run: SelectionRun, frames: Frames, species: _Species, r: int, night: np.ndarray,
                   checked_sizes: dict[int, tuple[int, int]]) -> dict[str, Any]:
     """What the store keeps of eligible row ``r``'s image, a candidate's or a burst member's."""
     feats, i = run.feats, int(frames.elig[r])
@@ -402,38 +315,6 @@ def _image_fields(run: _Run, frames: Frames, species: _Species, r: int, night: n
         "_rarity": round(float(species.share[r]), 6),
         "_md_index": i,
     }
-
-
-def _load_speciesnet(path, root, md: MegaDetectorFile, summary: SelectionSummary, echo) -> SpeciesNetFile | None:
-    if not path:
-        return None
-    echo(f"Reading {path}")
-    sn = load_speciesnet(path, root)
-    _count_problems(summary, sn.problems)
-    index = md.index()
-    missing = [k for k in sn.predictions if k not in index]
-    if missing:
-        summary.problems[f"{path}: image not in the MegaDetector file"] += len(missing)
-        summary.problem_examples.extend(f"{path}: {k}: not in the MegaDetector file" for k in missing[:3])
-    for pred in sn.predictions.values():
-        if pred.failures:
-            summary.notes.append(f"SpeciesNet failed on {pred.image_id}: {', '.join(pred.failures)}")
-    return sn
-
-
-def _count_problems(summary: SelectionSummary, problems: list[RecordProblem]) -> None:
-    for p in problems:
-        summary.problems[f"{p.source}: {p.reason}"] += 1
-        if len(summary.problem_examples) < 20:
-            summary.problem_examples.append(str(p))
-
-
-def _exclude(summary: SelectionSummary, ok: np.ndarray, mask: np.ndarray, reason: str) -> None:
-    hit = ok & mask
-    count = int(hit.sum())
-    if count:
-        summary.excluded[reason] += count
-        ok &= ~mask
 
 
 def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summary: SelectionSummary,
