@@ -253,11 +253,9 @@ def test_the_push_keeps_both_images_of_a_pair(tmp_path):
         (3, "a.jpg", "b.jpg")]
 
 
-def test_a_comparison_naming_another_pair_is_refused_by_the_webhook(tmp_path):
-    from hitl.review.webhook import create_app
-
+def test_a_comparison_naming_another_pair_is_refused_by_the_webhook(tmp_path, webhook_app):
     pair_store(tmp_path)
-    app = create_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": "s", "TESTING": True})
+    app = webhook_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": "s", "TESTING": True})
     client = app.test_client()
 
     def post(body):

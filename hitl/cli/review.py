@@ -280,9 +280,10 @@ def serve(obj: Context, host, port, threads, insecure) -> None:
     # body past 10 MB while it is read (not buffered to /tmp first), headers must be in within 5 s
     # and a connection that sends nothing for 10 s is dropped; at the connection limit the slowest
     # give way, so a crowd of slow connections cannot lock Label Studio out.
-    serve_http(app, host=host.strip("[]"), port=port, threads=threads, secret=secret, ident="hero-hitl",
-               max_request_body_size=DEFAULT_MAX_BYTES, channel_timeout=10, cleanup_interval=1,
-               max_request_header_size=64 * 1024)
+    with app:  # once the server has stopped: the writer writes what it was given, threads end, connections close
+        serve_http(app, host=host.strip("[]"), port=port, threads=threads, secret=secret, ident="hero-hitl",
+                   max_request_body_size=DEFAULT_MAX_BYTES, channel_timeout=10, cleanup_interval=1,
+                   max_request_header_size=64 * 1024)
 
 
 @click.command()
