@@ -392,7 +392,7 @@ def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_d
     url = obj.studio_url(url)
     client = obj.studio_client(url)
     for project in reconcile.projects_to_sync(db, client, url, list(titles)):
-        result = reconcile.sync_project(db, client, url, project["id"])
+        result = reconcile.sync_project(db, client, project["id"])
         _sync_line(f"Project {project['id']} ({project['title']})", result, f"webhook: {result.webhook}")
 
 
