@@ -210,9 +210,14 @@ def labelme_export(obj: Context, out_dir, mode, prefill, overwrite, bursts) -> N
     click.echo(f"Open them with: labelme <folder of images or JSON files in {where}> --flags {flags}")
 
 
+# `labelme import` and `sync --labelme` read a folder the same way, curator included
+curator_option = click.option("--curator", help="Who made the Labelme folder's decisions (a name or an email). "
+                                                "[default: the folder's name]")
+
+
 @labelme.command("import")
 @click.argument("folder", type=click.Path(file_okay=False, exists=True))
-@click.option("--curator", help="Who made these decisions (a name or an email). [default: the folder's name]")
+@curator_option
 @click.pass_obj
 def labelme_import(obj: Context, folder, curator) -> None:
     """Read curators' decisions back from a folder of Labelme files into the database.
@@ -224,14 +229,10 @@ def labelme_import(obj: Context, folder, curator) -> None:
     Example:
         python -m hitl labelme import review/
     """
-    from hitl.review.labelme import read_labelme_folder
-    from hitl.store import transaction
-    from hitl.store.ratings import record_ratings
+    from hitl.review.labelme import record_labelme_folder
 
     obj.creates_db = True
-    ratings, problems = read_labelme_folder(folder, curator)
-    with transaction(obj.db):
-        counts = record_ratings(obj.db, ratings, via="labelme")
+    ratings, problems, counts = record_labelme_folder(obj.db, folder, curator)
     click.echo(f"{len(ratings)} decisions read: {counts['new']} new, {counts['updated']} updated, "
                f"{counts['unchanged']} unchanged, {counts['older']} older than stored")
     reasons = Counter(p.reason for p in problems)
@@ -362,8 +363,9 @@ def replay(obj: Context) -> None:
                    "times without a zone are UTC).")
 @click.option("--labelme", "labelme_dir", type=click.Path(exists=True, file_okay=False),
               help="Reconcile from a Labelme folder.")
+@curator_option
 @click.pass_obj
-def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_dir) -> None:
+def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_dir, curator) -> None:
     """Reconcile the ratings with Label Studio (or an export, or a Labelme folder).
 
     Every decision is checked and upserted; annotations the export proves gone (older than
@@ -375,14 +377,16 @@ def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_d
     Examples:
         LABEL_STUDIO_API_KEY=... python -m hitl sync
         python -m hitl sync --from-export project-1-at-2026-11-21.json
-        python -m hitl sync --labelme review/
+        python -m hitl sync --labelme review/ --curator ana@example.org
     """
     from hitl.review import reconcile
 
+    if curator and not labelme_dir:
+        raise click.UsageError("--curator names who made a Labelme folder's decisions: use it with --labelme")
     obj.creates_db = True
     db = obj.db
     if labelme_dir:
-        _sync_line(f"Labelme {labelme_dir}", reconcile.sync_labelme(db, labelme_dir))
+        _sync_line(f"Labelme {labelme_dir}", reconcile.sync_labelme(db, labelme_dir, curator))
         return
     if export_file:
         when = taken_at if taken_at is None or taken_at.tzinfo else taken_at.replace(tzinfo=timezone.utc)

@@ -164,19 +164,18 @@ def reenable_webhooks(db: sqlite_utils.Database, client, project_id: int) -> str
     return ", ".join(states) or "none registered"
 
 
-def sync_labelme(db: sqlite_utils.Database, folder: str | Path) -> SyncResult:
-    """Reconcile from a Labelme folder: changed files upserted, deleted files' ratings marked
-    (until the file is back)."""
-    from hitl.review.labelme import read_labelme_folder
+def sync_labelme(db: sqlite_utils.Database, folder: str | Path, curator: str | None = None) -> SyncResult:
+    """Reconcile from a Labelme folder (read as `labelme import` reads it): changed files upserted,
+    deleted files' ratings marked (until the file is back)."""
+    from hitl.review.labelme import record_labelme_folder
 
-    ratings, problems = read_labelme_folder(folder)
+    read_at = datetime.now(timezone.utc)  # the folder is the source, as it is now
+    _, problems, counts = record_labelme_folder(db, folder, curator, via="sync", read_at=read_at)
     project = Path(folder).resolve().as_posix()
-    result = SyncResult()
+    result = SyncResult(counts=counts)
     for problem in problems:
         if problem.reason != "not reviewed yet":
             result.bad(problem.reason, str(problem))
-    read_at = datetime.now(timezone.utc)  # the folder is the source, as it is now
-    result.counts = write_in_parts(db, ratings, lambda part: record_ratings(db, part, via="sync", seen_at=read_at))
     gone = [row[0] for row in db.execute(
         "SELECT annotation_id FROM ratings WHERE source = 'labelme' AND project = ? AND deleted = 0", [project])
         if not (Path(project) / row[0]).exists()]
