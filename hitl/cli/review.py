@@ -14,30 +14,25 @@ import click
 from hitl.cli.context import (
     Context,
     echo_err,
-    image_serving_options,
+    echo_skipped,
     json_option,
     printable,
+    studio_client,
+    studio_options,
     url_option,
-    webhook_url_option,
 )
 
 
 @click.command()
-@url_option()
-@click.option("--project", "title", help="Project title: created if missing, reused if it exists.")
+@studio_options("Project title: created if missing, reused if it exists. [default: push.project]")
 @click.option("--mode", type=click.Choice(["assisted", "blind"]), help="Show model opinions or not. [default: assisted]")
 @click.option("--prefill", help="Assisted mode: the model whose rating and hero choice are prefilled.")
-@webhook_url_option("Register this webhook (secret from HITL_WEBHOOK_SECRET). [default: the `serve` address when "
-                    "HITL_WEBHOOK_SECRET is set]")
-@click.option("--no-webhook", is_flag=True, help="Register no webhook (decisions then come in by `hitl sync`).")
-@image_serving_options
 @click.option("--batch-size", type=click.IntRange(min=1), help="Tasks per import request. [default: 500]")
 @click.option("--bursts", is_flag=True,
               help="One task per candidate with the frames of its burst (kept by `select --frames-per-burst`): "
                    "the curator picks the best frame and rates it. Use a project of its own.")
 @click.pass_obj
-def push(obj: Context, url, title, mode, prefill, webhook_url, no_webhook, document_root, image_url_template,
-         batch_size, bursts) -> None:
+def push(obj: Context, studio, mode, prefill, batch_size, bursts) -> None:
     """Push the candidates into Label Studio for review, with every model's opinion.
 
     Creates or reuses the project by title, makes the images reachable (local-files storage
@@ -56,28 +51,17 @@ def push(obj: Context, url, title, mode, prefill, webhook_url, no_webhook, docum
     from hitl.review import push as review
 
     settings = obj.settings
-    url = obj.studio_url(url)
     summary = review.push(
-        obj.db, obj.studio_client(url), url=url,
-        title=title or settings["push"]["project"] + (" (bursts)" if bursts else ""),
-        mode=mode or settings["push"]["mode"], prefill=prefill,
-        document_root=document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
-        url_template=image_url_template, webhook_url=obj.webhook_to_register(webhook_url, no_webhook),
-        secret=os.environ.get("HITL_WEBHOOK_SECRET"), batch_size=batch_size or settings["push"]["batch_size"],
+        obj.db, studio.client(), **studio.push_arguments(),
+        title=studio.title or settings["push"]["project"] + (" (bursts)" if bursts else ""),
+        mode=mode or settings["push"]["mode"], prefill=prefill, batch_size=batch_size or settings["push"]["batch_size"],
         threshold=obj.threshold, echo=echo_err, with_bursts=bursts, settings=settings)
     click.echo(f"Project {summary.project_id} ({'created' if summary.project_created else 'reused'}, "
                f"{summary.mode}, prefilled: {summary.model_version}): {summary.pushed} tasks pushed, "
                f"{summary.already} already there")
-    _skipped(summary)
-    for example in summary.skipped_examples[:5]:
-        click.echo(f"    e.g. {example}")
+    echo_skipped(summary)
     click.echo(f"Image storage: {summary.storage}; webhook: {summary.webhook}")
-    click.echo(f"Open {url.rstrip('/')}/projects/{summary.project_id}/data")
-
-
-def _skipped(summary) -> None:
-    for reason, count in summary.skipped.most_common():
-        click.echo(f"  skipped {count:>5}  {reason}")
+    click.echo(f"Open {studio.url.rstrip('/')}/projects/{summary.project_id}/data")
 
 
 @click.command()
@@ -394,7 +378,7 @@ def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_d
         _sync_line(f"Export {export_file} (project {pid})", result)
         return
     url = obj.studio_url(url)
-    client = obj.studio_client(url)
+    client = studio_client(url)
     for project in reconcile.projects_to_sync(db, client, url, list(titles)):
         result = reconcile.sync_project(db, client, project["id"])
         _sync_line(f"Project {project['id']} ({project['title']})", result, f"webhook: {result.webhook}")
@@ -414,18 +398,15 @@ def _sync_line(name: str, result, extra: str = "") -> None:
 
 @click.command()
 @click.option("-n", "n", type=click.IntRange(min=1), default=50, show_default=True, help="How many images.")
-@url_option("studio.url")
-@click.option("--project", "title",
-              help="Adjudication project title. [default: '<the last project pushed> (adjudication)']")
-@webhook_url_option("Register this webhook for it. [default: the `serve` address when HITL_WEBHOOK_SECRET is set]")
-@click.option("--no-webhook", is_flag=True, help="Register no webhook.")
+@studio_options("Adjudication project title. [default: '<the last project pushed> (adjudication)']")
 @click.pass_obj
-def queue(obj: Context, n, url, title, webhook_url, no_webhook) -> None:
+def queue(obj: Context, n, studio) -> None:
     """Send the top N disagreements to a blind adjudication project for a second curator.
 
     \b
     Example:
         python -m hitl queue -n 40 --webhook-url http://127.0.0.1:8765/webhooks/label-studio
+        python -m hitl queue -n 40 --image-url-template "https://example.org/traps/{image_id}"
     """
     from hitl.analyse.disagreements import rank_disagreements
     from hitl.review import push as review
@@ -435,18 +416,13 @@ def queue(obj: Context, n, url, title, webhook_url, no_webhook) -> None:
     ranked = [r for r in rank_disagreements(long_table(obj.db)) if r["reason"] != "agree"][:n]
     if not ranked:
         raise click.ClickException("no disagreements yet: score with two models or collect curator ratings first")
-    settings = obj.settings
-    url = obj.studio_url(url)
     summary = review.push(
-        obj.db, obj.studio_client(url), url=url,
-        title=title or f"{queries.last_review_title(obj.db) or settings['push']['project']} (adjudication)",
-        mode="blind", document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
-        webhook_url=obj.webhook_to_register(webhook_url, no_webhook),
-        secret=os.environ.get("HITL_WEBHOOK_SECRET"), threshold=obj.threshold,
-        image_ids=[r["image_id"] for r in ranked])
+        obj.db, studio.client(), **studio.push_arguments(),
+        title=studio.title or f"{queries.last_review_title(obj.db) or obj.settings['push']['project']} (adjudication)",
+        mode="blind", threshold=obj.threshold, image_ids=[r["image_id"] for r in ranked])
     click.echo(f"Adjudication project {summary.project_id} (blind): {summary.pushed} queued, {summary.already} already "
                f"there; the first: {ranked[0]['image_id']} ({ranked[0]['reason']})")
-    _skipped(summary)
+    echo_skipped(summary)
 
 
 COMMANDS = [studio, push, labelme, serve, sync, ratings, replay, queue]
