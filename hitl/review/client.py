@@ -75,6 +75,8 @@ class StudioClient:
         self._target, self.url, self._path = target, url, path
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy, pickle and friends ask for these before __init__ has run
+            raise AttributeError(name)
         value = getattr(self._target, name)
         path = f"{self._path}.{name}" if self._path else name
         if callable(value):

@@ -185,6 +185,8 @@ class WorkerConnections:
         self.closed = False
 
     def get(self):
+        if self.closed:
+            raise RuntimeError("the webhook service is closed")  # answered 503, never on a closed connection
         db = getattr(self.mine, "db", None)
         if db is None:
             db = store.connect(self.path, migrate_schema=False)
