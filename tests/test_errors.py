@@ -261,6 +261,9 @@ def command_lines(tmp_path, sample_data) -> dict[str, tuple[list[str], str]]:
 
     empty = tmp_path / "empty"
     empty.mkdir(exist_ok=True)
+    decided = tmp_path / "decided"  # one decision: `labelme import` has something to write
+    decided.mkdir(exist_ok=True)
+    (decided / "x.json").write_text('{"shapes": [], "imagePath": "x.jpg", "flags": {"hero": true}}')
     out = str(tmp_path / "out")
     return {
         "select": (["select", "--md", str(sample_data / "md_results.json"), "--images", str(sample_data / "images"),
@@ -269,7 +272,7 @@ def command_lines(tmp_path, sample_data) -> dict[str, tuple[list[str], str]]:
         "studio": (["studio"], "LABEL_STUDIO_BIN"),
         "push": (["push", *LABEL_STUDIO_GONE], "Label Studio"),
         "labelme export": (["labelme", "export", "--out", out], ""),
-        "labelme import": (["labelme", "import", str(empty)], ""),
+        "labelme import": (["labelme", "import", str(decided)], ""),
         "serve": (["serve", "--insecure", "--port", str(free_port())], ""),
         "sync": (["sync", "--labelme", str(empty)], ""),
         "ratings": (["ratings"], ""),
@@ -317,13 +320,12 @@ def locked(full_project, tmp_path, monkeypatch):
     a busy timeout of 0.1 s instead of 10; the Label Studio binary missing, `serve` not serving."""
     import shutil
 
-    import waitress
-
+    from hitl.review import server
     from hitl.store import db as store_db
 
     shutil.copy(full_project, tmp_path / "h.db")
     monkeypatch.setattr(store_db, "BUSY_TIMEOUT_MS", 100)
-    monkeypatch.setattr(waitress, "serve", lambda *a, **k: None)
+    monkeypatch.setattr(server, "serve", lambda *a, **k: None)  # `hitl serve`'s own waitress server
     holder = sqlite3.connect(tmp_path / "h.db", timeout=0)
     holder.execute("BEGIN IMMEDIATE")
     yield Project(tmp_path, {"LABEL_STUDIO_BIN": str(tmp_path / "no-label-studio"), "LABEL_STUDIO_API_KEY": "k",
