@@ -66,6 +66,36 @@ def label_studio(tmp_path_factory):
     studio.stop(process)
 
 
+@pytest.fixture
+def no_threads_left():
+    """Fails the test if a thread it started outlives it (a service it did not close)."""
+    import threading
+    import time
+
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5  # a thread told to stop may take a moment to end
+    while (left := [t for t in threading.enumerate() if t not in before]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"threads still running after the test: {sorted(t.name for t in left)}"
+
+
+@pytest.fixture
+def webhook_app(no_threads_left):
+    """``webhook_app(config)``: the webhook service's app (hitl.review.webhook.create_app), closed
+    when the test ends; no thread of it may outlive the test."""
+    from hitl.review.webhook import create_app
+
+    apps = []
+
+    def make(config: dict):
+        apps.append(create_app(config))
+        return apps[-1]
+    yield make
+    for app in apps:
+        app.close()
+
+
 class CliProject:
     """A project database driven through the real CLI, with its own environment."""
 

@@ -14,30 +14,25 @@ import click
 from hitl.cli.context import (
     Context,
     echo_err,
-    image_serving_options,
+    echo_skipped,
     json_option,
     printable,
+    studio_client,
+    studio_options,
     url_option,
-    webhook_url_option,
 )
 
 
 @click.command()
-@url_option()
-@click.option("--project", "title", help="Project title: created if missing, reused if it exists.")
+@studio_options("Project title: created if missing, reused if it exists. [default: push.project]")
 @click.option("--mode", type=click.Choice(["assisted", "blind"]), help="Show model opinions or not. [default: assisted]")
 @click.option("--prefill", help="Assisted mode: the model whose rating and hero choice are prefilled.")
-@webhook_url_option("Register this webhook (secret from HITL_WEBHOOK_SECRET). [default: the `serve` address when "
-                    "HITL_WEBHOOK_SECRET is set]")
-@click.option("--no-webhook", is_flag=True, help="Register no webhook (decisions then come in by `hitl sync`).")
-@image_serving_options
 @click.option("--batch-size", type=click.IntRange(min=1), help="Tasks per import request. [default: 500]")
 @click.option("--bursts", is_flag=True,
               help="One task per candidate with the frames of its burst (kept by `select --frames-per-burst`): "
                    "the curator picks the best frame and rates it. Use a project of its own.")
 @click.pass_obj
-def push(obj: Context, url, title, mode, prefill, webhook_url, no_webhook, document_root, image_url_template,
-         batch_size, bursts) -> None:
+def push(obj: Context, studio, mode, prefill, batch_size, bursts) -> None:
     """Push the candidates into Label Studio for review, with every model's opinion.
 
     Creates or reuses the project by title, makes the images reachable (local-files storage
@@ -56,28 +51,17 @@ def push(obj: Context, url, title, mode, prefill, webhook_url, no_webhook, docum
     from hitl.review import push as review
 
     settings = obj.settings
-    url = obj.studio_url(url)
     summary = review.push(
-        obj.db, obj.studio_client(url), url=url,
-        title=title or settings["push"]["project"] + (" (bursts)" if bursts else ""),
-        mode=mode or settings["push"]["mode"], prefill=prefill,
-        document_root=document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
-        url_template=image_url_template, webhook_url=obj.webhook_to_register(webhook_url, no_webhook),
-        secret=os.environ.get("HITL_WEBHOOK_SECRET"), batch_size=batch_size or settings["push"]["batch_size"],
+        obj.db, studio.client(), **studio.push_arguments(),
+        title=studio.title or settings["push"]["project"] + (" (bursts)" if bursts else ""),
+        mode=mode or settings["push"]["mode"], prefill=prefill, batch_size=batch_size or settings["push"]["batch_size"],
         threshold=obj.threshold, echo=echo_err, with_bursts=bursts, settings=settings)
     click.echo(f"Project {summary.project_id} ({'created' if summary.project_created else 'reused'}, "
                f"{summary.mode}, prefilled: {summary.model_version}): {summary.pushed} tasks pushed, "
                f"{summary.already} already there")
-    _skipped(summary)
-    for example in summary.skipped_examples[:5]:
-        click.echo(f"    e.g. {example}")
+    echo_skipped(summary)
     click.echo(f"Image storage: {summary.storage}; webhook: {summary.webhook}")
-    click.echo(f"Open {url.rstrip('/')}/projects/{summary.project_id}/data")
-
-
-def _skipped(summary) -> None:
-    for reason, count in summary.skipped.most_common():
-        click.echo(f"  skipped {count:>5}  {reason}")
+    click.echo(f"Open {studio.url.rstrip('/')}/projects/{summary.project_id}/data")
 
 
 @click.command()
@@ -215,9 +199,14 @@ def labelme_export(obj: Context, out_dir, mode, prefill, overwrite, bursts) -> N
     click.echo(f"Open them with: labelme <folder of images or JSON files in {where}> --flags {flags}")
 
 
+# `labelme import` and `sync --labelme` read a folder the same way, curator included
+curator_option = click.option("--curator", help="Who made the Labelme folder's decisions (a name or an email). "
+                                                "[default: the folder's name]")
+
+
 @labelme.command("import")
 @click.argument("folder", type=click.Path(file_okay=False, exists=True))
-@click.option("--curator", help="Who made these decisions (a name or an email). [default: the folder's name]")
+@curator_option
 @click.pass_obj
 def labelme_import(obj: Context, folder, curator) -> None:
     """Read curators' decisions back from a folder of Labelme files into the database.
@@ -229,14 +218,10 @@ def labelme_import(obj: Context, folder, curator) -> None:
     Example:
         python -m hitl labelme import review/
     """
-    from hitl.review.labelme import read_labelme_folder
-    from hitl.store import transaction
-    from hitl.store.ratings import record_ratings
+    from hitl.review.labelme import record_labelme_folder
 
     obj.creates_db = True
-    ratings, problems = read_labelme_folder(folder, curator)
-    with transaction(obj.db):
-        counts = record_ratings(obj.db, ratings, via="labelme")
+    ratings, problems, counts = record_labelme_folder(obj.db, folder, curator)
     click.echo(f"{len(ratings)} decisions read: {counts['new']} new, {counts['updated']} updated, "
                f"{counts['unchanged']} unchanged, {counts['older']} older than stored")
     reasons = Counter(p.reason for p in problems)
@@ -285,9 +270,10 @@ def serve(obj: Context, host, port, threads, insecure) -> None:
     # body past 10 MB while it is read (not buffered to /tmp first), headers must be in within 5 s
     # and a connection that sends nothing for 10 s is dropped; at the connection limit the slowest
     # give way, so a crowd of slow connections cannot lock Label Studio out.
-    serve_http(app, host=host.strip("[]"), port=port, threads=threads, secret=secret, ident="hero-hitl",
-               max_request_body_size=DEFAULT_MAX_BYTES, channel_timeout=10, cleanup_interval=1,
-               max_request_header_size=64 * 1024)
+    with app:  # once the server has stopped: the writer writes what it was given, threads end, connections close
+        serve_http(app, host=host.strip("[]"), port=port, threads=threads, secret=secret, ident="hero-hitl",
+                   max_request_body_size=DEFAULT_MAX_BYTES, channel_timeout=10, cleanup_interval=1,
+                   max_request_header_size=64 * 1024)
 
 
 @click.command()
@@ -366,8 +352,9 @@ def replay(obj: Context) -> None:
                    "times without a zone are UTC).")
 @click.option("--labelme", "labelme_dir", type=click.Path(exists=True, file_okay=False),
               help="Reconcile from a Labelme folder.")
+@curator_option
 @click.pass_obj
-def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_dir) -> None:
+def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_dir, curator) -> None:
     """Reconcile the ratings with Label Studio (or an export, or a Labelme folder).
 
     Every decision is checked and upserted; annotations the export proves gone (older than
@@ -379,14 +366,16 @@ def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_d
     Examples:
         LABEL_STUDIO_API_KEY=... python -m hitl sync
         python -m hitl sync --from-export project-1-at-2026-11-21.json
-        python -m hitl sync --labelme review/
+        python -m hitl sync --labelme review/ --curator ana@example.org
     """
     from hitl.review import reconcile
 
+    if curator and not labelme_dir:
+        raise click.UsageError("--curator names who made a Labelme folder's decisions: use it with --labelme")
     obj.creates_db = True
     db = obj.db
     if labelme_dir:
-        _sync_line(f"Labelme {labelme_dir}", reconcile.sync_labelme(db, labelme_dir))
+        _sync_line(f"Labelme {labelme_dir}", reconcile.sync_labelme(db, labelme_dir, curator))
         return
     if export_file:
         when = taken_at if taken_at is None or taken_at.tzinfo else taken_at.replace(tzinfo=timezone.utc)
@@ -394,9 +383,9 @@ def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_d
         _sync_line(f"Export {export_file} (project {pid})", result)
         return
     url = obj.studio_url(url)
-    client = obj.studio_client(url)
+    client = studio_client(url)
     for project in reconcile.projects_to_sync(db, client, url, list(titles)):
-        result = reconcile.sync_project(db, client, url, project["id"])
+        result = reconcile.sync_project(db, client, project["id"])
         _sync_line(f"Project {project['id']} ({project['title']})", result, f"webhook: {result.webhook}")
 
 
@@ -414,18 +403,15 @@ def _sync_line(name: str, result, extra: str = "") -> None:
 
 @click.command()
 @click.option("-n", "n", type=click.IntRange(min=1), default=50, show_default=True, help="How many images.")
-@url_option("studio.url")
-@click.option("--project", "title",
-              help="Adjudication project title. [default: '<the last project pushed> (adjudication)']")
-@webhook_url_option("Register this webhook for it. [default: the `serve` address when HITL_WEBHOOK_SECRET is set]")
-@click.option("--no-webhook", is_flag=True, help="Register no webhook.")
+@studio_options("Adjudication project title. [default: '<the last project pushed> (adjudication)']")
 @click.pass_obj
-def queue(obj: Context, n, url, title, webhook_url, no_webhook) -> None:
+def queue(obj: Context, n, studio) -> None:
     """Send the top N disagreements to a blind adjudication project for a second curator.
 
     \b
     Example:
         python -m hitl queue -n 40 --webhook-url http://127.0.0.1:8765/webhooks/label-studio
+        python -m hitl queue -n 40 --image-url-template "https://example.org/traps/{image_id}"
     """
     from hitl.analyse.disagreements import rank_disagreements
     from hitl.review import push as review
@@ -435,18 +421,13 @@ def queue(obj: Context, n, url, title, webhook_url, no_webhook) -> None:
     ranked = [r for r in rank_disagreements(long_table(obj.db)) if r["reason"] != "agree"][:n]
     if not ranked:
         raise click.ClickException("no disagreements yet: score with two models or collect curator ratings first")
-    settings = obj.settings
-    url = obj.studio_url(url)
     summary = review.push(
-        obj.db, obj.studio_client(url), url=url,
-        title=title or f"{queries.last_review_title(obj.db) or settings['push']['project']} (adjudication)",
-        mode="blind", document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
-        webhook_url=obj.webhook_to_register(webhook_url, no_webhook),
-        secret=os.environ.get("HITL_WEBHOOK_SECRET"), threshold=obj.threshold,
-        image_ids=[r["image_id"] for r in ranked])
+        obj.db, studio.client(), **studio.push_arguments(),
+        title=studio.title or f"{queries.last_review_title(obj.db) or obj.settings['push']['project']} (adjudication)",
+        mode="blind", threshold=obj.threshold, image_ids=[r["image_id"] for r in ranked])
     click.echo(f"Adjudication project {summary.project_id} (blind): {summary.pushed} queued, {summary.already} already "
                f"there; the first: {ranked[0]['image_id']} ({ranked[0]['reason']})")
-    _skipped(summary)
+    echo_skipped(summary)
 
 
 COMMANDS = [studio, push, labelme, serve, sync, ratings, replay, queue]
