@@ -238,6 +238,7 @@ def command_lines(tmp_path, sample_data) -> dict[str, tuple[list[str], str]]:
         "queue": (["queue", *LABEL_STUDIO_GONE], "Label Studio"),
         "gallery": (["gallery", "--out", out], ""),
         "export": (["export", "--out", out], ""),
+        "vllm": (["vllm", "--print", "--assume", "1x24"], ""),
     }
 
 
@@ -264,7 +265,8 @@ def test_the_tables_below_have_every_command(tmp_path, sample_data):
 
 
 COMMANDS = ["select", "score", "studio", "push", "labelme export", "labelme import", "serve", "sync", "ratings",
-            "ratings --import", "replay", "learn", "next", "compare", "report", "queue", "gallery", "export"]
+            "ratings --import", "replay", "learn", "next", "compare", "report", "queue", "gallery", "export",
+            "vllm"]
 
 
 @pytest.fixture
@@ -349,9 +351,10 @@ def test_every_output_that_cannot_be_written_is_one_line(full_project, tmp_path,
 
 
 CREATE_A_DATABASE = {"select", "score", "studio", "labelme import", "serve", "sync", "ratings --import"}
+USE_NO_DATABASE = {"vllm"}  # makes none either: tests/test_vllm.py
 
 
-@pytest.mark.parametrize("key", sorted(set(COMMANDS) - CREATE_A_DATABASE))
+@pytest.mark.parametrize("key", sorted(set(COMMANDS) - CREATE_A_DATABASE - USE_NO_DATABASE))
 def test_a_command_that_only_reads_makes_no_empty_database(tmp_path, sample_data, key):
     db_path = tmp_path / "mistyped.db"
     args, _ = command_lines(tmp_path, sample_data)[key]
