@@ -108,14 +108,11 @@ def plan_server(gpus: tuple[Gpu, ...], purpose: str | None = None, model: str | 
     known = KNOWN.get(model or "")
     purpose = purpose_of(purpose, model)
     pool = _pool(gpus, indices)
-    if model and not known:
-        chosen, fit = Model(model, purpose, 1), [g for g in pool if usable_gib(g) >= 1]
-        notes = [f"hitl does not know how much memory {model} needs: vLLM's log says if it does not fit"]
-        if len(fit) < len(pool) and indices:
-            fit = []
-    else:
-        chosen, fit = _choose([known] if known else [m for m in MODELS if m.purpose == purpose], pool, bool(indices))
-        notes = [] if indices else _left_out(chosen, fit, gpus, purpose)
+    unknown = Model(model, purpose, 1) if model and not known else None  # its size unknown: 1 GiB at least
+    candidates = [known or unknown] if model else [m for m in MODELS if m.purpose == purpose]
+    chosen, fit = _choose(candidates, pool, bool(indices))
+    notes = ([f"hitl does not know how much memory {model} needs: vLLM's log says if it does not fit"] if unknown
+             else [] if indices else _left_out(chosen, fit, gpus, purpose))
     if not fit:
         raise HitlError(_refusal(chosen, pool, purpose, bool(model)))
     share = min(utilization(g) for g in fit)
