@@ -2,6 +2,7 @@
 with the driver), else from nvidia-ml-py (pynvml, installed with vLLM) when it is installed."""
 from __future__ import annotations
 
+import importlib
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -34,8 +35,8 @@ def find_gpus() -> Found:
     smi = shutil.which("nvidia-smi")
     if smi:
         return _from_nvidia_smi(smi)
-    try:
-        import pynvml
+    try:  # optional: nvidia-ml-py comes with vLLM (the vllm extra names it), never as a requirement of hitl
+        pynvml = importlib.import_module("pynvml")
     except ImportError:
         return Found((), "no nvidia-smi on PATH and no nvidia-ml-py installed")
     return _from_nvml(pynvml)
