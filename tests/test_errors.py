@@ -269,6 +269,7 @@ def command_lines(tmp_path, sample_data) -> dict[str, tuple[list[str], str]]:
         "select": (["select", "--md", str(sample_data / "md_results.json"), "--images", str(sample_data / "images"),
                     "-n", "3"], ""),
         "score": (["score", "--model", "baseline", "--images", str(sample_data / "images")], ""),
+        "embed": (["embed", "--model", "baseline"], ""),
         "studio": (["studio"], "LABEL_STUDIO_BIN"),
         "push": (["push", *LABEL_STUDIO_GONE], "Label Studio"),
         "labelme export": (["labelme", "export", "--out", out], ""),
@@ -285,6 +286,7 @@ def command_lines(tmp_path, sample_data) -> dict[str, tuple[list[str], str]]:
         "queue": (["queue", *LABEL_STUDIO_GONE], "Label Studio"),
         "gallery": (["gallery", "--out", out], ""),
         "export": (["export", "--out", out], ""),
+        "vllm": (["vllm", "--print", "--assume", "1x24"], ""),
     }
 
 
@@ -310,8 +312,9 @@ def test_the_tables_below_have_every_command(tmp_path, sample_data):
     assert writing == {key.split(" --")[0] for key in OUTPUTS}, "add the command's output to OUTPUTS"
 
 
-COMMANDS = ["select", "score", "studio", "push", "labelme export", "labelme import", "serve", "sync", "ratings",
-            "ratings --import", "replay", "learn", "next", "compare", "report", "queue", "gallery", "export"]
+COMMANDS = ["select", "score", "embed", "studio", "push", "labelme export", "labelme import", "serve", "sync", "ratings",
+            "ratings --import", "replay", "learn", "next", "compare", "report", "queue", "gallery", "export",
+            "vllm"]
 
 
 @pytest.fixture
@@ -335,7 +338,7 @@ def locked(full_project, tmp_path, monkeypatch):
 
 
 # commands that must write to do their work: they meet the lock whenever it is held
-WRITERS = {"select", "score", "labelme import", "ratings --import"}
+WRITERS = {"select", "score", "embed", "labelme import", "ratings --import"}
 
 
 def said_in_one_line(result, why: str = "") -> str | None:
@@ -396,9 +399,10 @@ def test_every_output_that_cannot_be_written_is_one_line(full_project, tmp_path,
 
 
 CREATE_A_DATABASE = {"select", "score", "studio", "labelme import", "serve", "sync", "ratings --import"}
+USE_NO_DATABASE = {"vllm"}  # makes none either: tests/test_vllm.py
 
 
-@pytest.mark.parametrize("key", sorted(set(COMMANDS) - CREATE_A_DATABASE))
+@pytest.mark.parametrize("key", sorted(set(COMMANDS) - CREATE_A_DATABASE - USE_NO_DATABASE))
 def test_a_command_that_only_reads_makes_no_empty_database(tmp_path, sample_data, key):
     db_path = tmp_path / "mistyped.db"
     args, _ = command_lines(tmp_path, sample_data)[key]

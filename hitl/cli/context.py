@@ -17,8 +17,8 @@ from hitl.config import load_settings
 from hitl.errors import HitlError, InputFormatError
 
 # The loop's order: `hitl --help` lists the commands as a curator meets them.
-COMMAND_ORDER = ("select", "score", "embed", "studio", "push", "labelme", "serve", "sync", "ratings", "replay",
-                 "learn", "next", "compare", "report", "queue", "gallery", "export")
+COMMAND_ORDER = ("select", "vllm", "score", "embed", "studio", "push", "labelme", "serve", "sync", "ratings",
+                 "replay", "learn", "next", "compare", "report", "queue", "gallery", "export")
 
 
 class HitlGroup(click.Group):

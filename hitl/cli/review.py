@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from collections import Counter
 from datetime import timezone
 from pathlib import Path
@@ -86,6 +85,7 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
     """
     from converters.labelstudio import default_document_root
     from hitl.errors import HitlError
+    from hitl.process import stopped_on_exit
     from hitl.review import studio as ls
     from hitl.store import queries
 
@@ -105,26 +105,12 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
         webhook_url=webhook_url or obj.webhook_url_default(),
     )
     log = config.data_dir / "label-studio.log"
-    # Ctrl+C, SIGTERM (a script, systemd, docker stop) and SIGHUP (a closed terminal) all stop
-    # Label Studio, or its install, through the finally below: handled from before the install,
-    # which would otherwise be cut off with pip left writing .venv-studio. Only the first signal
-    # does: a second one (Ctrl+C twice, or a process group signalled while a script signals us
-    # too) arriving at any moment, even before the finally has begun, must not cut the stop short
-    # and leave its port held. Should we be killed outright, Label Studio and pip get SIGTERM
-    # from the kernel (ls.start).
-    stopping = []
-
-    def stop_once(signum, _frame) -> None:
-        if not stopping:
-            stopping.append(signum)
-            raise SystemExit(0)
-
-    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(stop_signal, stop_once)
-    process = None
-    try:
+    # Stop signals are heard from before the install, which would otherwise be cut off with pip left
+    # writing .venv-studio (it stops its pip itself, run_to_end); Label Studio is stopped on the way out.
+    with stopped_on_exit("Label Studio", echo_err) as started:
         binary = ls.find_binary(install=True, echo=echo_err)
         process = ls.start(config, binary, log)
+        started.append(process)
         seconds = ls.wait_until_healthy(config, process, log)
         click.echo(f"Label Studio is up at {config.url} ({seconds:.0f} s); log: {log}")
         # only what was made up here is shown: a secret the user set stays where they put it
@@ -138,12 +124,6 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
                    f"{'off (loopback webhook)' if ls.is_loopback_url(config.webhook_url) else 'on'}. Ctrl+C stops.")
         code = process.wait()
         raise HitlError(f"Label Studio stopped by itself (exit code {code}); see its log {log}")
-    finally:
-        stopping.append("done")  # from here on every signal is ignored by stop_once
-        if len(stopping) > 1:
-            echo_err("Stopping Label Studio")
-        if process is not None:
-            ls.stop(process)
 
 
 @click.group()
