@@ -91,7 +91,9 @@ def reconcile_tasks(db: sqlite_utils.Database, tasks: Iterable[Any], project: st
             result.bad("malformed task", f"task {task['id']}: its image id holds {problem}")
             continue
         task_images[task["id"]] = image_id
-        annotations = task.get("annotations") or []
+        # Label Studio's export always has a list here: anything else (null, 0 and "" too, which must not
+        # pass for "no annotations") is counted below as a bad annotation
+        annotations = task.get("annotations", [])
         for annotation in annotations if isinstance(annotations, list) else [annotations]:
             try:
                 email = queries.email_of(annotation.get("completed_by"), emails) if isinstance(annotation, dict) \
