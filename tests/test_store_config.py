@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from hitl import store
-from hitl.config import DEFAULTS, load_settings
+from hitl.config import Settings, load_settings
 from hitl.errors import ConfigError
 from hitl.store.schema import MIGRATIONS
 
@@ -29,14 +29,16 @@ def test_migrations_run_once(tmp_path):
 
 
 def test_settings_defaults_and_overrides(tmp_path):
-    assert load_settings()["select"]["threshold"] == DEFAULTS["select"]["threshold"]
+    assert load_settings() == Settings()
+    assert load_settings().select.threshold == 0.3
     path = tmp_path / "hitl.toml"
     path.write_text("[select]\nthreshold = 0.5\nspecies_max_share = 1\n[select.shares]\ngroup = 1\n")
     settings = load_settings(path)
-    assert settings["select"]["threshold"] == 0.5
-    assert settings["select"]["species_max_share"] == 1.0
-    assert settings["select"]["shares"] == {"group": 1.0}
-    assert DEFAULTS["select"]["threshold"] == 0.3  # defaults are not mutated
+    assert settings.select.threshold == 0.5
+    assert settings.select.species_max_share == 1.0
+    assert settings.select.shares == {"group": 1.0}
+    assert settings.select.data_strip == Settings().select.data_strip == 0.05  # the rest keeps its defaults
+    assert Settings().select.threshold == 0.3  # defaults are not mutated
 
 
 @pytest.mark.parametrize("text, message", [

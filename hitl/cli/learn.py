@@ -110,8 +110,8 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, 
     url = obj.studio_url(url)
     summary = review.push(
         obj.db, obj.studio_client(url), url=url,
-        title=title or queries.last_review_title(obj.db) or settings["push"]["project"],
-        mode=mode or settings["push"]["mode"], document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
+        title=title or queries.last_review_title(obj.db) or settings.push.project,
+        mode=mode or settings.push.mode, document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
         webhook_url=obj.webhook_to_register(webhook_url, no_webhook), secret=os.environ.get("HITL_WEBHOOK_SECRET"),
         threshold=obj.threshold, image_ids=[c.image_id for c in chosen], echo=echo_err)
     click.echo(f"Project {summary.project_id}: {summary.pushed} pushed, {summary.already} already there")

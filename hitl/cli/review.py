@@ -59,11 +59,11 @@ def push(obj: Context, url, title, mode, prefill, webhook_url, no_webhook, docum
     url = obj.studio_url(url)
     summary = review.push(
         obj.db, obj.studio_client(url), url=url,
-        title=title or settings["push"]["project"] + (" (bursts)" if bursts else ""),
-        mode=mode or settings["push"]["mode"], prefill=prefill,
+        title=title or settings.push.project + (" (bursts)" if bursts else ""),
+        mode=mode or settings.push.mode, prefill=prefill,
         document_root=document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
         url_template=image_url_template, webhook_url=obj.webhook_to_register(webhook_url, no_webhook),
-        secret=os.environ.get("HITL_WEBHOOK_SECRET"), batch_size=batch_size or settings["push"]["batch_size"],
+        secret=os.environ.get("HITL_WEBHOOK_SECRET"), batch_size=batch_size or settings.push.batch_size,
         threshold=obj.threshold, echo=echo_err, with_bursts=bursts, settings=settings)
     click.echo(f"Project {summary.project_id} ({'created' if summary.project_created else 'reused'}, "
                f"{summary.mode}, prefilled: {summary.model_version}): {summary.pushed} tasks pushed, "
@@ -106,18 +106,18 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
     from hitl.store import queries
 
     obj.creates_db = True
-    settings = obj.settings["studio"]
+    settings = obj.settings.studio
     given_password, given_token = os.environ.get("LABEL_STUDIO_PASSWORD"), os.environ.get("LABEL_STUDIO_API_KEY")
     if document_root is None:
         roots = sorted(set(queries.image_roots(obj.db).values()))
         document_root = default_document_root(roots) if roots else os.getcwd()
     config = ls.StudioConfig(
-        data_dir=Path(data_dir) if data_dir else Path(obj.db_path).resolve().parent / settings["data_dir"],
+        data_dir=Path(data_dir) if data_dir else Path(obj.db_path).resolve().parent / settings.data_dir,
         document_root=Path(document_root).resolve(),
-        username=os.environ.get("LABEL_STUDIO_USERNAME") or settings["username"],
+        username=os.environ.get("LABEL_STUDIO_USERNAME") or settings.username,
         password=given_password or ls.new_token()[:16],
         token=given_token or ls.new_token(),
-        port=port or settings["port"],
+        port=port or settings.port,
         webhook_url=webhook_url or obj.webhook_url_default(),
     )
     log = config.data_dir / "label-studio.log"
@@ -266,8 +266,8 @@ def serve(obj: Context, host, port, threads, insecure) -> None:
     from hitl.review.studio import is_loopback_host, port_is_free
     from hitl.review.webhook import DEFAULT_MAX_BYTES, check_secret, create_app
 
-    host = host or obj.settings["serve"]["host"]
-    port = port or obj.settings["serve"]["port"]
+    host = host or obj.settings.serve.host
+    port = port or obj.settings.serve.port
     secret = os.environ.get("HITL_WEBHOOK_SECRET")
     if not secret and not insecure:
         raise click.ClickException("set HITL_WEBHOOK_SECRET (the secret `hitl push` registers with the webhook), "
@@ -439,7 +439,7 @@ def queue(obj: Context, n, url, title, webhook_url, no_webhook) -> None:
     url = obj.studio_url(url)
     summary = review.push(
         obj.db, obj.studio_client(url), url=url,
-        title=title or f"{queries.last_review_title(obj.db) or settings['push']['project']} (adjudication)",
+        title=title or f"{queries.last_review_title(obj.db) or settings.push.project} (adjudication)",
         mode="blind", document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
         webhook_url=obj.webhook_to_register(webhook_url, no_webhook),
         secret=os.environ.get("HITL_WEBHOOK_SECRET"), threshold=obj.threshold,
