@@ -15,7 +15,8 @@ from hitl.errors import ConfigError
 
 
 # Every setting that has a sensible default has it here; the TOML file uses the same sections.
-# frozen: a command-line option makes a new struct (msgspec.structs.replace), nobody writes into one.
+# frozen: a command-line option makes a new struct (overridden), nobody writes into the one all share;
+# each section says frozen=True again because type checkers do not inherit msgspec's class options.
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """A section of the settings file: unknown keys and wrong types are refused by msgspec."""
 
@@ -31,7 +32,7 @@ DEFAULT_SHARES = {
 }
 
 
-class SelectSettings(_Section):
+class SelectSettings(_Section, frozen=True):
     threshold: float = 0.3  # detection confidence that counts as "an animal is there"
     include_people: bool = False  # people must not end up in a public hero set
     sequence_gap_seconds: float = 60.0  # EXIF/CCT-time sequences: a longer gap starts a new one
@@ -68,7 +69,7 @@ DEFAULT_PRICES = {
 }
 
 
-class ScoreSettings(_Section):
+class ScoreSettings(_Section, frozen=True):
     concurrency: int = 8  # requests in flight (raise it to keep a GPU server saturated)
     attempts: int = 5  # per image, for 429, 5xx, timeouts and dropped connections
     retry_base_seconds: float = 1.0  # backoff doubles from here, with jitter ...
@@ -88,7 +89,7 @@ class ScoreSettings(_Section):
     prices: dict[str, Price] = msgspec.field(default_factory=lambda: dict(DEFAULT_PRICES))
 
 
-class EmbedSettings(_Section):
+class EmbedSettings(_Section, frozen=True):
     concurrency: int = 16  # requests in flight to an embedding server (onnx and baseline: one per core)
     attempts: int = 5  # per image, for 429, 5xx, timeouts and dropped connections
     retry_base_seconds: float = 1.0
@@ -100,25 +101,25 @@ class EmbedSettings(_Section):
     baseline_side: int = 256  # the offline baseline measures each image at this longest side
 
 
-class StudioSettings(_Section):
+class StudioSettings(_Section, frozen=True):
     url: str = "http://127.0.0.1:8080"  # where `push` and `sync` find Label Studio
     port: int = 8080  # where `studio` starts it
     username: str = "curator@example.org"  # must be an email; password and token from the environment
     data_dir: str = "label-studio-data"  # relative to the database's folder
 
 
-class PushSettings(_Section):
+class PushSettings(_Section, frozen=True):
     project: str = "hero-hitl review"
     mode: str = "assisted"
     batch_size: int = 500
 
 
-class ServeSettings(_Section):
+class ServeSettings(_Section, frozen=True):
     host: str = "127.0.0.1"
     port: int = 8765
 
 
-class Settings(_Section):
+class Settings(_Section, frozen=True):
     """All the settings: the defaults, a TOML file's values over them (:func:`load_settings`)."""
 
     select: SelectSettings = msgspec.field(default_factory=SelectSettings)
