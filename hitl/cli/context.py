@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from hitl.config import load_settings
+from hitl.config import Settings, load_settings
 from hitl.errors import HitlError, InputFormatError
 
 # The loop's order: `hitl --help` lists the commands as a curator meets them.
@@ -83,7 +83,7 @@ class Context:
 
     def __init__(self, db_path: str, config_path: str | None):
         self.db_path = db_path
-        self.settings = load_settings(config_path)
+        self.settings: Settings = load_settings(config_path)  # an option replaces a section, never writes into it
         self.creates_db = False
         self._db = None
 
@@ -97,10 +97,10 @@ class Context:
 
     @property
     def threshold(self) -> float:
-        return self.settings["select"]["threshold"]
+        return self.settings.select.threshold
 
     def studio_url(self, url: str | None) -> str:
-        return url or self.settings["studio"]["url"]
+        return url or self.settings.studio.url
 
     def webhook_to_register(self, given: str | None, refused: bool) -> str | None:
         """The webhook a push registers: the one given, else the `serve` address whenever a secret
@@ -110,8 +110,8 @@ class Context:
         return given or (self.webhook_url_default() if os.environ.get("HITL_WEBHOOK_SECRET") else None)
 
     def webhook_url_default(self) -> str:
-        serve = self.settings["serve"]
-        return f"http://{serve['host']}:{serve['port']}/webhooks/label-studio"
+        serve = self.settings.serve
+        return f"http://{serve.host}:{serve.port}/webhooks/label-studio"
 
 
 def echo_err(message: str) -> None:

@@ -105,8 +105,8 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, studio, mode) -> N
     settings = obj.settings
     summary = review.push(
         obj.db, studio.client(), **studio.push_arguments(),
-        title=studio.title or queries.last_review_title(obj.db) or settings["push"]["project"],
-        mode=mode or settings["push"]["mode"], threshold=obj.threshold, image_ids=[c.image_id for c in chosen],
+        title=studio.title or queries.last_review_title(obj.db) or settings.push.project,
+        mode=mode or settings.push.mode, threshold=obj.threshold, image_ids=[c.image_id for c in chosen],
         echo=echo_err)
     click.echo(f"Project {summary.project_id}: {summary.pushed} pushed, {summary.already} already there")
     echo_skipped(summary)

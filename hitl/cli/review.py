@@ -52,8 +52,8 @@ def push(obj: Context, studio, mode, prefill, batch_size, bursts) -> None:
     settings = obj.settings
     summary = review.push(
         obj.db, studio.client(), **studio.push_arguments(),
-        title=studio.title or settings["push"]["project"] + (" (bursts)" if bursts else ""),
-        mode=mode or settings["push"]["mode"], prefill=prefill, batch_size=batch_size or settings["push"]["batch_size"],
+        title=studio.title or settings.push.project + (" (bursts)" if bursts else ""),
+        mode=mode or settings.push.mode, prefill=prefill, batch_size=batch_size or settings.push.batch_size,
         threshold=obj.threshold, echo=echo_err, with_bursts=bursts, settings=settings)
     click.echo(f"Project {summary.project_id} ({'created' if summary.project_created else 'reused'}, "
                f"{summary.mode}, prefilled: {summary.model_version}): {summary.pushed} tasks pushed, "
@@ -90,18 +90,18 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
     from hitl.store import queries
 
     obj.creates_db = True
-    settings = obj.settings["studio"]
+    settings = obj.settings.studio
     given_password, given_token = os.environ.get("LABEL_STUDIO_PASSWORD"), os.environ.get("LABEL_STUDIO_API_KEY")
     if document_root is None:
         roots = sorted(set(queries.image_roots(obj.db).values()))
         document_root = default_document_root(roots) if roots else os.getcwd()
     config = ls.StudioConfig(
-        data_dir=Path(data_dir) if data_dir else Path(obj.db_path).resolve().parent / settings["data_dir"],
+        data_dir=Path(data_dir) if data_dir else Path(obj.db_path).resolve().parent / settings.data_dir,
         document_root=Path(document_root).resolve(),
-        username=os.environ.get("LABEL_STUDIO_USERNAME") or settings["username"],
+        username=os.environ.get("LABEL_STUDIO_USERNAME") or settings.username,
         password=given_password or ls.new_token()[:16],
         token=given_token or ls.new_token(),
-        port=port or settings["port"],
+        port=port or settings.port,
         webhook_url=webhook_url or obj.webhook_url_default(),
     )
     log = config.data_dir / "label-studio.log"
@@ -231,8 +231,8 @@ def serve(obj: Context, host, port, threads, insecure) -> None:
     from hitl.review.studio import is_loopback_host, port_is_free
     from hitl.review.webhook import DEFAULT_MAX_BYTES, check_secret, create_app
 
-    host = host or obj.settings["serve"]["host"]
-    port = port or obj.settings["serve"]["port"]
+    host = host or obj.settings.serve.host
+    port = port or obj.settings.serve.port
     secret = os.environ.get("HITL_WEBHOOK_SECRET")
     if not secret and not insecure:
         raise click.ClickException("set HITL_WEBHOOK_SECRET (the secret `hitl push` registers with the webhook), "
@@ -403,7 +403,7 @@ def queue(obj: Context, n, studio) -> None:
         raise click.ClickException("no disagreements yet: score with two models or collect curator ratings first")
     summary = review.push(
         obj.db, studio.client(), **studio.push_arguments(),
-        title=studio.title or f"{queries.last_review_title(obj.db) or obj.settings['push']['project']} (adjudication)",
+        title=studio.title or f"{queries.last_review_title(obj.db) or obj.settings.push.project} (adjudication)",
         mode="blind", threshold=obj.threshold, image_ids=[r["image_id"] for r in ranked])
     click.echo(f"Adjudication project {summary.project_id} (blind): {summary.pushed} queued, {summary.already} already "
                f"there; the first: {ranked[0]['image_id']} ({ranked[0]['reason']})")

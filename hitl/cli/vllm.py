@@ -74,7 +74,7 @@ def vllm(obj: Context, purpose, model, gpus, assume, host, port, print_only, tim
     indices = (sizing.parse_indices(gpus, "--gpus") if gpus else
                sizing.parse_indices(os.environ["CUDA_VISIBLE_DEVICES"], "CUDA_VISIBLE_DEVICES") if pin else None)
     plan = sizing.plan_server(found_gpus, purpose, model, indices, host, port,
-                              obj.settings["score"]["max_side"], tuple(vllm_args), pin)
+                              obj.settings.score.max_side, tuple(vllm_args), pin)
     for note in plan.notes:
         echo_err(note)
     on = ", ".join(str(g.index) for g in plan.gpus)

@@ -18,6 +18,7 @@ import sqlite_utils
 from converters.common import HumanRating, RecordProblem
 from converters.decisions import DecisionError
 from converters.labelme import MODES, LabelmeFormatError, labelme_document, rating_from_labelme
+from hitl.config import Settings
 from hitl.errors import HitlError, NothingToDo
 from hitl.files import OutputError, link_on_the_way, make_output_folder, walk_files, write_atomic
 from hitl.imageprep import read_upright_size
@@ -36,7 +37,7 @@ class LabelmeExportError(HitlError, ValueError):
 
 def export_labelme(db: sqlite_utils.Database, out_dir: str | Path | None, mode: str = "assisted",
                    prefill_model: str | None = None, threshold: float = 0.3, overwrite: bool = False,
-                   with_bursts: bool = False, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+                   with_bursts: bool = False, settings: Settings | None = None) -> dict[str, Any]:
     """Write one Labelme JSON per candidate image; return the counts.
 
     ``out_dir`` None writes beside each image (``<root>/<image_id>`` with a .json suffix);

@@ -24,6 +24,7 @@ from converters.labelstudio import (
     local_files_url,
     model_version,
 )
+from hitl.config import Settings
 from hitl.errors import HitlError, StudioError
 from hitl.learn import LEARNED
 from hitl.progress import progress_bar
@@ -93,7 +94,7 @@ def push(db: sqlite_utils.Database, client, *, url: str, title: str, mode: str =
          url_template: str | None = None, webhook_url: str | None = None, secret: str | None = None,
          batch_size: int = 500, threshold: float = 0.3, image_ids: list[str] | None = None,
          progress: bool | None = None, echo: Callable[[str], None] = lambda _m: None,
-         with_bursts: bool = False, settings: dict[str, Any] | None = None) -> PushSummary:
+         with_bursts: bool = False, settings: Settings | None = None) -> PushSummary:
     """Create or reuse the project ``title`` and import the candidates not yet in it.
 
     With ``with_bursts``, each candidate whose sequence has kept frames is one multi-image task of
