@@ -258,3 +258,24 @@ def give_detector_record(db, root: Path | str, image_ids: list[str], people: tup
     with store.transaction(db):
         record_detector_file(db, 0, f"{root}/planted_md.json", str(Path(root).resolve()), len(image_ids),
                              pack_ids(image_ids), [(i, 0.9, "megadetector") for i in people])
+
+
+def descendants(pid: int) -> list:
+    """Every process started below ``pid`` (a pool's fork server and its workers too), as psutil sees them."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def still_running(processes: list, timeout: float = 10.0) -> list[str]:
+    """Those of ``processes`` still running after up to ``timeout`` seconds (none is the hoped answer)."""
+    import psutil
+
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for p in alive:  # a test must not leave them behind, whatever it asserts
+        p.kill()
+    return [f"{p.pid}: {' '.join(p.cmdline())[:120]}" for p in alive]
