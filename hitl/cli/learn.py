@@ -92,7 +92,7 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, 
 
     if out_csv:  # before choosing: a path that cannot be written is said at once
         make_file_folder(out_csv)
-    chosen = choose_next(obj.db, n, strategy)
+    chosen = choose_next(obj.db, n, strategy, obj.threshold)
     if not chosen:
         raise click.ClickException("no unreviewed candidate left: `hitl select --add --learned` brings in more")
     if out_csv:
@@ -101,7 +101,8 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, 
     likely = sum(c.p_hero >= HERO_P for c in chosen)
     click.echo(f"Next {len(chosen)} ({strategy}: {by_hero} as the likeliest heroes left, {len(chosen) - by_hero} where "
                f"the model is least sure; {likely} likely {'hero' if likely == 1 else 'heroes'}, p(hero) ≥ {HERO_P:g})"
-               + (f"; wrote {out_csv}" if out_csv else ""))
+               + (f"; spread over the {chosen[0].spread_by} vectors, no two near-duplicates" if chosen[0].spread_by
+                  else "") + (f"; wrote {out_csv}" if out_csv else ""))
     if dry_run:
         for c in chosen[:10]:
             click.echo(f"  {c.image_id:40} p(hero) {c.p_hero:.2f}  {c.reason}")
