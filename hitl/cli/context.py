@@ -16,7 +16,7 @@ from hitl.errors import HitlError, InputFormatError
 
 # The loop's order: `hitl --help` lists the commands as a curator meets them.
 COMMAND_ORDER = ("select", "score", "embed", "studio", "push", "labelme", "serve", "sync", "ratings", "replay",
-                 "learn", "next", "compare", "report", "queue", "gallery", "export")
+                 "learn", "next", "similar", "compare", "report", "queue", "gallery", "export")
 
 
 class HitlGroup(click.Group):
