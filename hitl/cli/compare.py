@@ -72,6 +72,8 @@ def compare(obj: Context, n, url, title, policy, min_stars, min_per_image, seed,
     elif summary.pushed < summary.asked:
         echo_err(f"Only {summary.pushed} of the {summary.asked} pairs asked for are new "
                  f"({summary.possible - summary.pushed} pairs left never shown).")
+    if summary.near_duplicate_pairs:
+        click.echo(f"  {summary.near_duplicate_pairs} pairs of near-duplicate heroes are never paired (one group each)")
     echo_left_out(summary.left_out)
     for reason, count in summary.skipped.most_common():
         click.echo(f"  skipped {count:>5}  {reason}")
