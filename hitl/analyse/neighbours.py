@@ -16,8 +16,8 @@ where it was (a resting animal, a bird on its nest, a burst). :func:`near_duplic
    are one camera's), and
 2. their vectors are at least as similar as the model's **threshold** (:func:`copy_threshold`:
    calibrated on planted copies of the collection's own photos), and
-3. **the same moment or the same place**: frames of one sequence (moments apart), or the animals in
-   the same place: the largest animal box of each overlaps one of the other's by at least
+3. **the same moment or the same place**: frames of one sequence (moments apart), or the same
+   animals in the same places: every animal box of each overlaps one of the other's by at least
    :data:`SAME_PLACE_IOU` (intersection over union), or neither has an animal.
 
 Rule 3 is what "the same camera minutes apart" needs: a fixed camera's view is most of what a
@@ -35,7 +35,6 @@ import numpy as np
 
 CHUNK_ROWS = 32768  # rows turned into float32 at once: 64 MB of a 512-d matrix
 SAME_PLACE_IOU = 0.5  # boxes overlapping this much hold the same subject in the same place
-COPY_SHARE = 0.98  # the threshold is the similarity this share of planted copies reaches
 THRESHOLD_FLOOR = 0.5  # no threshold below this, whatever the copies say: cosine 0.5 is not "a copy"
 DEFAULT_THRESHOLD = 0.95  # for vectors of a model never calibrated (`hitl embed` calibrates)
 Box = tuple[float, float, float, float]  # x, y, width, height as shares of the frame
@@ -89,13 +88,21 @@ def nearest_other(matrix: np.ndarray, rows: Sequence[int], groups: np.ndarray, s
     return best
 
 
-def copy_threshold(copy_similarities: Sequence[float], share: float = COPY_SHARE) -> float:
-    """The near-duplicate threshold from planted copies: the similarity ``share`` of them reach (a
-    little below, for float16), never under :data:`THRESHOLD_FLOOR` nor above 0.999."""
-    sims = np.asarray(copy_similarities, dtype=np.float64)
-    if sims.size == 0:
+def copy_threshold(copies: dict[str, Sequence[float]]) -> float:
+    """The near-duplicate threshold from planted copies (kind of copy -> each copy's similarity to its
+    photo): for each kind its lowest similarity, lowered again by as much as that kind spreads (its
+    median minus its lowest), room for photos harder to copy than the few that were; the lowest of
+    those, never under :data:`THRESHOLD_FLOOR` nor above 0.999. Bounded by what copies do, not by
+    how close distinct photos come: the camera and place rules keep those apart."""
+    bounds = []
+    for sims in copies.values():
+        values = np.asarray(sims, dtype=np.float64)
+        if values.size:
+            low = float(values.min())
+            bounds.append(low - (float(np.median(values)) - low))
+    if not bounds:
         raise ValueError("no planted copies to calibrate on")
-    return float(np.clip(np.quantile(sims, 1.0 - share) - 0.002, THRESHOLD_FLOOR, 0.999))
+    return float(np.clip(min(bounds), THRESHOLD_FLOOR, 0.999))
 
 
 @dataclass(frozen=True)
@@ -118,15 +125,14 @@ def iou(a: Box, b: Box) -> float:
 
 
 def same_place(a: tuple[Box, ...] | None, b: tuple[Box, ...] | None, min_iou: float = SAME_PLACE_IOU) -> bool:
-    """Whether two images' animals are in the same place: the largest box of each overlaps one of
-    the other's by ``min_iou``; two images without an animal agree; unknown boxes agree with anything."""
+    """Whether two images show their animals in the same places: every box of each overlaps one of the
+    other's by ``min_iou``. Two images without an animal agree; unknown boxes agree with anything."""
     if a is None or b is None:
         return True
     if not a or not b:
         return not a and not b
-    largest_a = max(a, key=lambda box: box[2] * box[3])
-    largest_b = max(b, key=lambda box: box[2] * box[3])
-    return max(iou(largest_a, x) for x in b) >= min_iou and max(iou(largest_b, x) for x in a) >= min_iou
+    return (all(max(iou(x, y) for y in b) >= min_iou for x in a)
+            and all(max(iou(y, x) for x in a) >= min_iou for y in b))
 
 
 def near_duplicate(similarity: float, a: Subject, b: Subject, threshold: float) -> bool:
@@ -178,16 +184,17 @@ def groups(n: int, pairs: Sequence[tuple[int, int, float] | tuple[int, int]]) ->
 
 
 def spread(ranked: Sequence[int], vectors: np.ndarray, n: int, allowed: Callable[[int, list[int]], bool],
-           trade_off: float = 0.7) -> list[int]:
+           trade_off: float = 0.5, window: int | None = None) -> list[int]:
     """Up to ``n`` of ``ranked`` (best first) by maximal marginal relevance: each step takes the row
     with the highest ``trade_off * relevance - (1 - trade_off) * (its largest similarity to a row
-    taken)``, relevance falling linearly from 1 (first) to 0 (last) of the ranked list, among the
-    rows ``allowed(row, taken)`` accepts (no sequence twice, no near-duplicate, ...). A row without
-    a vector (NaN) costs nothing in similarity. With ``trade_off`` 1 it is the ranked order."""
+    taken)``, among the rows ``allowed(row, taken)`` accepts (no sequence twice, no near-duplicate,
+    ...). Relevance falls linearly from 1 (the first ranked) to 0 at ``window`` (default: 4 n), and
+    below 0 after it, so a round spreads over the best few times n rather than the whole list. A
+    row without a vector (NaN) costs nothing in similarity. With ``trade_off`` 1 it is the ranked order."""
     order = np.asarray(ranked, dtype=np.int64)
     if n <= 0 or not len(order):
         return []
-    relevance = 1.0 - np.arange(len(order)) / max(1, len(order) - 1)
+    relevance = 1.0 - np.arange(len(order)) / max(1, window or 4 * n)
     rows = np.asarray(vectors[order], dtype=np.float32)
     known = np.isfinite(rows).all(axis=1)
     rows[~known] = 0.0

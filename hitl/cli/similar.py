@@ -31,7 +31,8 @@ def similar(obj: Context, image_id, n, heroes, policy, model, out_csv, push_them
 
     Every image the model has a vector of is searched, a whole collection's too (`embed --md`).
     --push sends the unreviewed ones the store knows for review; an image that is only a
-    whole-collection vector needs its detector record first: the command that brings it in is said.
+    whole-collection vector needs its detector record first: they are listed beside --out
+    (FILE-to-select.csv) with the `select --add --only` command that brings them in.
 
     \b
     Examples:
@@ -63,16 +64,25 @@ def similar(obj: Context, image_id, n, heroes, policy, model, out_csv, push_them
 
 
 def _push(obj: Context, found, fresh, out_csv, url, title, mode, webhook_url, no_webhook) -> None:
-    """Push the unreviewed images the store knows; name the others with the command that brings them in."""
+    """Push the unreviewed images the store knows; name the others with the command that brings them in
+    (listing them beside --out for it)."""
+    from pathlib import Path
+
+    from hitl.files import write_atomic
     from hitl.review import push as review
     from hitl.store import queries
+    from hitl.tables import safe_csv_text
 
     known = [m.image_id for m in fresh if m.in_store]
     outside = [m.image_id for m in fresh if not m.in_store]
     if outside:
+        listed = None
+        if out_csv:  # beside --out: the list `select --only` reads
+            listed = str(Path(out_csv).with_name(Path(out_csv).stem + "-to-select.csv"))
+            write_atomic(listed, safe_csv_text(["image_id"], ({"image_id": i} for i in outside)))
         echo_err(f"{len(outside)} of them are only whole-collection vectors, not yet in the store (e.g. "
                  f"{', '.join(printable(i) for i in outside[:5])}): a review task needs the detector record. "
-                 + bring_in(found.source, out_csv, len(outside)))
+                 + bring_in(found.source, listed, len(outside)))
     if not known:
         raise click.ClickException("none of them can be pushed yet" + (" (see above)" if outside else
                                                                       ": every one is reviewed already"))
@@ -88,9 +98,9 @@ def _push(obj: Context, found, fresh, out_csv, url, title, mode, webhook_url, no
                + (f", {len(outside)} not in the store yet" if outside else ""))
 
 
-def bring_in(source: dict[str, str], out_csv: str | None, n: int) -> str:
-    """The `select --add --only` command that brings the listed images in, from where they were embedded."""
-    listed = out_csv or "similar.csv"
+def bring_in(source: dict[str, str], listed: str | None, n: int) -> str:
+    """The `select --add --only` command that brings the images ``listed`` (a CSV) in, from where they were
+    embedded."""
     if source.get("camtrap_dp"):
         where = f"--camtrap-dp {source['camtrap_dp']}"
     elif source.get("md"):
@@ -98,9 +108,9 @@ def bring_in(source: dict[str, str], out_csv: str | None, n: int) -> str:
             f" --speciesnet {source['speciesnet']}" if source.get("speciesnet") else "")
     else:
         where = "--md FILE --images ROOT"
-    return (("" if out_csv else "Write them with --out similar.csv, then: ")
-            + f"`python -m hitl select {where} --add --only {listed} -n {n}` brings them in, "
-              f"then `python -m hitl similar ... --push` again")
+    return (("" if listed else "With --out FILE they are listed in FILE-to-select.csv, and ")
+            + f"`python -m hitl select {where} --add --only {listed or 'FILE-to-select.csv'} -n {n}` brings them in; "
+              f"then push them with `python -m hitl similar ... --push` again")
 
 
 COMMANDS = [similar]

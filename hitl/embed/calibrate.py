@@ -4,9 +4,9 @@ of its own photos, embedded by the same model, say how close "the same photograp
 Every model spreads copies differently (a re-encoded photo may keep 0.999 of its CLIP vector and
 0.99 of the baseline's; a 95% crop moves the baseline more than CLIP), so no one number serves.
 After a run, `hitl embed` takes :data:`PHOTOS` of the images it embedded (seeded), makes the four
-copies of :func:`planted_copies` of each, embeds them as it embeds any image, and stores the
-similarity that 98% of them reach (:func:`hitl.analyse.neighbours.copy_threshold`) as the model's
-threshold, with what it rests on. It also says how many of a sample of the collection's photos
+copies of :func:`planted_copies` of each, embeds them as it embeds any image, and stores as the
+model's threshold the lowest similarity of a copy to its photo, lowered by as much as that kind of
+copy spreads (:func:`hitl.analyse.neighbours.copy_threshold`), with what it rests on. It also says how many of a sample of the collection's photos
 have a photo of another camera as close (:func:`hitl.analyse.neighbours.nearest_other`): the
 share that vectors alone would wrongly call near-duplicates, which the camera and box rules keep
 apart. A model is calibrated again once it has twice the vectors it had at its calibration.
@@ -43,14 +43,14 @@ KINDS = ("re-encoded", "brighter", "cropped", "minutes later")
 def planted_copies(image: Image.Image, boxes: list[Box], rng: np.random.Generator
                    ) -> list[tuple[str, Image.Image, list[Box]]]:
     """Four near-duplicates of an upright RGB photo, each with its animal boxes moved as the pixels
-    moved: re-encoded at JPEG quality 40; 5% brighter; a 95% crop (at a random place); and the same
+    moved: re-encoded at JPEG quality 40; 5% brighter; a 95% crop (the middle); and the same
     camera minutes later, the subject where it was: the light 7% up or down and a little warmer or
     cooler, a cloud's soft shadow, fresh sensor noise, and the camera nudged by up to 1% and 0.5 degrees."""
     w, h = image.size
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=40)
     reencoded = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-    x0, y0 = rng.uniform(0, 0.05, 2)
+    x0 = y0 = 0.025
     crop = image.crop((round(x0 * w), round(y0 * h), round((x0 + 0.95) * w), round((y0 + 0.95) * h)))
     cropped_boxes = [_clipped(((x - x0) / 0.95, (y - y0) / 0.95, bw / 0.95, bh / 0.95)) for x, y, bw, bh in boxes]
     later, (dx, dy) = _minutes_later(image, rng)
@@ -115,8 +115,9 @@ def calibrate(db: sqlite_utils.Database, backend: EmbedBackend, targets: list[Em
     every = [s for sims in similarities.values() for s in sims]
     if not every:
         return None
-    share, n_distinct = _distinct_share(db, backend.name, copy_threshold(every), seed)
-    result = Calibration(backend.name, copy_threshold(every), len({job[0] for job in jobs}), len(every),
+    threshold = copy_threshold(similarities)
+    share, n_distinct = _distinct_share(db, backend.name, threshold, seed)
+    result = Calibration(backend.name, threshold, len({job[0] for job in jobs}), len(every),
                          {kind: round(min(sims), 4) for kind, sims in similarities.items() if sims}, share, n_distinct,
                          _count(db, backend.name))
     with transaction(db):

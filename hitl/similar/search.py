@@ -68,8 +68,9 @@ def find_similar(db: sqlite_utils.Database, image_id: str | None = None, *, hero
         raise HitlError("name an image (IMAGE_ID) or search around the hero set (--heroes)")
     found_ids, found = vectors(db, model, query_ids)
     if not found_ids:
-        raise HitlError(f"{'no hero image' if heroes else image_id} has a {model} vector: run `python -m hitl embed "
-                        f"--model {model}` on {'the candidates' if heroes else 'its collection or folder'} first")
+        raise HitlError(f"{'no hero image has a' if heroes else image_id + ' has no'} {model} vector: run `python -m "
+                        f"hitl embed --model {model}` on {'the candidates' if heroes else 'its collection or folder'} "
+                        f"first (or check the image's name)")
     centre = found.mean(axis=0)
     centre /= max(float(np.linalg.norm(centre)), 1e-12)
     started = time.perf_counter()

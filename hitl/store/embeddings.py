@@ -7,6 +7,7 @@ A whole collection's matrix is read back in chunks of many rows per query and de
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,9 +47,13 @@ def unit_float16(vector: np.ndarray) -> np.ndarray:
 
 def embedding_row(image_id: str, model: str, root: str, *, vector: np.ndarray | None = None,
                   error: str | None = None, error_kind: str | None = None, attempts: int = 0,
-                  latency_ms: float | None = None, run_id: int | None = None) -> dict[str, Any]:
-    """One row of the embeddings table: a vector (made by :func:`unit_float16`), or a failure with its reason."""
+                  latency_ms: float | None = None, run_id: int | None = None,
+                  boxes: list | None = None) -> dict[str, Any]:
+    """One row of the embeddings table: a vector (made by :func:`unit_float16`), or a failure with its reason;
+    ``boxes``: the image's animal boxes when it was embedded (none given: not known), which the
+    near-duplicate rule reads for an image that is only a whole-collection vector."""
     return {"image_id": image_id, "model": model, "root": root,
+            "boxes": json.dumps([[round(float(v), 6) for v in box] for box in boxes]) if boxes else None,
             "dim": None if vector is None else int(vector.size),
             "vector": None if vector is None else vector.astype(STORED).tobytes(),
             "status": "failed" if vector is None else "ok", "error": error, "error_kind": error_kind,

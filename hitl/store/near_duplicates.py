@@ -48,9 +48,10 @@ class Calibration:
         if not self.calibrated:
             return (f"Near-duplicate threshold {self.threshold:.3f} for {self.model} (a default: run `hitl embed "
                     f"--model {self.model}` again to calibrate it on this collection)")
-        text = (f"Near-duplicate threshold {self.threshold:.3f} for {self.model}: reached by 98% of "
-                f"{self.n_copies} planted copies of {self.n_photos} of this collection's photos (re-encoded, "
-                f"brighter, cropped, minutes later)")
+        lowest = ", ".join(f"{kind} {value:.3f}" for kind, value in sorted(self.copies.items()))
+        text = (f"Near-duplicate threshold {self.threshold:.3f} for {self.model}, from {self.n_copies} planted copies "
+                f"of {self.n_photos} of this collection's photos (the lowest similarity of each kind: {lowest}; "
+                f"lowered by each kind's spread)")
         if self.distinct_share is not None and self.distinct_n:
             text += (f"; {self.distinct_share:.0%} of {self.distinct_n} photos have one of another camera as close "
                      f"(the camera and box rules keep those apart)")
@@ -82,8 +83,10 @@ def camera_of(root: str | None, location: str | None, image_id: str) -> str:
 
 def subjects(db: sqlite_utils.Database, image_ids: list[str], threshold: float, model: str | None = None
              ) -> list[Subject]:
-    """Each image's camera, sequence and animal boxes at ``threshold`` (None: no detector record)."""
+    """Each image's camera, sequence and animal boxes at ``threshold``: the stored detections', else those it
+    was embedded with (a whole collection's image), else None (unknown)."""
     known: dict[str, tuple[Any, Any, Any]] = {}
+    when_embedded: dict[str, list[Box]] = {}  # the boxes stored with a vector (a whole collection's images)
     detected: set[str] = set()
     boxes: dict[str, list[Box]] = {}
     for marks, part in in_chunks(list(dict.fromkeys(image_ids))):
@@ -91,9 +94,12 @@ def subjects(db: sqlite_utils.Database, image_ids: list[str], threshold: float, 
                 f"SELECT image_id, root, location, seq_id FROM images WHERE image_id IN ({marks})", part):
             known[image_id] = (root, location, seq_id)
         if model is not None:
-            for image_id, root in db.execute(f"SELECT image_id, root FROM embeddings WHERE model = ? AND image_id "
-                                             f"IN ({marks})", [model, *part]):
+            for image_id, root, embedded_boxes in db.execute(
+                    f"SELECT image_id, root, boxes FROM embeddings WHERE model = ? AND image_id IN ({marks})",
+                    [model, *part]):
                 known.setdefault(image_id, (root, None, None))
+                if embedded_boxes:
+                    when_embedded[image_id] = [tuple(b) for b in json.loads(embedded_boxes)]
         for image_id, kind, conf, x, y, w, h in db.execute(
                 f"SELECT image_id, kind, conf, x, y, w, h FROM detections WHERE image_id IN ({marks})", part):
             detected.add(image_id)
@@ -102,8 +108,9 @@ def subjects(db: sqlite_utils.Database, image_ids: list[str], threshold: float, 
     out = []
     for image_id in image_ids:
         root, location, seq_id = known.get(image_id, (None, None, None))
-        out.append(Subject(camera_of(root, location, image_id), seq_id,
-                           tuple(boxes.get(image_id, ())) if image_id in detected else None))
+        found = (tuple(boxes.get(image_id, ())) if image_id in detected else
+                 tuple(when_embedded[image_id]) if image_id in when_embedded else None)
+        out.append(Subject(camera_of(root, location, image_id), seq_id, found))
     return out
 
 

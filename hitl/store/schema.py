@@ -372,7 +372,10 @@ def m014_near_duplicates(db: sqlite_utils.Database) -> None:
     """What the near-duplicate steps need of a model's vectors. ``embedding_calibrations``: its
     near-duplicate threshold as `hitl embed` calibrated it on planted copies of the collection's own
     photos (and what it rests on). ``embedding_versions``: a number a trigger raises whenever one of
-    its vectors is written, so a copy of them kept for fast search knows at once when it is stale."""
+    its vectors is written, so a copy of them kept for fast search knows at once when it is stale.
+    ``embeddings.boxes``: the animal boxes an image had when it was embedded (JSON; NULL: none
+    known), for an image that is only a whole-collection vector, with no detections stored."""
+    db["embeddings"].add_column("boxes", str)
     db["embedding_calibrations"].create(
         {"model": str, "threshold": float, "n_photos": int, "n_copies": int, "copies": str, "distinct_share": float,
          "distinct_n": int, "n_vectors": int, "computed_at": str},
