@@ -153,14 +153,15 @@ def test_the_searched_copy_follows_every_vector_written(tmp_path):
     data, _, header = cache_paths(tmp_path / "hitl.db", "m")
     assert isinstance(mapped, np.memmap) and data.is_file() and json.loads(header.read_text())["n"] == 5
     expected_ids, expected = vectors(db, "m")
+    ids = list(ids)
     assert np.array_equal(mapped[[ids.index(i) for i in expected_ids]], expected)
     made = data.stat().st_mtime_ns
-    assert matrix(db, "m")[0] == ids and data.stat().st_mtime_ns == made  # read again, not made again
+    assert list(matrix(db, "m")[0]) == ids and data.stat().st_mtime_ns == made  # read again, not made again
     write(["a/new.jpg"])  # the version rises: the copy is stale and made again
     assert "a/new.jpg" in matrix(db, "m")[0]
     write(["a/0.jpg"])  # a vector replaced
     ids, mapped = matrix(db, "m")
-    assert np.allclose(mapped[ids.index("a/0.jpg")], vectors(db, "m", ["a/0.jpg"])[1][0])
+    assert np.allclose(mapped[list(ids).index("a/0.jpg")], vectors(db, "m", ["a/0.jpg"])[1][0])
     header.write_text("not json")
     assert len(matrix(db, "m")[0]) == 6  # a broken header: made again
     none_ids, none = matrix(db, "none")

@@ -60,7 +60,7 @@ def top_k(matrix: np.ndarray, queries: np.ndarray, k: int, exclude: Sequence[int
         return best_idx, best_sim
     excluded = np.asarray(sorted(set(exclude)), dtype=np.int64)
     for start, rows in chunks(matrix, size):
-        sims = queries @ rows.T  # n_q x chunk
+        sims = (rows @ queries.T).T  # n_q x chunk (rows first: one pass over the chunk, as a matrix-vector product)
         hit = excluded[(excluded >= start) & (excluded < start + len(rows))] - start
         sims[:, hit] = -np.inf
         take = min(k, sims.shape[1])

@@ -109,9 +109,11 @@ def calibrate(db: sqlite_utils.Database, backend: EmbedBackend, targets: list[Em
         found = _embedded(backend, [job[2] for job in jobs], settings)
     originals = dict(zip(*vectors(db, backend.name, [job[0] for job in jobs])))
     for (image_id, kind, _), vector in zip(jobs, found):
-        if vector is not None and image_id in originals:
-            unit = vector / np.linalg.norm(vector)
-            similarities[kind].append(float(originals[image_id] @ unit))
+        original = originals.get(image_id)
+        if vector is None or original is None or vector.size != original.size or not np.isfinite(vector).all() \
+                or not np.linalg.norm(vector):
+            continue  # failed, or not a vector the run would have stored
+        similarities[kind].append(float(original @ (vector / np.linalg.norm(vector))))
     every = [s for sims in similarities.values() for s in sims]
     if not every:
         return None

@@ -374,8 +374,10 @@ def m014_near_duplicates(db: sqlite_utils.Database) -> None:
     photos (and what it rests on). ``embedding_versions``: a number a trigger raises whenever one of
     its vectors is written, so a copy of them kept for fast search knows at once when it is stale.
     ``embeddings.boxes``: the animal boxes an image had when it was embedded (JSON; NULL: none
-    known), for an image that is only a whole-collection vector, with no detections stored."""
+    known), for an image that is only a whole-collection vector, with no detections stored; and an
+    index to find the newest model's vectors without reading them all."""
     db["embeddings"].add_column("boxes", str)
+    db["embeddings"].create_index(["status", "created_at"])
     db["embedding_calibrations"].create(
         {"model": str, "threshold": float, "n_photos": int, "n_copies": int, "copies": str, "distinct_share": float,
          "distinct_n": int, "n_vectors": int, "computed_at": str},

@@ -4,15 +4,17 @@ copy kept beside the database, made from the ``embeddings`` table when it is mis
 Reading a million 512-d vectors out of SQLite takes seconds (a row at a time, then float16 to
 float32, which numpy does slowly); a float32 file the page cache holds is searched in a fraction
 of one. The copy is derived data, never the source: the folder ``<database>.vectors/`` may be
-deleted at any time; each file records the model's version (``embedding_versions``, raised by a
+deleted at any time; its header records the model's version (``embedding_versions``, raised by a
 trigger whenever a vector of the model is written), so a copy older than the table is never read,
-only made again. It appears whole or not at all (written under a temporary name, then renamed).
+only made again. Its files (the matrix, the ids each ended by a NUL, where each id begins) are
+written under temporary names, then renamed, and the header last: a copy is read whole or not at all.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ import sqlite_utils
 
 from hitl.store.embeddings import CHUNK_ROWS, STORED, model_dim, vectors
 
-SEPARATOR = "\0"  # no image_id holds a NUL
+SEPARATOR = b"\0"  # no image_id holds a NUL
 
 
 def version(db: sqlite_utils.Database, model: str) -> int:
@@ -44,7 +46,27 @@ def cache_paths(db_path: Path, model: str) -> tuple[Path, Path, Path]:
     return folder / f"{stem}.f32", folder / f"{stem}.ids", folder / f"{stem}.json"
 
 
-def matrix(db: sqlite_utils.Database, model: str) -> tuple[list[str], np.ndarray]:
+class StoredIds(Sequence[str]):
+    """The image ids of a copy, read one by one where they are wanted: the joined ids memory-mapped and
+    where each begins (a million ids are not split into a million strings for a query's fifty)."""
+
+    def __init__(self, joined: np.ndarray, starts: np.ndarray):
+        self._joined, self._starts = joined, starts
+
+    def __len__(self) -> int:
+        return len(self._starts) - 1
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        return bytes(self._joined[self._starts[k]:self._starts[k + 1] - 1]).decode("utf-8", "surrogatepass")
+
+
+def matrix(db: sqlite_utils.Database, model: str) -> tuple[Sequence[str], np.ndarray]:
     """Every vector ``model`` has: (image ids, float32 matrix, one unit row each), memory-mapped from
     the copy beside the database (made first when it is missing or stale). A database in memory, or
     a folder that cannot be written, is read straight from the table."""
@@ -69,36 +91,46 @@ def matrix(db: sqlite_utils.Database, model: str) -> tuple[list[str], np.ndarray
     return _load(data, ids_path, n, dim)
 
 
-def _load(data: Path, ids_path: Path, n: int, dim: int) -> tuple[list[str], np.ndarray]:
-    text = ids_path.read_text(encoding="utf-8", errors="surrogatepass")
-    ids = text.split(SEPARATOR) if text else []
-    if len(ids) != n:
-        raise OSError(f"{ids_path}: {len(ids)} ids for {n} vectors")
-    mapped = np.memmap(data, dtype=np.float32, mode="r", shape=(n, dim)) if n else np.zeros((0, dim), np.float32)
-    return ids, mapped
+def _load(data: Path, ids_path: Path, n: int, dim: int) -> tuple[Sequence[str], np.ndarray]:
+    if n == 0:
+        return [], np.zeros((0, dim), np.float32)
+    starts = np.memmap(ids_path.with_suffix(".starts"), dtype=np.int64, mode="r")
+    if len(starts) != n + 1:
+        raise OSError(f"{ids_path}: {len(starts) - 1} ids for {n} vectors")
+    return StoredIds(np.memmap(ids_path, dtype=np.uint8, mode="r"), starts), \
+        np.memmap(data, dtype=np.float32, mode="r", shape=(n, dim))
 
 
 def _write_copy(db: sqlite_utils.Database, model: str, dim: int, current: int, data: Path, ids_path: Path,
                 header_path: Path) -> int:
-    """Write the float32 copy, its ids and then its header (the header last: a copy without one is not read)."""
+    """Write the float32 copy, its ids (each ended by a NUL) and where each begins, then its header (the
+    header last: a copy without one is not read)."""
     data.parent.mkdir(parents=True, exist_ok=True)
     header_path.unlink(missing_ok=True)
-    ids: list[str] = []
-    temp = data.with_name(f"{data.name}.{os.getpid()}.tmp")
+    parts = {path: path.with_name(f"{path.name}.{os.getpid()}.tmp")
+             for path in (data, ids_path, ids_path.with_suffix(".starts"))}
+    n, offset = 0, 0
     try:
-        with temp.open("wb") as out:
+        with parts[data].open("wb") as out, parts[ids_path].open("wb") as ids, \
+                parts[ids_path.with_suffix(".starts")].open("wb") as starts:
+            starts.write(np.zeros(1, np.int64).tobytes())
             cursor = db.conn.execute("SELECT image_id, vector FROM embeddings WHERE model = ? AND status = 'ok'",
                                      [model])
             while rows := cursor.fetchmany(CHUNK_ROWS):
-                ids.extend(r[0] for r in rows)
+                names = [r[0].encode("utf-8", "surrogatepass") + SEPARATOR for r in rows]
+                ids.write(b"".join(names))
+                ends = offset + np.cumsum([len(name) for name in names], dtype=np.int64)
+                starts.write(ends.tobytes())
+                offset = int(ends[-1])
                 block = np.frombuffer(b"".join(r[1] for r in rows), STORED).reshape(len(rows), dim)
                 out.write(block.astype(np.float32).tobytes())
-        os.replace(temp, data)
+                n += len(rows)
+        for path, part in parts.items():
+            os.replace(part, path)
     finally:
-        temp.unlink(missing_ok=True)
-    for path, text in ((ids_path, SEPARATOR.join(ids)),
-                       (header_path, json.dumps({"model": model, "version": current, "n": len(ids), "dim": dim}))):
-        part = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        part.write_text(text, encoding="utf-8", errors="surrogatepass")
-        os.replace(part, path)
-    return len(ids)
+        for part in parts.values():
+            part.unlink(missing_ok=True)
+    part = header_path.with_name(f"{header_path.name}.{os.getpid()}.tmp")
+    part.write_text(json.dumps({"model": model, "version": current, "n": n, "dim": dim}), encoding="utf-8")
+    os.replace(part, header_path)
+    return n
