@@ -106,6 +106,22 @@ class Context:
 
         return connect(url, os.environ.get("LABEL_STUDIO_API_KEY"))
 
+    def push_images(self, image_ids: list[str], url: str | None, title: str | None, mode: str | None,
+                    webhook_url: str | None, no_webhook: bool):
+        """Push these images for review as `push` would (`next`, `similar --push`): into the project pushed
+        last unless ``title`` names one, in ``mode`` or push.mode, with the webhook as `push` registers it."""
+        from hitl.review import push as review
+        from hitl.store import queries
+
+        settings = self.settings
+        url = self.studio_url(url)
+        return review.push(
+            self.db, self.studio_client(url), url=url,
+            title=title or queries.last_review_title(self.db) or settings["push"]["project"],
+            mode=mode or settings["push"]["mode"], document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
+            webhook_url=self.webhook_to_register(webhook_url, no_webhook), secret=os.environ.get("HITL_WEBHOOK_SECRET"),
+            threshold=self.threshold, image_ids=image_ids, echo=echo_err)
+
     def webhook_to_register(self, given: str | None, refused: bool) -> str | None:
         """The webhook a push registers: the one given, else the `serve` address whenever a secret
         is set (so decisions reach the store as they are made), else none."""

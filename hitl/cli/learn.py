@@ -1,11 +1,9 @@
 """The learning commands: `learn` (the curators' taste as a rater) and `next` (what to review next)."""
 from __future__ import annotations
 
-import os
-
 import click
 
-from hitl.cli.context import Context, echo_err, json_option, print_json, url_option, webhook_url_option
+from hitl.cli.context import Context, json_option, print_json, url_option, webhook_url_option
 
 FIGURE_NAMES = (("spearman", "Spearman"), ("qwk", "QWK"), ("mae", "MAE"), ("hero_auc", "hero AUC"),
                 ("precision_at_k", "precision@k"), ("ece", "ECE"))
@@ -86,8 +84,6 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, 
     from hitl.files import make_file_folder, write_atomic
     from hitl.learn import HERO_P
     from hitl.learn.next import choose_next
-    from hitl.review import push as review
-    from hitl.store import queries
     from hitl.tables import safe_csv_text
 
     if out_csv:  # before choosing: a path that cannot be written is said at once
@@ -107,14 +103,7 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, 
         for c in chosen[:10]:
             click.echo(f"  {c.image_id:40} p(hero) {c.p_hero:.2f}  {c.reason}")
         return
-    settings = obj.settings
-    url = obj.studio_url(url)
-    summary = review.push(
-        obj.db, obj.studio_client(url), url=url,
-        title=title or queries.last_review_title(obj.db) or settings["push"]["project"],
-        mode=mode or settings["push"]["mode"], document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
-        webhook_url=obj.webhook_to_register(webhook_url, no_webhook), secret=os.environ.get("HITL_WEBHOOK_SECRET"),
-        threshold=obj.threshold, image_ids=[c.image_id for c in chosen], echo=echo_err)
+    summary = obj.push_images([c.image_id for c in chosen], url, title, mode, webhook_url, no_webhook)
     click.echo(f"Project {summary.project_id}: {summary.pushed} pushed, {summary.already} already there")
 
 

@@ -1,8 +1,6 @@
 """`hitl similar`: more like this one (or like the hero set), from the image vectors."""
 from __future__ import annotations
 
-import os
-
 import click
 
 from hitl.cli.context import Context, echo_err, printable, url_option, webhook_url_option
@@ -69,8 +67,6 @@ def _push(obj: Context, found, fresh, out_csv, url, title, mode, webhook_url, no
     from pathlib import Path
 
     from hitl.files import write_atomic
-    from hitl.review import push as review
-    from hitl.store import queries
     from hitl.tables import safe_csv_text
 
     known = [m.image_id for m in fresh if m.in_store]
@@ -86,14 +82,7 @@ def _push(obj: Context, found, fresh, out_csv, url, title, mode, webhook_url, no
     if not known:
         raise click.ClickException("none of them can be pushed yet" + (" (see above)" if outside else
                                                                       ": every one is reviewed already"))
-    settings = obj.settings
-    url = obj.studio_url(url)
-    summary = review.push(
-        obj.db, obj.studio_client(url), url=url,
-        title=title or queries.last_review_title(obj.db) or settings["push"]["project"],
-        mode=mode or settings["push"]["mode"], document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
-        webhook_url=obj.webhook_to_register(webhook_url, no_webhook), secret=os.environ.get("HITL_WEBHOOK_SECRET"),
-        threshold=obj.threshold, image_ids=known, echo=echo_err)
+    summary = obj.push_images(known, url, title, mode, webhook_url, no_webhook)
     click.echo(f"Project {summary.project_id}: {summary.pushed} pushed, {summary.already} already there"
                + (f", {len(outside)} not in the store yet" if outside else ""))
 
