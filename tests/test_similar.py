@@ -14,7 +14,6 @@ from PIL import Image
 
 from hitl import store
 from hitl.cli import cli
-from hitl.cli.context import Context
 from hitl.store.embeddings import embedding_row, unit_float16, vectors, write_embeddings
 from hitl.store.vector_file import cache_paths, matrix
 
@@ -82,7 +81,7 @@ def test_push_sends_what_the_store_knows_and_says_how_to_bring_in_the_rest(walkt
     with store.transaction(connected := store.connect(db)):  # a decision taken back: unreviewed again
         connected.execute("UPDATE ratings SET deleted = 1 WHERE image_id = 'cam_a/IMG_0010.JPG'")
     studio = FakeStudio()
-    monkeypatch.setattr(Context, "studio_client", lambda self, url: studio)
+    monkeypatch.setattr("hitl.cli.context.studio_client", lambda url: studio)
     monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(sample_data.parent))
     out = tmp_path / "more.csv"
     result = run(db, "similar", "cam_c/IMG_0010.JPG", "-n", "20", "--out", str(out), "--push")

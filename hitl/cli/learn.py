@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from hitl.cli.context import Context, json_option, print_json, url_option, webhook_url_option
+from hitl.cli.context import Context, echo_skipped, json_option, print_json, studio_options
 
 FIGURE_NAMES = (("spearman", "Spearman"), ("qwk", "QWK"), ("mae", "MAE"), ("hero_auc", "hero AUC"),
                 ("precision_at_k", "precision@k"), ("ece", "ECE"))
@@ -67,19 +67,17 @@ def _interval(ci: list[float]) -> str:
               help="hero: likeliest heroes first; uncertain: where the model is least sure; mixed: half each.")
 @click.option("--dry-run", is_flag=True, help="Push nothing; with --out, write the choice to a CSV.")
 @click.option("--out", "out_csv", type=click.Path(dir_okay=False), help="CSV of image_id, p_hero, stars_pred, reason.")
-@url_option()
-@click.option("--project", "title", help="Project title. [default: the last project pushed]")
+@studio_options("Project title. [default: the last project pushed]")
 @click.option("--mode", type=click.Choice(["assisted", "blind"]), help="[default: push.mode]")
-@webhook_url_option("Register this webhook. [default: the `serve` address when HITL_WEBHOOK_SECRET is set]")
-@click.option("--no-webhook", is_flag=True, help="Register no webhook (decisions then come in by `hitl sync`).")
 @click.pass_obj
-def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, webhook_url, no_webhook) -> None:
+def next_command(obj: Context, n, strategy, dry_run, out_csv, studio, mode) -> None:
     """Push the N unreviewed candidates most worth a curator's time (no sequence twice).
 
     \b
     Examples:
         python -m hitl next -n 50
         python -m hitl next -n 100 --strategy uncertain --dry-run --out next.csv
+        python -m hitl next -n 50 --image-url-template "https://example.org/traps/{image_id}"
     """
     from hitl.files import make_file_folder, write_atomic
     from hitl.learn import HERO_P
@@ -103,8 +101,9 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, 
         for c in chosen[:10]:
             click.echo(f"  {c.image_id:40} p(hero) {c.p_hero:.2f}  {c.reason}")
         return
-    summary = obj.push_images([c.image_id for c in chosen], url, title, mode, webhook_url, no_webhook)
+    summary = obj.push_for_review(studio, [c.image_id for c in chosen], mode)
     click.echo(f"Project {summary.project_id}: {summary.pushed} pushed, {summary.already} already there")
+    echo_skipped(summary)
 
 
 COMMANDS = [learn, next_command]

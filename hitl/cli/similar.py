@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from hitl.cli.context import Context, echo_err, printable, url_option, webhook_url_option
+from hitl.cli.context import Context, echo_err, echo_skipped, printable, studio_options
 
 
 @click.command()
@@ -16,14 +16,10 @@ from hitl.cli.context import Context, echo_err, printable, url_option, webhook_u
 @click.option("--out", "out_csv", type=click.Path(dir_okay=False),
               help="CSV of image_id, similarity, reviewed, in_store, near_duplicate_of.")
 @click.option("--push", "push_them", is_flag=True, help="Push the unreviewed ones to Label Studio, as `next` does.")
-@url_option()
-@click.option("--project", "title", help="With --push: project title. [default: the last project pushed]")
+@studio_options("With --push: project title. [default: the last project pushed]")
 @click.option("--mode", type=click.Choice(["assisted", "blind"]), help="With --push: [default: push.mode]")
-@webhook_url_option("With --push: register this webhook. [default: the `serve` address when HITL_WEBHOOK_SECRET is set]")
-@click.option("--no-webhook", is_flag=True, help="With --push: register no webhook.")
 @click.pass_obj
-def similar(obj: Context, image_id, n, heroes, policy, model, out_csv, push_them, url, title, mode, webhook_url,
-            no_webhook) -> None:
+def similar(obj: Context, image_id, n, heroes, policy, model, out_csv, push_them, studio, mode) -> None:
     """The N images closest to IMAGE_ID (or to the hero set's centre, --heroes) by their vectors,
     unreviewed first, each with its cosine similarity; `hitl embed` makes the vectors.
 
@@ -58,10 +54,10 @@ def similar(obj: Context, image_id, n, heroes, policy, model, out_csv, push_them
             marks.append(f"near-duplicate of {m.near_duplicate_of}")
         click.echo(f"  {m.similarity:6.3f}  {printable(m.image_id):40} {', '.join(x for x in marks if x)}")
     if push_them:
-        _push(obj, found, fresh, out_csv, url, title, mode, webhook_url, no_webhook)
+        _push(obj, found, fresh, out_csv, studio, mode)
 
 
-def _push(obj: Context, found, fresh, out_csv, url, title, mode, webhook_url, no_webhook) -> None:
+def _push(obj: Context, found, fresh, out_csv, studio, mode) -> None:
     """Push the unreviewed images the store knows; name the others with the command that brings them in
     (listing them beside --out for it)."""
     from pathlib import Path
@@ -82,9 +78,10 @@ def _push(obj: Context, found, fresh, out_csv, url, title, mode, webhook_url, no
     if not known:
         raise click.ClickException("none of them can be pushed yet" + (" (see above)" if outside else
                                                                       ": every one is reviewed already"))
-    summary = obj.push_images(known, url, title, mode, webhook_url, no_webhook)
+    summary = obj.push_for_review(studio, known, mode)
     click.echo(f"Project {summary.project_id}: {summary.pushed} pushed, {summary.already} already there"
                + (f", {len(outside)} not in the store yet" if outside else ""))
+    echo_skipped(summary)
 
 
 def bring_in(source: dict[str, str], listed: str | None, n: int) -> str:

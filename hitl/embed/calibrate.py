@@ -19,7 +19,6 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import sqlite_utils
@@ -27,6 +26,7 @@ from PIL import Image, ImageEnhance
 
 from hitl import retry
 from hitl.analyse.neighbours import copy_threshold, nearest_other
+from hitl.config import Settings
 from hitl.embed.backends.base import Box, EmbedBackend, EmbedTarget
 from hitl.embed.runner import embed_call, senders
 from hitl.imageprep import ImagePrepError, load_upright_rgb
@@ -85,7 +85,7 @@ def needs_calibration(db: sqlite_utils.Database, model: str, n_vectors: int) -> 
     return n_vectors > 0 and (not found.calibrated or 2 * found.n_vectors < n_vectors)
 
 
-def calibrate(db: sqlite_utils.Database, backend: EmbedBackend, targets: list[EmbedTarget], settings: dict[str, Any],
+def calibrate(db: sqlite_utils.Database, backend: EmbedBackend, targets: list[EmbedTarget], settings: Settings,
               *, photos: int = PHOTOS, seed: int = 0) -> Calibration | None:
     """Calibrate ``backend``'s threshold on copies of ``photos`` of ``targets`` (those with a vector)
     and store it; None when no copy could be embedded (nothing stored). AuthError propagates."""
@@ -127,9 +127,9 @@ def calibrate(db: sqlite_utils.Database, backend: EmbedBackend, targets: list[Em
     return result
 
 
-def _embedded(backend: EmbedBackend, targets: list[EmbedTarget], settings: dict[str, Any]) -> list[np.ndarray | None]:
+def _embedded(backend: EmbedBackend, targets: list[EmbedTarget], settings: Settings) -> list[np.ndarray | None]:
     """Each target's vector (None where it failed), prepared here and sent as a run sends."""
-    policy = retry.retrying(settings, threading.Event(), section="embed")
+    policy = retry.retrying(settings.embed, threading.Event())
 
     def one(target: EmbedTarget) -> np.ndarray | None:
         fn, args = backend.job(target)

@@ -31,7 +31,7 @@ def near_duplicate_guard(run: SelectionRun, frames: Frames) -> Callable[[int], b
     if run.add:
         existing = [r[0] for r in run.db.execute("SELECT image_id FROM candidates")]
         found = dict(zip(*vectors(run.db, model, existing)))
-        for image_id, subject in zip(existing, subjects(run.db, existing, run.cfg["threshold"], model)):
+        for image_id, subject in zip(existing, subjects(run.db, existing, run.cfg.threshold, model)):
             taken.add(found.get(image_id), subject, image_id)
     det, md, root = run.md.detections, run.md, str(run.root)
     names = 0
@@ -43,7 +43,7 @@ def near_duplicate_guard(run: SelectionRun, frames: Frames) -> Callable[[int], b
         ids, matrix = vectors(run.db, model, [image_id])
         vector = matrix[0] if ids else None
         first, last = np.searchsorted(det.image, [i, i + 1])
-        animal = [k for k in range(first, last) if det.kind[k] == KIND_ANIMAL and det.conf[k] >= run.cfg["threshold"]]
+        animal = [k for k in range(first, last) if det.kind[k] == KIND_ANIMAL and det.conf[k] >= run.cfg.threshold]
         subject = Subject(camera_of(root, frames.location(row), image_id), frames.seq_id(row),
                           tuple(tuple(det.bbox[k].tolist()) for k in animal))
         duplicate = taken.duplicate_of(vector, subject)

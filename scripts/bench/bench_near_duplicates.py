@@ -213,7 +213,7 @@ def main() -> None:
         draw_events(renderer(), out, args.events, rng)
         drawn = time.perf_counter() - started
         settings = load_settings(None)
-        side, max_pixels = settings["embed"]["baseline_side"], settings["embed"]["max_pixels"]
+        side, max_pixels = settings.embed.baseline_side, settings.embed.max_pixels
         vectors = np.array([baseline_vector(out.root / r["image_id"], r["boxes"], side, max_pixels) for r in out.rows])
         out.rows, vectors = with_animals(out.rows, vectors)
         db = store.connect(Path(folder) / "bench.db")
