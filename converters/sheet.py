@@ -63,6 +63,29 @@ def ratings_from_sheet(text: str, source: str) -> tuple[list[HumanRating], list[
     return ratings, problems
 
 
+def listed_images(text: str, source: str) -> tuple[list[str], list[RecordProblem]]:
+    """The image ids of a CSV with an ``image_id`` column (as `select --out`, `next --out` and
+    `similar --out` write), each once, in order; a row without one, or unreadable, is a problem."""
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    try:
+        header = [h.strip() for h in next(reader, [])]
+    except csv.Error as exc:
+        raise SheetError(f"{source}: the first line is not a CSV header ({exc})") from None
+    if "image_id" not in header:
+        raise SheetError(f"{source}: no image_id column; a list of images is a CSV with an image_id column "
+                         f"(as `hitl similar --out` writes)")
+    column = header.index("image_id")
+    ids: dict[str, None] = {}
+    problems: list[RecordProblem] = []
+    for line, values in _rows(reader, source, problems, checked_utf8=not _not_utf8(text)):
+        image_id = values[column].strip() if column < len(values) else ""
+        if image_id:
+            ids[image_id] = None
+        else:
+            problems.append(RecordProblem(source, f"line {line}", "image_id missing", "this row names no image"))
+    return list(ids), problems
+
+
 def _rows(reader, source: str, problems: list[RecordProblem], checked_utf8: bool):
     """(line, values) of each row after the header; a row the CSV reader cannot read, or with text
     that is not UTF-8 (unless the whole text is), is a problem and the reading goes on."""

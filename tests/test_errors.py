@@ -281,6 +281,7 @@ def command_lines(tmp_path, sample_data) -> dict[str, tuple[list[str], str]]:
         "replay": (["replay"], ""),
         "learn": (["learn"], "curator decisions"),
         "next": (["next", "-n", "2", "--dry-run"], ""),
+        "similar": (["similar", "--heroes", "-n", "2"], "image vectors"),
         "compare": (["compare", *LABEL_STUDIO_GONE], "Label Studio"),
         "report": (["report", "--out", out, "--resamples", "0"], ""),
         "queue": (["queue", *LABEL_STUDIO_GONE], "Label Studio"),
@@ -313,8 +314,8 @@ def test_the_tables_below_have_every_command(tmp_path, sample_data):
 
 
 COMMANDS = ["select", "score", "embed", "studio", "push", "labelme export", "labelme import", "serve", "sync", "ratings",
-            "ratings --import", "replay", "learn", "next", "compare", "report", "queue", "gallery", "export",
-            "vllm"]
+            "ratings --import", "replay", "learn", "next", "similar", "compare", "report", "queue", "gallery",
+            "export", "vllm"]
 
 
 @pytest.fixture
@@ -373,6 +374,7 @@ OUTPUTS = {
     "score --export": ["score", "--model", "baseline", "--export", "{out}/scores.json"],
     "labelme export --out": ["labelme", "export", "--out", "{out}"],
     "next --out": ["next", "-n", "2", "--dry-run", "--out", "{out}/next.csv"],
+    "similar --out": ["similar", "{image}", "-n", "2", "--out", "{out}/similar.csv"],
     "report --out": ["report", "--out", "{out}", "--resamples", "0"],
     "gallery --out": ["gallery", "--out", "{out}"],
     "export --out": ["export", "--out", "{out}"],
@@ -393,9 +395,29 @@ def test_every_output_that_cannot_be_written_is_one_line(full_project, tmp_path,
            "nothing can be written there": Path("/proc")}[where]
     values = {"out": str(out), "md": str(sample_data / "md_results.json"), "images": str(sample_data / "images"),
               "deployments": str(sample_data / "deployments.csv")}
+    if key.startswith("similar"):  # a search gets as far as its output only with vectors
+        values["image"] = with_vectors(tmp_path / "h.db")
     args = [arg.format(**values) for arg in OUTPUTS[key]]
     line = one_line(Project(tmp_path).run(*args, ok=False))
     assert str(out) in line, line
+
+
+def with_vectors(db_path: Path) -> str:
+    """Random unit vectors of the candidates in the store at ``db_path`` (a model of its own, as
+    `hitl embed` stores them); the first candidate's id."""
+    import numpy as np
+
+    from hitl import store
+    from hitl.store.embeddings import embedding_row, unit_float16, write_embeddings
+
+    db = store.connect(db_path)
+    ids = [row[0] for row in db.execute("SELECT image_id FROM candidates ORDER BY image_id")]
+    rng = np.random.default_rng(0)
+    with store.transaction(db):
+        write_embeddings(db, [embedding_row(i, "random-8", "/", vector=unit_float16(rng.standard_normal(8)))
+                              for i in ids])
+    db.conn.close()
+    return ids[0]
 
 
 CREATE_A_DATABASE = {"select", "score", "studio", "labelme import", "serve", "sync", "ratings --import"}

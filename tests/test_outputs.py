@@ -62,7 +62,7 @@ def cells(path: Path) -> list[str]:
 # fails test_every_csv_writer_is_in_the_table until it is added here, and so checked.
 CSV_WRITERS = {"hitl/select/output.py": "candidates.csv", "hitl/cli/learn.py": "next.csv",
                "hitl/publish/report.py": "disagreements.csv", "hitl/publish/heroset.py": "manifest.csv",
-               "hitl/publish/training.py": "crops.csv"}
+               "hitl/publish/training.py": "crops.csv", "hitl/cli/similar.py": "similar.csv"}
 # the only places a csv writer is made: the safe one, and Camtrap DP's tables (exchange data for R and
 # Python, whose values stay as the standard defines them; the README says so)
 RAW_CSV_WRITERS = {"hitl/tables.py", "converters/camtrapdp.py"}
@@ -84,6 +84,8 @@ def test_every_csv_the_tool_writes_runs_no_formula(tmp_path):
     project = hostile_project(tmp_path)
     written = tmp_path / "written"
     project.run("next", "-n", "2", "--dry-run", "--out", str(written / "next.csv"))
+    project.run("embed", "--model", "baseline")
+    project.run("similar", "cam/ok.jpg", "-n", "4", "--out", str(written / "similar.csv"))
     project.run("report", "--out", str(written / "report"), "--resamples", "0")
     project.run("export", "--out", str(written / "heroes"))
     project.run("export", "--format", "crops", "--out", str(written / "crops"))

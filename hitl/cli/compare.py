@@ -52,6 +52,8 @@ def compare(obj: Context, n, studio, policy, min_stars, min_per_image, seed, inc
     elif summary.pushed < summary.asked:
         echo_err(f"Only {summary.pushed} of the {summary.asked} pairs asked for are new "
                  f"({summary.possible - summary.pushed} pairs left never shown).")
+    if summary.near_duplicate_pairs:
+        click.echo(f"  {summary.near_duplicate_pairs} pairs of near-duplicate heroes are never paired (one group each)")
     echo_left_out(summary.left_out)
     echo_skipped(summary)
     click.echo(f"Image storage: {summary.storage}; webhook: {summary.webhook}")

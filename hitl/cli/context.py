@@ -18,7 +18,7 @@ from hitl.errors import HitlError, InputFormatError
 
 # The loop's order: `hitl --help` lists the commands as a curator meets them.
 COMMAND_ORDER = ("select", "vllm", "score", "embed", "studio", "push", "labelme", "serve", "sync", "ratings",
-                 "replay", "learn", "next", "compare", "report", "queue", "gallery", "export")
+                 "replay", "learn", "next", "similar", "compare", "report", "queue", "gallery", "export")
 
 
 class HitlGroup(click.Group):
@@ -101,6 +101,18 @@ class Context:
 
     def studio_url(self, url: str | None) -> str:
         return url or self.settings.studio.url
+
+    def push_for_review(self, studio: StudioTarget, image_ids: list[str], mode: str | None):
+        """Push these images for review as `push` would (`next`, `similar --push`): into the project
+        ``studio`` names, else the one pushed last, in ``mode`` or push.mode."""
+        from hitl.review import push as review
+        from hitl.store import queries
+
+        settings = self.settings
+        return review.push(
+            self.db, studio.client(), **studio.push_arguments(),
+            title=studio.title or queries.last_review_title(self.db) or settings.push.project,
+            mode=mode or settings.push.mode, threshold=self.threshold, image_ids=image_ids, echo=echo_err)
 
     def webhook_to_register(self, given: str | None, refused: bool) -> str | None:
         """The webhook a push registers: the one given, else the `serve` address whenever a secret

@@ -67,13 +67,31 @@ def embed(obj: Context, model, base_urls, concurrency, images_dir, md_path, camt
     if not todo:
         click.echo(f"Nothing to embed with {backend.name}: {skipped} of {where} already done"
                    + ("" if retry_failed else "; --retry-failed embeds the failures again"))
+        _calibrate(obj, backend, targets)
         return
-    summary = run_embed(obj.db, backend, todo, settings, skipped=skipped)
+    summary = run_embed(obj.db, backend, todo, settings, skipped=skipped,
+                        source={"md": md_path, "camtrap_dp": camtrap_dp, "images": images_dir, "speciesnet": speciesnet})
     click.echo(json.dumps(summary.as_counts(), indent=2, sort_keys=True) if as_json else summary_text(summary, where))
+    if not summary.stopped:
+        _calibrate(obj, backend, targets, echo=echo_err if as_json else click.echo)
     if not summary.embedded and summary.failed and not summary.stopped:
         kind, count = summary.failed.most_common(1)[0]
         raise click.ClickException(f"every image of this run failed ({count} x {kind}); fix the cause, then rerun "
                                    f"(failures on the way to a server are tried again; --retry-failed for the rest)")
+
+
+def _calibrate(obj: Context, backend, targets, echo=click.echo) -> None:
+    """Calibrate the model's near-duplicate threshold on copies of a few of these images, when it has
+    none yet or twice the vectors it had then (hitl.embed.calibrate); say what it is either way."""
+    from hitl.embed.calibrate import calibrate, needs_calibration
+    from hitl.store.near_duplicates import calibration
+
+    count = obj.db.execute("SELECT COUNT(*) FROM embeddings WHERE model = ? AND status = 'ok'",
+                           [backend.name]).fetchone()[0]
+    if needs_calibration(obj.db, backend.name, count):
+        calibrate(obj.db, backend, targets, obj.settings)
+    if count:
+        echo(calibration(obj.db, backend.name).words())
 
 
 def _targets(obj: Context, images_dir, md_path, camtrap_dp, media_root, speciesnet):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from hitl.cli.context import Context, echo_err, echo_skipped, json_option, print_json, studio_options
+from hitl.cli.context import Context, echo_skipped, json_option, print_json, studio_options
 
 FIGURE_NAMES = (("spearman", "Spearman"), ("qwk", "QWK"), ("mae", "MAE"), ("hero_auc", "hero AUC"),
                 ("precision_at_k", "precision@k"), ("ece", "ECE"))
@@ -82,13 +82,11 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, studio, mode) -> N
     from hitl.files import make_file_folder, write_atomic
     from hitl.learn import HERO_P
     from hitl.learn.next import choose_next
-    from hitl.review import push as review
-    from hitl.store import queries
     from hitl.tables import safe_csv_text
 
     if out_csv:  # before choosing: a path that cannot be written is said at once
         make_file_folder(out_csv)
-    chosen = choose_next(obj.db, n, strategy)
+    chosen = choose_next(obj.db, n, strategy, obj.threshold)
     if not chosen:
         raise click.ClickException("no unreviewed candidate left: `hitl select --add --learned` brings in more")
     if out_csv:
@@ -97,17 +95,13 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, studio, mode) -> N
     likely = sum(c.p_hero >= HERO_P for c in chosen)
     click.echo(f"Next {len(chosen)} ({strategy}: {by_hero} as the likeliest heroes left, {len(chosen) - by_hero} where "
                f"the model is least sure; {likely} likely {'hero' if likely == 1 else 'heroes'}, p(hero) ≥ {HERO_P:g})"
-               + (f"; wrote {out_csv}" if out_csv else ""))
+               + (f"; spread over the {chosen[0].spread_by} vectors, no two near-duplicates" if chosen[0].spread_by
+                  else "") + (f"; wrote {out_csv}" if out_csv else ""))
     if dry_run:
         for c in chosen[:10]:
             click.echo(f"  {c.image_id:40} p(hero) {c.p_hero:.2f}  {c.reason}")
         return
-    settings = obj.settings
-    summary = review.push(
-        obj.db, studio.client(), **studio.push_arguments(),
-        title=studio.title or queries.last_review_title(obj.db) or settings.push.project,
-        mode=mode or settings.push.mode, threshold=obj.threshold, image_ids=[c.image_id for c in chosen],
-        echo=echo_err)
+    summary = obj.push_for_review(studio, [c.image_id for c in chosen], mode)
     click.echo(f"Project {summary.project_id}: {summary.pushed} pushed, {summary.already} already there")
     echo_skipped(summary)
 

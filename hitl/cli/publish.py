@@ -56,6 +56,9 @@ def report(obj: Context, out_dir, resamples, seed, hero_threshold, top, include_
 @click.option("--link", type=click.Choice(["copy", "hardlink"]), default="copy", show_default=True)
 @click.option("--layout", type=click.Choice(["tree", "flat"]), default="tree", show_default=True,
               help="Keep the folder tree, or flat files with safe names.")
+@click.option("--near-duplicates", type=click.Choice(["keep-best", "keep-all"]), default="keep-best", show_default=True,
+              help="heroes: of each group of near-duplicate heroes (`hitl embed` vectors), export the best only, or all; "
+                   "the manifest's duplicate_of names each one's best.")
 @click.option("--reviewed-only", is_flag=True, help="coco, yolo, crops: only images whose boxes a curator reviewed.")
 @include_people_options("the export (every format)")
 @click.option("--val-share", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
@@ -66,8 +69,8 @@ def report(obj: Context, out_dir, resamples, seed, hero_threshold, top, include_
 @click.option("--min-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="crops: boxes smaller than this many pixels on a side are not cropped.")
 @click.pass_obj
-def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, min_stars, link, layout, reviewed_only,
-                   include_people, include_undetected, val_share, seed, margin, min_size) -> None:
+def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, min_stars, link, layout, near_duplicates,
+                   reviewed_only, include_people, include_undetected, val_share, seed, margin, min_size) -> None:
     """Export the validated hero set: the images, manifest.csv/json and a contact sheet; or
     (--format camtrap-dp) every reviewed image as a Camtrap DP package, favorite = hero.
 
@@ -104,7 +107,7 @@ def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, 
         raise click.UsageError("Missing option '--out'.")
 
     counts = export_heroset(obj.db, out_dir, policy=policy, min_stars=min_stars, link=link, layout=layout,
-                            threshold=obj.threshold, **allow)
+                            threshold=obj.threshold, near_duplicates=near_duplicates, **allow)
     left_out = counts["left_out_people"] + counts["left_out_undetected"]
     click.echo(f"Hero set ({policy}{f', mean stars >= {min_stars}' if min_stars else ''}): {counts['heroes']} heroes"
                f"{f' ({left_out} left out)' if left_out else ''}; "
@@ -114,6 +117,12 @@ def export_command(obj: Context, out_dir, fmt, update, deployments_csv, policy, 
         pairwise = counts["pairwise"]
         click.echo(f"  in the curators' pairwise order: {pairwise['compared_images']} heroes ranked by "
                    f"{pairwise['comparisons']} comparisons of {pairwise['curators']} curators (manifest column rank)")
+    groups = counts["near_duplicates"]
+    if groups and groups["groups"]:
+        click.echo(f"  {groups['groups']} near-duplicate group(s) of {groups['images_in_groups']} heroes "
+                   f"({groups['model']} vectors, threshold {groups['threshold']:.3f}): "
+                   + (f"the best of each exported, {groups['left_out']} left out (manifest: duplicate_of)"
+                      if near_duplicates == "keep-best" else "all exported (manifest: duplicate_of)"))
     _echo_conflicts_and_notes(counts)
     if counts["written"]:
         click.echo(f"Wrote {', '.join(str(Path(out_dir) / name) for name in counts['written'])}")

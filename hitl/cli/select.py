@@ -34,12 +34,14 @@ from hitl.config import overridden
 @click.option("--add", is_flag=True, help="Keep the current candidates and add new ones from other sequences.")
 @click.option("--learned", is_flag=True,
               help="Rank by the learned rater on the detector record (hitl learn; 30 decisions) instead of the heuristic.")
+@click.option("--only", "only_csv", type=click.Path(exists=True, dir_okay=False),
+              help="Choose only among the images this CSV lists (its image_id column: `similar --out` writes one).")
 @click.option("--frames-per-burst", "frames_per_burst", type=int, metavar="K",
               help="Also keep each candidate's burst: the K best frames of its sequence (0-10; 0: off). [default: 0]")
 @json_option()
 @click.pass_obj
 def select(obj: Context, md_path, camtrap_dp, media_root, speciesnet_path, cct_path, images_root, n, out_csv, seed, threshold,
-           include_people, gap_seconds, check_files, add, learned, frames_per_burst, as_json) -> None:
+           include_people, gap_seconds, check_files, add, learned, only_csv, frames_per_burst, as_json) -> None:
     """Select N diverse, promising candidates from detector output.
 
     One frame per sequence at most, stratified over categories (rare species, several
@@ -65,6 +67,7 @@ def select(obj: Context, md_path, camtrap_dp, media_root, speciesnet_path, cct_p
     cfg = overridden(obj.settings.select, seed=seed, threshold=threshold, include_people=include_people,
                      sequence_gap_seconds=gap_seconds, check_files=check_files, frames_per_burst=frames_per_burst)
     obj.settings = msgspec.structs.replace(obj.settings, select=cfg)
+    only = _listed(only_csv) if only_csv else None
     ranker = None
     if learned:  # scikit-learn is loaded only then; the decisions are checked before a big file is read
         from hitl.learn.rank import learned_ranker
@@ -73,7 +76,7 @@ def select(obj: Context, md_path, camtrap_dp, media_root, speciesnet_path, cct_p
     summary = run_selection(
         obj.db, md=md_path, images_root=images_root, n=n, settings=obj.settings, speciesnet=speciesnet_path,
         cct=cct_path, out_csv=out_csv, add=add, echo=echo_err, ranker=ranker, camtrap_dp=camtrap_dp,
-        media_root=media_root,
+        media_root=media_root, only=only,
     )
     rescored = _rescore_baseline(obj, summary.run_id)
     if as_json:
@@ -82,6 +85,23 @@ def select(obj: Context, md_path, camtrap_dp, media_root, speciesnet_path, cct_p
     click.echo(format_selection_summary(summary, out_csv))
     if rescored:
         click.echo(f"Rescored {rescored} baseline scores: their images' detections changed since they were scored")
+
+
+def _listed(path: str) -> set[str]:
+    """The image ids a CSV lists (--only); a row naming none is said, the others are read."""
+    from pathlib import Path
+
+    from converters.sheet import SheetError, listed_images
+
+    try:
+        ids, problems = listed_images(Path(path).read_text(encoding="utf-8", errors="surrogateescape"), path)
+    except SheetError as exc:
+        raise click.UsageError(str(exc)) from None
+    for problem in problems[:5]:
+        echo_err(f"Skipped {problem}")
+    if not ids:
+        raise click.UsageError(f"{path} lists no image (its image_id column is empty)")
+    return set(ids)
 
 
 def _rescore_baseline(obj: Context, run_id: int) -> int:

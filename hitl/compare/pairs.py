@@ -102,23 +102,24 @@ def _informative(strengths: Strengths | None, partners: list[set[int]], used: np
 
 
 def next_pairs(strengths: Strengths | None, n_items: int, n_pairs: int, done: set[frozenset[int]],
-               min_per_item: int = 3, seed: int = 0) -> list[tuple[int, int]]:
+               min_per_item: int = 3, seed: int = 0, never: set[frozenset[int]] = frozenset()) -> list[tuple[int, int]]:
     """The next ``n_pairs`` pairs (i < j) for a curator to compare; the rule is the module docstring's.
 
     ``strengths``: the current fit of these ``n_items`` items (None before any comparison; then
     comparisons so far are counted from ``done``). ``done``: pairs already shown to this curator.
+    ``never``: pairs not to show, not counted as comparisons (two near-duplicates, say).
     """
     if strengths is not None and strengths.n_items != n_items:
         raise ValueError(f"strengths are for {strengths.n_items} items, not {n_items}")
     if n_pairs <= 0 or n_items < 2:
         return []
     rng = np.random.default_rng(seed)
-    partners = _partners(n_items, done)
+    partners = _partners(n_items, set(done) | set(never))
     if strengths is not None:
         counts = np.asarray(strengths.n_compared)
         estimate = np.asarray(strengths.log_strength, dtype=float)
     else:
-        counts = np.array([len(p) for p in partners])
+        counts = np.array([len(p) for p in _partners(n_items, done)])
         estimate = None
     cap = math.ceil(2 * n_pairs / n_items) + 1
     used = np.zeros(n_items, dtype=int)

@@ -3,7 +3,8 @@
 One run: the hero set (the images `hitl export` would export, by the same policy), the
 Bradley-Terry fit of every answered comparison among them, the pairs already shown (every task
 of this project, answered or not, read back from Label Studio itself, plus every comparison
-answered anywhere), then :func:`hitl.compare.pairs.next_pairs` and one task per new pair.
+answered anywhere), then :func:`hitl.compare.pairs.next_pairs` and one task per new pair. Two
+heroes of one near-duplicate group (:mod:`hitl.store.near_duplicates`) are never paired.
 
 Idempotent like ``hitl push``: the project is found by title, and a pair is never pushed twice,
 because the pairs in the project are read from its tasks' data (a push that died between the
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from importlib import resources
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ from hitl.review.push import PushSummary, cache_users, ensure_local_storage, ens
 from hitl.store import queries, transaction, utc_now
 from hitl.store.detector import publishable
 from hitl.store.heroes import select_heroes
+from hitl.store.near_duplicates import near_duplicates
 from hitl.store.ratings import curator_comparisons
 
 KIND, MODE = "pairwise", "blind"  # ls_projects.kind and .mode: no model output is shown in a comparison
@@ -49,6 +52,7 @@ class CompareSummary(PushSummary):
     possible: int = 0  # pairs of heroes never shown before this run
     asked: int = 0
     left_out: list[str] = field(default_factory=list)  # heroes the publishing rule leaves out, named
+    near_duplicate_pairs: int = 0  # pairs never shown: the two are near-duplicates (one group)
 
 
 def pairwise_config() -> str:
@@ -69,8 +73,10 @@ def comparison_outcomes(comparisons: Iterable[dict], index: dict[str, int]) -> l
 
 
 def choose_pairs(n_items: int, outcomes: list[tuple[int, int, float]], done: set[frozenset[int]], n: int,
-                 min_per_item: int = 3, seed: int = 0) -> list[tuple[int, int]]:
-    """The next ``n`` pairs as (left, right) indices: none in ``done``, sides drawn at random.
+                 min_per_item: int = 3, seed: int = 0, never: set[frozenset[int]] = frozenset()
+                 ) -> list[tuple[int, int]]:
+    """The next ``n`` pairs as (left, right) indices: none in ``done`` nor in ``never`` (not shown, but
+    not to be: near-duplicates), sides drawn at random.
 
     Coverage counts the pairs each image is in, answered or still waiting (``done``), so a second
     run before the curators have answered does not cover the same images again.
@@ -83,7 +89,7 @@ def choose_pairs(n_items: int, outcomes: list[tuple[int, int, float]], done: set
         strengths = replace(strengths, n_compared=shown)
     # a new state draws new tie-breaks; the same state and seed give the same pairs
     state = int(np.random.SeedSequence([seed, len(done), len(outcomes)]).generate_state(1)[0])
-    pairs = next_pairs(strengths, n_items, n, done, min_per_item=min_per_item, seed=state)
+    pairs = next_pairs(strengths, n_items, n, done, min_per_item=min_per_item, seed=state, never=never)
     # next_pairs gives i < j, i.e. image_id order; a side that always held the earlier name
     # would carry any left/right bias of the curators into the ranking
     flips = np.random.default_rng(state).random(len(pairs)) < 0.5
@@ -158,6 +164,17 @@ def ensure_pairwise_project(db: sqlite_utils.Database, client, url: str, title: 
     return project, created
 
 
+def same_group_pairs(db: sqlite_utils.Database, ids: list[str], threshold: float) -> set[frozenset[int]]:
+    """Every pair of ``ids`` (as indices) within one near-duplicate group: never worth a comparison."""
+    found = near_duplicates(db, ids, threshold)
+    if found is None:
+        return set()
+    members: dict[int, list[int]] = {}
+    for k, label in enumerate(found.labels.tolist()):
+        members.setdefault(label, []).append(k)
+    return {frozenset((a, b)) for group in members.values() for a, b in combinations(group, 2)}
+
+
 def pushed_pairs(db: sqlite_utils.Database, client, project_id: int) -> set[frozenset[str]]:
     """Every pair of the project (answered or not), from its tasks' data in Label Studio.
 
@@ -213,8 +230,10 @@ def push_pairs(db: sqlite_utils.Database, client, *, url: str, title: str, n: in
     summary.already, summary.answered = len(pushed), len(outcomes)
     summary.waiting = len(done - answered_pairs)
     done |= answered_pairs
-    summary.possible = len(ids) * (len(ids) - 1) // 2 - len(done)
-    pairs = choose_pairs(len(ids), outcomes, done, n, min_per_image, seed)
+    twins = same_group_pairs(db, ids, threshold) - done
+    summary.near_duplicate_pairs = len(twins)
+    summary.possible = len(ids) * (len(ids) - 1) // 2 - len(done) - len(twins)
+    pairs = choose_pairs(len(ids), outcomes, done, n, min_per_image, seed, never=twins)
     tasks = [pair_task(ids[a], ids[b], urls[ids[a]], urls[ids[b]]) for a, b in pairs]
     import_tasks(db, client, project.id, title, tasks, [ids[a] for a, _ in pairs], batch_size, summary,
                  progress, others=[ids[b] for _, b in pairs])

@@ -67,7 +67,7 @@ class Recorder:
                 result = Result(None, f"the model answered {exc}", "bad vector", result.attempts, result.latency_ms)
         row = embedding_row(target.image_id, s.model, target.root, vector=vector, error=result.error,
                             error_kind=result.error_kind, attempts=result.attempts, latency_ms=result.latency_ms,
-                            run_id=s.run_id)
+                            run_id=s.run_id, boxes=list(target.boxes))
         with transaction(self.db):
             write_embeddings(self.db, [row])
         if vector is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,15 +48,18 @@ def embed_call(policy, backend: EmbedBackend, prepared: Any) -> Result | None:
 
 
 def run_embed(db: sqlite_utils.Database, backend: EmbedBackend, targets: list[EmbedTarget],
-              settings: Settings, *, skipped: int = 0, progress: bool | None = None) -> EmbedSummary:
-    """Embed ``targets`` with ``backend``, writing each vector as it arrives.
+              settings: Settings, *, skipped: int = 0, progress: bool | None = None,
+              source: dict[str, Any] | None = None) -> EmbedSummary:
+    """Embed ``targets`` with ``backend``, writing each vector as it arrives. ``source``: where the
+    targets came from (the detector file of a collection, say), recorded with the run.
 
     An authentication or permission error stops the run at once: the images not done stay
     without a vector (a rerun with the right key does them), and AuthError says why.
     """
     cfg = settings.embed
     run_id = start_run(db, backend.name, len(targets), {**backend.parameters(), "concurrency": senders(backend, settings),
-                                                        "attempts": cfg.attempts})
+                                                        "attempts": cfg.attempts,
+                                                        **{k: str(Path(v).resolve()) for k, v in (source or {}).items() if v}})
     summary = EmbedSummary(run_id, backend.name, backend.run_mode, len(targets), skipped_done=skipped)
     stop = threading.Event()
     policy = retry.retrying(settings.embed, stop)

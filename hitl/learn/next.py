@@ -3,6 +3,8 @@
 ``hero``: the highest probability of hero first (fill the hero set); ``uncertain``: where the
 model is least sure (p nearest 0.5: the decisions it learns most from); ``mixed``: both, in a
 stated share. Never two frames of one sequence, and never a sequence a curator already saw.
+Where the candidates have vectors, a round is spread over them (maximal marginal relevance over
+the strategy's order, :func:`hitl.analyse.neighbours.spread`) and holds no two near-duplicates.
 """
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import sqlite_utils
 
+from hitl.analyse.neighbours import near_duplicate, spread
 from hitl.errors import HitlError
 from hitl.learn import HERO_P
 from hitl.learn.data import LEARNED
 from hitl.store import queries
+from hitl.store.near_duplicates import Aligned, aligned
 
 STRATEGIES = ("hero", "uncertain", "mixed")
 MIXED_HERO_SHARE = 0.5
@@ -50,8 +54,12 @@ def order(p_hero: np.ndarray, strategy: str, hero_share: float = MIXED_HERO_SHAR
 
 
 def take(ranked: list[tuple[int, str]], sequences: list[str | None], n: int,
-         reviewed: set[str]) -> list[tuple[int, str]]:
-    """The first ``n`` of ``ranked`` with no sequence twice and none already reviewed."""
+         reviewed: set[str], vectors: Aligned | None = None) -> list[tuple[int, str]]:
+    """The first ``n`` of ``ranked`` with no sequence twice and none already reviewed. With ``vectors``
+    (the rows' vectors, subjects and calibration), a round is spread over the vector space instead
+    (maximal marginal relevance over the ranked order) and holds no two near-duplicates."""
+    if vectors is not None:
+        return _spread(ranked, sequences, n, reviewed, vectors)
     out, used = [], set(reviewed)
     for row, why in ranked:
         seq = sequences[row]
@@ -65,6 +73,21 @@ def take(ranked: list[tuple[int, str]], sequences: list[str | None], n: int,
     return out
 
 
+def _spread(ranked: list[tuple[int, str]], sequences: list[str | None], n: int, reviewed: set[str],
+            vectors: Aligned) -> list[tuple[int, str]]:
+    matrix, subjects, cal = vectors
+
+    def allowed(row: int, taken: list[int]) -> bool:
+        seq = sequences[row]
+        if seq is not None and (seq in reviewed or any(sequences[t] == seq for t in taken)):
+            return False
+        return not any(near_duplicate(float(matrix[row] @ matrix[t]), subjects[row], subjects[t], cal.threshold)
+                       for t in taken)
+
+    why = dict(ranked)
+    return [(row, why[row]) for row in spread([row for row, _ in ranked], matrix, n, allowed)]
+
+
 @dataclass
 class Next:
     image_id: str
@@ -72,14 +95,16 @@ class Next:
     stars_pred: float
     reason: str
     chosen_as: str  # "hero" or "uncertain": which order chose it
+    spread_by: str | None = None  # the model whose vectors spread the round, if any
 
     def row(self) -> dict:
         """The CSV row of `next --out`."""
         return {"image_id": self.image_id, "p_hero": self.p_hero, "stars_pred": self.stars_pred, "reason": self.reason}
 
 
-def choose_next(db: sqlite_utils.Database, n: int, strategy: str = "mixed") -> list[Next]:
-    """The next ``n`` unreviewed candidates by the newest learned rater's stored predictions."""
+def choose_next(db: sqlite_utils.Database, n: int, strategy: str = "mixed", threshold: float = 0.3) -> list[Next]:
+    """The next ``n`` unreviewed candidates by the newest learned rater's stored predictions; spread over
+    the newest model's vectors where the store has them (animal boxes at the detection ``threshold``)."""
     candidates = queries.candidates(db)
     predictions = {image_id: s for image_id, results in queries.scores_by_image(db, raw=True).items()
                    for s in results if s["model"] == LEARNED}
@@ -98,9 +123,11 @@ def choose_next(db: sqlite_utils.Database, n: int, strategy: str = "mixed") -> l
         return []
     facts = [json.loads(predictions[c["image_id"]]["raw_response"] or "{}") for c in pool]
     p = np.array([f.get("p_hero", 0.5) for f in facts], dtype=float)
-    chosen = take(order(p, strategy), [c["seq_id"] for c in pool], n, reviewed_seqs)
+    vectors = aligned(db, [c["image_id"] for c in pool], threshold)
+    chosen = take(order(p, strategy), [c["seq_id"] for c in pool], n, reviewed_seqs, vectors)
+    spread_by = vectors[2].model if vectors is not None else None
     return [Next(pool[k]["image_id"], round(float(p[k]), 4), round(float(facts[k].get("stars", np.nan)), 2),
-                 reason(float(p[k]), why), why) for k, why in chosen]
+                 reason(float(p[k]), why), why, spread_by) for k, why in chosen]
 
 
 def reason(p_hero: float, why: str) -> str:

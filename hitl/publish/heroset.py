@@ -21,6 +21,7 @@ from hitl.publish.render import card_image, make_thumbnails, render, verdict
 from hitl.store import queries, utc_now
 from hitl.store.detector import publishable
 from hitl.store.heroes import HerosetError, check_policy, latest_drawn, select_with_counts
+from hitl.store.near_duplicates import near_duplicates as near_duplicate_groups
 from hitl.store.ratings import curator_comparisons
 from hitl.tables import safe_csv_text
 
@@ -28,6 +29,7 @@ __all__ = ["LINKS", "LAYOUTS", "HerosetError", "export_heroset", "flat_names", "
 
 LINKS = ("copy", "hardlink")
 LAYOUTS = ("tree", "flat")
+NEAR_DUPLICATES = ("keep-best", "keep-all")
 MANIFEST_CSV, MANIFEST_JSON, INDEX_HTML = "manifest.csv", "manifest.json", "index.html"
 # the manifest's columns of the pairwise order, there only when two exported heroes were compared
 PAIRWISE_COLUMNS = ("rank", "strength", "strength_low", "strength_high", "n_compared")
@@ -63,7 +65,7 @@ def _boxes(hero: dict, detected: list[dict]) -> tuple[str, list[dict]]:
 def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: str = "majority",
                    min_stars: float | None = None, link: str = "copy", layout: str = "tree",
                    progress: bool | None = None, threshold: float = 0.3, include_people: bool = False,
-                   include_undetected: bool = False) -> dict[str, Any]:
+                   include_undetected: bool = False, near_duplicates: str = "keep-best") -> dict[str, Any]:
     """Copy (or hard-link) the hero set into ``out_dir`` with manifest.csv, manifest.json and index.html.
 
     ``layout`` ``tree`` keeps the image_id's folders; ``flat`` uses one folder and
@@ -76,7 +78,11 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     follow their pairwise order (:func:`ranked_by_comparisons`) and ``counts["pairwise"]``
     says what it rests on. A hero with a person detected or with no detector record is left
     out, counted and named in ``counts["left_out"]`` (:func:`hitl.store.detector.publishable`),
-    unless ``include_people`` / ``include_undetected``. Returns the counts, also written in
+    unless ``include_people`` / ``include_undetected``. Where the store has vectors, heroes that are
+    near-duplicates (:mod:`hitl.store.near_duplicates`) are one group: ``near_duplicates``
+    ``keep-best`` exports the best of each (:func:`best_of_groups`) and lists the others in the
+    manifest with no file, ``keep-all`` exports them all; either way ``duplicate_of`` names each
+    one's best, and ``counts["near_duplicates"]`` the groups. Returns the counts, also written in
     manifest.json's header.
     """
     check_policy(policy, min_stars)
@@ -88,6 +94,8 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     rule = publishable(db, [h["image_id"] for h in heroes], threshold=threshold, include_people=include_people,
                        include_undetected=include_undetected)
     heroes = [h for h in heroes if rule.allows(h["image_id"])]
+    if near_duplicates not in NEAR_DUPLICATES:
+        raise HerosetError(f"near_duplicates must be one of {', '.join(NEAR_DUPLICATES)}, not {near_duplicates!r}")
     refuse_inside(out_dir, [h["root"] for h in heroes])
     out = make_output_folder(out_dir).resolve()
     models, model_results = _model_results(db)
@@ -95,37 +103,76 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     counts: dict[str, Any] = {**selected, **rule.counts(), "left_out": rule.lines(), "exported": 0, "unchanged": 0,
                               "conflicts": [], "missing_files": 0, "missing": [], "hardlink_fallbacks": 0,
                               "failed": [], "notes": []}
-    placed = place_images(heroes, out, layout, link, counts, progress, desc="Exporting heroes",
+    comparisons = curator_comparisons(db)
+    duplicate_of, counts["near_duplicates"] = best_of_groups(db, heroes, comparisons, threshold, near_duplicates)
+    shown = [h for h in heroes if near_duplicates == "keep-all" or h["image_id"] not in duplicate_of]
+    placed = place_images(shown, out, layout, link, counts, progress, desc="Exporting heroes",
                           confined=queries.package_images(db))
 
     curators = sorted({o["curator"] for h, _, _ in placed for o in h["curators"]})
     rows = _manifest_rows(placed, detected, model_results)
-    placed, rows, pairwise = ranked_by_comparisons(placed, rows, curator_comparisons(db))
+    placed, rows, pairwise = ranked_by_comparisons(placed, rows, comparisons)
     if pairwise:
         counts["pairwise"] = pairwise
-    counts["in_manifest"] = len(rows)
+    listed = rows
+    if counts["near_duplicates"] is not None:
+        kept = {row["image_id"] for row in rows}
+        for row in rows:
+            row["duplicate_of"] = duplicate_of.get(row["image_id"])
+        listed = rows + [{**row, "duplicate_of": duplicate_of[row["image_id"]]} for row in _manifest_rows(
+            [(h, "", None) for h in heroes if h["image_id"] in duplicate_of and h["image_id"] not in kept],
+            detected, model_results)]
+    counts["in_manifest"] = len(listed)
     counts["not_in_manifest"] = _leftovers(out, {r["file"] for r in rows}, set(counts["conflicts"]))
 
     header = {"exported_at": utc_now(), "policy": policy, "min_stars": min_stars, "link": link, "layout": layout,
               "threshold": threshold, "models": models, "curators": curators, "counts": counts}
     thumbs = make_thumbnails([target for _, _, target in placed], 320, progress, desc="Contact sheet")
-    files = {MANIFEST_JSON: json.dumps({"header": header, "images": rows}, indent=2, ensure_ascii=False),
-             MANIFEST_CSV: _manifest_csv(rows, models, curators, ranked=pairwise is not None),
+    files = {MANIFEST_JSON: json.dumps({"header": header, "images": listed}, indent=2, ensure_ascii=False),
+             MANIFEST_CSV: _manifest_csv(listed, models, curators, ranked=pairwise is not None,
+                                         duplicates=counts["near_duplicates"] is not None),
              INDEX_HTML: _contact_sheet(rows, thumbs, header, pairwise)}
     counts["written"] = write_own_files(out, files, counts)
     return counts
 
 
-def _manifest_rows(placed: list[tuple[dict, str, Path]], detected: dict[str, list[dict]],
+def best_of_groups(db: sqlite_utils.Database, heroes: list[dict], comparisons: list[dict], threshold: float,
+                   policy: str = "keep-best") -> tuple[dict[str, str], dict[str, Any] | None]:
+    """The heroes that are near-duplicates of a better one (image_id → the best of its group), and the
+    counts for the manifest (None when the store has no vectors). The best of a group: its file
+    there, then the curators' pairwise rank, their mean stars, their share of hero votes, its name."""
+    ids = [h["image_id"] for h in heroes]
+    found = near_duplicate_groups(db, ids, threshold)
+    if found is None:
+        return {}, None
+    ranks = pairwise_order(ids, comparisons).by_id() if comparisons else {}
+
+    def best_first(hero: dict) -> tuple:
+        rank = getattr(ranks.get(hero["image_id"]), "rank", None)
+        stars = hero["mean_stars"]
+        return (not (hero["root"] and (Path(hero["root"]) / hero["image_id"]).is_file()), rank is None, rank or 0,
+                stars is None, -(stars or 0.0), -hero["hero_votes"] / max(1, hero["decided"]), hero["image_id"])
+
+    by_id = {h["image_id"]: h for h in heroes}
+    duplicate_of: dict[str, str] = {}
+    for group in found.groups():
+        best = min((by_id[i] for i in group), key=best_first)["image_id"]
+        duplicate_of.update({i: best for i in group if i != best})
+    return duplicate_of, {**found.counts(), "policy": policy, "left_out": len(duplicate_of) if policy == "keep-best"
+                          else 0}
+
+
+def _manifest_rows(placed: list[tuple[dict, str, Path | None]], detected: dict[str, list[dict]],
                    model_results: dict[str, dict[str, dict]]) -> list[dict]:
-    """One manifest entry per placed hero: its metadata, votes, boxes, model results and curators."""
+    """One manifest entry per placed hero (a near-duplicate left out: no file, no target): its
+    metadata, votes, boxes, model results and curators."""
     rows = []
     for hero, name, target in placed:
         source, boxes = _boxes(hero, detected.get(hero["image_id"], []))
         rows.append({
             "image_id": hero["image_id"], "file": name, "species": hero["species"], "seq_id": hero["seq_id"],
             "datetime": hero["datetime"], "location": hero["location"], "width": hero["width"],
-            "height": hero["height"], "bytes": target.stat().st_size,
+            "height": hero["height"], "bytes": target.stat().st_size if target is not None else None,
             "mean_stars": hero["mean_stars"], "n_stars": hero["n_stars"], "votes": hero["votes"],
             "hero_votes": hero["hero_votes"], "decided": hero["decided"],
             "comments": [f"{o['curator']}: {o['comment']}" for o in hero["curators"] if o["comment"]],
@@ -177,10 +224,11 @@ def _leftovers(out: Path, files: set[str], conflicts: set[str]) -> list[str]:
     return extra
 
 
-def _manifest_csv(rows: list[dict], models: list[str], curators: list[str], ranked: bool = False) -> str:
+def _manifest_csv(rows: list[dict], models: list[str], curators: list[str], ranked: bool = False,
+                  duplicates: bool = False) -> str:
     columns = ["image_id", "file", "species", "seq_id", "datetime", "location", "width", "height", "bytes",
-               "mean_stars", "n_stars", "votes", *(PAIRWISE_COLUMNS if ranked else ()), "comments", "boxes_source",
-               "boxes"]
+               "mean_stars", "n_stars", "votes", *(PAIRWISE_COLUMNS if ranked else ()),
+               *(("duplicate_of",) if duplicates else ()), "comments", "boxes_source", "boxes"]
     columns += [f"score_{m}" for m in models] + [f"hero_{m}" for m in models]
     columns += [f"stars_{c}" for c in curators] + [f"hero_{c}" for c in curators]
     lines = []

@@ -35,6 +35,7 @@ from hitl.store import utc_now
 from hitl.store.curators import curator_name
 from hitl.store.detector import Publishable, publishable
 from hitl.store.heroes import select_heroes
+from hitl.store.near_duplicates import near_duplicates
 from hitl.store.ratings import curator_comparisons, long_table
 from hitl.tables import safe_csv_text
 
@@ -67,6 +68,9 @@ def build_report(db: sqlite_utils.Database, out_dir: str | Path, *, hero_thresho
     pairwise = pairwise_figures(db, rows, resamples=resamples, seed=seed)
     if pairwise is not None:  # no comparisons: agreement.json as it always was
         agreement["pairwise"] = pairwise
+    groups = hero_groups(db, threshold)
+    if groups is not None:  # no vectors: likewise
+        agreement["near_duplicates"] = groups
     ranked = rank_disagreements(rows)
     paths = {"json": out / "agreement.json", "csv": out / "disagreements.csv", "html": out / "report.html"}
     write_atomic(paths["json"], json.dumps(agreement, indent=2, allow_nan=False), out)
@@ -108,6 +112,14 @@ def pairwise_figures(db: sqlite_utils.Database, rows: list[dict], *, resamples: 
             "level": order.level, "resamples": resamples,
             "agreement": pairwise_agreement(order.strengths(), references, resamples=resamples, seed=seed)
             if order.n_used else []}
+
+
+def hero_groups(db: sqlite_utils.Database, threshold: float = 0.3, policy: str = "majority") -> dict[str, Any] | None:
+    """The near-duplicate groups of the hero set (``policy``; :mod:`hitl.store.near_duplicates`) with
+    the policy, or None when the store has no vectors."""
+    found = near_duplicates(db, [h["image_id"] for h in select_heroes(db, policy)], threshold)
+    return None if found is None else {"policy": policy, **found.counts(),
+                                       "threshold_words": found.calibration.words()}
 
 
 def disagreements_csv(ranked: list[dict]) -> str:
@@ -445,6 +457,7 @@ def render_html(agreement: dict, rows: list[dict], ranked: list[dict], reasoning
         consensus_definition=CONSENSUS_DEFINITION,
         learned=learned,
         pairwise=_pairwise_table(agreement.get("pairwise")),
+        near_duplicates=agreement.get("near_duplicates"),
         raters=[{"name": r["name"], "kind": r["kind"], "n_images": r["n_images"],
                  "mean_score": _text(r.get("mean_score")), "hero_share": _text(r.get("hero_share"))} for r in raters],
         model_tables=[

@@ -63,6 +63,7 @@ class SelectionRun:
     files: FileChecks | None = None  # the picks' file checks
     # what the input files said of every image, selected or not: the detector file's first
     records: list[FileRecord] = dataclasses.field(default_factory=list)
+    only: set[str] | None = None  # --only: the images that may be chosen (None: any)
 
 
 def eligible_mask(run: SelectionRun) -> tuple[np.ndarray, dict[int, tuple[str, float | None]], set[str]]:
@@ -80,6 +81,9 @@ def eligible_mask(run: SelectionRun) -> tuple[np.ndarray, dict[int, tuple[str, f
         exclude(summary, ok, feats.n_people > 0, "person above threshold")
         exclude(summary, ok, feats.n_vehicles > 0, "vehicle above threshold")
         exclude(summary, ok, in_people_events(md, run.package), "person (Camtrap DP event)")
+    if run.only is not None:
+        listed = np.fromiter((image_id in run.only for image_id in md.image_ids), bool, len(md.image_ids))
+        exclude(summary, ok, ~listed, "not listed in --only")
     exclude(summary, ok, feats.n_animals == 0, "no animal above threshold")
     exclude(summary, ok, feats.area < cfg.min_animal_area, "animal too small")
 

@@ -28,6 +28,7 @@ from hitl.progress import progress_bar
 from hitl.select import bursts
 from hitl.select import strata as selection
 from hitl.select.checks import FileChecks
+from hitl.select.duplicates import NEAR_DUPLICATE, near_duplicate_guard
 from hitl.select.eligible import Ranker, SelectionRun, count_problems, eligible_mask, load_speciesnet_file
 from hitl.select.output import SelectionSummary, candidate_reason, write_candidates_csv
 from hitl.select.records import FileRecord, pack_in_background
@@ -45,7 +46,7 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
                   cct: str | Path | None = None, out_csv: str | Path | None = None, add: bool = False,
                   echo: Callable[[str], None] = lambda _msg: None, progress: bool | None = None,
                   ranker: Callable[[], Ranker] | None = None, camtrap_dp: str | Path | None = None,
-                  media_root: str | Path | None = None) -> SelectionSummary:
+                  media_root: str | Path | None = None, only: set[str] | None = None) -> SelectionSummary:
     """Select ``n`` candidates and record them (and the run) in ``db``.
 
     The images and their detections come from a MegaDetector file ``md`` (paths relative to
@@ -58,6 +59,7 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     rater, :func:`hitl.learn.rank.learned_ranker`; called once the files are read, as their reading
     may fork) the images are ranked on their detector record instead of by the heuristic; the
     strata, sequence, species-cap and people rules are the same.
+    With ``only`` just those images may be chosen (the rest are counted as excluded).
     With the setting ``frames_per_burst`` K > 0 each candidate's burst (its sequence's K best
     frames, see :mod:`hitl.select.bursts`) is recorded too; the candidates stay the same.
     """
@@ -93,7 +95,7 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
         with gc_paused(), CCTFile(cct, TwoProcesses()) if cct else nullcontext() as cct_file:  # gc: see gc_paused
             source = package if package is not None else Path(md)
             summary = _select(db, run_id, source, root, n, cfg, speciesnet, cct_file, out_csv, add, echo,
-                              progress, ranker)
+                              progress, ranker, only)
     except BaseException as exc:
         db["selection_runs"].update(run_id, {"status": "failed", "finished_at": utc_now(),
                                              "counts": json.dumps({"error": str(exc)})})
@@ -114,7 +116,8 @@ class _Species:
 
 
 def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, sn_path, cct_file: CCTFile | None,
-            out_csv, add, echo, progress, ranker: Callable[[], Ranker] | None = None) -> SelectionSummary:
+            out_csv, add, echo, progress, ranker: Callable[[], Ranker] | None = None,
+            only: set[str] | None = None) -> SelectionSummary:
     package = source if isinstance(source, CamtrapPackage) else None
     if package is None:
         echo(f"Reading {source} ({source.stat().st_size / 1e6:.1f} MB)")
@@ -138,7 +141,7 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
                                      cfg.threshold, cfg.edge_margin, cfg.data_strip)
     sn = load_speciesnet_file(sn_path, root, md, summary, echo)
     run = SelectionRun(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress, ranker, package,
-               FileChecks(root, cfg.check_files, summary, package is not None))
+               FileChecks(root, cfg.check_files, summary, package is not None), only=only)
     run.records.append(FileRecord(package.source if package is not None else str(Path(md.source).resolve())))
     if sn_path:
         run.records.append(FileRecord(str(Path(sn_path).resolve())))
@@ -170,7 +173,9 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
     summary.candidates = rows
     if len(rows) < n:
         summary.notes.append(f"only {len(rows)} of {n} requested: the collection has {summary.sequences} "
-                             f"eligible sequences and at most one frame of each is taken")
+                             f"eligible sequences and at most one frame of each is taken"
+                             + (", and one image of each near-duplicate group" if summary.excluded[NEAR_DUPLICATE]
+                                else ""))
     _write(db, run_id, rows, md, root, add, summary, package, members, run.records)
     if out_csv:
         write_candidates_csv(out_csv, rows)
@@ -241,9 +246,10 @@ def _choose(run: SelectionRun, frames: Frames, sn_species: dict) -> tuple[list[d
     bar = progress_bar(run.progress, total=run.n, desc="Selecting", unit="img", leave=False)
     checked_sizes: dict[int, tuple[int, int]] = {}
     readable = run.files.checker(frames, checked_sizes)
+    unique = near_duplicate_guard(run, frames)
 
     def accept(row: int) -> bool:
-        if not readable(row):
+        if not readable(row) or (unique is not None and not unique(row)):
             return False
         bar.update(1)
         return True

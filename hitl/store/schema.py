@@ -365,3 +365,27 @@ def m013_embeddings(db: sqlite_utils.Database) -> None:
          "parameters": str, "counts": str},
         pk="id",
     )
+
+
+@migration
+def m014_near_duplicates(db: sqlite_utils.Database) -> None:
+    """What the near-duplicate steps need of a model's vectors. ``embedding_calibrations``: its
+    near-duplicate threshold as `hitl embed` calibrated it on planted copies of the collection's own
+    photos (and what it rests on). ``embedding_versions``: a number a trigger raises whenever one of
+    its vectors is written, so a copy of them kept for fast search knows at once when it is stale.
+    ``embeddings.boxes``: the animal boxes an image had when it was embedded (JSON; NULL: none
+    known), for an image that is only a whole-collection vector, with no detections stored; and an
+    index to find the newest model's vectors without reading them all."""
+    db["embeddings"].add_column("boxes", str)
+    db["embeddings"].create_index(["status", "created_at"])
+    db["embedding_calibrations"].create(
+        {"model": str, "threshold": float, "n_photos": int, "n_copies": int, "copies": str, "distinct_share": float,
+         "distinct_n": int, "n_vectors": int, "computed_at": str},
+        pk="model",
+    )
+    db["embedding_versions"].create({"model": str, "version": int}, pk="model")
+    for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+        db.execute(f"CREATE TRIGGER embeddings_version_{event.lower()} AFTER {event} ON embeddings BEGIN "
+                   f"INSERT INTO embedding_versions (model, version) VALUES ({row}.model, 1) "
+                   f"ON CONFLICT (model) DO UPDATE SET version = version + 1; END")
+    db.execute("INSERT INTO embedding_versions (model, version) SELECT model, 1 FROM embeddings GROUP BY model")
