@@ -17,8 +17,8 @@ from hitl.score.backends.base import translate_error
 from .fakes import FakeGemini, FakeOpenAI
 from .fakes import behaviours as B
 from .fakes.tcp_proxy import DyingProxy
-from .test_labelstudio import Review
-from .test_scoring import QWEN, Project, gemini_env, make_folder
+from .helpers.labelstudio import Review
+from .helpers.scoring import QWEN, Project, gemini_env, make_folder
 
 
 def one_line(result) -> str:

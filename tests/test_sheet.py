@@ -138,7 +138,7 @@ def test_a_long_import_leaves_the_webhook_its_turns(tmp_path, camera_traps):
     delivery within a fraction of Label Studio's 1 s: the import holds the lock a part at a time."""
     from hitl.review.webhook import create_app
 
-    from .test_webhook_service import SECRET, fresh
+    from .helpers.webhook import SECRET, fresh
 
     project, sheet = big_sheet(tmp_path, 3_000, 10)
     app = create_app({"DATABASE": str(project.db_path), "WEBHOOK_SECRET": SECRET, "TESTING": True})

@@ -20,10 +20,10 @@ import pytest
 from hitl import store
 from hitl.review.studio import free_port
 
-from .conftest import REPO, SHARED
+from .conftest import REPO
+from .helpers.webhook import fresh
 
 SECRET = "a-long-enough-test-secret"
-DELIVERY = json.loads((SHARED / "labelstudio_webhooks" / "01_annotation_created.json").read_text())["body"]
 
 
 class Serve:
@@ -86,13 +86,6 @@ def serve(tmp_path):
     service.wait_ready()
     yield service
     service.stop()
-
-
-def fresh(k: int) -> dict:
-    """The real delivery with its own annotation id."""
-    body = json.loads(json.dumps(DELIVERY))
-    body["annotation"]["id"] = 1000 + k
-    return body
 
 
 def test_a_huge_body_is_refused_before_it_is_read(serve):
