@@ -13,7 +13,7 @@ from typing import Annotated, Self
 import msgspec
 import numpy as np
 
-from .chunked import KeyedChunk, OuterPass, RecordKeys, decode_outer, key_chunk, map_chunks, pack_texts, unpack_texts
+from .chunked import KeyedChunk, RecordKeys, Workers, decode_outer, key_chunk, map_chunks, pack_texts, unpack_texts
 from .common import RecordProblem, gc_paused, read_input
 from .sniff import check_kind
 
@@ -61,27 +61,28 @@ _WHAT = "COCO Camera Traps"
 
 
 def load_cct(path: str | Path, images_root: str | Path | None = None,
-             only: Sequence[str] | None = None) -> CCTMetadata:
+             only: Sequence[str] | None = None, workers: Workers | None = None) -> CCTMetadata:
     """Read a COCO Camera Traps file. Whole-file problems raise InputFormatError."""
-    with CCTFile(path) as cct:
+    with CCTFile(path, workers) as cct:
         return cct.read(images_root, only)
 
 
 class CCTFile:
-    """A COCO Camera Traps file being read: the whole-file check begins at once (for a big
-    file in a second process, see chunked.OuterPass) while the caller does other work, and
-    read() builds the rows. A context manager: leaving it stops a check still running."""
+    """A COCO Camera Traps file being read: the file is read at once and its whole-file check
+    may begin meanwhile (``workers``: see chunked.Workers.outer_pass) while the caller does
+    other work; read() builds the rows. A context manager: leaving it stops a check still running."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, workers: Workers | None = None) -> None:
         self.source = str(path)
-        self._outer = OuterPass(lambda: _checked(read_input(path, _WHAT), self.source), self.source, _WHAT, _File,
-                                partial(_not_cct, self.source))
+        self._workers = workers or Workers()
+        self._outer = self._workers.outer_pass(lambda: _checked(read_input(path, _WHAT), self.source), self.source,
+                                               _WHAT, _File, partial(_not_cct, self.source))
 
     def read(self, images_root: str | Path | None = None, only: Sequence[str] | None = None) -> CCTMetadata:
         """As parse_cct. Whole-file problems raise InputFormatError."""
         with gc_paused():
             data, _, spans = self._outer.result()
-        return _parse(data, spans, self.source, images_root, only)
+        return _parse(data, spans, self.source, images_root, only, self._workers)
 
     def __enter__(self) -> Self:
         return self
@@ -91,16 +92,17 @@ class CCTFile:
 
 
 def parse_cct(data: bytes, source: str, images_root: str | Path | None = None,
-              only: Sequence[str] | None = None) -> CCTMetadata:
+              only: Sequence[str] | None = None, workers: Workers | None = None) -> CCTMetadata:
     """Parse COCO Camera Traps JSON bytes; bad records are counted problems, not fatal.
 
     With ``only`` (distinct image_ids, say the images a caller can use) every record is
     still checked, but rows are kept for those images alone, and ``only_rows`` gives the
-    row of each: a caller joining a million images needs no lookup of its own.
+    row of each: a caller joining a million images needs no lookup of its own. ``workers``:
+    where its records are built (chunked.Workers; by default in this process).
     """
     with gc_paused():
         _, spans = decode_outer(_checked(data, source), source, _WHAT, _File, partial(_not_cct, source))
-    return _parse(data, spans, source, images_root, only)
+    return _parse(data, spans, source, images_root, only, workers)
 
 
 def _checked(data: bytes, source: str) -> bytes:
@@ -113,11 +115,12 @@ def _not_cct(source: str, exc: Exception) -> str:
             f"'images' list of {{'file_name', 'seq_id', 'frame_num', 'datetime', ...}} records")
 
 
-def _parse(data: bytes, spans: list, source: str, images_root, only: Sequence[str] | None) -> CCTMetadata:
+def _parse(data: bytes, spans: list, source: str, images_root, only: Sequence[str] | None,
+           workers: Workers | None) -> CCTMetadata:
     wanted = None if only is None else _Wanted(only)
     with gc_paused():
         chunks = map_chunks(data, spans, source, _WHAT, _Image, "file_name",
-                            lambda positions, records: _read_chunk(positions, records, images_root, wanted))
+                            lambda positions, records: _read_chunk(positions, records, images_root, wanted), workers)
         del data, spans
         problems = [p for chunk_problems, _ in chunks for p in chunk_problems]
         return _metadata([chunk for _, chunk in chunks], source, problems, None if only is None else len(only))
@@ -139,7 +142,7 @@ class _Chunk:
     seq_names: list[str | None]  # the distinct seq_ids, in order of first appearance
     seq_local: np.ndarray  # each row's seq_id as an index into seq_names
 
-    def __getstate__(self) -> dict:  # sent from a second process: see common.map_chunks
+    def __getstate__(self) -> dict:  # may be sent from a second process: see chunked.map_chunks
         return {**self.__dict__, **{name: pack_texts(getattr(self, name)) for name in _TEXT_COLUMNS}}
 
     def __setstate__(self, state: dict) -> None:

@@ -118,16 +118,6 @@ def read_input(path: str | Path, what: str) -> bytes | mmap.mmap:
         raise InputFormatError(f"{path}: cannot read the {what} file ({exc.strerror}); check the path") from None
 
 
-def read_json(path: str | Path, what: str) -> object:
-    """Read a JSON file; any reason it cannot be read becomes an InputFormatError."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputFormatError(f"{path}: cannot read the {what} file ({exc.strerror}); check the path") from exc
-    return decode_json(data, path, what)
-
-
 def decode_json(data: bytes, path: str | Path, what: str, type: object = object) -> object:
     """Decode JSON bytes, optionally into a msgspec type, naming the file on failure."""
     if not bytes(data[:4096]).strip() and not bytes(data).strip():  # strip() copies: look at the head first

@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from .chunked import KeyedChunk, RecordKeys, decode_outer, key_chunk, map_chunks
+from .chunked import KeyedChunk, RecordKeys, Workers, decode_outer, key_chunk, map_chunks
 from .common import RecordProblem, gc_paused, read_input
 from .sniff import check_kind
 from .speciesnet import parse_taxonomy
@@ -86,19 +86,22 @@ class MegaDetectorFile:
         return {key: i for i, key in enumerate(self.image_ids)}
 
 
-def load_megadetector(path: str | Path, images_root: str | Path | None = None) -> MegaDetectorFile:
+def load_megadetector(path: str | Path, images_root: str | Path | None = None,
+                      workers: Workers | None = None) -> MegaDetectorFile:
     """Read a MegaDetector results file. Whole-file problems raise InputFormatError."""
-    return parse_megadetector(read_input(path, "MegaDetector"), str(path), images_root)
+    return parse_megadetector(read_input(path, "MegaDetector"), str(path), images_root, workers)
 
 
-def parse_megadetector(data: bytes, source: str, images_root: str | Path | None = None) -> MegaDetectorFile:
-    """Parse MegaDetector JSON bytes; bad records are counted problems, not fatal."""
+def parse_megadetector(data: bytes, source: str, images_root: str | Path | None = None,
+                       workers: Workers | None = None) -> MegaDetectorFile:
+    """Parse MegaDetector JSON bytes; bad records are counted problems, not fatal. ``workers``:
+    where its records are built (chunked.Workers; by default in this process)."""
     check_kind(data, source, "megadetector")
     with gc_paused():
         parsed, spans = decode_outer(data, source, "MegaDetector", _File, lambda exc: _not_megadetector(source, exc))
         tables = _tables(parsed, source)
         chunks = map_chunks(data, spans, source, "MegaDetector", _Image, "file",
-                            lambda positions, records: _read_chunk(positions, records, tables, images_root))
+                            lambda positions, records: _read_chunk(positions, records, tables, images_root), workers)
         del data, spans
         problems = [p for chunk_problems, _ in chunks for p in chunk_problems]
         return _finish([chunk for _, chunk in chunks], tables, source, problems)

@@ -8,7 +8,8 @@ Three steps, in this order because each makes the next cheaper:
 2. convert any mode to RGB (alpha composited over neutral grey, 16-bit scaled down) and
    downscale with an antialiased bicubic filter so the longest side is at most ``max_side``
    (never upscaled; after the DCT scaling the remaining factor is small, where bicubic
-   matches LANCZOS for a model's eyes at two thirds of its cost);
+   matches LANCZOS for a model's eyes at two thirds of its cost; bilinear would be cheaper still,
+   but it softens the frame enough to change what a model, and the baseline's sharpness, sees);
 3. apply the EXIF orientation on the small image, so the result is upright.
 
 Failures raise ImagePrepError with a short countable ``reason``.
@@ -78,6 +79,9 @@ class ImagePrepError(Exception):
         self.detail = detail
         tail = f" ({detail})" if detail else ""
         super().__init__(f"Cannot prepare image {self.path}: {reason}{tail}.")
+
+    def __reduce__(self):  # raised in a preparing process, it crosses back to the run whole
+        return type(self), (self.path, self.reason, self.detail)
 
 
 def target_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:

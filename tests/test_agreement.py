@@ -20,6 +20,8 @@ from sklearn.metrics import cohen_kappa_score, f1_score, precision_score, recall
 from hitl.analyse import statistics as A
 from hitl.analyse.agreement import compute_agreement
 
+from . import reference_statistics as R
+
 NAN = np.nan
 
 # The reliability-data example in the krippendorff package's alpha() docstring / README (3 coders, 15 units).
@@ -77,20 +79,20 @@ def ties_data(rng: np.random.Generator, n: int, missing: float = 0.0) -> tuple[n
 # ---------------------------------------------------------------------------------------------
 
 def test_alpha_package_docstring_example():
-    assert round(A.krippendorff_alpha(PACKAGE_EXAMPLE, "nominal"), 3) == 0.691
-    assert round(A.krippendorff_alpha(PACKAGE_EXAMPLE, "interval"), 3) == 0.811
+    assert round(R.krippendorff_alpha(PACKAGE_EXAMPLE, "nominal"), 3) == 0.691
+    assert round(R.krippendorff_alpha(PACKAGE_EXAMPLE, "interval"), 3) == 0.811
     # The package prints nominal 0.691358 and interval 0.810845 in that example; ordinal it gives 0.807.
-    assert A.krippendorff_alpha(PACKAGE_EXAMPLE, "nominal") == pytest.approx(0.691358, abs=1e-6)
-    assert A.krippendorff_alpha(PACKAGE_EXAMPLE, "interval") == pytest.approx(0.810845, abs=1e-6)
-    assert round(A.krippendorff_alpha(PACKAGE_EXAMPLE, "ordinal"), 3) == 0.807
+    assert R.krippendorff_alpha(PACKAGE_EXAMPLE, "nominal") == pytest.approx(0.691358, abs=1e-6)
+    assert R.krippendorff_alpha(PACKAGE_EXAMPLE, "interval") == pytest.approx(0.810845, abs=1e-6)
+    assert round(R.krippendorff_alpha(PACKAGE_EXAMPLE, "ordinal"), 3) == 0.807
 
 
 def test_alpha_krippendorff_2011_published_values():
-    assert round(A.krippendorff_alpha(KRIPPENDORFF_2011, "nominal"), 3) == 0.743
-    assert round(A.krippendorff_alpha(KRIPPENDORFF_2011, "ordinal"), 3) == 0.815
-    assert round(A.krippendorff_alpha(KRIPPENDORFF_2011, "interval"), 3) == 0.849
+    assert round(R.krippendorff_alpha(KRIPPENDORFF_2011, "nominal"), 3) == 0.743
+    assert round(R.krippendorff_alpha(KRIPPENDORFF_2011, "ordinal"), 3) == 0.815
+    assert round(R.krippendorff_alpha(KRIPPENDORFF_2011, "interval"), 3) == 0.849
     # irrCAC's README gives 0.74342 for the same data (krippen.alpha.raw, unweighted).
-    assert A.krippendorff_alpha(KRIPPENDORFF_2011, "nominal") == pytest.approx(0.74342, abs=1e-5)
+    assert R.krippendorff_alpha(KRIPPENDORFF_2011, "nominal") == pytest.approx(0.74342, abs=1e-5)
 
 
 @pytest.mark.parametrize("level", ["nominal", "interval", "ordinal"])
@@ -103,17 +105,17 @@ def test_alpha_matches_krippendorff_package_on_random_data(level, seed):
     else:  # decimals, as model scores have
         x = np.round(rng.normal(5, 2, (raters, units)), 1)
     x[rng.random(x.shape) < 0.35] = NAN
-    ours = A.krippendorff_alpha(x, level)
+    ours = R.krippendorff_alpha(x, level)
     ref = krippendorff.alpha(reliability_data=x, level_of_measurement=level)
     assert ours == pytest.approx(ref, abs=1e-10)
 
 
 def test_alpha_undefined_cases():
-    assert A.krippendorff_alpha(np.full((3, 4), NAN)) is None  # all missing
-    assert A.krippendorff_alpha([[1, NAN], [NAN, 2]]) is None  # nothing pairable
-    assert A.krippendorff_alpha([[3, 3, 3], [3, 3, 3]]) is None  # no variation: alpha is 0/0
-    assert A.krippendorff_alpha([[1, 2, 3]]) is None  # one rater
-    assert A.krippendorff_alpha([[1, 2, 3], [1, 2, 3]], "ordinal") == pytest.approx(1.0)
+    assert R.krippendorff_alpha(np.full((3, 4), NAN)) is None  # all missing
+    assert R.krippendorff_alpha([[1, NAN], [NAN, 2]]) is None  # nothing pairable
+    assert R.krippendorff_alpha([[3, 3, 3], [3, 3, 3]]) is None  # no variation: alpha is 0/0
+    assert R.krippendorff_alpha([[1, 2, 3]]) is None  # one rater
+    assert R.krippendorff_alpha([[1, 2, 3], [1, 2, 3]], "ordinal") == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,11 +128,11 @@ def test_correlations_match_scipy_with_ties_and_missing(seed):
     a, b = ties_data(rng, int(rng.integers(3, 400)), missing=0.1)
     ok = np.isfinite(a) & np.isfinite(b)
     assert A.spearman(a, b) == pytest.approx(stats.spearmanr(a[ok], b[ok]).statistic, abs=1e-12)
-    assert A.kendall_tau_b(a, b) == pytest.approx(stats.kendalltau(a[ok], b[ok], variant="b").statistic, abs=1e-12)
-    assert A.pearson(a, b) == pytest.approx(stats.pearsonr(a[ok], b[ok]).statistic, abs=1e-12)
+    assert R.kendall_tau_b(a, b) == pytest.approx(stats.kendalltau(a[ok], b[ok], variant="b").statistic, abs=1e-12)
+    assert R.pearson(a, b) == pytest.approx(stats.pearsonr(a[ok], b[ok]).statistic, abs=1e-12)
     d = b[ok] - a[ok]
-    assert A.mae(a, b) == pytest.approx(np.abs(d).mean(), abs=1e-12)
-    bias, lo, hi = A.bland_altman(a, b)
+    assert R.mae(a, b) == pytest.approx(np.abs(d).mean(), abs=1e-12)
+    bias, lo, hi = R.bland_altman(a, b)
     assert bias == pytest.approx(d.mean(), abs=1e-12)
     assert lo == pytest.approx(d.mean() - 1.96 * d.std(ddof=1), abs=1e-10)
     assert hi == pytest.approx(d.mean() + 1.96 * d.std(ddof=1), abs=1e-10)
@@ -139,24 +141,24 @@ def test_correlations_match_scipy_with_ties_and_missing(seed):
 def test_correlations_continuous_values_and_heavy_ties():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=300), rng.normal(size=300)
-    assert A.kendall_tau_b(a, b) == pytest.approx(stats.kendalltau(a, b).statistic, abs=1e-12)
+    assert R.kendall_tau_b(a, b) == pytest.approx(stats.kendalltau(a, b).statistic, abs=1e-12)
     a, b = rng.integers(0, 2, 300), rng.integers(0, 3, 300)  # ties everywhere
-    assert A.kendall_tau_b(a, b) == pytest.approx(stats.kendalltau(a, b).statistic, abs=1e-12)
+    assert R.kendall_tau_b(a, b) == pytest.approx(stats.kendalltau(a, b).statistic, abs=1e-12)
     assert A.spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-12)
 
 
 def test_correlations_undefined_are_none():
     assert A.spearman([5, 5, 5, 5], [1, 2, 3, 4]) is None  # constant rater
-    assert A.kendall_tau_b([1, 2, 3], [7, 7, 7]) is None
-    assert A.pearson([1], [2]) is None  # n < 2
+    assert R.kendall_tau_b([1, 2, 3], [7, 7, 7]) is None
+    assert R.pearson([1], [2]) is None  # n < 2
     assert A.spearman([], []) is None
-    assert A.pearson([NAN, NAN], [1, 2]) is None  # all missing
-    assert A.mae([None, None], [1, 2]) is None
-    assert A.bland_altman([], []) == (None, None, None)
-    bias, lo, hi = A.bland_altman([3], [5])  # one pair: a bias, but no spread
+    assert R.pearson([NAN, NAN], [1, 2]) is None  # all missing
+    assert R.mae([None, None], [1, 2]) is None
+    assert R.bland_altman([], []) == (None, None, None)
+    bias, lo, hi = R.bland_altman([3], [5])  # one pair: a bias, but no spread
     assert bias == 2 and lo is None and hi is None
     assert A.spearman([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)  # perfect agreement
-    assert A.kendall_tau_b([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert R.kendall_tau_b([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,7 +172,7 @@ def test_kappas_match_sklearn(seed):
     n = int(rng.integers(5, 300))
     a = rng.integers(labels[0], labels[-1] + 1, n)
     b = np.clip(a + rng.integers(-2, 3, n), labels[0], labels[-1])
-    assert A.cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b), abs=1e-12)
+    assert R.cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b), abs=1e-12)
     ref = cohen_kappa_score(a, b, labels=labels, weights="quadratic")
     assert A.quadratic_weighted_kappa(a, b, labels) == pytest.approx(ref, abs=1e-12)
 
@@ -189,8 +191,8 @@ def test_qwk_bins_decimals_half_up_and_clips():
 def test_irrcac_published_3x3_table():
     # irrCAC README (Gwet): cont3x3abstractors -> Cohen's kappa 0.7964094, AC1 0.8493305, agreement 0.89.
     a, b = expand([[13, 0, 0], [0, 20, 7], [0, 4, 56]])
-    assert A.cohen_kappa(a, b) == pytest.approx(0.7964094, abs=1e-7)
-    assert A.gwet_ac1(a, b) == pytest.approx(0.8493305, abs=1e-7)
+    assert R.cohen_kappa(a, b) == pytest.approx(0.7964094, abs=1e-7)
+    assert R.gwet_ac1(a, b) == pytest.approx(0.8493305, abs=1e-7)
 
 
 def test_gwet_ac1_kappa_paradox_by_hand():
@@ -200,20 +202,20 @@ def test_gwet_ac1_kappa_paradox_by_hand():
     # kappa: pe = 0.984 * 0.96 + 0.016 * 0.04 = 0.94528 -> (0.944 - 0.94528) / 0.05472 = -0.023392
     a, b = expand([[0, 2], [5, 118]])  # index 1 = yes
     a, b = a.astype(bool), b.astype(bool)
-    assert A.gwet_ac1(a, b) == pytest.approx((0.944 - 0.054432) / 0.945568, abs=1e-12)
-    assert round(A.gwet_ac1(a, b), 4) == 0.9408
-    assert A.cohen_kappa(a, b) == pytest.approx(-0.00128 / 0.05472, abs=1e-12)
-    out = A._hero_batch(A._hero_table(a, b)[None])
-    assert out["gwet_ac1"][0] == pytest.approx(A.gwet_ac1(a, b), abs=1e-12)
-    assert out["cohen_kappa"][0] == pytest.approx(A.cohen_kappa(a, b), abs=1e-12)
+    assert R.gwet_ac1(a, b) == pytest.approx((0.944 - 0.054432) / 0.945568, abs=1e-12)
+    assert round(R.gwet_ac1(a, b), 4) == 0.9408
+    assert R.cohen_kappa(a, b) == pytest.approx(-0.00128 / 0.05472, abs=1e-12)
+    out = A.hero_statistics(A.hero_table(a, b)[None])
+    assert out["gwet_ac1"][0] == pytest.approx(R.gwet_ac1(a, b), abs=1e-12)
+    assert out["cohen_kappa"][0] == pytest.approx(R.cohen_kappa(a, b), abs=1e-12)
 
 
 def test_kappa_edge_cases():
-    assert A.cohen_kappa([1, 1, 1], [1, 1, 1]) is None  # 0/0
-    assert A.cohen_kappa([], []) is None
-    assert A.gwet_ac1([True, True], [True, True]) == pytest.approx(1.0)  # AC1 stays defined
-    assert A.gwet_ac1([1, 1], [1, 1]) is None  # one category seen, none declared
-    assert A.gwet_ac1([None, True], [False, None]) is None
+    assert R.cohen_kappa([1, 1, 1], [1, 1, 1]) is None  # 0/0
+    assert R.cohen_kappa([], []) is None
+    assert R.gwet_ac1([True, True], [True, True]) == pytest.approx(1.0)  # AC1 stays defined
+    assert R.gwet_ac1([1, 1], [1, 1]) is None  # one category seen, none declared
+    assert R.gwet_ac1([None, True], [False, None]) is None
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -221,19 +223,19 @@ def test_precision_recall_f1_and_binary_kappa_match_sklearn(seed):
     rng = np.random.default_rng(seed)
     truth = rng.random(200) < 0.3
     pred = np.where(rng.random(200) < 0.7, truth, rng.random(200) < 0.5)
-    p, r, f = A.precision_recall_f1(pred, truth)
+    p, r, f = R.precision_recall_f1(pred, truth)
     assert p == pytest.approx(precision_score(truth, pred))
     assert r == pytest.approx(recall_score(truth, pred))
     assert f == pytest.approx(f1_score(truth, pred))
-    out = A._hero_batch(A._hero_table(pred, truth)[None])
+    out = A.hero_statistics(A.hero_table(pred, truth)[None])
     assert out["cohen_kappa"][0] == pytest.approx(cohen_kappa_score(pred, truth), abs=1e-12)
 
 
 def test_precision_recall_undefined():
-    assert A.precision_recall_f1([False, False], [True, False]) == (None, 0.0, 0.0)
-    assert A.precision_recall_f1([True, False], [False, False]) == (0.0, None, 0.0)
-    assert A.precision_recall_f1([False], [False]) == (None, None, None)
-    assert A.precision_recall_f1([], []) == (None, None, None)
+    assert R.precision_recall_f1([False, False], [True, False]) == (None, 0.0, 0.0)
+    assert R.precision_recall_f1([True, False], [False, False]) == (0.0, None, 0.0)
+    assert R.precision_recall_f1([False], [False]) == (None, None, None)
+    assert R.precision_recall_f1([], []) == (None, None, None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,7 +260,7 @@ def anova_icc(x: np.ndarray) -> tuple[float, float]:
 
 
 def test_icc_shrout_fleiss_table_2():
-    icc_a, icc_c = A.icc(*SHROUT_FLEISS.T)
+    icc_a, icc_c = R.icc(*SHROUT_FLEISS.T)
     assert round(icc_a, 2) == 0.29  # ICC(2,1)
     assert round(icc_c, 2) == 0.71  # ICC(3,1)
     assert (icc_a, icc_c) == pytest.approx(anova_icc(SHROUT_FLEISS), abs=1e-12)
@@ -268,18 +270,18 @@ def test_icc_shrout_fleiss_table_2():
 def test_icc_two_raters_fast_path_matches_anova(seed):
     rng = np.random.default_rng(seed)
     a, b = ties_data(rng, int(rng.integers(2, 300)))
-    assert A.icc(a, b) == pytest.approx(anova_icc(np.column_stack([a, b])), abs=1e-10)
+    assert R.icc(a, b) == pytest.approx(anova_icc(np.column_stack([a, b])), abs=1e-10)
     # Two columns of Shrout & Fleiss too: the 2-rater table path and the k-rater path agree.
     x = SHROUT_FLEISS[:, [0, 3]]
-    assert A.icc(x[:, 0], x[:, 1]) == pytest.approx(anova_icc(x), abs=1e-12)
+    assert R.icc(x[:, 0], x[:, 1]) == pytest.approx(anova_icc(x), abs=1e-12)
 
 
 def test_icc_edge_cases():
-    assert A.icc([1], [2]) == (None, None)
-    assert A.icc([], []) == (None, None)
-    assert A.icc([4, 4, 4], [4, 4, 4]) == (None, None)
-    assert A.icc([1, 2, 3], [1, 2, 3]) == pytest.approx((1.0, 1.0))
-    icc_a, icc_c = A.icc([1, 2, 3], [3, 4, 5])  # a constant shift: consistent, not in absolute agreement
+    assert R.icc([1], [2]) == (None, None)
+    assert R.icc([], []) == (None, None)
+    assert R.icc([4, 4, 4], [4, 4, 4]) == (None, None)
+    assert R.icc([1, 2, 3], [1, 2, 3]) == pytest.approx((1.0, 1.0))
+    icc_a, icc_c = R.icc([1, 2, 3], [3, 4, 5])  # a constant shift: consistent, not in absolute agreement
     assert icc_c == pytest.approx(1.0) and icc_a < 1
 
 
@@ -290,12 +292,12 @@ def test_icc_edge_cases():
 def test_bootstrap_ci_reference_is_seeded():
     rng = np.random.default_rng(0)
     a, b = ties_data(rng, 200)
-    one = A.bootstrap_ci(A.spearman, a, b, resamples=200, seed=5)
-    assert one == A.bootstrap_ci(A.spearman, a, b, resamples=200, seed=5)
-    assert one != A.bootstrap_ci(A.spearman, a, b, resamples=200, seed=6)
+    one = R.bootstrap_ci(A.spearman, a, b, resamples=200, seed=5)
+    assert one == R.bootstrap_ci(A.spearman, a, b, resamples=200, seed=5)
+    assert one != R.bootstrap_ci(A.spearman, a, b, resamples=200, seed=6)
     assert one[0] <= A.spearman(a, b) <= one[1]
-    assert A.bootstrap_ci(A.spearman, a, b, resamples=0) is None
-    assert A.bootstrap_ci(A.spearman, [5, 5, 5], [1, 2, 3], resamples=50) is None  # never defined
+    assert R.bootstrap_ci(A.spearman, a, b, resamples=0) is None
+    assert R.bootstrap_ci(A.spearman, [5, 5, 5], [1, 2, 3], resamples=50) is None  # never defined
 
 
 def test_table_bootstrap_matches_image_bootstrap():
@@ -304,8 +306,8 @@ def test_table_bootstrap_matches_image_bootstrap():
     a, b = ties_data(rng, 400)
     rows = rows_from({"cur": a}, {"m": b})
     pair = next(p for p in compute_agreement(rows, resamples=2000, seed=3)["pairs"] if p["a"] == "cur")
-    for stat, fn in (("spearman", A.spearman), ("mae", A.mae), ("kendall_tau_b", A.kendall_tau_b)):
-        ref = A.bootstrap_ci(fn, a, b, resamples=2000, seed=4)
+    for stat, fn in (("spearman", A.spearman), ("mae", R.mae), ("kendall_tau_b", R.kendall_tau_b)):
+        ref = R.bootstrap_ci(fn, a, b, resamples=2000, seed=4)
         assert pair["ci"][stat] == pytest.approx(list(ref), abs=0.02)
 
 
@@ -313,8 +315,8 @@ def test_table_bootstrap_matches_image_bootstrap():
 def test_resampled_tables_keep_n_and_are_unbiased(by_image):
     rng = np.random.default_rng(2)
     a, b = ties_data(rng, 300)
-    tab = A._Table(a, b, range(11))
-    draws = np.concatenate(list(A._resampled_tables(tab.counts, 400, np.random.default_rng(0),
+    tab = A.ContingencyTable(a, b, range(11))
+    draws = np.concatenate(list(A.resampled_tables(tab.counts, 400, np.random.default_rng(0),
                                                     tab.cells if by_image else None)))
     assert draws.shape == (400, *tab.counts.shape)
     assert np.all(draws.sum(axis=(1, 2)) == 300)

@@ -1,6 +1,7 @@
 """The big-file path of the detector readers: records built a chunk at a time, half of them in a
-forked second process. Forced on small files here (tiny chunks), it must give exactly what one
-process gives: the same image ids, columns, problems and CCT rows."""
+forked second process (hitl.select.two_processes, as `hitl select` reads them). Forced on small
+files here (tiny chunks), it must give exactly what one process gives: the same image ids,
+columns, problems and CCT rows."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,8 @@ import numpy as np
 import pytest
 
 from converters import cct, chunked, megadetector
+from converters.common import InputFormatError
+from hitl.select import two_processes
 
 
 def md_file(tmp_path, n=120):
@@ -41,8 +44,8 @@ def cct_file(tmp_path, n=120):
 
 def read_both(path, tmp_path, loader, monkeypatch, forked: bool):
     monkeypatch.setattr(chunked.decode_outer, "__defaults__", (7,))  # 7 records a chunk: many chunks
-    monkeypatch.setattr(chunked, "_can_fork", lambda: forked)
-    return loader(path, tmp_path)
+    monkeypatch.setattr(two_processes, "can_fork", lambda: forked)
+    return loader(path, tmp_path, workers=two_processes.TwoProcesses())
 
 
 def test_megadetector_in_two_processes_equals_one(tmp_path, monkeypatch):
@@ -71,8 +74,35 @@ def test_cct_in_two_processes_equals_one(tmp_path, monkeypatch):
 
 def test_the_fork_path_is_really_taken(tmp_path, monkeypatch):
     forks = []
-    real = chunked._fork
-    monkeypatch.setattr(chunked, "_fork", lambda *a, **k: forks.append(1) or real(*a, **k))
+    real = two_processes._fork
+    monkeypatch.setattr(two_processes, "_fork", lambda *a, **k: forks.append(1) or real(*a, **k))
     read_both(md_file(tmp_path), tmp_path, megadetector.load_megadetector, monkeypatch, forked=True)
     if not forks:
         pytest.fail("the two-process path was not used: the test checks nothing")
+
+
+def test_the_cct_check_begun_in_a_second_process_gives_what_one_process_gives(tmp_path, monkeypatch):
+    """`select` begins a big CCT file's whole-file pass in a forked child while it reads the
+    MegaDetector file; the rows and problems are those of a read in one process, and a file that
+    is not CCT is refused when read, as it would be without the head start."""
+    path = cct_file(tmp_path)
+    monkeypatch.setattr(two_processes, "_BIG_FILE", 0)  # every file is big
+    forks = []
+    real = two_processes._fork
+    monkeypatch.setattr(two_processes, "_fork", lambda *a, **k: forks.append(1) or real(*a, **k))
+    monkeypatch.setattr(two_processes, "can_fork", lambda: True)
+    with cct.CCTFile(path, two_processes.TwoProcesses()) as ahead:
+        assert forks, "the pass did not begin in a second process: the test checks nothing"
+        two = ahead.read(tmp_path)
+    one = cct.load_cct(path, tmp_path)
+    assert one.rows() == two.rows() and len(one.rows()) == 119
+    assert [str(p) for p in one.problems] == [str(p) for p in two.problems]
+
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"images": 3}))
+    with cct.CCTFile(wrong, two_processes.TwoProcesses()) as ahead:  # no error yet: the caller reads MD first
+        with pytest.raises(InputFormatError, match="not COCO Camera Traps"):
+            ahead.read(tmp_path)
+    with cct.CCTFile(tmp_path / "nothing.json", two_processes.TwoProcesses()) as ahead:
+        with pytest.raises(InputFormatError, match="cannot read"):
+            ahead.read(tmp_path)

@@ -19,7 +19,8 @@ from PIL import Image
 from hitl import store
 from hitl.cli import cli
 from hitl.publish import heroset
-from hitl.publish.heroset import HerosetError, export_heroset, flat_names, select_heroes, select_with_counts
+from hitl.publish.heroset import export_heroset, flat_names
+from hitl.store.heroes import POLICIES, HerosetError, select_heroes, select_with_counts
 
 from .conftest import REPO, SHARED, give_detector_record
 
@@ -166,6 +167,14 @@ def test_min_stars(project):
     assert counts["excluded_by_min_stars"] == 2  # A (7.67) and F (no stars)
     assert counts["excluded_no_stars"] == 1
     assert counts["heroes"] == 2
+
+
+def test_the_commands_offer_the_stores_policies():
+    """`export` and `compare` list the policies in their options (the command line imports no store
+    module before a command runs): the same as hitl.store.heroes'."""
+    for name in ("export", "compare"):
+        option = next(p for p in cli.commands[name].params if p.name == "policy")
+        assert tuple(option.type.choices) == POLICIES, name
 
 
 def test_bad_arguments_are_refused(project, tmp_path):

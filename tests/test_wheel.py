@@ -143,15 +143,18 @@ def test_the_wheel_holds_the_data_files_and_no_tests(wheel, source_files):
 
 
 def test_every_package_the_code_imports_is_a_named_dependency():
-    """requirements.txt (the wheel's dependencies) names every distribution hitl/ and converters/
-    import, not only those something else happens to pull in."""
+    """requirements.txt (the wheel's dependencies) or an extra names every distribution hitl/ and
+    converters/ import, not only those something else happens to pull in."""
     import ast
     import importlib.metadata
+    import tomllib
 
     from packaging.requirements import Requirement
 
     named = {Requirement(line).name.lower().replace("_", "-") for line in (REPO / "requirements.txt").read_text().splitlines()
              if line.strip() and not line.startswith("#")}
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    named |= {Requirement(r).name.lower() for reqs in extras.values() for r in reqs}  # e.g. hero-hitl[onnx]
     imported: dict[str, str] = {}
     for path in sorted([*(REPO / "hitl").rglob("*.py"), *(REPO / "converters").rglob("*.py")]):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

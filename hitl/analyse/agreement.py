@@ -18,18 +18,18 @@ from hitl.analyse.readings import CONSENSUS, readings
 from hitl.analyse.statistics import (
     HERO_STATS,
     PAIR_STATS,
-    _alpha_from,
-    _Coincidence,
-    _hero_batch,
-    _hero_table,
-    _labels,
-    _pair_batch,
-    _paired,
-    _resampled_tables,
-    _rng,
-    _scalar,
-    _Table,
+    Coincidence,
+    ContingencyTable,
+    alpha_from,
+    block_rng,
+    finite_or_none,
+    hero_statistics,
+    hero_table,
+    pair_statistics,
+    paired_values,
     percentile_ci,
+    resampled_tables,
+    score_labels,
 )
 
 SUBSET_STATS = ("spearman", "mae", "qwk")
@@ -56,7 +56,7 @@ def _constant_note(name: str, values: np.ndarray) -> str | None:
 def _pair(a_name: str, b_name: str, kind: str, a: np.ndarray, b: np.ndarray, opts: dict,
           stats: Sequence[str] = PAIR_STATS) -> dict:
     """Two raters' score agreement with bootstrap intervals; a, b are per-image arrays with NaN."""
-    a, b = _paired(a, b)
+    a, b = paired_values(a, b)
     n = int(a.size)
     out: dict[str, Any] = {"a": a_name, "b": b_name, "kind": kind, "n": n}
     out.update({k: None for k in stats})
@@ -64,13 +64,14 @@ def _pair(a_name: str, b_name: str, kind: str, a: np.ndarray, b: np.ndarray, opt
     if n < opts["min_n"]:
         out["note"] = _few(n, opts["min_n"], "rated by both")
         return out
-    tab = _Table(a, b, opts["labels"])
-    point = _pair_batch(tab.batch(), tab, stats)
+    tab = ContingencyTable(a, b, opts["labels"])
+    point = pair_statistics(tab.batch(), tab, stats)
     for k in stats:
-        out[k] = _scalar(point[k])
+        out[k] = finite_or_none(point[k])
     if opts["resamples"] > 0:
-        rng = _rng(opts["seed"], "pair", opts.get("tag", ""), kind, a_name, b_name)
-        parts = [_pair_batch(t, tab, stats) for t in _resampled_tables(tab.counts, opts["resamples"], rng, tab.cells)]
+        rng = block_rng(opts["seed"], "pair", opts.get("tag", ""), kind, a_name, b_name)
+        parts = [pair_statistics(t, tab, stats)
+                 for t in resampled_tables(tab.counts, opts["resamples"], rng, tab.cells)]
         for k in stats:
             if out[k] is not None:
                 out["ci"][k] = percentile_ci(np.concatenate([p[k] for p in parts]))
@@ -99,13 +100,13 @@ def _hero(model: str, via: str, threshold: float | None, pred: np.ndarray, truth
             "with both a curator hero decision and a model score"
         out["note"] = _few(n, opts["min_n"], what)
         return out
-    table = _hero_table(p, t)
-    point = _hero_batch(table[None])
+    table = hero_table(p, t)
+    point = hero_statistics(table[None])
     for k in HERO_STATS:
-        out[k] = _scalar(point[k])
+        out[k] = finite_or_none(point[k])
     if opts["resamples"] > 0:
-        rng = _rng(opts["seed"], "hero", opts.get("tag", ""), model, via)
-        parts = [_hero_batch(b) for b in _resampled_tables(table, opts["resamples"], rng)]
+        rng = block_rng(opts["seed"], "hero", opts.get("tag", ""), model, via)
+        parts = [hero_statistics(b) for b in resampled_tables(table, opts["resamples"], rng)]
         for k in HERO_STATS:
             if out[k] is not None:
                 out["ci"][k] = percentile_ci(np.concatenate([x[k] for x in parts]))
@@ -122,7 +123,7 @@ def _hero(model: str, via: str, threshold: float | None, pred: np.ndarray, truth
 
 def _alpha_block(matrix: np.ndarray, opts: dict, label: str, who: str) -> dict:
     """Krippendorff's alpha (interval and ordinal) with unit-bootstrap intervals."""
-    c = _Coincidence(matrix)
+    c = Coincidence(matrix)
     out: dict[str, Any] = {"alpha_interval": None, "alpha_ordinal": None,
                            "ci": {"alpha_interval": None, "alpha_ordinal": None},
                            "n_units": c.n_units, "n_raters": c.n_raters, "note": None}
@@ -131,18 +132,18 @@ def _alpha_block(matrix: np.ndarray, opts: dict, label: str, who: str) -> dict:
         return out
     o = c.matrix()
     for level in ALPHA_LEVELS:
-        out[f"alpha_{level}"] = _alpha_from(o, c.values, level)
+        out[f"alpha_{level}"] = alpha_from(o, c.values, level)
     if out["alpha_interval"] is None:
         out["note"] = f"the {who} gave every image the same score, so alpha is undefined"
         return out
     if opts["resamples"] > 0:
-        rng = _rng(opts["seed"], "alpha", label)
+        rng = block_rng(opts["seed"], "alpha", label)
         samples = np.full((len(ALPHA_LEVELS), opts["resamples"]), np.nan)
         for i in range(opts["resamples"]):
             w = np.bincount(rng.integers(0, c.n_units, c.n_units), minlength=c.n_units).astype(float)
             o = c.matrix(w)
             for j, level in enumerate(ALPHA_LEVELS):
-                v = _alpha_from(o, c.values, level)
+                v = alpha_from(o, c.values, level)
                 samples[j, i] = np.nan if v is None else v
         for j, level in enumerate(ALPHA_LEVELS):
             out["ci"][f"alpha_{level}"] = percentile_ci(samples[j])
@@ -284,7 +285,7 @@ def compute_agreement(rows: list[dict], *, hero_threshold: float = 7.0, resample
     Keys: raters, pairs, overall, hero, inter_human, by_mode, by_species, readings, parameters.
     Intervals are 95% percentile bootstraps over images with ``resamples`` resamples, seeded.
     """
-    lab = _labels(labels)
+    lab = score_labels(labels)
     opts = {"hero_threshold": float(hero_threshold), "resamples": max(0, int(resamples)), "seed": int(seed),
             "labels": lab, "min_n": max(1, int(min_n))}
     d = _Data(rows)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.stats import kendalltau
 
-from hitl.analyse.statistics import _rng, percentile_ci
+from hitl.analyse.statistics import block_rng, percentile_ci
 
 MIN_IMAGES = 3  # fewer images with both values: "too few", no tau
 
@@ -44,7 +44,7 @@ def tau_interval(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if resamples <= 0 or a.size == 0:
         return None
-    rng = _rng(seed, "pairwise-order", tag)
+    rng = block_rng(seed, "pairwise-order", tag)
     samples = np.full(resamples, np.nan)
     for r, idx in enumerate(rng.integers(0, a.size, (resamples, a.size))):
         tau = kendall_tau(a[idx], b[idx])

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,10 +31,10 @@ LOA_Z = 1.96  # Bland & Altman's 95% limits
 CELL_BUDGET = 2_000_000  # table cells held at once while bootstrapping (bounds memory, ~16 MB a temporary)
 
 # ---------------------------------------------------------------------------------------------
-# Tables and batched statistics (the fast path; the public single statistics use it too)
+# Tables and batched statistics (the fast path; the single statistics below use it too)
 # ---------------------------------------------------------------------------------------------
 
-def _paired(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+def paired_values(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     """Float arrays of the pairs where both values are present (NaN/None = missing)."""
     a = np.asarray(a, dtype=float).ravel()
     b = np.asarray(b, dtype=float).ravel()
@@ -44,7 +44,7 @@ def _paired(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     return a[ok], b[ok]
 
 
-class _Table:
+class ContingencyTable:
     """Contingency table of two raters' value levels, plus the QWK bin of each level."""
 
     def __init__(self, a: np.ndarray, b: np.ndarray, labels: Sequence[int] | None = None):
@@ -54,15 +54,17 @@ class _Table:
         self.n = int(a.size)
         self.cells = ia * lb + ib  # each image's cell
         self.counts = np.bincount(self.cells, minlength=la * lb).astype(float).reshape(la, lb)
-        self.labels = None if labels is None else _labels(labels)
+        self.labels = None if labels is None else score_labels(labels)
         if self.labels is not None:
             self.qa, self.qb = _bins(self.va, self.labels), _bins(self.vb, self.labels)
 
     def batch(self) -> np.ndarray:
+        """The table as a batch of one, as pair_statistics takes tables."""
         return self.counts[None]
 
 
-def _labels(labels: Sequence[int]) -> np.ndarray:
+def score_labels(labels: Sequence[int]) -> np.ndarray:
+    """The distinct integer score labels, sorted, as floats (the bins of the weighted kappa)."""
     out = np.unique(np.asarray(list(labels), dtype=float))
     if out.size == 0 or not np.all(out == np.round(out)):
         raise ValueError("labels must be a non-empty sequence of integers")
@@ -106,7 +108,7 @@ def _kendall_tau_b(t: np.ndarray, ra: np.ndarray, cb: np.ndarray, n: np.ndarray)
     return np.clip(s / np.sqrt((n0 - n1) * (n0 - n2)), -1.0, 1.0)
 
 
-def _pair_batch(t: np.ndarray, tab: _Table, want: Iterable[str]) -> dict[str, np.ndarray]:
+def pair_statistics(t: np.ndarray, tab: ContingencyTable, want: Iterable[str]) -> dict[str, np.ndarray]:
     """Every wanted pairwise statistic for a batch of tables t (R, La, Lb); NaN where undefined."""
     want = set(want)
     out: dict[str, np.ndarray] = {}
@@ -149,7 +151,7 @@ def _pair_batch(t: np.ndarray, tab: _Table, want: Iterable[str]) -> dict[str, np
     return {k: out[k] for k in want}
 
 
-def _qwk_batch(t: np.ndarray, tab: _Table, n: np.ndarray) -> np.ndarray:
+def _qwk_batch(t: np.ndarray, tab: ContingencyTable, n: np.ndarray) -> np.ndarray:
     q = tab.labels.size
     ma = np.zeros((tab.va.size, q))
     ma[np.arange(tab.va.size), tab.qa] = 1
@@ -165,7 +167,7 @@ def _qwk_batch(t: np.ndarray, tab: _Table, n: np.ndarray) -> np.ndarray:
         return np.where(den > 0, 1 - num / den, np.nan)
 
 
-def _hero_batch(t: np.ndarray) -> dict[str, np.ndarray]:
+def hero_statistics(t: np.ndarray) -> dict[str, np.ndarray]:
     """Binary agreement from tables t (R, 2, 2) indexed [prediction, truth], 0 = no, 1 = yes."""
     tn, fn, fp, tp = t[:, 0, 0], t[:, 0, 1], t[:, 1, 0], t[:, 1, 1]
     n = tn + fn + fp + tp
@@ -185,7 +187,12 @@ def _hero_batch(t: np.ndarray) -> dict[str, np.ndarray]:
         }
 
 
-def _resampled_tables(counts: np.ndarray, resamples: int, rng: np.random.Generator,
+def hero_table(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The 2 x 2 table of boolean predictions against boolean truth, indexed [prediction, truth]."""
+    return np.bincount(pred.astype(int) * 2 + truth.astype(int), minlength=4).reshape(2, 2).astype(float)
+
+
+def resampled_tables(counts: np.ndarray, resamples: int, rng: np.random.Generator,
                       cells: np.ndarray | None = None):
     """Yield batches (r, *counts.shape) of bootstrap tables of the same n as ``counts``.
 
@@ -222,173 +229,45 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> list[float] | Non
     return [float(lo), float(hi)]
 
 
-def _rng(seed: int, *parts: str) -> np.random.Generator:
+def block_rng(seed: int, *parts: str) -> np.random.Generator:
     """A generator per statistic block, so its interval does not depend on what else is computed."""
     return np.random.default_rng([int(seed) % 2 ** 63, zlib.crc32("|".join(parts).encode())])
 
 
-def _scalar(x: np.ndarray | float) -> float | None:
+def finite_or_none(x: np.ndarray | float) -> float | None:
+    """The first value as a float, None when it is NaN or infinite (undefined statistics are None)."""
     v = float(np.asarray(x).ravel()[0])
     return v if math.isfinite(v) else None
 
 
 # ---------------------------------------------------------------------------------------------
-# Public single statistics (numpy arrays in, float or None out; NaN/None pairs are dropped)
+# Single statistics (numpy arrays in, float or None out; NaN/None pairs are dropped)
 # ---------------------------------------------------------------------------------------------
 
-def _one(a: Any, b: Any, stat: str, labels: Sequence[int] | None = None) -> float | None:
-    a, b = _paired(a, b)
+def pair_statistic(a: Any, b: Any, stat: str, labels: Sequence[int] | None = None) -> float | None:
+    """One of PAIR_STATS for two raters' scores (``labels``: the bins of ``qwk``); None when undefined."""
+    a, b = paired_values(a, b)
     if a.size == 0:
         return None
-    tab = _Table(a, b, labels)
-    return _scalar(_pair_batch(tab.batch(), tab, [stat])[stat])
+    tab = ContingencyTable(a, b, labels)
+    return finite_or_none(pair_statistics(tab.batch(), tab, [stat])[stat])
 
 
 def spearman(a: Any, b: Any) -> float | None:
     """Spearman's rho (Pearson correlation of midranks); None if n < 2 or a rater is constant."""
-    return _one(a, b, "spearman")
-
-
-def kendall_tau_b(a: Any, b: Any) -> float | None:
-    """Kendall's tau-b (ties corrected); None if n < 2 or a rater is constant."""
-    return _one(a, b, "kendall_tau_b")
-
-
-def pearson(a: Any, b: Any) -> float | None:
-    """Pearson's r; None if n < 2 or a rater is constant."""
-    return _one(a, b, "pearson")
-
-
-def mae(a: Any, b: Any) -> float | None:
-    """Mean absolute difference; None if there is no pair."""
-    return _one(a, b, "mae")
-
-
-def bland_altman(a: Any, b: Any) -> tuple[float | None, float | None, float | None]:
-    """(bias = mean of b - a, lower, upper 95% limits of agreement = bias -/+ 1.96 sd of b - a)."""
-    a, b = _paired(a, b)
-    if a.size == 0:
-        return None, None, None
-    tab = _Table(a, b)
-    out = _pair_batch(tab.batch(), tab, ["bias", "loa_low", "loa_high"])
-    return _scalar(out["bias"]), _scalar(out["loa_low"]), _scalar(out["loa_high"])
+    return pair_statistic(a, b, "spearman")
 
 
 def quadratic_weighted_kappa(a: Any, b: Any, labels: Sequence[int] = tuple(range(0, 11))) -> float | None:
     """Cohen's kappa with quadratic weights on integer bins (rounded half up, clipped to labels)."""
-    return _one(a, b, "qwk", labels)
-
-
-def icc(*columns: Any) -> tuple[float | None, float | None]:
-    """(ICC(A,1), ICC(C,1)): two-way, single rater, absolute agreement / consistency (McGraw & Wong).
-
-    ``icc(a, b)`` for two raters; more columns for k raters. Subjects with a missing value are dropped.
-    """
-    if len(columns) < 2:
-        raise ValueError("icc needs at least two raters")
-    x = np.column_stack([np.asarray(c, dtype=float).ravel() for c in columns])
-    x = x[np.isfinite(x).all(axis=1)]
-    if len(columns) == 2:
-        if x.shape[0] == 0:
-            return None, None
-        tab = _Table(x[:, 0], x[:, 1])
-        out = _pair_batch(tab.batch(), tab, ["icc_a1", "icc_c1"])
-        return _scalar(out["icc_a1"]), _scalar(out["icc_c1"])
-    n, k = x.shape
-    if n < 2:
-        return None, None
-    grand = x.mean()
-    msr = k * ((x.mean(1) - grand) ** 2).sum() / (n - 1)
-    msc = n * ((x.mean(0) - grand) ** 2).sum() / (k - 1)
-    resid = x - x.mean(1, keepdims=True) - x.mean(0, keepdims=True) + grand
-    mse = (resid ** 2).sum() / ((n - 1) * (k - 1))
-    den_a = msr + (k - 1) * mse + k * (msc - mse) / n
-    den_c = msr + (k - 1) * mse
-    return (float((msr - mse) / den_a) if den_a > 0 else None,
-            float((msr - mse) / den_c) if den_c > 0 else None)
-
-
-def cohen_kappa(a: Any, b: Any) -> float | None:
-    """Unweighted Cohen's kappa on any categories (pairs with a None/NaN dropped)."""
-    a, b = _categorical(a, b)
-    if a.size == 0:
-        return None
-    cats, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
-    q = cats.size
-    t = np.bincount(inv[:a.size] * q + inv[a.size:], minlength=q * q).reshape(q, q).astype(float)
-    n = t.sum()
-    chance = (t.sum(1) * t.sum(0)).sum()
-    return float((n * np.trace(t) - chance) / (n * n - chance)) if n * n - chance > 0 else None
-
-
-def gwet_ac1(a: Any, b: Any, categories: Sequence | None = None) -> float | None:
-    """Gwet's AC1 for two raters; ``categories`` defaults to those observed ((False, True) for booleans)."""
-    a, b = _categorical(a, b)
-    if a.size == 0:
-        return None
-    if categories is None:
-        categories = (False, True) if a.dtype == bool and b.dtype == bool else np.unique(np.concatenate([a, b]))
-    cats = list(categories)
-    q = len(cats)
-    if q < 2:
-        return None
-    n = a.size
-    pa = float(np.mean(a == b))
-    pi = np.array([((a == c).sum() + (b == c).sum()) / (2 * n) for c in cats])
-    pe = float((pi * (1 - pi)).sum() / (q - 1))
-    return (pa - pe) / (1 - pe) if pe < 1 else None
-
-
-def _categorical(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
-    a, b = list(np.asarray(a, dtype=object).ravel()), list(np.asarray(b, dtype=object).ravel())
-    if len(a) != len(b):
-        raise ValueError(f"a and b differ in length ({len(a)} vs {len(b)})")
-
-    def missing(v: Any) -> bool:
-        return v is None or (isinstance(v, float) and math.isnan(v))
-
-    keep = [i for i in range(len(a)) if not (missing(a[i]) or missing(b[i]))]
-    return np.array([a[i] for i in keep]), np.array([b[i] for i in keep])
-
-
-def precision_recall_f1(pred: Any, truth: Any) -> tuple[float | None, float | None, float | None]:
-    """Precision, recall and F1 of boolean predictions against boolean truth (None where undefined)."""
-    p, t = _categorical(pred, truth)
-    out = _hero_batch(_hero_table(p.astype(bool), t.astype(bool))[None])
-    return _scalar(out["precision"]), _scalar(out["recall"]), _scalar(out["f1"])
-
-
-def _hero_table(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    return np.bincount(pred.astype(int) * 2 + truth.astype(int), minlength=4).reshape(2, 2).astype(float)
-
-
-def bootstrap_ci(statistic: Callable[..., float | None], *arrays: Any, resamples: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of ``statistic(*arrays)``, resampling rows jointly.
-
-    The plain reference method (one call per resample); ``compute_agreement`` gets the same
-    intervals in distribution from resampled contingency tables. None when undefined.
-    """
-    arrays = tuple(np.asarray(x) for x in arrays)
-    n = arrays[0].shape[0] if arrays else 0
-    if n == 0 or resamples <= 0:
-        return None
-    rng = np.random.default_rng(seed)
-    vals = np.full(resamples, np.nan)
-    for i in range(resamples):
-        idx = rng.integers(0, n, n)
-        v = statistic(*(x[idx] for x in arrays))
-        if v is not None:
-            vals[i] = v
-    ci = percentile_ci(vals, level)
-    return None if ci is None else (ci[0], ci[1])
+    return pair_statistic(a, b, "qwk", labels)
 
 
 # ---------------------------------------------------------------------------------------------
 # Krippendorff's alpha from the coincidence matrix
 # ---------------------------------------------------------------------------------------------
 
-class _Coincidence:
+class Coincidence:
     """Units' contributions to the coincidence matrix, kept as (unit, cell, weight) entries.
 
     A unit with m pairable values adds each ordered pair of its values with weight 1 / (m - 1);
@@ -433,10 +312,10 @@ class _Coincidence:
         return half + half.T - np.diag(np.diag(half))
 
     def alpha(self, level: str, o: np.ndarray | None = None) -> float | None:
-        return _alpha_from(self.matrix() if o is None else o, self.values, level)
+        return alpha_from(self.matrix() if o is None else o, self.values, level)
 
 
-def _alpha_from(o: np.ndarray, values: np.ndarray, level: str) -> float | None:
+def alpha_from(o: np.ndarray, values: np.ndarray, level: str) -> float | None:
     """alpha = 1 - (n - 1) * sum(o * d2) / sum(n_c n_k d2) for the level's squared distance d2."""
     nc = o.sum(1)
     n = nc.sum()
@@ -457,18 +336,5 @@ def _alpha_from(o: np.ndarray, values: np.ndarray, level: str) -> float | None:
     if not de > 0:
         return None
     return float(1 - (n - 1) * do / de)
-
-
-def krippendorff_alpha(matrix: Any, level: str = "interval") -> float | None:
-    """Krippendorff's alpha of a raters x units matrix (NaN = missing); level interval/ordinal/nominal.
-
-    None when fewer than two pairable values or no variation at all.
-    """
-    if level not in ("interval", "ordinal", "nominal"):
-        raise ValueError(f"unknown level of measurement {level!r}")
-    c = _Coincidence(matrix)
-    if c.values.size == 0:
-        return None
-    return c.alpha(level)
 
 

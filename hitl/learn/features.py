@@ -67,15 +67,6 @@ class Codes:
     def __call__(self, values: Iterable[str | None]) -> np.ndarray:
         return np.array([self.code.get(v, math.nan) if v is not None else math.nan for v in values], dtype=float)
 
-    def to_json(self) -> list[str]:
-        return sorted(self.code, key=self.code.__getitem__)
-
-    @classmethod
-    def from_json(cls, values: list[str]) -> Codes:
-        codes = cls([])
-        codes.code = {v: float(k) for k, v in enumerate(values)}
-        return codes
-
 
 def hour_features(hours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Time of day on a circle (23:00 is next to 00:00); a negative hour is unknown."""

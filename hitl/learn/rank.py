@@ -6,27 +6,34 @@ store's decisions (deterministic for a seed) rather than loaded from a file: not
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import sqlite_utils
 
+from hitl.config import SelectSettings
 from hitl.learn import model as M
 from hitl.learn.data import Decisions, Images, Layout, decision_features, load_decisions, load_images
 from hitl.learn.features import META, MODE, Codes, Features, meta_matrix
-from hitl.learn.run import TooFewDecisions, _too_few
+from hitl.learn.run import refuse_too_few
 
 COLUMNS = [name for name, _ in META] + [MODE]
 
 
-def check_decisions(db: sqlite_utils.Database, cfg: dict[str, Any]) -> tuple[Images, Decisions]:
+def check_decisions(db: sqlite_utils.Database, cfg: SelectSettings) -> tuple[Images, Decisions]:
     """The store's images and decisions, refusing at once (before a big detector file is read) when
     there are too few to learn from."""
     images = load_images(db, cfg)
     decisions = load_decisions(db, images)
-    if len(decisions) < M.MIN_DECISIONS:
-        raise TooFewDecisions(_too_few(images, decisions) + "; select without --learned meanwhile")
+    refuse_too_few(images, decisions, "; select without --learned meanwhile")
     return images, decisions
+
+
+def learned_ranker(db: sqlite_utils.Database, cfg: SelectSettings) -> Callable[[], MetaRanker]:
+    """What `select --learned` ranks by (:func:`hitl.select.run.run_selection`'s ``ranker``): the
+    store's decisions checked now, the rater fitted on them when called."""
+    images, decisions = check_decisions(db, cfg)
+    return lambda: MetaRanker.fit(images, decisions)
 
 
 class MetaRanker:

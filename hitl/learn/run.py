@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
+from hitl.config import Settings
 from hitl.errors import HitlError
 from hitl.learn import HERO_P
 from hitl.learn import model as M
@@ -29,7 +30,7 @@ from hitl.learn.data import (
     load_decisions,
     load_images,
 )
-from hitl.learn.features import META, Features
+from hitl.learn.features import Features
 from hitl.learn.words import what_curators_reward
 from hitl.score.record import score_row, write_score_rows
 from hitl.store import transaction, utc_now
@@ -59,13 +60,12 @@ class TooFewDecisions(HitlError):
     """Fewer decisions than a model can be judged on; the message says which model agrees best meanwhile."""
 
 
-def learn(db: sqlite_utils.Database, settings: dict[str, Any], seed: int = 0, k: int = 20) -> LearnResult:
+def learn(db: sqlite_utils.Database, settings: Settings, seed: int = 0, k: int = 20) -> LearnResult:
     """Fit, validate, store the figures and the learned rater's predictions; return the figures."""
-    images = load_images(db, settings["select"])
+    images = load_images(db, settings.select)
     decisions = load_decisions(db, images)
     layout = Layout.of(images)
-    if len(decisions) < M.MIN_DECISIONS:
-        raise TooFewDecisions(_too_few(images, decisions))
+    refuse_too_few(images, decisions)
     with M.threads_for(len(decisions)):
         F = decision_features(images, layout, decisions)
         groups, by = M.validation_groups([images.meta["sequences"][r] for r in decisions.rows],
@@ -101,15 +101,20 @@ def single_models(images: Images, decisions: Decisions, layout: Layout, k: int, 
     return out
 
 
-def _too_few(images: Images, decisions: Decisions) -> str:
+def refuse_too_few(images: Images, decisions: Decisions, meanwhile: str = "") -> None:
+    """Raise TooFewDecisions when there are fewer decisions than the learned rater can be judged on
+    (``meanwhile``: what else to do, said at the end)."""
+    if len(decisions) >= M.MIN_DECISIONS:
+        return
     best = ""
     singles = single_models(images, decisions, Layout.of(images), k=10) if len(decisions) >= 3 else {}
     ranked = sorted(((v["spearman"], name) for name, v in singles.items() if v["spearman"] is not None), reverse=True)
     if ranked:
         best = f"; meanwhile {ranked[0][1]} agrees best with the curators (Spearman {ranked[0][0]:.2f}, n = " \
                f"{singles[ranked[0][1]]['n_stars']})"
-    return (f"only {len(decisions)} curator decisions; the learned rater needs at least {M.MIN_DECISIONS} to be "
-            f"fitted and judged (rate more in Label Studio, or import a sheet with `hitl ratings --import`){best}")
+    raise TooFewDecisions(f"only {len(decisions)} curator decisions; the learned rater needs at least "
+                          f"{M.MIN_DECISIONS} to be fitted and judged (rate more in Label Studio, or import a sheet "
+                          f"with `hitl ratings --import`){best}{meanwhile}")
 
 
 def _record_run(db, decisions: Decisions, images: Images, F: Features, by: str, seed: int, figures, singles, curve,
@@ -161,5 +166,3 @@ def latest_run(db: sqlite_utils.Database) -> dict | None:
         run[key] = json.loads(run[key]) if run[key] else None
     return run
 
-
-META_NAMES = [name for name, _ in META]

@@ -24,10 +24,10 @@ from converters import camtrapdp as C
 from converters.common import InputFormatError
 from hitl.errors import HitlError
 from hitl.files import copy_new, make_output_folder, refuse_inside, write_atomic
-from hitl.publish.heroset import curator_opinions, latest_drawn, select_with_counts
 from hitl.publish.placing import place_images, write_own_files
 from hitl.store import utc_now
 from hitl.store.detector import publishable
+from hitl.store.heroes import curator_opinions, latest_drawn, select_with_counts
 
 BACKUP_SUFFIX = ".before-hero-hitl"
 

@@ -1,128 +1,37 @@
 """Export the validated hero set: the images curators marked hero, with a manifest and a contact sheet.
 
-The vote counts each curator once per image: their most recent live rating (not deleted,
-not skipped). Files are copied or hard-linked into a folder, never over a different file:
-a rerun skips what is already there with the same content, and anything else in the way
-is reported as a conflict and left alone. ``manifest.csv``, ``manifest.json`` and a
+Which images are heroes is the store's rule (:mod:`hitl.store.heroes`). Files are copied or
+hard-linked into a folder, never over a different file: a rerun skips what is already there
+with the same content, and anything else in the way is reported as a conflict and left alone. ``manifest.csv``, ``manifest.json`` and a
 self-contained ``index.html`` contact sheet describe what the folder holds.
 """
 from __future__ import annotations
 
 import json
-import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from hitl.analyse.consensus import latest_per_curator
 from hitl.compare.order import pairwise_order
-from hitl.errors import HitlError
 from hitl.files import TEMP_SUFFIX, make_output_folder, refuse_inside
 from hitl.publish.placing import RESERVED, flat_names, place_images, write_own_files
 from hitl.publish.render import card_image, make_thumbnails, render, verdict
 from hitl.store import queries, utc_now
 from hitl.store.detector import publishable
-from hitl.store.ratings import curator_comparisons, curator_decisions, time_key
+from hitl.store.heroes import HerosetError, check_policy, latest_drawn, select_with_counts
+from hitl.store.ratings import curator_comparisons
 from hitl.tables import safe_csv_text
 
-__all__ = ["POLICIES", "LINKS", "LAYOUTS", "HerosetError", "select_heroes", "select_with_counts", "export_heroset", "flat_names",
-           "ranked_by_comparisons"]
+__all__ = ["LINKS", "LAYOUTS", "HerosetError", "export_heroset", "flat_names", "ranked_by_comparisons"]
 
-POLICIES = ("any", "majority", "all")
 LINKS = ("copy", "hardlink")
 LAYOUTS = ("tree", "flat")
 MANIFEST_CSV, MANIFEST_JSON, INDEX_HTML = "manifest.csv", "manifest.json", "index.html"
 # the manifest's columns of the pairwise order, there only when two exported heroes were compared
 PAIRWISE_COLUMNS = ("rank", "strength", "strength_low", "strength_high", "n_compared")
 
-
-class HerosetError(HitlError, ValueError):
-    """A bad export request (unknown policy, say); the message lists what is allowed."""
-
-
-# ---- who said hero -----------------------------------------------------------------------------
-
-def curator_opinions(db: sqlite_utils.Database) -> dict[str, list[dict]]:
-    """Per image, one opinion per curator: their most recent live decision (consensus.DEFINITION)."""
-    by_image: dict[str, list[dict]] = defaultdict(list)
-    for decision in curator_decisions(db):
-        by_image[decision["image_id"]].append(decision)
-    return {image_id: sorted(latest_per_curator(rows, key="curator"), key=lambda o: o["curator"])
-            for image_id, rows in sorted(by_image.items())}
-
-
-def _passes(policy: str, yes: int, decided: int) -> bool:
-    if policy == "any":
-        return yes >= 1
-    if policy == "majority":
-        return 2 * yes > decided  # a tie is no majority
-    return decided > 0 and yes == decided
-
-
-def _check(policy: str, min_stars: float | None) -> None:
-    if policy not in POLICIES:
-        raise HerosetError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
-    if min_stars is not None and not isinstance(min_stars, (int, float)):
-        raise HerosetError(f"min_stars must be a number, not {min_stars!r}")
-
-
-def select_with_counts(db: sqlite_utils.Database, policy: str = "majority", min_stars: float | None = None
-                       ) -> tuple[list[dict], dict[str, int]]:
-    """:func:`select_heroes` and how the images fared: rated_images, candidates_considered (a
-    curator decided), excluded_by_policy, excluded_by_min_stars (of which excluded_no_stars), heroes."""
-    _check(policy, min_stars)
-    images = {r["image_id"]: r for r in db.query(
-        "SELECT image_id, root, width, height, species, seq_id, datetime, location FROM images")}
-    counts: Counter = Counter()
-    heroes = []
-    for image_id, opinions in sorted(curator_opinions(db).items()):
-        counts["rated_images"] += 1
-        decided = [o for o in opinions if o["hero"] is not None]
-        if not decided:
-            continue
-        counts["candidates_considered"] += 1
-        yes = sum(1 for o in decided if o["hero"])
-        if not _passes(policy, yes, len(decided)):
-            counts["excluded_by_policy"] += 1
-            continue
-        stars = [o["stars"] for o in opinions if o["stars"] is not None]
-        mean = round(statistics.fmean(stars), 3) if stars else None
-        if min_stars is not None and (mean is None or mean < min_stars):
-            counts["excluded_by_min_stars"] += 1
-            counts["excluded_no_stars"] += mean is None
-            continue
-        info = images.get(image_id) or {}
-        heroes.append({
-            "image_id": image_id, "root": info.get("root"), "species": info.get("species"),
-            "seq_id": info.get("seq_id"), "datetime": info.get("datetime"), "location": info.get("location"),
-            "width": info.get("width"), "height": info.get("height"),
-            "hero_votes": yes, "decided": len(decided), "votes": f"{yes}/{len(decided)}",
-            "mean_stars": mean, "n_stars": len(stars),
-            "curators": [{k: v for k, v in o.items() if k != "image_id"} for o in opinions],
-        })
-    counts["heroes"] = len(heroes)
-    for key in ("rated_images", "candidates_considered", "excluded_by_policy", "excluded_by_min_stars",
-                "excluded_no_stars"):
-        counts.setdefault(key, 0)
-    return heroes, dict(counts)
-
-
-def select_heroes(db: sqlite_utils.Database, policy: str = "majority", min_stars: float | None = None) -> list[dict]:
-    """The images curators validated as hero, in image_id order.
-
-    ``policy``: ``any`` (one curator said hero), ``majority`` (more than half of those who
-    decided; a tie is not), ``all`` (everyone who decided). With ``min_stars`` the curators'
-    mean stars must also reach it (an image nobody gave stars to fails). Each dict has the
-    image's metadata (``root`` None when the image is not in the images table), the votes
-    (``hero_votes``, ``decided``, ``votes`` as "2/3"), ``mean_stars`` and ``curators``: one
-    opinion per curator (stars, hero, comment, boxes, mode, updated_at).
-    """
-    return select_with_counts(db, policy, min_stars)[0]
-
-
-# ---- the export --------------------------------------------------------------------------------
 
 def _model_results(db: sqlite_utils.Database) -> tuple[list[str], dict[str, dict[str, dict]]]:
     """Every rater ``model@prompt_version`` with ok scores, and their results per image."""
@@ -141,12 +50,6 @@ def _detector_boxes(db: sqlite_utils.Database, image_ids: set[str], threshold: f
     return {image_id: [{"x": round(b["x"], 6), "y": round(b["y"], 6), "w": round(b["w"], 6), "h": round(b["h"], 6),
                         "label": b["species"] or "animal"} for b in boxes]
             for image_id, boxes in queries.animal_boxes(db, threshold, image_ids).items()}
-
-
-def latest_drawn(opinions: list[dict]) -> dict | None:
-    """Of the curators' opinions on one image, the most recent that has boxes."""
-    drew = [o for o in opinions if o["boxes"]]
-    return max(drew, key=lambda o: time_key(o["updated_at"])) if drew else None
 
 
 def _boxes(hero: dict, detected: list[dict]) -> tuple[str, list[dict]]:
@@ -176,7 +79,7 @@ def export_heroset(db: sqlite_utils.Database, out_dir: str | Path, *, policy: st
     unless ``include_people`` / ``include_undetected``. Returns the counts, also written in
     manifest.json's header.
     """
-    _check(policy, min_stars)
+    check_policy(policy, min_stars)
     if link not in LINKS:
         raise HerosetError(f"link must be one of {', '.join(LINKS)}, not {link!r}")
     if layout not in LAYOUTS:

@@ -28,13 +28,14 @@ from hitl.compare.order import pairwise_order
 from hitl.errors import NothingToDo
 from hitl.files import make_output_folder, write_atomic
 from hitl.learn.run import latest_run
-from hitl.publish.heroset import select_heroes
 from hitl.publish.learning import learned_section
 from hitl.publish.render import card_image, make_thumbnails, render, verdict
 from hitl.score.stale import stale_marks
 from hitl.store import utc_now
+from hitl.store.curators import curator_name
 from hitl.store.detector import Publishable, publishable
-from hitl.store.ratings import curator_comparisons, curator_name, long_table
+from hitl.store.heroes import select_heroes
+from hitl.store.ratings import curator_comparisons, long_table
 from hitl.tables import safe_csv_text
 
 PAIR_COLUMNS = (("spearman", "Spearman ρ"), ("kendall_tau_b", "Kendall τ-b"), ("pearson", "Pearson r"),

@@ -22,11 +22,10 @@ from hitl.errors import HitlError
 from hitl.files import make_output_folder, refuse_inside
 from hitl.imageprep import read_upright_size
 from hitl.progress import progress_bar
-from hitl.publish.heroset import curator_opinions
 from hitl.publish.placing import OwnFiles, flat_names, place_images, refusal
 from hitl.store import queries
 from hitl.store.detector import publishable
-from hitl.store.ratings import time_key
+from hitl.store.heroes import curator_opinions, latest_opinion
 from hitl.tables import safe_csv_text
 
 BOX_SOURCES = ("labelstudio", "labelme")  # where curators see and edit the boxes (a sheet has none)
@@ -127,7 +126,7 @@ def _reviewed_boxes(opinions: list[dict], species: str | None, known: set[str], 
     reviews = [o for o in opinions if o.get("source") in BOX_SOURCES]
     if not reviews:
         return None
-    latest = max(reviews, key=lambda o: time_key(o["updated_at"]))
+    latest = latest_opinion(reviews)
     if len({_key(o["boxes"]) for o in reviews}) > 1:
         counts["images where curators' boxes disagree (the most recent wins)"] += 1
     default = species if species and species != "unidentified animal" else "animal"

@@ -10,7 +10,7 @@ from converters.common import RecordProblem
 from hitl.errors import HitlError, NothingToDo
 from hitl.files import walk_files
 from hitl.imageprep import read_upright_size
-from hitl.score.backends.base import is_transient
+from hitl.remote import is_transient
 from hitl.store import queries, transaction, utc_now
 from hitl.store.inputs import detection_digests, stale_scores
 

@@ -14,36 +14,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import sqlite_utils
 
 from converters.camtrapdp import CamtrapPackage, read_package
 from converters.cct import CCTFile, CCTMetadata, normalise_datetime
-from converters.common import RecordProblem, gc_paused
+from converters.common import gc_paused
 from converters.megadetector import KIND_NAMES, MegaDetectorFile, load_megadetector
-from converters.speciesnet import SpeciesNetFile, load_speciesnet
-from hitl.config import check_frames_per_burst
+from hitl.config import Settings, check_frames_per_burst
 from hitl.errors import HitlError
 from hitl.progress import progress_bar
 from hitl.select import bursts
 from hitl.select import strata as selection
 from hitl.select.checks import FileChecks
+from hitl.select.eligible import Ranker, SelectionRun, count_problems, eligible_mask, load_speciesnet_file
 from hitl.select.output import SelectionSummary, candidate_reason, write_candidates_csv
-from hitl.select.records import FileRecord, in_people_events, pack_in_background, person_flags
+from hitl.select.records import FileRecord, pack_in_background
 from hitl.select.sequences import Frames, frames_of
+from hitl.select.two_processes import TwoProcesses
 from hitl.store import bursts as store_bursts
 from hitl.store import in_chunks, transaction, upsert_many, utc_now
 
-NON_ANIMAL_LABELS = {"blank", "human", "vehicle", "animal", "no cv result", "unknown"}
 UNIDENTIFIED = "unidentified animal"
 SPECIES_SOURCES = ("none", "megadetector-classifier", "speciesnet", "camtrap-dp")
 
 
 def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, images_root: str | Path | None = None,
-                  n: int, settings: dict[str, Any], speciesnet: str | Path | None = None,
+                  n: int, settings: Settings, speciesnet: str | Path | None = None,
                   cct: str | Path | None = None, out_csv: str | Path | None = None, add: bool = False,
                   echo: Callable[[str], None] = lambda _msg: None, progress: bool | None = None,
-                  learned: bool = False, camtrap_dp: str | Path | None = None,
+                  ranker: Callable[[], Ranker] | None = None, camtrap_dp: str | Path | None = None,
                   media_root: str | Path | None = None) -> SelectionSummary:
     """Select ``n`` candidates and record them (and the run) in ``db``.
 
@@ -53,16 +54,17 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     :func:`converters.camtrapdp.read_package`).
 
     With ``add`` the existing candidates stay and their images and sequences are not chosen
-    again; otherwise the new set replaces them. With ``learned`` the images are ranked by the
-    learned rater on their detector record (refitted from the store's decisions) instead of
-    the selection's heuristic; the strata, sequence, species-cap and people rules are the same.
+    again; otherwise the new set replaces them. With ``ranker`` (--learned: it builds the learned
+    rater, :func:`hitl.learn.rank.learned_ranker`; called once the files are read, as their reading
+    may fork) the images are ranked on their detector record instead of by the heuristic; the
+    strata, sequence, species-cap and people rules are the same.
     With the setting ``frames_per_burst`` K > 0 each candidate's burst (its sequence's K best
     frames, see :mod:`hitl.select.bursts`) is recorded too; the candidates stay the same.
     """
-    cfg = settings["select"]
+    cfg = settings.select
     if n < 1:
         raise HitlError("-n must be at least 1")
-    check_frames_per_burst(cfg["frames_per_burst"], "--frames-per-burst")
+    check_frames_per_burst(cfg.frames_per_burst, "--frames-per-burst")
     if (md is None) == (camtrap_dp is None):
         raise HitlError("give the detections as --md (MegaDetector) or --camtrap-dp (a Camtrap DP package), one of them")
     package = None
@@ -77,26 +79,18 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     elif images_root is None:
         raise HitlError("--images is needed with --md: the folder MegaDetector's 'file' paths are relative to")
     root = Path(images_root).resolve()
-    if cfg["check_files"] and not root.is_dir():
+    if cfg.check_files and not root.is_dir():
         raise HitlError(f"image root {images_root} is not a folder; pass --images with the folder "
                         f"MegaDetector's 'file' paths are relative to")
-    ranker = None
-    if learned:
-        from hitl.learn.rank import MetaRanker, check_decisions
-
-        images, decisions = check_decisions(db, cfg)
-        # fitted once the detector files are read: their reading may fork, and a process is best
-        # forked before scikit-learn starts its thread pool
-        ranker = lambda: MetaRanker.fit(images, decisions)  # noqa: E731
     started = utc_now()
     run_id = db["selection_runs"].insert({
         "started_at": started, "status": "running", "md_path": str(md or package.source),
         "speciesnet_path": str(speciesnet) if speciesnet else None, "cct_path": str(cct) if cct else None,
-        "images_root": str(root), "n_requested": n, "parameters": json.dumps(cfg, sort_keys=True),
+        "images_root": str(root), "n_requested": n, "parameters": json.dumps(msgspec.to_builtins(cfg), sort_keys=True),
     }).last_pk
     try:
         # The CCT file's whole-file check begins now, beside the MegaDetector file's reading.
-        with gc_paused(), CCTFile(cct) if cct else nullcontext() as cct_file:  # gc: see gc_paused
+        with gc_paused(), CCTFile(cct, TwoProcesses()) if cct else nullcontext() as cct_file:  # gc: see gc_paused
             source = package if package is not None else Path(md)
             summary = _select(db, run_id, source, root, n, cfg, speciesnet, cct_file, out_csv, add, echo,
                               progress, ranker)
@@ -105,29 +99,6 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
                                              "counts": json.dumps({"error": str(exc)})})
         raise
     return summary
-
-
-@dataclass
-class _Run:
-    """What every step of one selection needs: the inputs, the settings and the summary."""
-
-    db: sqlite_utils.Database
-    root: Path
-    n: int
-    cfg: dict[str, Any]
-    add: bool
-    summary: SelectionSummary
-    md: MegaDetectorFile
-    feats: selection.ImageFeatures
-    sn: SpeciesNetFile | None
-    cct: CCTMetadata | None
-    echo: Callable[[str], None]
-    progress: bool | None
-    ranker: Callable | None = None  # builds the learned rater that ranks instead of the heuristic
-    package: CamtrapPackage | None = None  # when the input is a Camtrap DP package
-    files: FileChecks | None = None  # the picks' file checks
-    # what the input files said of every image, selected or not: the detector file's first
-    records: list[FileRecord] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -143,36 +114,36 @@ class _Species:
 
 
 def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, sn_path, cct_file: CCTFile | None,
-            out_csv, add, echo, progress, ranker: Callable | None = None) -> SelectionSummary:
+            out_csv, add, echo, progress, ranker: Callable[[], Ranker] | None = None) -> SelectionSummary:
     package = source if isinstance(source, CamtrapPackage) else None
     if package is None:
         echo(f"Reading {source} ({source.stat().st_size / 1e6:.1f} MB)")
-        md = load_megadetector(source, root)
+        md = load_megadetector(source, root, TwoProcesses())
     else:
         md = package.detector
         cct_file = _PackageMetadata(package.metadata)
     md_path = md.source
     summary = SelectionSummary(run_id=run_id, images_read=len(md.image_ids), eligible=0, sequences=0,
-                               selected=0, requested=n, frames_per_burst=cfg["frames_per_burst"])
+                               selected=0, requested=n, frames_per_burst=cfg.frames_per_burst)
     summary.notes.extend(md.notes)
-    _count_problems(summary, md.problems)
+    count_problems(summary, md.problems)
     if package is not None:
-        _count_problems(summary, package.problems)
+        count_problems(summary, package.problems)
         if package.remote:
             summary.excluded["remote media (a URL): not downloaded, or not found under --media-root"] += package.remote
     for reason in md.failures.values():
         summary.failed[f"detector failure: {reason}"] += 1
     det = md.detections
     feats = selection.image_features(det.image, det.kind, det.conf, det.bbox, det.species, len(md.image_ids),
-                                     cfg["threshold"], cfg["edge_margin"], cfg["data_strip"])
-    sn = _load_speciesnet(sn_path, root, md, summary, echo)
-    run = _Run(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress, ranker, package,
-               FileChecks(root, cfg["check_files"], summary, package is not None))
+                                     cfg.threshold, cfg.edge_margin, cfg.data_strip)
+    sn = load_speciesnet_file(sn_path, root, md, summary, echo)
+    run = SelectionRun(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress, ranker, package,
+               FileChecks(root, cfg.check_files, summary, package is not None))
     run.records.append(FileRecord(package.source if package is not None else str(Path(md.source).resolve())))
     if sn_path:
         run.records.append(FileRecord(str(Path(sn_path).resolve())))
 
-    ok, sn_species, existing_seqs = _eligible(run)
+    ok, sn_species, existing_seqs = eligible_mask(run)
     elig = np.flatnonzero(ok)
     summary.eligible = len(elig)
     keys = list(map(md.image_ids.__getitem__, elig.tolist()))
@@ -180,7 +151,7 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
         if package is None:
             echo(f"Reading {cct_file.source} ({Path(cct_file.source).stat().st_size / 1e6:.1f} MB)")
         run.cct = cct_file.read(root, only=keys)
-        _count_problems(summary, run.cct.problems)
+        count_problems(summary, run.cct.problems)
     cct = run.cct
     if len(elig) == 0:
         raise HitlError(f"no image in {md_path} is eligible (see the counts: {dict(summary.excluded)}); "
@@ -217,61 +188,7 @@ class _PackageMetadata:
         return dataclasses.replace(self.metadata, only_rows=np.array([rows.get(k, -1) for k in only], np.int64))
 
 
-def _eligible(run: _Run) -> tuple[np.ndarray, dict[int, tuple[str, float | None]], set[str]]:
-    """Who may be a candidate: the mask, SpeciesNet's animal answers, the sequences already taken."""
-    md, feats, cfg, summary = run.md, run.feats, run.cfg, run.summary
-    n_img = len(md.image_ids)
-    ok = np.ones(n_img, dtype=bool)
-    ok[list(md.failures)] = False
-    for i, reason in md.unusable.items():
-        if ok[i]:
-            ok[i] = False
-            summary.excluded[reason] += 1
-    run.records[0].people.update(person_flags(md, cfg["threshold"], run.package))  # stored, selected or not
-    if not cfg["include_people"]:
-        _exclude(summary, ok, feats.n_people > 0, "person above threshold")
-        _exclude(summary, ok, feats.n_vehicles > 0, "vehicle above threshold")
-        _exclude(summary, ok, in_people_events(md, run.package), "person (Camtrap DP event)")
-    _exclude(summary, ok, feats.n_animals == 0, "no animal above threshold")
-    _exclude(summary, ok, feats.area < cfg["min_animal_area"], "animal too small")
-
-    sn_species: dict[int, tuple[str, float | None]] = {}
-    if run.sn is not None:
-        people = np.zeros(n_img, dtype=bool)
-        vehicles = np.zeros(n_img, dtype=bool)
-        index = md.index()
-        for key, pred in run.sn.predictions.items():
-            if pred.species == "human":  # flagged even when the MegaDetector file lacks the image
-                run.records[1].people[key] = (pred.score, "speciesnet")
-            i = index.get(key)
-            if i is None or pred.species is None:
-                continue
-            if pred.species == "human":
-                people[i] = True
-            elif pred.species == "vehicle":
-                vehicles[i] = True
-            elif pred.species not in NON_ANIMAL_LABELS:
-                sn_species[i] = (pred.species, pred.score)
-        if not cfg["include_people"]:
-            _exclude(summary, ok, people, "person (SpeciesNet)")
-            _exclude(summary, ok, vehicles, "vehicle (SpeciesNet)")
-
-    existing_seqs: set[str] = set()
-    if run.add:
-        existing = set()
-        for row in run.db.execute("SELECT c.image_id, i.seq_id FROM candidates c JOIN images i USING (image_id)"):
-            existing.add(row[0])
-            if row[1]:
-                existing_seqs.add(row[1])
-        if existing:
-            index = md.index()
-            already = np.zeros(n_img, dtype=bool)
-            already[[index[k] for k in existing if k in index]] = True
-            _exclude(summary, ok, already, "already a candidate")
-    return ok, sn_species, existing_seqs
-
-
-def _species(run: _Run, frames: Frames, seq_index: np.ndarray, sn_species: dict) -> _Species:
+def _species(run: SelectionRun, frames: Frames, seq_index: np.ndarray, sn_species: dict) -> _Species:
     """Each image's species: SpeciesNet's image-level answer where it names an animal, else the
     detector-side classifier's label of the largest animal, else "unidentified animal"; and
     which species are rare, counted in sequences, not frames (a 10-frame burst is one sighting)."""
@@ -297,7 +214,7 @@ def _species(run: _Run, frames: Frames, seq_index: np.ndarray, sn_species: dict)
             source_code[k] = 2
     seq_species = np.unique(seq_index * len(names) + sp) % len(names)
     per_species_seqs = np.bincount(seq_species, minlength=len(names))
-    rare_limit = max(run.cfg["rare_min_sequences"], run.cfg["rare_max_share"] * run.summary.sequences)
+    rare_limit = max(run.cfg.rare_min_sequences, run.cfg.rare_max_share * run.summary.sequences)
     rare_species = (per_species_seqs <= rare_limit) & (np.array([nm != UNIDENTIFIED for nm in names]))
     if len(names) == 1:
         rare_species[:] = False  # a single-species collection has no rare species
@@ -305,21 +222,21 @@ def _species(run: _Run, frames: Frames, seq_index: np.ndarray, sn_species: dict)
     return _Species(names, sp, sp_score, source_code, rare_species[sp], share)
 
 
-def _choose(run: _Run, frames: Frames, sn_species: dict) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _choose(run: SelectionRun, frames: Frames, sn_species: dict) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Pick the candidates (checking each file as it is taken) and describe each as a row; and
     their bursts' members (--frames-per-burst), chosen after the pick so it cannot change it."""
     cfg, summary, feats, e = run.cfg, run.summary, run.feats, frames.elig
     seq_index = frames.seq
     summary.sequences = len(np.unique(seq_index))
-    start, end = cfg["night_start_hour"], cfg["night_end_hour"]
+    start, end = cfg.night_start_hour, cfg.night_end_hour
     hours = frames.hours
     night = (hours >= 0) & ((hours >= start) | (hours < end)) if start > end else (hours >= start) & (hours < end)
     species = _species(run, frames, seq_index, sn_species)
     quality = (_learned_quality(run, frames, species, night) if run.ranker is not None else
                selection.quality_score(feats.area[e], feats.centrality[e], feats.max_conf[e], feats.cut_off[e], night))
     masks = selection.category_masks(feats.n_animals[e], feats.n_species[e], feats.area[e], feats.cut_off[e],
-                                     feats.centrality[e], night, species.rare, cfg["close_up_area"])
-    cap = max(1, int(np.ceil(cfg["species_max_share"] * run.n)))
+                                     feats.centrality[e], night, species.rare, cfg.close_up_area)
+    cap = max(1, int(np.ceil(cfg.species_max_share * run.n)))
     run.echo(f"Choosing {run.n:,} candidates from {summary.sequences:,} sequences")
     bar = progress_bar(run.progress, total=run.n, desc="Selecting", unit="img", leave=False)
     checked_sizes: dict[int, tuple[int, int]] = {}
@@ -331,15 +248,15 @@ def _choose(run: _Run, frames: Frames, sn_species: dict) -> tuple[list[dict[str,
         bar.update(1)
         return True
 
-    picks = selection.pick(run.n, quality, masks, seq_index, species.sp, cfg["shares"], cap, cfg["seed"],
+    picks = selection.pick(run.n, quality, masks, seq_index, species.sp, cfg.shares, cap, cfg.seed,
                            accept=accept)
     bar.close()
     rows = [_row(run, frames, species, p, rank, night, quality, cap, checked_sizes)
             for rank, p in enumerate(picks, start=1)]
     members: list[dict[str, Any]] = []
-    if cfg["frames_per_burst"] and picks:
-        run.echo(f"Choosing up to {cfg['frames_per_burst']} frames of each candidate's burst")
-        members = bursts.burst_rows(frames, quality, [p.row for p in picks], cfg["frames_per_burst"],
+    if cfg.frames_per_burst and picks:
+        run.echo(f"Choosing up to {cfg.frames_per_burst} frames of each candidate's burst")
+        members = bursts.burst_rows(frames, quality, [p.row for p in picks], cfg.frames_per_burst,
                                     run.files.checker(frames, checked_sizes, "burst frame unreadable: "),
                                     lambda r: _image_fields(run, frames, species, r, night, checked_sizes))
         summary.burst_frames = len(members)
@@ -347,7 +264,7 @@ def _choose(run: _Run, frames: Frames, sn_species: dict) -> tuple[list[dict[str,
     return rows, members
 
 
-def _learned_quality(run: _Run, frames: Frames, species: _Species, night: np.ndarray) -> np.ndarray:
+def _learned_quality(run: SelectionRun, frames: Frames, species: _Species, night: np.ndarray) -> np.ndarray:
     """Every eligible image's probability of hero by the learned rater on its detector record."""
     ranker = run.ranker()
     e, feats = frames.elig, run.feats
@@ -359,7 +276,7 @@ def _learned_quality(run: _Run, frames: Frames, species: _Species, night: np.nda
     return ranker.p_hero(columns, names, [frames.location(k) for k in range(len(e))])
 
 
-def _row(run: _Run, frames: Frames, species: _Species, p: selection.Pick, rank: int, night: np.ndarray,
+def _row(run: SelectionRun, frames: Frames, species: _Species, p: selection.Pick, rank: int, night: np.ndarray,
          quality: np.ndarray, cap: int, checked_sizes: dict[int, tuple[int, int]]) -> dict[str, Any]:
     """One candidate as the CSV and the store see it (columns starting with _ are store-only)."""
     summary, feats = run.summary, run.feats
@@ -382,7 +299,7 @@ def _row(run: _Run, frames: Frames, species: _Species, p: selection.Pick, rank: 
     return row
 
 
-def _image_fields(run: _Run, frames: Frames, species: _Species, r: int, night: np.ndarray,
+def _image_fields(run: SelectionRun, frames: Frames, species: _Species, r: int, night: np.ndarray,
                   checked_sizes: dict[int, tuple[int, int]]) -> dict[str, Any]:
     """What the store keeps of eligible row ``r``'s image, a candidate's or a burst member's."""
     feats, i = run.feats, int(frames.elig[r])
@@ -399,38 +316,6 @@ def _image_fields(run: _Run, frames: Frames, species: _Species, r: int, night: n
         "_rarity": round(float(species.share[r]), 6),
         "_md_index": i,
     }
-
-
-def _load_speciesnet(path, root, md: MegaDetectorFile, summary: SelectionSummary, echo) -> SpeciesNetFile | None:
-    if not path:
-        return None
-    echo(f"Reading {path}")
-    sn = load_speciesnet(path, root)
-    _count_problems(summary, sn.problems)
-    index = md.index()
-    missing = [k for k in sn.predictions if k not in index]
-    if missing:
-        summary.problems[f"{path}: image not in the MegaDetector file"] += len(missing)
-        summary.problem_examples.extend(f"{path}: {k}: not in the MegaDetector file" for k in missing[:3])
-    for pred in sn.predictions.values():
-        if pred.failures:
-            summary.notes.append(f"SpeciesNet failed on {pred.image_id}: {', '.join(pred.failures)}")
-    return sn
-
-
-def _count_problems(summary: SelectionSummary, problems: list[RecordProblem]) -> None:
-    for p in problems:
-        summary.problems[f"{p.source}: {p.reason}"] += 1
-        if len(summary.problem_examples) < 20:
-            summary.problem_examples.append(str(p))
-
-
-def _exclude(summary: SelectionSummary, ok: np.ndarray, mask: np.ndarray, reason: str) -> None:
-    hit = ok & mask
-    count = int(hit.sum())
-    if count:
-        summary.excluded[reason] += count
-        ok &= ~mask
 
 
 def _write(db, run_id, rows, md: MegaDetectorFile, root: Path, add: bool, summary: SelectionSummary,

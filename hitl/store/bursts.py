@@ -13,8 +13,8 @@ from collections.abc import Iterable
 import sqlite_utils
 
 from converters.labelstudio import MAX_FRAMES
+from hitl.store.curators import curator_name, decision_time
 from hitl.store.db import in_chunks
-from hitl.store.ratings import curator_name, time_key
 
 PICKED = " | picked from its burst by "  # how a moved candidate's reason says so (and is undone)
 
@@ -107,7 +107,7 @@ def _latest_pick(db: sqlite_utils.Database, frame_ids: list[str]) -> dict | None
         f"FROM ratings WHERE deleted = 0 AND skipped = 0 AND burst_of IN ({marks})", frame_ids)]
     if not picks:
         return None
-    latest = max(picks, key=lambda r: (time_key(r["updated_at"] or r["created_at"]), time_key(r["received_at"])))
+    latest = max(picks, key=decision_time)
     latest["curator"] = curator_name(latest["annotator_email"], latest["annotator_id"], latest["source"],
                                      str(latest["project"]))
     return latest

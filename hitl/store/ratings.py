@@ -10,12 +10,13 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from pathlib import PurePath
 
 import sqlite_utils
 
 from converters.common import HumanRating
 from converters.decisions import DecisionError
+from hitl.store import bursts
+from hitl.store.curators import curator_name, decision_time, parse_time, time_key
 from hitl.store.db import in_chunks, insert_row, utc_now
 
 KEY = ("source", "project", "annotation_id")
@@ -178,8 +179,6 @@ NOT_PUSHED = "comparison of a pair not pushed"
 def _settle_bursts(db: sqlite_utils.Database, marked: list[str], counts: Counter) -> None:
     """A burst pick moves its sequence's candidate (see :mod:`hitl.store.bursts`)."""
     if marked:
-        from hitl.store import bursts  # bursts reads ratings through this module
-
         moved = bursts.settle(db, bursts.sequences_of(db, marked))
         if moved:
             counts["candidates moved to the frame picked"] += moved
@@ -239,35 +238,6 @@ def _older(new: str | None, old: str | None) -> bool:
     return a is not None and b is not None and a < b
 
 
-def parse_time(stamp: str | None) -> datetime | None:
-    """An ISO 8601 time as an aware datetime (UTC when it names no zone); None when absent or unreadable."""
-    if not stamp:
-        return None
-    try:
-        value = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
-
-
-def time_key(stamp: str | None) -> datetime:
-    """Sort key of a timestamp; unparseable or missing ones sort first."""
-    return parse_time(stamp) or EARLIEST
-
-
-def curator_name(email: str | None, annotator_id: str | None, source: str, project: str) -> str:
-    """How a curator is named wherever raters are: email, else the Label Studio user id, else (Labelme)
-    the name given at import or the folder's name, never a path."""
-    if email:
-        return email
-    if source in ("labelme", "sheet"):  # names given at import, not Label Studio user ids
-        return annotator_id or PurePath(project).name or project
-    return f"user {annotator_id}" if annotator_id else f"{source}:{project}"
-
-
 def curator_decisions(db: sqlite_utils.Database) -> list[dict]:
     """Every live, non-skipped curator decision on an image, oldest first (by the decision's own
     time, then by when it reached us): the input of every "one opinion per curator" view.
@@ -287,7 +257,7 @@ def curator_decisions(db: sqlite_utils.Database) -> list[dict]:
                      "stars": r["stars"], "hero": None if r["hero"] is None else bool(r["hero"]),
                      "comment": r["comment"] or None, "mode": r["mode"], "updated_at": r["updated_at"],
                      "boxes": boxes if isinstance(boxes, list) else [],
-                     "_when": (time_key(r["updated_at"] or r["created_at"]), time_key(r["received_at"]))})
+                     "_when": decision_time(r)})
     rows.sort(key=lambda row: row["_when"])
     for row in rows:
         del row["_when"]
@@ -346,7 +316,7 @@ def curator_comparisons(db: sqlite_utils.Database) -> list[dict]:
         row = {"left": r["image_id"], "right": r["other_image_id"], "preference": r["preference"],
                "curator": curator_name(r["annotator_email"], r["annotator_id"], r["source"], str(r["project"])),
                "source": r["source"], "updated_at": r["updated_at"],
-               "_when": (time_key(r["updated_at"] or r["created_at"]), time_key(r["received_at"]))}
+               "_when": decision_time(r)}
         key = (row["curator"], frozenset((row["left"], row["right"])))
         if key not in latest or latest[key]["_when"] <= row["_when"]:
             latest[key] = row

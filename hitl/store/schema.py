@@ -347,3 +347,21 @@ def _sheet_row_age(row: dict) -> tuple:
     except (TypeError, ValueError):
         when = datetime.min.replace(tzinfo=timezone.utc)
     return when, row["received_at"] or "", row["_rowid"]
+
+
+@migration
+def m013_embeddings(db: sqlite_utils.Database) -> None:
+    """One image vector per image and model (`hitl embed`): float16, little-endian, unit length, with
+    its dimension; the image's root too, since a whole collection's images are not all in ``images``.
+    A failure is a row without a vector, with its reason. ``embed_runs``: every run and its counts."""
+    db["embeddings"].create(
+        {"image_id": str, "model": str, "root": str, "dim": int, "vector": bytes, "status": str, "error": str,
+         "error_kind": str, "attempts": int, "latency_ms": float, "run_id": int, "created_at": str},
+        pk=("image_id", "model"),
+    )
+    db["embeddings"].create_index(["model", "status"])
+    db["embed_runs"].create(
+        {"id": int, "model": str, "started_at": str, "finished_at": str, "status": str, "n_targets": int,
+         "parameters": str, "counts": str},
+        pk="id",
+    )

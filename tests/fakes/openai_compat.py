@@ -9,6 +9,9 @@ Routes (the ``/v1`` prefix is optional):
   POST /v1/chat/completions   client.chat.completions.create   (kind "chat")
   GET  /v1/models             client.models.list                (kind "model_list")
   GET  /v1/models/{id}        client.models.retrieve            (kind "model_get")
+  POST /v1/embeddings         vLLM's chat-style image embeddings (kind "embeddings"): one
+                              image in ``messages``, ``encoding_format`` float or base64; the
+                              vector is computed from the pixels received (tests/fakes/embeddings.py)
 
 Errors are rendered in OpenAI's shape
 ``{"error": {"message", "type", "param", "code"}}`` (``error_style="openai"``,
@@ -84,9 +87,11 @@ class FakeOpenAI(FakeServer):
         models: Optional[list[str]] = None,
         error_style: str = "openai",
         strict_model: bool = False,
+        pixel_vectors: bool = True,
         **kw: Any,
     ):
         super().__init__(**kw)
+        self.pixel_vectors = pixel_vectors  # False: vectors from the bytes' hash (no decoding, for benchmarks)
         self.model = model
         self.models = [model] + [m for m in (models or []) if m != model]
         self.error_style = error_style
@@ -152,6 +157,9 @@ class FakeOpenAI(FakeServer):
         if call.method == "POST" and route == "/chat/completions":
             call.kind = "chat"
             return self._chat(call)
+        if call.method == "POST" and route == "/embeddings":
+            call.kind = "embeddings"
+            return self._embeddings(call)
         if call.method == "GET" and route == "/models":
             call.kind = "model_list"
             return self._check_key(call) or self.json_reply(200, {
@@ -169,7 +177,8 @@ class FakeOpenAI(FakeServer):
             return self.json_reply(200, {"id": mid, "object": "model", "created": 1700000000, "owned_by": "vllm"})
         return self.error_reply(404, f"Fake OpenAI: no route for {call.method} {call.path}", code="not_found")
 
-    def _chat(self, call: Call) -> Optional[Reply]:
+    def _model_call(self, call: Call, respond) -> Optional[Reply]:
+        """What every model call shares: the images it carries counted, the key checked, ``respond``."""
         call.images, call.texts = extract_openai_request(call.json)
         self._finish_images(call)
         call.model = (call.json or {}).get("model") if isinstance(call.json, dict) else None
@@ -180,15 +189,44 @@ class FakeOpenAI(FakeServer):
             if bad is not None:
                 call.behaviour = "bad_key"
                 return bad
-            if not isinstance(call.json, dict) or not call.json.get("messages"):
-                call.behaviour = "bad_request"
-                return self.error_reply(400, "'messages' is a required property")
-            if self.strict_model and call.model not in self.models:
-                call.behaviour = "unknown_model"
-                return self.error_reply(404, f"The model `{call.model}` does not exist.", code="model_not_found")
-            if call.json.get("stream"):
-                call.behaviour = "stream_unsupported"
-                return self.error_reply(400, "The fake server does not implement stream=True.")
-            return self.answer(call)
+            return respond(call)
         finally:
             self._exit_model_call()
+
+    def _chat(self, call: Call) -> Optional[Reply]:
+        return self._model_call(call, self._chat_reply)
+
+    def _chat_reply(self, call: Call) -> Optional[Reply]:
+        if not isinstance(call.json, dict) or not call.json.get("messages"):
+            call.behaviour = "bad_request"
+            return self.error_reply(400, "'messages' is a required property")
+        if self.strict_model and call.model not in self.models:
+            call.behaviour = "unknown_model"
+            return self.error_reply(404, f"The model `{call.model}` does not exist.", code="model_not_found")
+        if call.json.get("stream"):
+            call.behaviour = "stream_unsupported"
+            return self.error_reply(400, "The fake server does not implement stream=True.")
+        return self.answer(call)
+
+    def _embeddings(self, call: Call) -> Optional[Reply]:
+        return self._model_call(call, self._embedding_reply)
+
+    def _embedding_reply(self, call: Call) -> Optional[Reply]:
+        if len(call.images) != 1:
+            call.behaviour = "bad_request"
+            return self.error_reply(400, "one image per request: CLIP takes text or an image, not both")
+        encoding = call.json.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            return self.error_reply(400, f"encoding_format {encoding!r} is not supported")
+        return self.answer(call, lambda b: self._embedding(call, encoding, b))
+
+    def _embedding(self, call: Call, encoding: str, b: Behaviour) -> Reply:
+        from .embeddings import digest_vector, embeddings_response, pixel_vector
+
+        data = call.images[0].data
+        try:
+            vector = pixel_vector(data) if self.pixel_vectors else digest_vector(data)
+        except Exception:  # noqa: BLE001 - what vLLM says of an image it cannot open
+            return self.error_reply(400, "cannot identify the image file")
+        return self.json_reply(200, embeddings_response(vector, call.model or self.model, encoding,
+                                                        self.prompt_tokens), b.headers)

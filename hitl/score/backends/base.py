@@ -3,16 +3,16 @@
 A backend turns one prepared image into an Outcome. It raises AuthError when the run must
 stop at once (a bad key never becomes thousands of failing calls) and RetryableError for
 failures worth another attempt (rate limits, server errors, timeouts); the runner owns the
-retry policy (:mod:`hitl.score.retry`). What a backend can do is said by its class
+retry policy (:mod:`hitl.retry`). What a backend can do is said by its class
 attributes, as ``llm``'s model classes do, so the runner and the CLI never guess from names.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from hitl.errors import AuthError, BackendError, CallError, RetryableError
+from hitl.config import Price, Settings
 from hitl.score.verdict import ParseError, Verdict, parse_verdict
 
 
@@ -49,7 +49,6 @@ class Backend:
     - ``key_env``: the environment variables its API key is read from (first set wins;
       empty: no key needed);
     - ``supports_batch``: it implements the batch methods of :class:`BatchBackend`;
-    - ``supports_schema``: it asks the server for structured output (the verdict schema);
     - ``run_mode``: how a run is recorded: ``sync`` calls or ``offline`` computation;
     - ``uses_prompt``: the prompt is sent (a prompt version with no prompt file is then an error);
     - ``uses_detections``: the verdict is computed from the detector's boxes too, so it is recorded with
@@ -61,7 +60,6 @@ class Backend:
     paid: bool = False
     key_env: ClassVar[tuple[str, ...]] = ()
     supports_batch: ClassVar[bool] = False
-    supports_schema: ClassVar[bool] = False
     run_mode: ClassVar[str] = "sync"
     uses_prompt: ClassVar[bool] = True
     uses_detections: ClassVar[bool] = False
@@ -72,7 +70,7 @@ class Backend:
         raise NotImplementedError
 
     @classmethod
-    def from_settings(cls, model: str, settings: dict[str, Any], base_urls: list[str] | None,
+    def from_settings(cls, model: str, settings: Settings, base_urls: list[str] | None,
                       env: Mapping[str, str]) -> Backend:
         """Build the backend from the settings and the environment (keys and endpoints only there)."""
         raise NotImplementedError
@@ -87,11 +85,11 @@ class Backend:
     def probe(self) -> None:
         """Raise HitlError at once when the backend cannot be reached at all (default: nothing to reach)."""
 
-    def price(self, settings: dict[str, Any]) -> dict[str, float] | None:
+    def price(self, settings: Settings) -> Price | None:
         """USD per million tokens (``input``, ``output``) from the settings, or None when unknown."""
         if not self.paid:
             return None
-        prices = settings["score"]["prices"]
+        prices = settings.score.prices
         return prices.get(self.name) or prices.get(self.name.removeprefix("models/"))
 
 
@@ -125,65 +123,6 @@ class BatchBackend(Backend):
 # Terminal states of a batch job, as google-genai reports them.
 BATCH_DONE_STATES = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
 
-RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-
-
-def error_for_status(status: int, message: str, retry_after: float | None = None) -> Exception:
-    """Map an HTTP status to the exception the runner acts on."""
-    if status in (401, 403) or (status == 400 and "api key" in message.lower()):
-        # Gemini answers a wrong key with 400 "API key not valid": that is an auth error too
-        return AuthError(f"HTTP {status}: {message}")
-    if status in RETRYABLE_STATUS:
-        return RetryableError(f"http {status}", f"HTTP {status}: {message}", retry_after)
-    return CallError(f"http {status}", f"HTTP {status}: {message}")
-
-
-_TRANSIENT_BATCH = ("INTERNAL", "UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "ABORTED")
-
-
-def is_transient(error_kind: str | None) -> bool:
-    """Did a recorded failure come from the way there (network, server load, a limit), not from the
-    image or the answer? Those images are tried again on the next run without --retry-failed; a
-    corrupt image, an unparseable answer or a refusal waits for --retry-failed."""
-    kind = error_kind or ""
-    if kind in ("timeout", "connection", "batch: missing result"):
-        return True
-    if kind.startswith("http "):
-        code = kind.removeprefix("http ")
-        return code.isdigit() and int(code) in RETRYABLE_STATUS
-    if kind.startswith("batch error "):
-        status = kind.removeprefix("batch error ")
-        return status in _TRANSIENT_BATCH or (status.isdigit() and int(status) in RETRYABLE_STATUS)
-    return False
-
-
-def probe_tcp(url: str, what: str, timeout: float = 5.0) -> None:
-    """One connection attempt to ``url``'s host and port, so a server that is down or a machine
-    with no network fails in seconds with one line, not after every image's retry schedule."""
-    import socket
-    from urllib.parse import urlparse
-
-    from hitl.errors import HitlError
-
-    parsed = urlparse(url)
-    host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as exc:
-        raise HitlError(f"cannot reach {what} at {parsed.scheme}://{host}:{port} ({exc.strerror or exc}); "
-                        f"is it running, and is this machine online? Nothing was scored or marked failed") from None
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds; an HTTP date is read as 'soon')."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def outcome_from_text(text: str | None, tokens_in: int | None, tokens_out: int | None, latency_ms: float | None,
                       finish_reason: str | None) -> Outcome:
     """Parse an answer; a bad answer is a recorded parse failure with the raw text kept."""
@@ -196,44 +135,3 @@ def outcome_from_text(text: str | None, tokens_in: int | None, tokens_out: int |
         return Outcome(None, raw=text, error=detail, error_kind=f"parse: {exc.reason}",
                        tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=latency_ms)
     return Outcome(verdict, raw=text, tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=latency_ms)
-
-
-def translate_error(exc: BaseException) -> BackendError:
-    """Any exception a provider SDK or its HTTP client raises → AuthError / RetryableError / CallError.
-
-    The one place foreign exceptions become the library's own (as httpx maps transport
-    errors in one place): google-genai's APIError, the openai SDK's status, timeout and
-    connection errors, and the httpx exceptions underneath both.
-    """
-    import httpx
-    import httpx2
-    import openai
-    from google.genai import errors as genai_errors
-
-    if isinstance(exc, BackendError):
-        return exc
-    if isinstance(exc, genai_errors.APIError):
-        headers = getattr(exc.response, "headers", None)
-        retry_after = parse_retry_after(headers.get("retry-after")) if headers is not None else None
-        if retry_after is None:
-            retry_after = _retry_delay(exc.details)
-        return error_for_status(exc.code or 0, exc.message or str(exc), retry_after)
-    if isinstance(exc, openai.APIStatusError):
-        return error_for_status(exc.status_code, exc.message,
-                                parse_retry_after(exc.response.headers.get("retry-after")))
-    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException, httpx2.TimeoutException, TimeoutError)):
-        return RetryableError("timeout", f"no answer within the timeout ({type(exc).__name__})")
-    if isinstance(exc, (openai.APIConnectionError, httpx.TransportError, httpx2.TransportError, ConnectionError)):
-        return RetryableError("connection", f"connection failed: {exc}")
-    return CallError("client error", f"{type(exc).__name__}: {exc}")
-
-
-def _retry_delay(details: Any) -> float | None:
-    """Gemini also states the wait in the error body: details[].retryDelay = "12s"."""
-    try:
-        for item in details["error"]["details"]:
-            if "retryDelay" in item:
-                return float(str(item["retryDelay"]).rstrip("s"))
-    except (KeyError, TypeError, ValueError):
-        pass
-    return None

@@ -8,24 +8,16 @@ import itertools
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
-from urllib.parse import urlparse
 
 import openai
 
+from hitl.config import Price, Settings
 from hitl.errors import HitlError
-from hitl.score.backends.base import Backend, Outcome, ScoreRequest, outcome_from_text, probe_tcp, translate_error
+from hitl.remote import api_key, normalise_base_url, probe_tcp, server_urls, translate_error
+from hitl.score.backends.base import Backend, Outcome, ScoreRequest, outcome_from_text
 from hitl.score.verdict import VERDICT_SCHEMA
 
 PREFIX = "openai:"
-
-
-def normalise_base_url(url: str) -> str:
-    """`http://host:8000` → `http://host:8000/v1` (where vLLM and Ollama serve the API)."""
-    url = url.strip().rstrip("/")
-    if not urlparse(url).scheme:
-        raise ValueError(f"base URL {url!r} needs a scheme, e.g. http://127.0.0.1:8000/v1")
-    return url if urlparse(url).path not in ("", "/") else url + "/v1"
 
 
 class OpenAICompatBackend(Backend):
@@ -35,28 +27,21 @@ class OpenAICompatBackend(Backend):
     """
 
     key_env = ("HITL_OPENAI_API_KEY", "OPENAI_API_KEY")
-    supports_schema = True
 
     @classmethod
     def handles(cls, model: str) -> bool:
         return model.startswith(PREFIX)
 
     @classmethod
-    def from_settings(cls, model: str, settings: dict[str, Any], base_urls: list[str] | None,
+    def from_settings(cls, model: str, settings: Settings, base_urls: list[str] | None,
                       env: Mapping[str, str]) -> OpenAICompatBackend:
-        cfg = settings["score"]
+        cfg = settings.score
         name = model.removeprefix(PREFIX)
-        if not name:
-            raise HitlError("--model openai: needs the model name the server serves, e.g. "
-                            "openai:Qwen/Qwen2.5-VL-7B-Instruct")
-        urls = base_urls or [u for u in env.get("HITL_OPENAI_BASE_URL", "").split(",") if u.strip()]
-        if not urls:
-            raise HitlError(f"{model}: no server address; pass --base-url http://host:8000/v1 (repeatable) "
-                            f"or set HITL_OPENAI_BASE_URL (comma-separated for several servers)")
-        key = next((env[k] for k in cls.key_env if env.get(k)), None)
+        urls = server_urls(model, "openai:Qwen/Qwen2.5-VL-7B-Instruct", base_urls, env)
+        key = api_key(env, cls.key_env)
         try:
-            return cls(name, urls, key, timeout_s=cfg["timeout_seconds"], max_tokens=cfg["max_output_tokens"],
-                       paid=name in cfg["prices"])
+            return cls(name, urls, key, timeout_s=cfg.timeout_seconds, max_tokens=cfg.max_output_tokens,
+                       paid=name in cfg.prices)
         except ValueError as exc:
             raise HitlError(f"{model}: {exc}") from None
 
@@ -77,8 +62,8 @@ class OpenAICompatBackend(Backend):
         for client in self.clients:
             probe_tcp(str(client.base_url), f"the OpenAI-compatible server for {self.name}")
 
-    def price(self, settings: dict[str, Any]) -> dict[str, float] | None:
-        return settings["score"]["prices"].get(self.model) if self.paid else None
+    def price(self, settings: Settings) -> Price | None:
+        return settings.score.prices.get(self.model) if self.paid else None
 
     def _client(self) -> openai.OpenAI:
         with self._lock:  # round robin keeps every data-parallel server equally busy

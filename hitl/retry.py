@@ -1,4 +1,4 @@
-"""The one retry policy for model calls and batch polls (tenacity), honouring Retry-After.
+"""The one retry policy for model calls (scoring, embedding) and batch polls (tenacity), honouring Retry-After.
 
 The SDKs' own retries are off (they ignore Retry-After, and two layers of retries multiply):
 RetryableError is retried with exponential backoff and jitter, or after the wait the server
@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import tenacity
 
+from hitl.config import EmbedSettings, ScoreSettings
 from hitl.errors import RetryableError
 
 T = TypeVar("T")
@@ -39,9 +40,9 @@ class wait_for_server(tenacity.wait.wait_base):
         return backoff * random.uniform(0.5, 1.0)
 
 
-def retrying(settings: dict[str, Any], stop: threading.Event | None = None) -> tenacity.Retrying:
-    """The policy of ``[score]``: ``attempts``, ``retry_base_seconds``, ``retry_max_seconds``."""
-    cfg = settings["score"]
+def retrying(cfg: ScoreSettings | EmbedSettings, stop: threading.Event | None = None) -> tenacity.Retrying:
+    """The policy of a settings section (``[score]``, ``[embed]``): ``attempts``, ``retry_base_seconds``,
+    ``retry_max_seconds``."""
     event = stop or threading.Event()
 
     def sleep(seconds: float) -> None:
@@ -53,8 +54,8 @@ def retrying(settings: dict[str, Any], stop: threading.Event | None = None) -> t
             raise Interrupted()
 
     return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(max(1, cfg["attempts"])),
-        wait=wait_for_server(cfg["retry_base_seconds"], cfg["retry_max_seconds"]),
+        stop=tenacity.stop_after_attempt(max(1, cfg.attempts)),
+        wait=wait_for_server(cfg.retry_base_seconds, cfg.retry_max_seconds),
         retry=tenacity.retry_if_exception_type(RetryableError),
         sleep=sleep, before=before, reraise=True,
     )

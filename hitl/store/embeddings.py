@@ -1,0 +1,117 @@
+"""Image vectors in the store (`hitl embed` writes them; the near-duplicate and similarity steps read
+them): one per image and model, float16, little-endian, L2-normalised, so a cosine similarity is
+a dot product and a million 768-dimensional vectors take 1.5 GB.
+
+A whole collection's matrix is read back in chunks of many rows per query and decoded with one
+``np.frombuffer`` per chunk, never a row at a time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from hitl.store.db import in_chunks, upsert_many, utc_now
+
+EMBED_KEY = ("image_id", "model")
+STORED = np.dtype("<f2")  # what a vector is stored as
+CHUNK_ROWS = 8192  # rows read per query: a 768-d chunk is 12 MB
+
+
+@dataclass(frozen=True)
+class ModelVectors:
+    """What the store holds of one model: its dimension, how many vectors, when the newest was made."""
+
+    model: str
+    dim: int
+    n: int
+    newest: str
+
+
+def unit_float16(vector: np.ndarray) -> np.ndarray:
+    """``vector`` L2-normalised and as stored (float16). Raises ValueError for an empty, zero or
+    non-finite vector, which no image should have."""
+    v = np.asarray(vector, dtype=np.float64).ravel()
+    if v.size == 0:
+        raise ValueError("an empty vector")
+    if not np.isfinite(v).all():
+        raise ValueError("a vector with NaN or infinite values")
+    norm = float(np.linalg.norm(v))
+    if norm == 0.0:
+        raise ValueError("a vector of zeros")
+    return (v / norm).astype(STORED)
+
+
+def embedding_row(image_id: str, model: str, root: str, *, vector: np.ndarray | None = None,
+                  error: str | None = None, error_kind: str | None = None, attempts: int = 0,
+                  latency_ms: float | None = None, run_id: int | None = None) -> dict[str, Any]:
+    """One row of the embeddings table: a vector (made by :func:`unit_float16`), or a failure with its reason."""
+    return {"image_id": image_id, "model": model, "root": root,
+            "dim": None if vector is None else int(vector.size),
+            "vector": None if vector is None else vector.astype(STORED).tobytes(),
+            "status": "failed" if vector is None else "ok", "error": error, "error_kind": error_kind,
+            "attempts": attempts, "latency_ms": latency_ms, "run_id": run_id, "created_at": utc_now()}
+
+
+def write_embeddings(db: sqlite_utils.Database, rows: list[dict[str, Any]]) -> None:
+    """Insert or replace rows made by :func:`embedding_row`. The caller owns the transaction."""
+    upsert_many(db, "embeddings", rows, EMBED_KEY)
+
+
+def states(db: sqlite_utils.Database, model: str) -> dict[str, tuple[str, str | None]]:
+    """image_id -> (status, error_kind) of every result ``model`` has."""
+    return {image_id: (status, kind) for image_id, status, kind in db.execute(
+        "SELECT image_id, status, error_kind FROM embeddings WHERE model = ?", [model])}
+
+
+def vectors(db: sqlite_utils.Database, model: str, ids: list[str] | None = None, chunk: int = CHUNK_ROWS
+            ) -> tuple[list[str], np.ndarray]:
+    """The image ids and float32 vectors (one row each, unit length) ``model`` has, in image_id order;
+    only those of ``ids`` when given (ids without a vector are left out).
+
+    Read ``chunk`` rows per query; each chunk's blobs are joined and decoded at once.
+    """
+    dim = model_dim(db, model)
+    if dim is None:
+        return [], np.zeros((0, 0), np.float32)
+    out_ids: list[str] = []
+    parts: list[np.ndarray] = []
+
+    def take(rows: list[tuple[str, bytes]]) -> None:
+        if rows:
+            out_ids.extend(r[0] for r in rows)
+            parts.append(np.frombuffer(b"".join(r[1] for r in rows), STORED).reshape(len(rows), dim))
+
+    sql = "SELECT image_id, vector FROM embeddings WHERE model = ? AND status = 'ok'"
+    if ids is None:
+        cursor = db.conn.execute(sql + " ORDER BY image_id", [model])
+        while rows := cursor.fetchmany(chunk):
+            take(rows)
+    else:
+        wanted = sorted(set(ids))
+        for start in range(0, len(wanted), chunk):
+            for marks, part in in_chunks(wanted[start:start + chunk], 900):
+                take(db.conn.execute(sql + f" AND image_id IN ({marks}) ORDER BY image_id", [model, *part]).fetchall())
+    matrix = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, dim), np.float32)
+    return out_ids, matrix
+
+
+def model_dim(db: sqlite_utils.Database, model: str) -> int | None:
+    """The dimension of ``model``'s vectors, or None when it has none."""
+    row = db.execute("SELECT dim FROM embeddings WHERE model = ? AND status = 'ok' LIMIT 1", [model]).fetchone()
+    return row[0] if row else None
+
+
+def models(db: sqlite_utils.Database) -> list[ModelVectors]:
+    """Every model with vectors, the newest first."""
+    return [ModelVectors(*row) for row in db.execute(
+        "SELECT model, MAX(dim), COUNT(*), MAX(created_at) AS newest FROM embeddings WHERE status = 'ok' "
+        "GROUP BY model ORDER BY newest DESC, model")]
+
+
+def newest_model(db: sqlite_utils.Database) -> str | None:
+    """The model whose vectors were made last (the one to use when none is named), or None."""
+    found = models(db)
+    return found[0].model if found else None
