@@ -17,6 +17,7 @@ import os
 import secrets
 import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -122,6 +123,11 @@ def make_output_folder(folder: str | Path, option: str = "--out", target: str | 
     except OSError as exc:
         raise OutputError(f"{what}: cannot make the folder {folder} ({exc.strerror or exc}); choose a place you "
                           f"may write to for {option}") from None
+    try:  # a folder that is there but takes no file (/proc, a read-only mount) is refused before any work
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise OutputError(f"{what}: nothing can be written in {folder} ({exc.strerror or exc}); choose a place "
+                          f"you may write to for {option}") from None
     return folder
 
 

@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Run the whole test suite in the project's own virtual environment (created if missing).
-# Usage: scripts/test.sh [pytest args...]
+# Run the test suite in the project's own virtual environment (created if missing).
+# Usage: scripts/test.sh [--fast] [pytest args...]
+#   --fast  only the tests marked neither studio, browser nor slow (pyproject.toml), in two
+#           processes (a minute and a half on two idle cores); neither Label Studio nor Chromium is installed
+#   (none)  every test; Label Studio and Chromium are installed first when missing, never skipped
+# Either way the 20 slowest tests are listed at the end.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 ensure_venv requirements-dev.txt
 cd "$REPO"
+if [ "${1:-}" = "--fast" ]; then
+  shift
+  exec "$VENV/bin/python" -m pytest -m "not studio and not browser and not slow" --hypothesis-profile=fast -n 2 \
+    --durations=20 "$@"
+fi
 # Tests that concern Label Studio run against a real one, in its own environment (.venv-studio).
 "$VENV/bin/python" -c "from hitl.review.studio import find_binary; find_binary(install=True, echo=print)"
 # The browser test drives Debian's Chromium (Playwright downloads no browser here).
@@ -14,4 +23,6 @@ if [ ! -x /usr/bin/chromium ]; then
   $SUDO apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
-exec "$VENV/bin/python" -m pytest "$@"
+# Two processes: the tests of the session's Label Studio (and of the demo's folder) in one of them
+# (tests/conftest.py groups them), all others wherever a process is free.
+exec "$VENV/bin/python" -m pytest -n 2 --dist loadgroup --durations=20 "$@"

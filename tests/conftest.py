@@ -6,9 +6,21 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+from .helpers import FAST_PROFILE
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HITL_SHARED_DIR", REPO.parent / "shared"))
+# One native (OpenMP, BLAS) thread per test process, set before scikit-learn loads: its threads spin
+# while they wait, and on a machine as busy as a test run (two workers, Label Studio) 5-fold trees
+# on 120 rows took 36 s with a thread per core and 1.9 s with one (`hitl learn` itself limits them
+# the same way: hitl.learn.model.threads_for). Set either yourself to choose otherwise.
+for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
+# `--hypothesis-profile=fast` (scripts/test.sh --fast): a fifth of each fuzz test's examples (tests.helpers.examples),
+# 20 for one that names no number
+settings.register_profile(FAST_PROFILE, max_examples=20)
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +76,14 @@ def label_studio(tmp_path_factory):
         pytest.fail(str(exc))
     yield config
     studio.stop(process)
+
+
+@pytest.fixture(scope="session")
+def demo_folder(tmp_path_factory) -> Path:
+    """The data folder of the session's warm runs of scripts/demo.sh (tests/test_browser.py,
+    tests/test_demo_signals.py): after the first start, Label Studio's data is there already, and
+    each later start skips its minute of migrations. Its tests run in one worker (XDIST_GROUPS)."""
+    return tmp_path_factory.mktemp("demo")
 
 
 @pytest.fixture
@@ -141,6 +161,7 @@ class Demo:
 
         from hitl.review import studio
 
+        require_marker("slow", "scripts/demo.sh")
         self.out, self.repo = out, repo
         self.studio_port, self.serve_port = studio.free_port(), studio.free_port()
         environment = {**os.environ, "HITL_DEMO_DIR": str(out), "HITL_STUDIO_PORT": str(self.studio_port),
@@ -258,6 +279,135 @@ def give_detector_record(db, root: Path | str, image_ids: list[str], people: tup
     with store.transaction(db):
         record_detector_file(db, 0, f"{root}/planted_md.json", str(Path(root).resolve()), len(image_ids),
                              pack_ids(image_ids), [(i, 0.9, "megadetector") for i in people])
+
+
+@pytest.fixture
+def scored(tmp_path, sample_data) -> CliProject:
+    """sample_data's 12 candidates, selected and scored by the baseline, in a project of their own."""
+    project = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db")})
+    project.run("select", "--md", str(sample_data / "md_results.json"), "--cct", str(sample_data / "cct.json"),
+                "--speciesnet", str(sample_data / "speciesnet_predictions.json"), "--images",
+                str(sample_data / "images"), "-n", "12")
+    project.run("score", "--model", "baseline")
+    return project
+
+
+# ---- the tiers (pyproject.toml's markers) ---------------------------------------------------------
+# `-m "not studio and not browser and not slow"` (scripts/test.sh --fast) must never start Label
+# Studio, Chromium, scripts/demo.sh or a fresh environment: taking the label_studio or chromium
+# fixture marks a test, and whatever else a test not marked so runs fails at once, in one line.
+
+MARKED_BY = {"label_studio": "studio", "chromium": "browser"}  # the fixture, the marker it implies
+XDIST_GROUPS = {"label_studio": "label-studio", "demo_folder": "demo"}  # a server or folder one worker keeps
+NOT_LABEL_STUDIO = REPO / "tests" / "helpers" / "not-label-studio"  # LABEL_STUDIO_BIN of the others
+CHROMIUM = Path("/usr/bin/chromium")
+DESELECTED: list[pytest.Item] = []  # left out by -m (tests/test_tiers.py checks their markers too)
+_running: list[pytest.Item] = []  # the test being run, its fixtures' set-up and teardown included
+_POPEN_INIT = pytest.StashKey()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium, which Playwright drives (it downloads no browser here). Missing is a
+    failure, never a skip: scripts/test.sh installs it."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/test.sh installs Debian's chromium")
+    return CHROMIUM
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """Before `-m` selects: a test taking the label_studio (chromium) fixture is marked studio
+    (browser). For pytest-xdist's `--dist loadgroup`: the tests sharing the session's Label Studio
+    (or demo folder) run in one worker, so that it is made once, and so do a slow module's tests,
+    so that its module's set-up (a fresh environment, a copy of the checkout) is made once."""
+    for item in items:
+        for fixture, marker in MARKED_BY.items():
+            if fixture in item.fixturenames:
+                item.add_marker(marker)
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    groups = {item.module: group for item in items for fixture, group in XDIST_GROUPS.items()
+              if fixture in item.fixturenames}  # a module's slow tests go where its shared fixture is
+    for item in items:
+        group = next((g for fixture, g in XDIST_GROUPS.items() if fixture in item.fixturenames), None)
+        if group is None and item.get_closest_marker("slow") is not None:
+            group = groups.get(item.module, item.module.__name__)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_deselected(items) -> None:
+    DESELECTED.extend(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Around each test: one not marked studio finds LABEL_STUDIO_BIN set to a stand-in that fails
+    in one line, so nothing it runs (`hitl studio`, demo.sh, the label_studio fixture) starts or
+    installs a real Label Studio."""
+    saved = os.environ.get("LABEL_STUDIO_BIN")
+    if item.get_closest_marker("studio") is None:
+        os.environ["LABEL_STUDIO_BIN"] = str(NOT_LABEL_STUDIO)
+    _running.append(item)
+    try:
+        return (yield)
+    finally:
+        _running.pop()
+        if saved is None:
+            os.environ.pop("LABEL_STUDIO_BIN", None)
+        else:
+            os.environ["LABEL_STUDIO_BIN"] = saved
+
+
+def require_marker(marker: str, what: str) -> None:
+    """Fail the running test, in one line, unless it is marked ``marker``: it does ``what``."""
+    item = _running[-1] if _running else None
+    if item is not None and item.get_closest_marker(marker) is None:
+        pytest.fail(f"{item.nodeid} runs {what}: mark it @pytest.mark.{marker} (tests/conftest.py)", pytrace=False)
+
+
+def slow_command(args) -> str | None:
+    """What makes a command (a Popen's args) a slow test's: a fresh virtual environment, a pip
+    install, scripts/demo.sh or the set-up of .venv; None for any other."""
+    words = [os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a)
+             for a in (args if isinstance(args, (list, tuple)) else [args])]
+    for k, word in enumerate(words):
+        if Path(word).name in ("demo.sh", "_venv.sh"):
+            return f"scripts/{Path(word).name}"
+        following = words[k + 1:k + 3]
+        if word == "-m" and following[:1] == ["venv"]:
+            return "a fresh virtual environment (python -m venv)"
+        if word == "-m" and following[:1] == ["pip"] and following[1:] in (["install"], ["wheel"], ["download"]):
+            return f"pip {following[1]}"
+    return None
+
+
+def _refusing_slow_commands(popen_init):
+    """subprocess.Popen.__init__ that refuses slow_command()s in a test not marked slow."""
+    import functools
+
+    @functools.wraps(popen_init)
+    def init(self, args, *rest, **options):
+        what = slow_command(args)
+        if what:
+            require_marker("slow", what)
+        popen_init(self, args, *rest, **options)
+    return init
+
+
+def pytest_configure(config) -> None:
+    import subprocess
+
+    config.stash[_POPEN_INIT] = subprocess.Popen.__init__
+    subprocess.Popen.__init__ = _refusing_slow_commands(subprocess.Popen.__init__)
+
+
+def pytest_unconfigure(config) -> None:
+    import subprocess
+
+    if _POPEN_INIT in config.stash:
+        subprocess.Popen.__init__ = config.stash[_POPEN_INIT]
 
 
 def descendants(pid: int) -> list:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,10 +22,10 @@ from hitl.cli import cli
 from hitl.review import studio
 
 from .conftest import Demo
+from .helpers import wait_for
+from .helpers.browser import bottom_button, launch, log_in
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+pytestmark = [pytest.mark.slow, pytest.mark.studio]  # scripts/demo.sh, with its Label Studio
 
 
 def read_credentials(path: Path) -> dict[str, str]:
@@ -35,11 +33,9 @@ def read_credentials(path: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """scripts/demo.sh on free ports in a temporary folder; Ctrl+C (SIGINT) at the end."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/test.sh installs Debian's chromium")
-    out = tmp_path_factory.mktemp("demo")
+def demo(demo_folder):
+    """scripts/demo.sh on free ports in the session's demo folder; Ctrl+C (SIGINT) at the end."""
+    out = demo_folder
     running = Demo(out)
     process = running.process
     studio_port, serve_port = running.studio_port, running.serve_port
@@ -51,55 +47,13 @@ def demo(tmp_path_factory):
         process.wait(timeout=60)
 
 
-@contextmanager
-def curator_page(url: str, username: str, password: str, failure_dir: Path):
-    """A Chromium page logged in to Label Studio at ``url``; a failing step inside the block is
-    one AssertionError naming it, with a screenshot and the page's HTML left in ``failure_dir``."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        try:
-            log_in(page, url, username, password)
-            yield page
-        except Exception as exc:
-            page.screenshot(path=str(failure_dir / "failure.png"), full_page=True)
-            (failure_dir / "failure.html").write_text(page.content())
-            raise AssertionError(f"browser step failed ({exc}); screenshot: {failure_dir / 'failure.png'}") from exc
-        finally:
-            browser.close()
-
-
-def log_in(page, url: str, username: str, password: str) -> None:
-    page.goto(url + "/user/login/")
-    page.fill("input[name=email]", username)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle", timeout=30000)
-    assert "/user/login" not in page.url, "the login was refused"
-
-
 def rating(db_path: Path, task_id: int):
     db = store.connect(db_path)
     rows = list(db["ratings"].rows_where("task_id = ? AND deleted = 0", [task_id]))
     return rows[0] if rows else None
 
 
-def bottom_button(page, word: str):
-    """Submit, Skip, Update in Label Studio's bottom bar (each also has a dropdown beside it)."""
-    return page.locator("button[data-testid^='bottombar-']", has_text=word).first
-
-
-def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    return predicate()
-
-
-def test_a_curator_reviews_in_the_browser(demo, tmp_path):
+def test_a_curator_reviews_in_the_browser(chromium, demo, tmp_path):
     client = LabelStudio(base_url=demo["url"], api_key=demo["LABEL_STUDIO_API_KEY"])
     project = next(p for p in client.projects.list(title="hero-hitl demo") if p.title == "hero-hitl demo")
     tasks = sorted(client.tasks.list(project=project.id, fields="all"), key=lambda t: t.id)
@@ -109,7 +63,7 @@ def test_a_curator_reviews_in_the_browser(demo, tmp_path):
     shots = Path(os.environ.get("HITL_SCREENSHOT_DIR") or tmp_path)
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(playwright, chromium)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         try:
             log_in(page, demo["url"], demo["LABEL_STUDIO_USERNAME"], demo["LABEL_STUDIO_PASSWORD"])
@@ -177,7 +131,7 @@ def test_a_curator_reviews_in_the_browser(demo, tmp_path):
     assert first.data["image_id"] in manifest and second.data["image_id"] not in manifest
     if os.environ.get("HITL_SCREENSHOT_DIR"):
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            browser = launch(playwright, chromium)
             page = browser.new_page(viewport={"width": 1300, "height": 1000})
             page.goto((report_dir / "report.html").as_uri())
             page.screenshot(path=str(shots / "report.png"))

@@ -22,9 +22,10 @@ from hitl.store.ratings import mark_deleted, record_ratings
 from .conftest import CliProject
 from .fakes import FakeOpenAI
 from .fakes import behaviours as B
-from .test_camtrapdp import copy_example
-from .test_scoring import QWEN, Project, sent_hash
-from .test_sync_e2e import rating_result, wait_for
+from .helpers import wait_for
+from .helpers.camtrapdp import copy_example
+from .helpers.labelstudio import rating_result
+from .helpers.scoring import QWEN, Project, sent_hash
 
 FRAMES = [f"cam/seq1/IMG_{k:02d}.JPG" for k in range(1, 9)]
 
@@ -297,16 +298,16 @@ def test_score_bursts_scores_every_frame_and_push_proposes_the_models_best(tmp_p
     assert best["value"] == {"choices": ["6"]}
 
 
-def test_a_curator_picks_a_frame_in_the_browser(tmp_path, label_studio):
+def test_a_curator_picks_a_frame_in_the_browser(chromium, tmp_path, label_studio):
     """Label Studio's own page, in Chromium: a burst of 4 shows 4 frames in one multi-image view
     (its pager pages through all of them, each image loaded) and offers the frames 1-4 only; the
     curator clicks frame 3 (or 2, if 3 is selection's), 9 stars and hero, and submits; after
     `hitl sync` that frame is the sequence's candidate."""
-    from .test_browser import bottom_button, curator_page
+    from .helpers.browser import bottom_button, curator_page
 
     review, client, task, kept, selected = push_heron_burst(tmp_path, label_studio, 4)
     frame = 3 if kept[2] != selected else 2
-    with curator_page(label_studio.url, label_studio.username, label_studio.password, tmp_path) as page:
+    with curator_page(chromium, label_studio.url, label_studio.username, label_studio.password, tmp_path) as page:
         page.goto(f"{label_studio.url}/projects/{task.project}/data?task={task.id}")
         bottom_button(page, "Submit").wait_for(timeout=60000)
         indicator = page.locator(".lsf-pagination__page-indicator").first

@@ -6,30 +6,16 @@ import csv
 import json
 import shutil
 import uuid
-from pathlib import Path
 
 import pytest
 from label_studio_sdk import LabelStudio
 
 from .camtrap_validate import camtrap_dp_errors
-from .conftest import SHARED, CliProject
-from .test_sync_e2e import rating_result
+from .conftest import CliProject
+from .helpers.camtrapdp import EXAMPLE, HERON_MEDIA, copy_example, table
+from .helpers.labelstudio import rating_result
 
-EXAMPLE = SHARED / "camtrap_dp" / "example"
-HERON_MEDIA = 10
 REMOTE_MEDIA = 413
-
-
-def copy_example(where: Path) -> Path:
-    shutil.copytree(EXAMPLE, where)
-    for path in [where, *where.rglob("*")]:
-        path.chmod(path.stat().st_mode | 0o200)  # the shared copy is read-only
-    return where
-
-
-def table(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture

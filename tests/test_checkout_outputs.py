@@ -8,9 +8,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from tests import test_readme
-
 from .conftest import REPO
+from .helpers.readme import blocks, copy_checkout
 
 OUTPUT_OPTIONS = ("--out", "--output", "-o", "--export", "--db")  # an option naming a file or folder written
 REDIRECT = re.compile(r"(?:^|\s)\d?>>?\s*(?P<target>[^\s&|;<>]+)")
@@ -25,7 +24,7 @@ def written_by_the_readme() -> set[str]:
     """Every path a README example writes in the working directory: redirect targets and the
     values of the options that name an output, as the README's bash blocks have them."""
     found = set()
-    for block in test_readme.blocks():
+    for block in blocks():
         if block.lang != "bash":
             continue
         for command in block.commands():
@@ -56,7 +55,7 @@ def test_what_the_readme_writes_is_git_ignored():
     assert not not_ignored, f"README outputs git would offer to commit (add them to .gitignore): {not_ignored}"
 
 
-def test_the_readme_test_copies_only_tracked_files(tmp_path, monkeypatch):
+def test_the_readme_test_copies_only_tracked_files(tmp_path):
     """A checkout where the README was followed once: its outputs stay behind, in the copy the
     README test runs in only the files git tracks (including a new one staged, and edits not yet
     committed), and the tracked file deleted in the working tree is not there either."""
@@ -78,8 +77,7 @@ def test_the_readme_test_copies_only_tracked_files(tmp_path, monkeypatch):
     (repo / "report").mkdir()
     (repo / "report" / "report.html").write_text("old\n")
     (repo / "hitl.db").write_text("ignored\n")
-    monkeypatch.setattr(test_readme, "REPO", repo)
-    copy = test_readme.copy_checkout(tmp_path / "copy")
+    copy = copy_checkout(tmp_path / "copy", repo)
     files = sorted(str(p.relative_to(copy)) for p in Path(copy).rglob("*") if p.is_file())
     assert files == [".gitignore", "README.md", "new.py", "scripts/demo.sh"]
     assert (copy / "README.md").read_text() == "edited, not committed\n"

@@ -7,7 +7,6 @@ tests/test_compare_studio.py: there the same curator answers through a real Labe
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -35,18 +34,7 @@ from hitl.errors import HitlError
 from hitl.store.ratings import record_ratings
 
 from .conftest import REPO, give_detector_record
-
-N_HEROES, SPREAD, PER_ROUND, COMPARISONS = 40, 20.0, 20, 120  # see test_planted_ranking_choice
-
-
-def planted(seed: int, n: int = N_HEROES, spread: float = SPREAD) -> np.ndarray:
-    """Known log-strengths evenly over [-spread, spread], in a random order of the items."""
-    return np.random.default_rng([seed, 1]).permutation(np.linspace(-spread, spread, n))
-
-
-def beats(coin: np.random.Generator, t_left: float, t_right: float) -> bool:
-    """A simulated curator: the left image wins with its Bradley-Terry probability."""
-    return bool(coin.random() < 1 / (1 + math.exp(-(t_left - t_right))))
+from .helpers.compare import COMPARISONS, LEFT, N_HEROES, PER_ROUND, RIGHT, SAME, SPREAD, beats, planted
 
 
 def simulate(seed: int, comparisons: int, spread: float = SPREAD, n: int = N_HEROES) -> float:
@@ -95,13 +83,6 @@ def test_config_names_what_the_reader_reads():
     assert "Which photo" in next(root.iter("Header")).get("value")
     interface = LabelInterface(pairwise_config())  # Label Studio's own parser accepts it
     assert interface.get_control(FROM_COMPARISON).to_name == ["left", "right"]
-
-
-# What Label Studio 1.23.2's frontend saves: Pairwise names itself as to_name (its createResult is
-# given the control's own name as the object), the "same" choice its alias.
-LEFT = {"type": "pairwise", "from_name": "comparison", "to_name": "comparison", "value": {"selected": "left"}}
-RIGHT = {**LEFT, "value": {"selected": "right"}}
-SAME = {"type": "choices", "from_name": "same", "to_name": "left", "value": {"choices": ["same"]}}
 
 
 def answer(task: dict, result: list[dict], **extra) -> HumanRating:

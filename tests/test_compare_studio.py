@@ -29,8 +29,9 @@ from hitl.review.configs import template
 from hitl.store.ratings import curator_comparisons
 
 from .conftest import CliProject, give_detector_record
-from .test_compare_push import COMPARISONS, LEFT, N_HEROES, PER_ROUND, RIGHT, SAME, beats, planted
-from .test_sync_e2e import SECRET, Service, wait_for
+from .helpers import wait_for
+from .helpers.compare import COMPARISONS, LEFT, N_HEROES, PER_ROUND, RIGHT, SAME, beats, planted
+from .helpers.labelstudio import SECRET, Service
 
 SEED = 3
 
@@ -186,16 +187,16 @@ def test_fewer_than_two_heroes_is_one_line(tmp_path, label_studio):
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_a_curator_compares_in_the_browser(tmp_path, label_studio):
+def test_a_curator_compares_in_the_browser(chromium, tmp_path, label_studio):
     """Label Studio's own comparison page, in Chromium: both photos shown side by side; the curator
     clicks the right one and submits, then ticks "About the same" on the next pair; what Label
     Studio stores reads back through `hitl sync` as "right" and "same" for those pairs."""
-    from .test_browser import bottom_button, curator_page
+    from .helpers.browser import bottom_button, curator_page
 
     heroes = Heroes(tmp_path, label_studio, 4)
     assert "2 pairs pushed" in heroes.compare("-n", "2", "--no-webhook").output
     first, second = heroes.tasks()
-    with curator_page(label_studio.url, label_studio.username, label_studio.password, tmp_path) as page:
+    with curator_page(chromium, label_studio.url, label_studio.username, label_studio.password, tmp_path) as page:
         for task, answer in ((first, "right"), (second, "same")):
             page.goto(f"{label_studio.url}/projects/{heroes.project_id()}/data?task={task.id}")
             bottom_button(page, "Submit").wait_for(timeout=60000)

@@ -21,7 +21,7 @@ from hitl.review import studio
 
 from .conftest import REPO, Demo
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.studio]  # installs and starts the real Label Studio
 
 SET_UP_S = 1800  # a set-up from nothing on a busy machine: minutes, once per step
 

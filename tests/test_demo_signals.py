@@ -15,6 +15,8 @@ import pytest
 
 from .conftest import Demo
 
+pytestmark = pytest.mark.slow  # scripts/demo.sh runs
+
 CASES = [  # (signal, to the whole process group?, how many times in a row)
     (signal.SIGINT, False, 1), (signal.SIGINT, True, 2),
     (signal.SIGTERM, False, 2), (signal.SIGTERM, True, 1),
@@ -22,17 +24,12 @@ CASES = [  # (signal, to the whole process group?, how many times in a row)
 ]
 
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    """One data folder for every case: after the first start, Label Studio's data is reused."""
-    return tmp_path_factory.mktemp("demo-signals")
-
-
+@pytest.mark.studio
 @pytest.mark.parametrize("sig, group, times", CASES,
                          ids=[f"{s.name}-{'group' if g else 'script'}-x{t}" for s, g, t in CASES])
-def test_the_demo_stops_cleanly(demo_dir, sig, group, times):
-    demo = Demo(demo_dir)
-    credentials = dict(re.findall(r"export (\w+)=(\S+)", (demo_dir / "credentials.env").read_text()))
+def test_the_demo_stops_cleanly(demo_folder, sig, group, times):
+    demo = Demo(demo_folder)
+    credentials = dict(re.findall(r"export (\w+)=(\S+)", (demo_folder / "credentials.env").read_text()))
     # the demo's own secrets came from the environment: `hitl studio` must not print them
     studio_out = demo.text("studio.out")
     assert credentials["LABEL_STUDIO_PASSWORD"] not in studio_out
@@ -57,11 +54,12 @@ def test_a_label_studio_that_does_not_start_fails_the_demo(tmp_path):
     demo.ended(within=15, after="its failure")  # the webhook service was stopped too
 
 
-def test_a_hung_hitl_studio_is_killed_and_label_studio_goes_with_it(tmp_path):
+@pytest.mark.studio
+def test_a_hung_hitl_studio_is_killed_and_label_studio_goes_with_it(demo_folder):
     """`hitl studio` that cannot act on the stop (here: stopped by SIGSTOP) used to keep the demo
     waiting for it for good, and Label Studio with it: after 10 s the demo kills it, and the kernel
     then signals Label Studio, in a session of its own, that its parent is gone."""
-    demo = Demo(tmp_path)
+    demo = Demo(demo_folder)
     [hitl_studio] = [proc for proc in demo.processes() if "-m hitl studio" in " ".join(proc.cmdline())]
     hitl_studio.suspend()
     seconds = demo.stop(signal.SIGINT, group=True)

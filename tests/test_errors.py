@@ -17,8 +17,8 @@ from hitl.remote import translate_error
 from .fakes import FakeGemini, FakeOpenAI
 from .fakes import behaviours as B
 from .fakes.tcp_proxy import DyingProxy
-from .test_labelstudio import Review
-from .test_scoring import QWEN, Project, gemini_env, make_folder
+from .helpers.labelstudio import Review
+from .helpers.scoring import QWEN, Project, gemini_env, make_folder
 
 
 def one_line(result) -> str:
@@ -444,3 +444,19 @@ def test_the_commands_that_bring_data_in_still_make_a_database(tmp_path, sample_
         project.run("--db", str(db_path), *args)
         made.append(db_path.exists())
     assert all(made)
+
+
+def test_an_export_into_a_folder_that_takes_no_file_is_refused_before_it_reads_the_folder(full_project, tmp_path,
+                                                                                         monkeypatch):
+    """`export --out /proc` listed everything under /proc (the files an export did not write, to
+    name them) before its first write failed: 85 s in a test run with Label Studio's threads there."""
+    import shutil
+
+    from hitl.publish import heroset
+
+    def listed(*_args):
+        raise AssertionError("the folder was listed")
+    monkeypatch.setattr(heroset, "_leftovers", listed)
+    shutil.copy(full_project, tmp_path / "h.db")
+    line = one_line(Project(tmp_path).run("export", "--out", "/proc", ok=False))
+    assert "nothing can be written in /proc" in line, line

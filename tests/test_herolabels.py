@@ -15,6 +15,7 @@ from hitl.score.labels import import_scores
 from hitl.store import transaction, utc_now
 
 from .conftest import CliProject
+from .helpers import examples
 
 FIELDS = ("score", "hero", "reasoning", "status", "error")
 
@@ -298,7 +299,7 @@ def hostile_file(path, where: str, index: int, key: str, value) -> None:
     path.write_text(text.replace('"@@RAW@@"', value) if isinstance(value, Raw) else text)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(where=st.sampled_from(["result", "result", "result", "info"]), index=st.integers(0, 2),
        key=st.sampled_from(KEYS), value=HOSTILE)
 def test_fuzz_label_file_values(tmp_path_factory, where, index, key, value):

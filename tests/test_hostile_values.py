@@ -24,9 +24,10 @@ from hitl.review.reconcile import sync_export_file
 from hitl.store.ratings import record_ratings
 
 from .conftest import SHARED, CliProject
-from .test_camtrapdp import EXAMPLE, copy_example, table
-from .test_trust import annotation, export_of, labelme_doc
-from .test_webhook import _mutate, _paths
+from .helpers import examples
+from .helpers.camtrapdp import EXAMPLE, copy_example, table
+from .helpers.records import annotation, export_of, labelme_doc
+from .helpers.webhook import leaf_paths, mutate
 
 # JSON as no tool writes it, each a token put in place of a value (or of a whole record)
 HOSTILE = [b"1e999", b"-1e999", b"1" + b"0" * 5000, b"-" + b"9" * 5000, b"18446744073709551616",
@@ -36,17 +37,17 @@ HOSTILE = [b"1e999", b"-1e999", b"1" + b"0" * 5000, b"-" + b"9" * 5000, b"184467
            b"true", b"[]", b"{}", b"[1e999]", b'{"a": "\\udc00"}', b'["\\ud800", 1e999]']
 NOT_UTF8 = (b'"\xff\xfe"', b'"\xed\xa0\x80"')
 MARK = "\x01hostile\x01"
-SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def hostile(doc: object, path: list, token: bytes) -> bytes:
     """``doc`` as JSON with ``token`` (raw JSON text) in place of the value at ``path``."""
-    return json.dumps(_mutate(doc, path, MARK)).encode().replace(json.dumps(MARK).encode(), token)
+    return json.dumps(mutate(doc, path, MARK)).encode().replace(json.dumps(MARK).encode(), token)
 
 
 def record_paths(doc: dict, key: str, i: int) -> list[list]:
     """Every place in record ``i`` of ``doc[key]``, the record itself included."""
-    return [list(p) for p in _paths(doc) if len(p) >= 2 and p[0] == key and p[1] == i]
+    return [list(p) for p in leaf_paths(doc) if len(p) >= 2 and p[0] == key and p[1] == i]
 
 
 def storable(*texts: object) -> None:
@@ -188,7 +189,7 @@ def test_camtrap_dp_counts_a_hostile_cell_and_reads_the_rest(tmp_path_factory, w
 def test_labelme_counts_a_hostile_file_and_stores_the_rest(tmp_path_factory, pick, token):
     folder = tmp_path_factory.mktemp("labelme")
     doc = labelme_doc(hero_hitl={"image_id": "a.jpg", "mode": "blind"})
-    places = [list(p) for p in _paths(doc) if p]
+    places = [list(p) for p in leaf_paths(doc) if p]
     (folder / "a.json").write_bytes(hostile(doc, places[pick % len(places)], token))
     (folder / "b.json").write_text(json.dumps(labelme_doc(imagePath="b.jpg")))
     ratings, problems = read_labelme_folder(folder)
@@ -212,7 +213,7 @@ TASKS[0]["annotations"][0]["result"].append(
 @example(pick=2, token=b"18446744073709551616")
 def test_label_studio_export_counts_a_hostile_value_and_stores_the_rest(tmp_path_factory, pick, token):
     tmp = tmp_path_factory.mktemp("export")
-    places = [list(p) for p in _paths(TASKS) if p]
+    places = [list(p) for p in leaf_paths(TASKS) if p]
     place = places[pick % len(places)]
     path = tmp / "export.json"
     path.write_bytes(hostile(TASKS, place, token))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO, SHARED, CliProject
-from .test_camtrapdp import EXAMPLE, copy_example, table
+from .helpers.camtrapdp import EXAMPLE, copy_example, table
 
 SAMPLE = REPO / "sample_data"
 CAMERA_TRAPS = SHARED / "camera_traps"

@@ -8,7 +8,6 @@ import urllib.request
 import uuid
 
 import pytest
-from label_studio_sdk import LabelStudio
 from label_studio_sdk.label_interface import LabelInterface
 
 from converters.labelstudio import (
@@ -22,7 +21,8 @@ from converters.labelstudio import (
 from hitl.review.configs import config_labels, label_config
 from hitl.store import transaction
 
-from .conftest import REPO, SHARED, CliProject
+from .conftest import SHARED
+from .helpers.labelstudio import Review
 
 DETECTION = {"det_index": 0, "x": 0.25, "y": 0.5, "w": 0.1, "h": 0.2, "species": "red deer"}
 SCORES = [{"model": "gemini-2.5-flash", "prompt_version": "hero-v1", "score": 7.6, "hero": 1, "reasoning": "Sharp."},
@@ -101,38 +101,6 @@ def test_the_shared_webhook_annotation_converts(camera_traps):
 
 
 # ---- against a real Label Studio -------------------------------------------------------------------
-
-class Review(CliProject):
-    """A project database over the Label Studio fixture's copy of sample_data."""
-
-    def __init__(self, tmp_path, studio, n=8):
-        super().__init__(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db"), "LABEL_STUDIO_API_KEY": studio.token,
-                                             "HITL_WEBHOOK_SECRET": "test-secret",
-                                             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": None})
-        self.studio = studio
-        self.images = studio.document_root / "sample_data" / "images"
-        data = REPO / "sample_data"  # the detector files; the images are the fixture's copy
-        self.run("select", "--md", str(data / "md_results.json"), "--cct", str(data / "cct.json"),
-                 "--speciesnet", str(data / "speciesnet_predictions.json"), "--images", str(self.images), "-n", str(n))
-        self.run("score", "--model", "baseline")
-        db = self.db
-        with transaction(db):  # a second model, as if Gemini had scored them
-            for k, row in enumerate(db.query("SELECT image_id FROM candidates ORDER BY rank")):
-                db["scores"].insert({"image_id": row["image_id"], "model": "gemini-2.5-flash",
-                                     "prompt_version": "hero-v1", "status": "ok", "score": 3.0 + k * 0.7,
-                                     "hero": int(k % 2 == 0), "reasoning": f"gemini says {k}"})
-        self.client = LabelStudio(base_url=studio.url, api_key=studio.token)
-
-    def push(self, title, *extra, ok=True):
-        return self.run("push", "--url", self.studio.url, "--project", title,
-                        "--document-root", str(self.studio.document_root), *extra, ok=ok)
-
-    def project(self, title):
-        return next(p for p in self.client.projects.list(title=title) if p.title == title)
-
-    def tasks(self, project_id):
-        return list(self.client.tasks.list(project=project_id, fields="all"))
-
 
 def test_push_assisted_reads_back_right(tmp_path, label_studio):
     review = Review(tmp_path, label_studio)

@@ -12,32 +12,7 @@ from hitl.learn import model as M
 from hitl.learn.features import Features
 from hitl.learn.next import order, take
 
-from .conftest import CliProject
-
-CURATORS = ("ana@example.org", "ben@example.org", "cy@example.org")
-
-
-def sheet_for(project: CliProject, path, curators=CURATORS, images: int | None = None) -> list[str]:
-    """A sheet of decisions whose taste is: large, centred animals are heroes."""
-    rows = list(project.db.query("SELECT image_id FROM candidates ORDER BY rank"))[:images]
-    lines = ["image_id,curator,stars,hero,mode"]
-    for k, row in enumerate(rows):
-        for c, curator in enumerate(curators):
-            stars = 1 + (k * 3 + c) % 10
-            lines.append(f"{row['image_id']},{curator},{stars},{'yes' if stars >= 7 else 'no'},"
-                         f"{'blind' if c else 'assisted'}")
-    path.write_text("\n".join(lines) + "\n")
-    return [r["image_id"] for r in rows]
-
-
-@pytest.fixture
-def scored(tmp_path, sample_data) -> CliProject:
-    project = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db")})
-    project.run("select", "--md", str(sample_data / "md_results.json"), "--cct", str(sample_data / "cct.json"),
-                "--speciesnet", str(sample_data / "speciesnet_predictions.json"), "--images",
-                str(sample_data / "images"), "-n", "12")
-    project.run("score", "--model", "baseline")
-    return project
+from .helpers.learn import CURATORS, sheet_for
 
 
 def test_grouped_validation_never_splits_a_sequence():
@@ -157,7 +132,7 @@ def test_next_orders_and_never_takes_a_sequence_twice():
 
 
 def test_next_pushes_to_label_studio_and_a_rerun_pushes_nothing_twice(tmp_path, label_studio):
-    from .test_labelstudio import Review
+    from .helpers.labelstudio import Review
 
     review = Review(tmp_path, label_studio, n=12)
     rated = sheet_for(review, tmp_path / "d.csv", images=10)  # 30 decisions on 10 images
@@ -181,7 +156,7 @@ def test_next_pushes_to_label_studio_and_a_rerun_pushes_nothing_twice(tmp_path, 
 def test_next_into_an_assisted_project_keeps_what_it_prefills(tmp_path, label_studio):
     """The learned rater has a prediction for every new image (the most complete model there), but
     the project prefilled gemini from its first push: it keeps doing so, and Label Studio accepts."""
-    from .test_labelstudio import Review
+    from .helpers.labelstudio import Review
 
     review = Review(tmp_path, label_studio, n=12)
     rated = sheet_for(review, tmp_path / "d.csv", images=10)

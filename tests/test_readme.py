@@ -6,25 +6,17 @@ this test starts: ``http://gpu1:8000/v1`` and ``http://gpu2:8000/v1`` are the lo
 protocol servers of tests/fakes. Everything else is real: the README's own `hitl studio` starts
 a Label Studio on port 8080, its `hitl serve` listens on 8765.
 
-A marker in an HTML comment just before a block says how it is checked:
-
-- ``network``: needs the internet (Google's API); each command must fail with one clear line;
-- ``gui``: a desktop program; it must start and still be running after a few seconds;
-- ``benchmark``: each script must answer ``--help`` (the figures are measured by running them);
-- ``in a copy of the checkout``: run in a fresh copy, as on a new machine;
-- ``elsewhere <files>``: run by those files (the demo, the whole suite), which must name them.
-
-``toml`` blocks must load as settings.
+A marker in an HTML comment just before a block says how it is checked (tests/helpers/readme.py
+lists them). ``toml`` blocks must load as settings.
 """
 from __future__ import annotations
 
+import functools
 import os
-import re
-import shutil
 import signal
 import subprocess
+import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,60 +26,29 @@ from hitl.review.studio import port_is_free
 
 from .conftest import REPO, SHARED
 from .fakes import FakeOpenAI
+from .helpers.readme import Block, blocks, copy_checkout
 
-README = REPO / "README.md"
-FENCE = re.compile(r"(?:<!-- readme-test: (?P<marker>[^>]*?) -->\n)?```(?P<lang>bash|toml)\n(?P<body>.*?)```", re.S)
-KNOWN = ("network", "gui", "benchmark", "in a copy of the checkout", "elsewhere")
 PORTS = (8080, 8765)  # the README's own Label Studio and webhook service
 TIMEOUT_S = 1200
 
 
-@dataclass
-class Block:
-    line: int
-    lang: str
-    marker: str
-    body: str
-
-    def commands(self) -> list[str]:
-        """The block's commands, continuation lines joined, comments and blank lines dropped."""
-        joined = re.sub(r"\\\n\s*", " ", self.body)
-        lines = (re.sub(r"\s+#\s.*$", "", line).strip() for line in joined.splitlines())  # trailing comments
-        return [c for c in lines if c and not c.startswith("#")]
-
-
-def blocks() -> list[Block]:
-    text = README.read_text(encoding="utf-8")
-    found = [Block(text.count("\n", 0, m.start()) + 1, m["lang"], (m["marker"] or "").strip(), m["body"])
-             for m in FENCE.finditer(text)]
-    assert sum(b.lang == "bash" for b in found) == text.count("```bash"), "a bash block the test cannot read"
-    for block in found:
-        assert not block.marker or block.marker.split()[0] in KNOWN or block.marker in KNOWN, \
-            f"README line {block.line}: unknown marker {block.marker!r}"
-    return found
-
-
 def clean_env(home: Path) -> dict[str, str]:
+    """A newcomer's environment, HOME in tmp; pip's cache is the developer's, so that an install
+    downloads nothing again (what it installs is the same)."""
     keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HITL_SHARED_DIR")
     env = {k: v for k, v in os.environ.items() if k in keep}
     env["PATH"] = ":".join(p for p in env.get("PATH", "").split(":") if "/.venv" not in p)
     env.update(HOME=str(home), QT_QPA_PLATFORM="offscreen", PYTHONDONTWRITEBYTECODE="1",
-               HITL_SHARED_DIR=str(SHARED))  # the copy's tests find ../shared where the checkout's do
+               HITL_SHARED_DIR=str(SHARED),  # the copy's tests find ../shared where the checkout's do
+               PIP_CACHE_DIR=pip_cache())
     return env
 
 
-def copy_checkout(target: Path) -> Path:
-    """The checkout's own files, as a fresh clone has them: the files git tracks (new ones once
-    `git add`-ed), as they are in the working tree. Nothing else: an output of an earlier run of
-    the README (an old studio.log satisfies its wait for Label Studio) must not be in the copy."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached"], cwd=REPO,
-                            capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, listed):
-        source = REPO / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    return target
+@functools.cache
+def pip_cache() -> str:
+    """The folder of pip's cache, as the developer's pip has it."""
+    return subprocess.run([sys.executable, "-m", "pip", "cache", "dir"], capture_output=True, text=True,
+                          check=True).stdout.strip()
 
 
 def script_for(block: Block, k: int) -> str:
@@ -124,6 +85,8 @@ def one_clear_line(log: Path) -> None:
     assert len([line for line in text.splitlines() if line.startswith("Error: ")]) == 1, text
 
 
+@pytest.mark.slow
+@pytest.mark.studio  # the README's `hitl studio`
 def test_every_readme_example_runs_as_written(tmp_path):
     found = blocks()
     for port in PORTS:
@@ -187,6 +150,7 @@ def _stop_group(pid: int) -> None:
         pass
 
 
+@pytest.mark.slow  # a fresh .venv
 def test_the_install_example_works_on_a_copy_of_the_checkout(tmp_path):
     install = next(b for b in blocks() if b.marker == "in a copy of the checkout")
     work = copy_checkout(tmp_path / "fresh")

@@ -15,8 +15,8 @@ from hitl.cli import cli
 from hitl.select.bursts import choose_members, time_order
 
 from .conftest import CliProject, write_json
-from .test_camtrapdp import EXAMPLE, HERON_MEDIA
-from .test_learn import scored, sheet_for  # noqa: F401 - the fixture, taken by name
+from .helpers.camtrapdp import EXAMPLE, HERON_MEDIA
+from .helpers.learn import sheet_for
 
 
 def run(db, *args, ok=True):

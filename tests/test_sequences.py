@@ -12,6 +12,8 @@ from PIL import Image, ImageFile
 
 from hitl.select.sequences import build_sequences, read_capture_time
 
+from .helpers import examples
+
 SHARED = Path(os.environ.get("HITL_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")) / "camera_traps"
 IMAGES = SHARED / "images"
 
@@ -230,7 +232,7 @@ image_ids = st.tuples(st.sampled_from(["", "cam1", "cam2", "site/cam1"]),
 times = st.one_of(st.none(), st.integers(0, 600).map(at))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.dictionaries(image_ids, times, max_size=25), st.randoms(use_true_random=False),
        st.sampled_from([0, 30, 60, 600]))
 def test_order_does_not_matter_and_invariants_hold(data: dict, rnd, gap: int) -> None:

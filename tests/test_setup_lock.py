@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from hitl.review import studio
 
 from .conftest import REPO
@@ -30,6 +32,7 @@ packages = []
 """
 
 
+@pytest.mark.slow  # a fresh virtual environment
 def test_demo_and_test_set_up_one_environment_together(tmp_path):
     """The real _venv.sh in a project of nothing (empty requirements), so pip only builds a tiny
     editable install from its index or cache, as scripts/test.sh's pip does. The second set-up

@@ -136,7 +136,7 @@ def import_process(project: CliProject, sheet) -> subprocess.Popen:
 def test_a_long_import_leaves_the_webhook_its_turns(tmp_path, camera_traps, webhook_app):
     """While `ratings --import` stores 30,000 decisions (seconds), the webhook's writer commits every
     delivery within a fraction of Label Studio's 1 s: the import holds the lock a part at a time."""
-    from .test_webhook_service import SECRET, fresh
+    from .helpers.webhook import SECRET, fresh
 
     project, sheet = big_sheet(tmp_path, 3_000, 10)
     app = webhook_app({"DATABASE": str(project.db_path), "WEBHOOK_SECRET": SECRET, "TESTING": True})

@@ -20,6 +20,8 @@ from converters.speciesnet import (
     parse_taxonomy,
 )
 
+from .helpers import examples
+
 # The real files live in shared/ beside the repository (HITL_SHARED_DIR overrides).
 SHARED = Path(os.environ.get("HITL_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")) / "camera_traps"
 REAL_FILE = SHARED / "speciesnet_predictions.json"
@@ -505,7 +507,7 @@ record_like = st.fixed_dictionaries(
     })
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.one_of(record_like, json_values), max_size=6), st.booleans())
 def test_any_records_load_or_become_problems(records: list, with_info: bool) -> None:
     data: dict = {"predictions": records}

@@ -9,7 +9,7 @@ import json
 from hitl.store.inputs import NO_DETECTIONS, detection_digests, stale_scores
 
 from .fakes import FakeOpenAI
-from .test_scoring import QWEN, Project
+from .helpers.scoring import QWEN, Project
 
 REFRESH = "python -m hitl score --model baseline --prompt-version hero-v1 --refresh-stale"
 

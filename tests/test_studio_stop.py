@@ -159,6 +159,8 @@ def _ignore_sigint() -> None:
         signal.signal(sig, signal.SIG_DFL)
 
 
+@pytest.mark.slow  # a fresh .venv-studio each
+@pytest.mark.studio  # the real install of Label Studio, from the index
 @pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, True)],
                          ids=["SIGTERM-alone", "SIGHUP-alone", "SIGINT-group"])
 def test_a_stop_during_the_install_stops_pip(tmp_path, monkeypatch, sig, group):

@@ -3,54 +3,14 @@ webhook (a real `hitl serve`), and what the webhook missed while it was down com
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.request
 import uuid
 
 from hitl import store
 from hitl.review import studio
 
-from .conftest import REPO
-from .test_labelstudio import Review
-
-SECRET = "e2e-secret"
-
-
-def rating_result(stars: int, hero: bool, comment: str | None = None) -> list[dict]:
-    result = [{"from_name": "aesthetic", "to_name": "image", "type": "rating", "value": {"rating": stars}},
-              {"from_name": "hero", "to_name": "image", "type": "choices",
-               "value": {"choices": ["hero" if hero else "not_hero"]}}]
-    if comment:
-        result.append({"from_name": "comment", "to_name": "image", "type": "textarea", "value": {"text": [comment]}})
-    return result
-
-
-class Service:
-    """`python -m hitl serve` in a subprocess, as a curator would run it."""
-
-    def __init__(self, db_path, port):
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "HITL_WEBHOOK_SECRET": SECRET, "HITL_DB": str(db_path), "PYTHONPATH": str(REPO)}
-        self.process = subprocess.Popen([sys.executable, "-m", "hitl", "serve", "--port", str(port)], env=env,
-                                        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise AssertionError(f"hitl serve did not start: {self.process.stdout.read().decode()}")
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=10)
+from .helpers import wait_for
+from .helpers.labelstudio import SECRET, Review, Service, rating_result
 
 
 def ls_state(client, project_id) -> dict[str, tuple]:
@@ -74,15 +34,6 @@ def db_state(db_path, project_id) -> dict[str, tuple]:
     db = store.connect(db_path)
     return {r["annotation_id"]: (r["stars"], None if r["hero"] is None else bool(r["hero"]), bool(r["skipped"]))
             for r in db["ratings"].rows_where("project = ? AND deleted = 0", [str(project_id)])}
-
-
-def wait_for(predicate, timeout=5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_webhook_then_outage_then_sync(tmp_path, label_studio):

@@ -21,8 +21,8 @@ from hitl.review import studio
 from hitl.review.configs import config_labels
 
 from .conftest import CliProject
-from .test_labelstudio import Review
-from .test_sync_e2e import SECRET, Service, rating_result, wait_for
+from .helpers import wait_for
+from .helpers.labelstudio import SECRET, Review, Service, rating_result
 
 EXIF_IMAGE = "african_elephants_with_exif_orientation.jpg"  # stored 1536x2048, Orientation=6: upright 2048x1536
 

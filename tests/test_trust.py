@@ -22,15 +22,10 @@ from hitl.review.labelme import read_labelme_folder
 from hitl.review.reconcile import sync_export_file
 from hitl.tables import csv_cell
 
-from .conftest import SHARED, CliProject, give_detector_record
-from .test_webhook import JSON, _mutate, _paths, fingerprint, post
-
-SECRET = "example-secret"
-CREATED = json.loads((SHARED / "labelstudio_webhooks" / "01_annotation_created.json").read_text())["body"]
-
-
-def rating_item(rating):
-    return {"from_name": "aesthetic", "to_name": "image", "type": "rating", "value": {"rating": rating}}
+from .conftest import CliProject, give_detector_record
+from .helpers import examples
+from .helpers.records import annotation, export_of, labelme_doc, rating_item
+from .helpers.webhook import CREATED, JSON, SECRET, fingerprint, leaf_paths, mutate, post
 
 
 def box_item(**value):
@@ -114,17 +109,6 @@ def test_events_keep_no_credentials(tmp_path, webhook_app):
 
 
 # ---- sync from an export deletes only what it can prove ---------------------------------------------
-
-def export_of(*annotations, project=4, task_id=3):
-    task = {"id": task_id, "project": project, "data": {"image_id": f"img{task_id}.jpg"},
-            "updated_at": "2026-11-21T12:00:00Z", "annotations": list(annotations)}
-    return [task]
-
-
-def annotation(aid, stars, updated, task=3):
-    return {"id": aid, "task": task, "result": [rating_item(stars)], "was_cancelled": False,
-            "created_at": updated, "updated_at": updated, "completed_by": 1}
-
 
 def deliver(db_path, aid, stars, task=3, updated="2026-11-21T13:00:00Z"):
     body = json.loads(json.dumps(CREATED))
@@ -257,13 +241,13 @@ def test_bad_records_in_an_export_are_counted_and_the_rest_goes_on(tmp_path):
     assert "not a JSON file" in line and "Traceback" not in line
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pick=st.integers(0, 10_000), value=JSON | st.just(KeyError))
 def test_fuzz_sync_from_export(tmp_path_factory, pick, value):
     tmp = tmp_path_factory.mktemp("fuzz-export")
     tasks = export_of(annotation(1, 5, "2026-11-21T12:00:00Z"), annotation(2, 8, "2026-11-21T12:01:00Z"))
-    paths = [p for p in _paths(tasks) if p]
-    mutated = _mutate(tasks, list(paths[pick % len(paths)]), value)
+    paths = [p for p in leaf_paths(tasks) if p]
+    mutated = mutate(tasks, list(paths[pick % len(paths)]), value)
     path = tmp / "export.json"
     path.write_text(json.dumps(mutated))
     db = store.connect(tmp / "h.db")
@@ -293,14 +277,6 @@ def test_fuzz_sync_from_export(tmp_path_factory, pick, value):
 
 # ---- Labelme: validated, robust per file ---------------------------------------------------------
 
-def labelme_doc(**changes):
-    doc = {"version": "6.3.1", "flags": {"hero": True, "not_hero": False}, "imagePath": "a.jpg",
-           "imageWidth": 100, "imageHeight": 80, "imageData": None,
-           "shapes": [{"label": "fox", "points": [[10, 10], [50, 40]], "shape_type": "rectangle", "flags": {}}]}
-    doc.update(changes)
-    return doc
-
-
 def test_labelme_import_counts_bad_files_and_goes_on(tmp_path):
     folder = tmp_path / "review"
     folder.mkdir()
@@ -321,13 +297,13 @@ def test_labelme_import_counts_bad_files_and_goes_on(tmp_path):
     assert all(r.mode in (None, "assisted", "blind") for r in ratings)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pick=st.integers(0, 10_000), value=JSON | st.just(KeyError))
 def test_fuzz_labelme_import(tmp_path_factory, pick, value):
     folder = tmp_path_factory.mktemp("fuzz-labelme")
     doc = labelme_doc(hero_hitl={"image_id": "a.jpg", "mode": "blind", "export_digest": "x"})
-    paths = [p for p in _paths(doc) if p]
-    (folder / "a.json").write_text(json.dumps(_mutate(doc, list(paths[pick % len(paths)]), value)))
+    paths = [p for p in leaf_paths(doc) if p]
+    (folder / "a.json").write_text(json.dumps(mutate(doc, list(paths[pick % len(paths)]), value)))
     ratings, problems = read_labelme_folder(folder)  # never raises for one file
     assert len(ratings) + len(problems) >= 1
     for rating in ratings:
@@ -463,7 +439,7 @@ def test_the_label_config_is_written_once_for_any_species_name(tmp_path, label_s
 
     from hitl.review.configs import config_labels
 
-    from .test_labelstudio import Review
+    from .helpers.labelstudio import Review
 
     review = Review(tmp_path, label_studio, n=6)
     db = review.db
@@ -487,7 +463,7 @@ def test_the_label_config_is_written_once_for_any_species_name(tmp_path, label_s
 def test_a_key_echoed_in_a_provider_error_is_redacted(tmp_path):
     from .fakes import FakeGemini
     from .fakes import behaviours as B
-    from .test_scoring import Project, gemini_env, make_folder
+    from .helpers.scoring import Project, gemini_env, make_folder
 
     make_folder(tmp_path / "photos", 1)
     with FakeGemini() as server:

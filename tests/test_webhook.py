@@ -18,17 +18,22 @@ from hitl.errors import ConfigError
 from hitl.review import events
 from hitl.review.webhook import create_app
 
-from .conftest import SHARED
+from .helpers import examples
+from .helpers.webhook import (
+    CREATED,
+    DELIVERIES,
+    JSON,
+    SECRET,
+    delivery,
+    fingerprint,
+    leaf_paths,
+    mutate,
+    post,
+)
 
-SECRET = "example-secret"  # the one the shared deliveries were captured with
-DELIVERIES = sorted((SHARED / "labelstudio_webhooks").glob("0*.json"))
 pytestmark = pytest.mark.usefixtures("no_threads_left")  # every app a test makes is closed by it
 RATING_FIELDS = ("source", "project", "annotation_id", "task_id", "image_id", "annotator_id", "stars", "hero",
                  "comment", "boxes", "lead_time", "skipped", "deleted", "mode", "created_at", "updated_at")
-
-
-def delivery(name: str) -> dict:
-    return json.loads((SHARED / "labelstudio_webhooks" / name).read_text())["body"]
 
 
 @pytest.fixture
@@ -42,24 +47,12 @@ def client(app):
     return app.test_client()
 
 
-def post(client, body, secret=SECRET, content_type="application/json", raw=None):
-    headers = {"Authorization": f"Bearer {secret}"} if secret is not None else {}
-    data = raw if raw is not None else json.dumps(body)
-    return client.post("/webhooks/label-studio", data=data, headers=headers, content_type=content_type)
-
-
 def state(db_path) -> dict:
     """Everything a delivery may change, minus arrival times."""
     db = store.connect(db_path)
     ratings = sorted(tuple(row[k] for k in RATING_FIELDS) for row in db["ratings"].rows)
     tasks = sorted((r["project_id"], r["task_id"], r["image_id"], r["deleted_at"] is not None) for r in db["ls_tasks"].rows)
     return {"ratings": ratings, "tasks": tasks}
-
-
-def fingerprint(db_path) -> tuple:
-    """All rows of the tables a rejected request must not touch."""
-    db = store.connect(db_path)
-    return tuple(tuple(sorted(map(str, db[t].rows))) for t in ("ratings", "rating_history", "events", "ls_tasks"))
 
 
 def test_shared_deliveries_in_order_give_the_right_state(client, app):
@@ -120,19 +113,6 @@ def test_authentication(client, app, secret, status):
         assert fingerprint(app.config["DATABASE"]) == before
 
 
-def _mutate(body: dict, path: list, value):
-    body = json.loads(json.dumps(body))
-    target = body
-    for key in path[:-1]:
-        target = target[key]
-    if value is KeyError:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = value
-    return body
-
-
-CREATED = delivery("01_annotation_created.json")
 
 
 @pytest.mark.parametrize("raw, content_type, expected", [
@@ -170,7 +150,7 @@ def test_malformed_bodies_are_400(client, app, raw, content_type, expected):
 ])
 def test_wrong_types_and_missing_fields_are_400(client, app, path, value, expected):
     before = fingerprint(app.config["DATABASE"])
-    response = post(client, _mutate(CREATED, path, value))
+    response = post(client, mutate(CREATED, path, value))
     assert response.status_code == 400, response.json
     assert expected in response.json["error"]
     assert fingerprint(app.config["DATABASE"]) == before
@@ -180,7 +160,7 @@ def test_huge_body_is_413(tmp_path, camera_traps, webhook_app):
     app = webhook_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET})
     client = app.test_client()
     before = fingerprint(app.config["DATABASE"])
-    body = _mutate(CREATED, ["annotation", "result", 2, "value", "text"], ["x" * (11 * 1024 * 1024)])
+    body = mutate(CREATED, ["annotation", "result", 2, "value", "text"], ["x" * (11 * 1024 * 1024)])
     response = post(client, body)
     assert response.status_code == 413 and response.is_json
     assert fingerprint(app.config["DATABASE"]) == before
@@ -273,28 +253,12 @@ def test_the_app_stops_what_it_starts(tmp_path, camera_traps):
 
 # ---- fuzzing: never a 500, and a rejected request changes nothing ------------------------------------
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=20)
-LEAF_PATHS = []
-
-
-def _paths(value, prefix=()):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _paths(v, prefix + (k,))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _paths(v, prefix + (i,))
-    yield prefix
-
-
 def _fuzz_app(tmp_path_factory):
     path = tmp_path_factory.mktemp("fuzz") / "h.db"
     return create_app({"DATABASE": str(path), "WEBHOOK_SECRET": SECRET}), path
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=JSON, action=st.sampled_from(sorted(events.HANDLED) + ["PROJECT_UPDATED", ""]))
 def test_fuzz_random_bodies(tmp_path_factory, body, action):
     app, path = _fuzz_app(tmp_path_factory)
@@ -309,14 +273,14 @@ def test_fuzz_random_bodies(tmp_path_factory, body, action):
         assert fingerprint(path) == before
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(which=st.integers(0, len(DELIVERIES) - 1), pick=st.integers(0, 10_000), value=JSON | st.just(KeyError))
 def test_fuzz_mutated_real_deliveries(tmp_path_factory, which, pick, value):
     app, path = _fuzz_app(tmp_path_factory)
     body = json.loads(DELIVERIES[which].read_text())["body"]
-    paths = [p for p in _paths(body) if p]
+    paths = [p for p in leaf_paths(body) if p]
     target = list(paths[pick % len(paths)])
-    mutated = _mutate(body, target, value)
+    mutated = mutate(body, target, value)
     before = fingerprint(path)
     with app:
         response = post(app.test_client(), mutated)
@@ -325,7 +289,7 @@ def test_fuzz_mutated_real_deliveries(tmp_path_factory, which, pick, value):
         assert fingerprint(path) == before
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.binary(max_size=2000), content_type=st.sampled_from(["application/json", "text/plain", ""]),
        secret=st.sampled_from([SECRET, None, "nope"]))
 def test_fuzz_raw_bytes(tmp_path_factory, raw, content_type, secret):

@@ -21,10 +21,10 @@ import pytest
 from hitl import store
 from hitl.review.studio import free_port
 
-from .conftest import REPO, SHARED, _default_signals
+from .conftest import REPO, _default_signals
+from .helpers.webhook import fresh
 
 SECRET = "a-long-enough-test-secret"
-DELIVERY = json.loads((SHARED / "labelstudio_webhooks" / "01_annotation_created.json").read_text())["body"]
 
 
 class Serve:
@@ -88,13 +88,6 @@ def serve(tmp_path):
     service.wait_ready()
     yield service
     service.stop()
-
-
-def fresh(k: int) -> dict:
-    """The real delivery with its own annotation id."""
-    body = json.loads(json.dumps(DELIVERY))
-    body["annotation"]["id"] = 1000 + k
-    return body
 
 
 def test_a_huge_body_is_refused_before_it_is_read(serve):

@@ -124,6 +124,7 @@ def clean_env(venv: Path, home: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # the wheel is built in an isolated environment
 def test_the_wheel_holds_the_data_files_and_no_tests(wheel, source_files):
     names = set(zipfile.ZipFile(wheel).namelist())
     templates = [f for f in source_files if f.startswith(TEMPLATES)]
@@ -203,6 +204,7 @@ IMPORT_ALL = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_every_module_imports_in_a_fresh_venv(venv, tmp_path):
     result = run([venv / "bin" / "python", "-c", IMPORT_ALL, *PACKAGES], env=clean_env(venv, tmp_path),
                  cwd=tmp_path, timeout=300)
@@ -215,6 +217,7 @@ def test_every_module_imports_in_a_fresh_venv(venv, tmp_path):
         assert expected in report["names"], report["names"]
 
 
+@pytest.mark.slow
 def test_the_installed_console_script_runs_the_loop(venv, tmp_path, label_studio, sample_data, checkout_before):
     from label_studio_sdk import LabelStudio
 

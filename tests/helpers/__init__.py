@@ -1,0 +1,26 @@
+"""What test modules share besides fixtures (those are in tests/conftest.py): test modules import
+from here, never from one another (tests/test_tiers.py checks)."""
+from __future__ import annotations
+
+import time
+
+from hypothesis import settings
+
+FAST_PROFILE = "fast"  # hypothesis's profile of scripts/test.sh --fast (registered in tests/conftest.py)
+
+
+def examples(n: int) -> int:
+    """A fuzz test's number of examples: ``n`` in the whole suite, a fifth of it (10 at least) under
+    the `fast` profile, so the quick run stays quick and the full one (CI) searches as far as ever."""
+    return max(10, n // 5) if settings.default is settings.get_profile(FAST_PROFILE) else n
+
+
+def wait_for(predicate, timeout: float = 5.0):
+    """``predicate()``'s first true value within ``timeout`` s, else its last (false) one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    return predicate()

@@ -1,0 +1,84 @@
+"""Projects reviewed in the session's real Label Studio (the label_studio fixture), and the
+`hitl serve` that receives its webhook."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+from label_studio_sdk import LabelStudio
+
+from hitl.store import transaction
+
+from ..conftest import REPO, CliProject
+
+SECRET = "e2e-secret"  # the webhook secret of Service
+
+
+def rating_result(stars: int, hero: bool, comment: str | None = None) -> list[dict]:
+    """An annotation's result as the assisted and blind configs make it."""
+    result = [{"from_name": "aesthetic", "to_name": "image", "type": "rating", "value": {"rating": stars}},
+              {"from_name": "hero", "to_name": "image", "type": "choices",
+               "value": {"choices": ["hero" if hero else "not_hero"]}}]
+    if comment:
+        result.append({"from_name": "comment", "to_name": "image", "type": "textarea", "value": {"text": [comment]}})
+    return result
+
+
+class Review(CliProject):
+    """A project database over the Label Studio fixture's copy of sample_data."""
+
+    def __init__(self, tmp_path, studio, n=8):
+        super().__init__(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db"), "LABEL_STUDIO_API_KEY": studio.token,
+                                             "HITL_WEBHOOK_SECRET": "test-secret",
+                                             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": None})
+        self.studio = studio
+        self.images = studio.document_root / "sample_data" / "images"
+        data = REPO / "sample_data"  # the detector files; the images are the fixture's copy
+        self.run("select", "--md", str(data / "md_results.json"), "--cct", str(data / "cct.json"),
+                 "--speciesnet", str(data / "speciesnet_predictions.json"), "--images", str(self.images), "-n", str(n))
+        self.run("score", "--model", "baseline")
+        db = self.db
+        with transaction(db):  # a second model, as if Gemini had scored them
+            for k, row in enumerate(db.query("SELECT image_id FROM candidates ORDER BY rank")):
+                db["scores"].insert({"image_id": row["image_id"], "model": "gemini-2.5-flash",
+                                     "prompt_version": "hero-v1", "status": "ok", "score": 3.0 + k * 0.7,
+                                     "hero": int(k % 2 == 0), "reasoning": f"gemini says {k}"})
+        self.client = LabelStudio(base_url=studio.url, api_key=studio.token)
+
+    def push(self, title, *extra, ok=True):
+        return self.run("push", "--url", self.studio.url, "--project", title,
+                        "--document-root", str(self.studio.document_root), *extra, ok=ok)
+
+    def project(self, title):
+        return next(p for p in self.client.projects.list(title=title) if p.title == title)
+
+    def tasks(self, project_id):
+        return list(self.client.tasks.list(project=project_id, fields="all"))
+
+
+class Service:
+    """`python -m hitl serve` in a subprocess, as a curator would run it."""
+
+    def __init__(self, db_path, port):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "HITL_WEBHOOK_SECRET": SECRET, "HITL_DB": str(db_path), "PYTHONPATH": str(REPO)}
+        self.process = subprocess.Popen([sys.executable, "-m", "hitl", "serve", "--port", str(port)], env=env,
+                                        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"hitl serve did not start: {self.process.stdout.read().decode()}")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)

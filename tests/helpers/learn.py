@@ -1,0 +1,19 @@
+"""Curators' decisions with a known taste, for the learned rater to find."""
+from __future__ import annotations
+
+from ..conftest import CliProject
+
+CURATORS = ("ana@example.org", "ben@example.org", "cy@example.org")
+
+
+def sheet_for(project: CliProject, path, curators=CURATORS, images: int | None = None) -> list[str]:
+    """A sheet of decisions whose taste is: large, centred animals are heroes."""
+    rows = list(project.db.query("SELECT image_id FROM candidates ORDER BY rank"))[:images]
+    lines = ["image_id,curator,stars,hero,mode"]
+    for k, row in enumerate(rows):
+        for c, curator in enumerate(curators):
+            stars = 1 + (k * 3 + c) % 10
+            lines.append(f"{row['image_id']},{curator},{stars},{'yes' if stars >= 7 else 'no'},"
+                         f"{'blind' if c else 'assisted'}")
+    path.write_text("\n".join(lines) + "\n")
+    return [r["image_id"] for r in rows]

@@ -1,0 +1,155 @@
+"""The suite's tiers: `scripts/test.sh --fast` runs the tests marked neither studio, browser nor
+slow, and such a test can start no Label Studio, no Chromium, no scripts/demo.sh and no fresh
+environment, by mistake or otherwise: a test taking the label_studio or chromium fixture is marked
+for it, and a test not marked that starts one of them fails at that moment, in one line. Test
+modules share code through tests/helpers and fixtures, never by importing one another."""
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+from hitl.review import studio
+
+from .conftest import DESELECTED, MARKED_BY, NOT_LABEL_STUDIO, REPO, Demo
+from .helpers import FAST_PROFILE, examples
+
+TESTS = REPO / "tests"
+FAST = "not studio and not browser and not slow"
+
+
+def imported_modules(node: ast.AST, package: str) -> list[str]:
+    """The dotted names an import statement in a module of ``package`` may bring in (for
+    `from X import Y`: X and X.Y, since Y may be a module), relative ones made absolute."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package if node.level else ""
+    module = ".".join(filter(None, [base, node.module or ""]))
+    return [module, *(f"{module}.{alias.name}" for alias in node.names)]
+
+
+def test_no_test_module_imports_another():
+    test_modules = {f"tests.{path.stem}" for path in TESTS.glob("test_*.py")}
+    found = []
+    for path in sorted(TESTS.rglob("*.py")):
+        package = ".".join(path.relative_to(REPO).parent.parts)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            for name in imported_modules(node, package):
+                if name in test_modules:
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno} imports {name}")
+    assert not found, "move what is shared to tests/helpers or a fixture in tests/conftest.py:\n" + "\n".join(found)
+
+
+def test_the_import_reading_sees_every_form():
+    """The reading above, on the forms a test module's import of another takes."""
+    def names(code: str, package: str = "tests") -> list[str]:
+        return imported_modules(ast.parse(code).body[0], package)
+    assert "tests.test_x" in names("from .test_x import Project")
+    assert "tests.test_x" in names("from . import test_x")
+    assert "tests.test_x" in names("from tests import test_x")
+    assert "tests.test_x" in names("import tests.test_x")
+    assert "tests.test_x" in names("from ..test_x import y", "tests.helpers")
+    assert "tests.test_x" not in names("from .helpers.test_x_data import y")
+
+
+def test_a_test_taking_label_studio_or_chromium_carries_its_marker(request):
+    """Every test of this run, those `-m` left out too: the fixture marks the test."""
+    collected = [*request.session.items, *DESELECTED]
+    unmarked = [f"{item.nodeid}: {marker}" for item in collected for fixture, marker in MARKED_BY.items()
+                if fixture in item.fixturenames and item.get_closest_marker(marker) is None]
+    assert not unmarked, unmarked
+    if request.config.getoption("markexpr") == FAST:
+        assert not [item.nodeid for item in request.session.items if set(MARKED_BY) & set(item.fixturenames)]
+
+
+def test_a_test_not_marked_studio_starts_no_label_studio(tmp_path, monkeypatch):
+    """Not even by installing one: LABEL_STUDIO_BIN is the stand-in, and `hitl studio` fails with its line."""
+    monkeypatch.setenv("HITL_HOME", str(tmp_path))  # where an install would go
+    assert os.environ["LABEL_STUDIO_BIN"] == str(NOT_LABEL_STUDIO)
+    assert studio.find_binary(install=True) == NOT_LABEL_STUDIO
+    result = subprocess.run(
+        [sys.executable, "-m", "hitl", "--db", str(tmp_path / "h.db"), "studio", "--port", str(studio.free_port()),
+         "--data-dir", str(tmp_path / "data"), "--document-root", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode != 0, result.stdout
+    assert "Label Studio was started by a test not marked studio" in result.stdout + result.stderr
+    assert not (tmp_path / ".venv-studio").exists()
+
+
+@pytest.mark.parametrize("command, what", [
+    (["{python}", "-m", "venv", "--without-pip", "{tmp}/venv"], "a fresh virtual environment"),
+    (["{python}", "-m", "pip", "install", "--no-index", "--no-deps", "{tmp}/venv"], "pip install"),
+    (["bash", "{tmp}/scripts/demo.sh"], "scripts/demo.sh"),
+    (["bash", "-c", 'source "$1"; ensure_venv requirements.txt', "_", "{tmp}/scripts/_venv.sh"], "scripts/_venv.sh"),
+], ids=["venv", "pip-install", "demo", "venv-set-up"])
+def test_a_test_not_marked_slow_starts_nothing_that_takes_minutes(tmp_path, command, what):
+    """Each command is harmless here (a script that writes a file and exits), but refused before it starts."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    for name in ("demo.sh", "_venv.sh"):
+        (scripts / name).write_text(f'touch "{tmp_path}/ran"\nensure_venv() {{ :; }}\n')
+    argv = [word.format(python=sys.executable, tmp=tmp_path) for word in command]
+    with pytest.raises(pytest.fail.Exception, match=f"runs {what}.*: mark it @pytest.mark.slow"):
+        subprocess.run(argv, capture_output=True, timeout=60)
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "venv").exists()
+
+
+def test_a_test_not_marked_slow_runs_no_demo(tmp_path):
+    (tmp_path / "repo" / "scripts").mkdir(parents=True)
+    (tmp_path / "repo" / "scripts" / "demo.sh").write_text(f'touch "{tmp_path}/ran"\n')
+    with pytest.raises(pytest.fail.Exception, match="runs scripts/demo.sh: mark it @pytest.mark.slow"):
+        Demo(tmp_path / "out", repo=tmp_path / "repo", ready=False)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_the_fast_profile_runs_a_fifth_of_each_fuzz_tests_examples():
+    settings.register_profile("before-test-tiers", settings.default)  # this run's, loaded again below
+    try:
+        settings.load_profile(FAST_PROFILE)
+        assert (examples(150), examples(30)) == (30, 10)
+        settings.load_profile("default")
+        assert (examples(150), examples(30)) == (150, 30)
+    finally:
+        settings.load_profile("before-test-tiers")
+
+
+def fake_checkout(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """scripts/test.sh and _venv.sh in a folder of their own, with an environment whose python
+    only writes down how it was called (installed as of the requirements: nothing to set up)."""
+    repo, venv = tmp_path / "repo", tmp_path / "venv"
+    (repo / "scripts").mkdir(parents=True)
+    for name in ("scripts/test.sh", "scripts/_venv.sh", "requirements.txt", "requirements-dev.txt", "pyproject.toml"):
+        shutil.copy2(REPO / name, repo / name)
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done >> "{tmp_path}/calls"\necho >> "{tmp_path}/calls"\n')
+    python.chmod(0o755)
+    stamp = hashlib.sha256(b"".join((repo / n).read_bytes() for n in ("requirements.txt", "requirements-dev.txt",
+                                                                        "pyproject.toml"))).hexdigest()
+    (venv / ".hitl-installed-requirements-dev.txt").write_text(stamp + "\n")
+    env = {**os.environ, "HITL_VENV": str(venv), "HITL_HOME": str(tmp_path), "PYTHON": sys.executable}
+    return repo, venv, env
+
+
+def test_test_sh_fast_runs_the_unmarked_tests_and_installs_nothing(tmp_path):
+    repo, venv, env = fake_checkout(tmp_path)
+    result = subprocess.run(["bash", str(repo / "scripts" / "test.sh"), "--fast", "tests/test_tiers.py", "-q"],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Installing" not in result.stderr and not (venv / "pip-install.log").exists()
+    calls = [call.split("\n") for call in (tmp_path / "calls").read_text().strip("\n").split("\n\n")]
+    assert len(calls) == 1, calls  # pytest only: no install of Label Studio (nor of Chromium: apt is not python)
+    (pytest_call,) = calls
+    assert pytest_call[:4] == ["-m", "pytest", "-m", FAST], pytest_call
+    assert {"--durations=20", "--hypothesis-profile=fast"} <= set(pytest_call), pytest_call  # a fifth of the examples
+    assert pytest_call[-2:] == ["tests/test_tiers.py", "-q"], pytest_call
+    assert not (tmp_path / ".venv-studio").exists()
