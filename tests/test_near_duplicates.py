@@ -7,28 +7,17 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
-import pytest
-from click.testing import CliRunner
 
 from hitl import store
-from hitl.cli import cli
 from hitl.learn import LEARNED
 from hitl.store.embeddings import embedding_row, unit_float16, vectors, write_embeddings
 
+from .helpers.near_duplicates import LYNX, FakeStudio, copy_of, run, walkthrough  # noqa: F401 - the fixture
+
 ELEPHANTS = {"african_elephants.jpg", "african_elephants_bw.jpg", "african_elephants_cmyk.jpg"}
-LYNX = ["cam_b/IMG_0012.JPG", "cam_b/IMG_0013.JPG", "cam_b/IMG_0014.JPG"]
-
-
-def run(db: Path, *args: str, ok: bool = True):
-    result = CliRunner().invoke(cli, ["--db", str(db), *args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 def candidates(db: Path) -> set[str]:
@@ -69,30 +58,6 @@ def test_embed_calibrates_the_threshold_on_the_collection_once(tmp_path, camera_
         rows[0]["computed_at"]  # not calibrated again
 
 
-@pytest.fixture(scope="module")
-def walkthrough(tmp_path_factory, sample_data) -> Path:
-    """The README's walk-through store: 12 candidates with their bursts, the sheet's decisions, and
-    the baseline's vectors of the candidates and of the whole collection."""
-    db = tmp_path_factory.mktemp("walkthrough") / "hitl.db"
-    collection = ["--md", str(sample_data / "md_results.json"), "--images", str(sample_data / "images")]
-    run(db, "select", *collection, "--speciesnet", str(sample_data / "speciesnet_predictions.json"), "--cct",
-        str(sample_data / "cct.json"), "-n", "12", "--frames-per-burst", "3")
-    run(db, "ratings", "--import", str(sample_data / "decisions.csv"))
-    run(db, "embed", "--model", "baseline")
-    run(db, "embed", "--model", "baseline", *collection)
-    return db
-
-
-def copy_of(walkthrough: Path, tmp_path: Path) -> Path:
-    """A copy of the walk-through's database (SQLite's backup: its write-ahead log included)."""
-    db = tmp_path / "hitl.db"
-    source, target = sqlite3.connect(walkthrough), sqlite3.connect(db)
-    source.backup(target)
-    source.close()
-    target.close()
-    return db
-
-
 def manifest(folder: Path) -> dict[str, dict]:
     with (folder / "manifest.csv").open(newline="", encoding="utf-8") as fh:
         return {row["image_id"]: row for row in csv.DictReader(fh)}
@@ -123,33 +88,6 @@ def test_without_vectors_the_export_is_as_before(walkthrough, tmp_path):
     run(db, "export", "--out", str(tmp_path / "heroes"))
     rows = manifest(tmp_path / "heroes")
     assert all(rows[i]["file"] == i for i in LYNX) and "duplicate_of" not in next(iter(rows.values()))
-
-
-class FakeStudio:
-    """Just enough of label-studio-sdk's client for a push: projects, storages, tasks, users, webhooks.
-    ``made``: every task imported."""
-
-    def __init__(self):
-        self.made: list[dict] = []
-        project = SimpleNamespace(id=7, title="", description="", label_config=None, model_version="")
-
-        def create(**kw):
-            project.title, project.description = kw["title"], kw.get("description", "")
-            return project
-
-        self.projects = SimpleNamespace(
-            list=lambda title=None: [project] if project.title == title else [], create=create,
-            get=lambda id: SimpleNamespace(task_number=len(self.made)), update=lambda id, **kw: project,
-            import_tasks=self._import)
-        self.import_storage = SimpleNamespace(local=SimpleNamespace(list=lambda project: [], create=lambda **kw: None))
-        self.tasks = SimpleNamespace(list=lambda **kw: [])  # the project's tasks read back: none yet
-        self.users = SimpleNamespace(list=lambda: [])
-        self.webhooks = SimpleNamespace(list=lambda **kw: [], create=lambda **kw: None)
-
-    def _import(self, id, request, return_task_ids):
-        first = len(self.made)
-        self.made.extend(request)
-        return SimpleNamespace(task_ids=list(range(first + 1, len(self.made) + 1)))
 
 
 def test_compare_never_pairs_two_of_a_group(walkthrough, tmp_path, sample_data):
