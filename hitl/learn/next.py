@@ -72,6 +72,7 @@ class Next:
     stars_pred: float
     reason: str
     chosen_as: str  # "hero" or "uncertain": which order chose it
+    vectors: str | None = None  # the model whose image vector the prediction read (None: the detector record alone)
 
     def row(self) -> dict:
         """The CSV row of `next --out`."""
@@ -100,7 +101,7 @@ def choose_next(db: sqlite_utils.Database, n: int, strategy: str = "mixed") -> l
     p = np.array([f.get("p_hero", 0.5) for f in facts], dtype=float)
     chosen = take(order(p, strategy), [c["seq_id"] for c in pool], n, reviewed_seqs)
     return [Next(pool[k]["image_id"], round(float(p[k]), 4), round(float(facts[k].get("stars", np.nan)), 2),
-                 reason(float(p[k]), why), why) for k, why in chosen]
+                 reason(float(p[k]), why), why, facts[k].get("vectors")) for k, why in chosen]
 
 
 def reason(p_hero: float, why: str) -> str:
