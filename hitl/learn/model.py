@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, logit
 from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -106,16 +106,18 @@ def validation_groups(sequences: list[str | None], locations: list[str | None]) 
     return np.array([codes.setdefault(v, len(codes)) for v in values], dtype=np.int64), by
 
 
-# isotonic calibration from this many held-out scores: below, its steps tie what the trees told apart
-# (on bench_loop's 500 decisions it cost 0.006 of hero AUC against Platt's sigmoid, at the same ECE)
-ISOTONIC_FROM = 1000
+ISOTONIC_FROM = 400  # held-out scores from which the calibration is isotonic
+TIE_BREAK = 1e-6  # of the trees' own probability, added to isotonic's: see Calibration
 
 
 class Calibration:
     """The map from the hero trees' raw score (their log-odds) to a probability, learned on scores of
     rows the trees never saw: Platt's sigmoid (a logistic regression on the score, with Platt's
     smoothed targets so that separable scores give no infinite slope), isotonic from
-    :data:`ISOTONIC_FROM` rows (it needs many points not to overfit)."""
+    :data:`ISOTONIC_FROM` rows (it needs many points not to overfit). Isotonic's steps tie images
+    the trees told apart (on bench_loop's collection that cost 0.006 of held-out hero AUC); a
+    millionth of the trees' own probability keeps their order inside a step and changes no
+    probability by more than that."""
 
     def __init__(self, raw: np.ndarray, y: np.ndarray):
         raw, y = np.asarray(raw, float), np.asarray(y, int)
@@ -132,7 +134,7 @@ class Calibration:
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, float)
         if self.isotonic is not None:
-            return self.isotonic.predict(raw)
+            return np.clip(self.isotonic.predict(raw) + TIE_BREAK * (expit(raw) - 0.5), 0.0, 1.0)
         return self.sigmoid.predict_proba(raw[:, None])[:, 1]
 
     @classmethod
@@ -166,6 +168,13 @@ class Fitted:
     def raw_hero(self, X: np.ndarray) -> np.ndarray:
         """The hero trees' raw score (log-odds) per row; NaN without a classifier."""
         return self.hero.decision_function(X) if self.hero is not None else np.full(len(X), np.nan)
+
+    def ranking(self, X: np.ndarray) -> np.ndarray:
+        """What the rater orders rows by: the trees' raw score, of which its probability is a
+        monotone map; with one class only, the base rate's log-odds."""
+        if self.hero is None:
+            return np.full(len(X), float(logit(np.clip(self.hero_rate, 1e-6, 1 - 1e-6))))
+        return self.hero.decision_function(X)
 
     def p_hero(self, X: np.ndarray) -> np.ndarray:
         """The probability of hero per row."""
@@ -258,6 +267,14 @@ def held_out_raw(folds: list[tuple[np.ndarray, Fitted]], X: np.ndarray) -> np.nd
     return raw
 
 
+def held_out_ranking(folds: list[tuple[np.ndarray, Fitted]], X: np.ndarray) -> np.ndarray:
+    """Each row's :meth:`Fitted.ranking` by the fold model that never saw it (NaN: none)."""
+    out = np.full(len(X), np.nan)
+    for test, model in folds:
+        out[test] = model.ranking(X[test])
+    return out
+
+
 def held_out(folds: list[tuple[np.ndarray, Fitted]], X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's prediction by the fold model that never saw it: (stars, p_hero, fold of each row)."""
     pred_stars, pred_p = np.full(len(X), np.nan), np.full(len(X), np.nan)
@@ -337,20 +354,26 @@ def precision_at_k(score: np.ndarray, y: np.ndarray, k: int) -> float | None:
 
 
 def figures(pred_stars: np.ndarray, p_hero: np.ndarray, stars: np.ndarray, hero: np.ndarray, k: int,
-            groups: np.ndarray | None = None, resamples: int = 0, seed: int = 0) -> dict:
+            groups: np.ndarray | None = None, resamples: int = 0, seed: int = 0,
+            ranking: np.ndarray | None = None) -> dict:
     """Spearman, QWK and MAE against the curators' stars; hero AUC, precision@k and ECE.
 
+    ``ranking``: what the rater orders images by (:meth:`Fitted.ranking`; default ``p_hero``),
+    for the hero AUC and precision@k. Held out, each fold's probabilities come through its own
+    calibration, and pooling folds whose calibrations differ a little mixes their orders (on
+    bench_loop's collection that cost 0.007 of AUC); the rater that ranks new images has one.
     With ``groups`` and ``resamples``, 95% intervals for Spearman and hero AUC too, from a
     bootstrap that resamples whole groups (a burst's frames are not independent evidence).
     """
+    ranking = p_hero if ranking is None else ranking
     s = np.isfinite(stars) & np.isfinite(pred_stars)
-    h = (hero >= 0) & np.isfinite(p_hero)
+    h = (hero >= 0) & np.isfinite(p_hero) & np.isfinite(ranking)
     intervals = {}
     if groups is not None and resamples > 0:
         intervals = {
             "spearman_ci": percentile_ci(bootstrap_spearman(pred_stars[s], stars[s],
                                                             resample_counts(groups[s], resamples, seed))),
-            "hero_auc_ci": percentile_ci(weighted_aucs(p_hero[None, h], hero[h] == 1,
+            "hero_auc_ci": percentile_ci(weighted_aucs(ranking[None, h], hero[h] == 1,
                                                        resample_counts(groups[h], resamples, seed))[:, 0]),
         }
     return {**intervals,
@@ -358,8 +381,8 @@ def figures(pred_stars: np.ndarray, p_hero: np.ndarray, stars: np.ndarray, hero:
         "spearman": spearman(pred_stars[s], stars[s]) if s.sum() >= 3 else None,
         "qwk": quadratic_weighted_kappa(np.rint(pred_stars[s]), stars[s], labels=range(0, 11)) if s.sum() >= 3 else None,
         "mae": float(np.abs(pred_stars[s] - stars[s]).mean()) if s.any() else None,
-        "hero_auc": auc(p_hero[h], hero[h] == 1),
-        "precision_at_k": precision_at_k(p_hero[h], hero[h] == 1, k),
+        "hero_auc": auc(ranking[h], hero[h] == 1),
+        "precision_at_k": precision_at_k(ranking[h], hero[h] == 1, k),
         "ece": expected_calibration_error(p_hero[h], hero[h] == 1),
         "k": k,
     }
@@ -367,7 +390,7 @@ def figures(pred_stars: np.ndarray, p_hero: np.ndarray, stars: np.ndarray, hero:
 
 def gain(better: tuple[np.ndarray, np.ndarray], base: tuple[np.ndarray, np.ndarray], stars: np.ndarray,
          hero: np.ndarray, groups: np.ndarray, resamples: int, seed: int = 0) -> dict:
-    """How much one rater's held-out (stars, p_hero) agree better with the curators than another's
+    """How much one rater's held-out (stars, ranking) agree better with the curators than another's
     on the same decisions: the differences of hero AUC and of Spearman, each with a 95% interval
     from one bootstrap of whole groups (both raters on the same resampled decisions: paired)."""
     s = np.isfinite(stars) & np.isfinite(better[0]) & np.isfinite(base[0])
@@ -436,13 +459,14 @@ def group_resamples(groups: np.ndarray, rows: np.ndarray, resamples: int, seed: 
         yield np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
 
 
-def learning_curve(oof: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], stars: np.ndarray, hero: np.ndarray,
-                   groups: np.ndarray, seed: int = 0, steps: int = 5, whole: dict | None = None) -> list[dict]:
+def learning_curve(oof: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]], stars: np.ndarray,
+                   hero: np.ndarray, groups: np.ndarray, seed: int = 0, steps: int = 5, whole: dict | None = None
+                   ) -> list[dict]:
     """Out-of-fold agreement when only part of the decisions is used (whole groups, at random).
 
-    ``oof(kept)``: the out-of-fold (stars, p_hero) of the rows ``kept`` (a mask), fitted on them
-    alone (ValueError: they cannot be cross-validated). ``whole``: the figures of every row,
-    already computed, for the last point (the same folds and models: not fitted again)."""
+    ``oof(kept)``: the out-of-fold (stars, p_hero, ranking) of the rows ``kept`` (a mask), fitted
+    on them alone (ValueError: they cannot be cross-validated). ``whole``: the figures of every
+    row, already computed, for the last point (the same folds and models: not fitted again)."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(np.unique(groups))
     curve = []
@@ -454,20 +478,21 @@ def learning_curve(oof: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], s
             got = whole
         else:
             try:
-                ps, pp = oof(kept)
+                ps, pp, ranked = oof(kept)
             except ValueError:
                 continue
-            got = figures(ps, pp, stars[kept], hero[kept], k=10)
+            got = figures(ps, pp, stars[kept], hero[kept], k=10, ranking=ranked)
         curve.append({"decisions": int(kept.sum()), "spearman": got["spearman"], "hero_auc": got["hero_auc"]})
     return curve
 
 
 def trees_oof(F: Features, stars: np.ndarray, hero: np.ndarray, groups: np.ndarray, seed: int = 0
-              ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+              ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """:func:`learning_curve`'s ``oof`` for the trees on ``F``."""
-    def oof(kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ps, pp, _ = out_of_fold(Features(F.names, F.X[kept]), stars[kept], hero[kept], groups[kept], seed)
-        return ps, pp
+    def oof(kept: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        folds = fold_models(Features(F.names, F.X[kept]), stars[kept], hero[kept], groups[kept], seed)
+        ps, pp, _ = held_out(folds, F.X[kept])
+        return ps, pp, held_out_ranking(folds, F.X[kept])
     return oof
 
 
@@ -478,11 +503,11 @@ UNDIRECTED = ("species", "location", "hour_sin", "hour_cos")  # an effect with n
 def importance(folds: list[tuple[np.ndarray, Fitted]], F: Features, hero: np.ndarray, groups: np.ndarray,
                seed: int = 0, repeats: int = IMPORTANCE_REPEATS, resamples: int = 200) -> list[dict]:
     """What the curators reward, measured where the model never looked: each feature's permutation
-    importance for the held-out hero probability (the out-of-fold AUC lost when the feature is
+    importance for the held-out hero ranking (the out-of-fold AUC lost when the feature is
     shuffled among a fold's held-out rows, the mean over ``repeats`` shuffles) with an interval
     (normal, the standard error from a bootstrap that resamples whole groups, at 95% for all the
     features together: Bonferroni), and for the features whose loss is clear of zero the direction
-    of the effect (Spearman of the feature with the held-out probability, with its 95% interval).
+    of the effect (Spearman of the feature with the held-out ranking, with its 95% interval).
 
     Every feature that has values, most important first; [] when the hero decisions cannot be
     judged. Held out, not on the training rows: a model that fits noise loses its fit to noise
@@ -492,9 +517,9 @@ def importance(folds: list[tuple[np.ndarray, Fitted]], F: Features, hero: np.nda
     y = hero >= 0
     if y.sum() < 10 or hero[y].all() or not hero[y].any():
         return []
-    _, p, _ = held_out(folds, F.X)
+    p = held_out_ranking(folds, F.X)
     columns = [j for j in range(len(F.names)) if not np.isnan(F.X[y, j]).all()]
-    shuffled = _shuffled_p(folds, F.X, columns, p, repeats, np.random.default_rng(seed))
+    shuffled = _shuffled_ranking(folds, F.X, columns, p, repeats, np.random.default_rng(seed))
 
     def drops(i: np.ndarray) -> np.ndarray:  # per column, for the decisions i
         return aucs(p[i], hero[i] == 1) - aucs(shuffled[:, :, i], hero[i] == 1).mean(axis=1)
@@ -527,9 +552,9 @@ def importance(folds: list[tuple[np.ndarray, Fitted]], F: Features, hero: np.nda
     return found
 
 
-def _shuffled_p(folds: list[tuple[np.ndarray, Fitted]], X: np.ndarray, columns: list[int], p: np.ndarray,
+def _shuffled_ranking(folds: list[tuple[np.ndarray, Fitted]], X: np.ndarray, columns: list[int], p: np.ndarray,
                 repeats: int, rng: np.random.Generator, cells: int = 4_000_000) -> np.ndarray:
-    """Held-out probabilities with one column shuffled among each fold's held-out rows:
+    """Held-out rankings (:meth:`Fitted.ranking`) with one column shuffled among each fold's held-out rows:
     (columns, repeats, rows). Many shuffled copies go into one predict call (a call's cost is
     mostly per tree, not per row), at most ``cells`` values at a time."""
     out = np.repeat(p[None, None], len(columns), axis=0).repeat(repeats, axis=1)
@@ -542,7 +567,7 @@ def _shuffled_p(folds: list[tuple[np.ndarray, Fitted]], X: np.ndarray, columns: 
             for c, j in enumerate(batch):
                 for r in range(repeats):
                     block[c, r, :, j] = rng.permutation(X[test, j])
-            flat = model.p_hero(block.reshape(-1, X.shape[1]))
+            flat = model.ranking(block.reshape(-1, X.shape[1]))
             out[start:start + len(batch), :, test] = flat.reshape(len(batch), repeats, len(test))
     return out
 

@@ -23,6 +23,7 @@ class Validated:
     stars: np.ndarray  # out of fold, one per row of ``rows``
     p: np.ndarray
     raw: np.ndarray  # the hero trees' raw held-out scores, for the full fit's calibration
+    ranking: np.ndarray  # what each held-out row is ordered by (model.Fitted.ranking)
 
 
 def validate_detector(F: Features, stars: np.ndarray, hero: np.ndarray, splits: list, seed: int = 0) -> Validated:
@@ -49,16 +50,17 @@ def validate_pixels(F: Features, V: np.ndarray, has: np.ndarray, stars: np.ndarr
 
 def _validated(rows: np.ndarray, folds: list[tuple[np.ndarray, M.Fitted]], held: Features) -> Validated:
     stars, p, _ = M.held_out(folds, held.X)
-    return Validated(rows, folds, held, stars, p, M.held_out_raw(folds, held.X))
+    return Validated(rows, folds, held, stars, p, M.held_out_raw(folds, held.X), M.held_out_ranking(folds, held.X))
 
 
-def combined(detector: Validated, pixels: Validated | None) -> tuple[np.ndarray, np.ndarray]:
-    """Each decision's out-of-fold (stars, p_hero): the vector-aware rater's where it has one."""
-    stars, p = detector.stars.copy(), detector.p.copy()
+def combined(detector: Validated, pixels: Validated | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each decision's out-of-fold (stars, p_hero, ranking): the vector-aware rater's where it has one."""
+    stars, p, ranking = detector.stars.copy(), detector.p.copy(), detector.ranking.copy()
     if pixels is not None:
         known = np.isfinite(pixels.p)
-        stars[pixels.rows[known]], p[pixels.rows[known]] = pixels.stars[known], pixels.p[known]
-    return stars, p
+        mine = pixels.rows[known]
+        stars[mine], p[mine], ranking[mine] = pixels.stars[known], pixels.p[known], pixels.ranking[known]
+    return stars, p, ranking
 
 
 @dataclass

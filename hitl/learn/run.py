@@ -90,13 +90,13 @@ def learn(db: sqlite_utils.Database, settings: dict[str, Any], seed: int = 0, k:
         splits = M.splits(groups)
         detector = R.validate_detector(F, stars, hero, splits, seed)
         pixels = None if V is None else R.validate_pixels(F, V, has, stars, hero, groups, splits, seed)
-        oof_stars, oof_p = R.combined(detector, pixels)
-        figures = M.figures(oof_stars, oof_p, stars, hero, k, groups, RESAMPLES, seed)
+        oof_stars, oof_p, oof_ranking = R.combined(detector, pixels)
+        figures = M.figures(oof_stars, oof_p, stars, hero, k, groups, RESAMPLES, seed, oof_ranking)
         facts = vector_facts(vectors, embeddings, has, pixels is not None, images)
         without = None
         if pixels is not None:
-            without = M.figures(detector.stars, detector.p, stars, hero, k, groups, RESAMPLES, seed)
-            facts["gain"] = M.gain((oof_stars, oof_p), (detector.stars, detector.p), stars, hero, groups,
+            without = M.figures(detector.stars, detector.p, stars, hero, k, groups, RESAMPLES, seed, detector.ranking)
+            facts["gain"] = M.gain((oof_stars, oof_ranking), (detector.stars, detector.ranking), stars, hero, groups,
                                    RESAMPLES, seed)
         singles = single_models(images, decisions, layout, k, groups, seed)
         full = R.fit(F, stars, hero, groups, seed, V if pixels is not None else None, has, detector, pixels)
@@ -119,15 +119,15 @@ def _curve(main: R.Validated, F: Features, V: np.ndarray | None, stars: np.ndarr
     """The learning curve of the rater whose figures are printed first (on the decisions it covers)."""
     rows = main.rows
     F_main = Features(F.names, F.X[rows])
-    whole = M.figures(main.stars, main.p, stars[rows], hero[rows], k)
+    whole = M.figures(main.stars, main.p, stars[rows], hero[rows], k, ranking=main.ranking)
     if main.held.names == F.names:
         oof = M.trees_oof(F_main, stars[rows], hero[rows], groups[rows], seed)
     else:
-        def oof(kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def oof(kept: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             folds, held = P.fold_models(Features(F.names, F_main.X[kept]), V[kept], stars[rows][kept],
                                         hero[rows][kept], groups[rows][kept], seed)
             ps, pp, _ = M.held_out(folds, held.X)
-            return ps, pp
+            return ps, pp, M.held_out_ranking(folds, held.X)
     return M.learning_curve(oof, stars[rows], hero[rows], groups[rows], seed, whole=whole)
 
 
