@@ -62,7 +62,12 @@ class CallError(BackendError):
 
 
 class StudioError(HitlError):
-    """Label Studio is unreachable, refused the token or refused a request."""
+    """Label Studio is unreachable, refused the token or refused a request; ``status`` is the HTTP
+    status it answered (None when it did not answer) and ``detail`` what it said."""
+
+    def __init__(self, message: str, status: int | None = None, detail: str = ""):
+        super().__init__(message)
+        self.status, self.detail = status, detail
 
 
 # Where keys live, and the shapes providers give them: an error message that echoes a request

@@ -17,6 +17,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -40,9 +41,25 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _worker_start() -> None:
+def _worker_start(run_pid: int) -> None:
     # Ctrl+C is the parent's to handle: a worker that died of it would break the pool mid-run
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(run_pid,), name="exit-with-run", daemon=True).start()
+
+
+def _exit_with(run_pid: int, every_s: float = 1.0) -> None:
+    """End this worker once the run that started it is gone. A run killed outright (kill -9, the OOM
+    killer) shuts no pool down, and a worker waiting for work never sees an end: it holds its own
+    queue's pipe, and the fork server lives as long as a worker holds its pipe. Neither is our
+    child, so no parent-death signal reaches them; they would wait for good."""
+    while True:
+        time.sleep(every_s)
+        try:
+            os.kill(run_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # the pid is someone else's now: ours is gone
+            os._exit(1)
 
 
 def prep_pool(n_items: int) -> ProcessPoolExecutor:
@@ -58,7 +75,7 @@ def prep_pool(n_items: int) -> ProcessPoolExecutor:
     if "forkserver" in methods:
         context.set_forkserver_preload(["numpy", "PIL.Image", "PIL.JpegImagePlugin"])
     return ProcessPoolExecutor(max_workers=max(1, min(cores(), n_items)), mp_context=context,
-                               initializer=_worker_start)
+                               initializer=_worker_start, initargs=(os.getpid(),))
 
 
 class Pipeline(Generic[T]):

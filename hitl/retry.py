@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import tenacity
 
+from hitl.config import EmbedSettings, ScoreSettings
 from hitl.errors import RetryableError
 
 T = TypeVar("T")
@@ -39,11 +40,9 @@ class wait_for_server(tenacity.wait.wait_base):
         return backoff * random.uniform(0.5, 1.0)
 
 
-def retrying(settings: dict[str, Any], stop: threading.Event | None = None, section: str = "score"
-             ) -> tenacity.Retrying:
-    """The policy of the settings' ``section`` (``[score]``, ``[embed]``): ``attempts``, ``retry_base_seconds``,
+def retrying(cfg: ScoreSettings | EmbedSettings, stop: threading.Event | None = None) -> tenacity.Retrying:
+    """The policy of a settings section (``[score]``, ``[embed]``): ``attempts``, ``retry_base_seconds``,
     ``retry_max_seconds``."""
-    cfg = settings[section]
     event = stop or threading.Event()
 
     def sleep(seconds: float) -> None:
@@ -55,8 +54,8 @@ def retrying(settings: dict[str, Any], stop: threading.Event | None = None, sect
             raise Interrupted()
 
     return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(max(1, cfg["attempts"])),
-        wait=wait_for_server(cfg["retry_base_seconds"], cfg["retry_max_seconds"]),
+        stop=tenacity.stop_after_attempt(max(1, cfg.attempts)),
+        wait=wait_for_server(cfg.retry_base_seconds, cfg.retry_max_seconds),
         retry=tenacity.retry_if_exception_type(RetryableError),
         sleep=sleep, before=before, reraise=True,
     )

@@ -66,6 +66,36 @@ def label_studio(tmp_path_factory):
     studio.stop(process)
 
 
+@pytest.fixture
+def no_threads_left():
+    """Fails the test if a thread it started outlives it (a service it did not close)."""
+    import threading
+    import time
+
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5  # a thread told to stop may take a moment to end
+    while (left := [t for t in threading.enumerate() if t not in before]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"threads still running after the test: {sorted(t.name for t in left)}"
+
+
+@pytest.fixture
+def webhook_app(no_threads_left):
+    """``webhook_app(config)``: the webhook service's app (hitl.review.webhook.create_app), closed
+    when the test ends; no thread of it may outlive the test."""
+    from hitl.review.webhook import create_app
+
+    apps = []
+
+    def make(config: dict):
+        apps.append(create_app(config))
+        return apps[-1]
+    yield make
+    for app in apps:
+        app.close()
+
+
 class CliProject:
     """A project database driven through the real CLI, with its own environment."""
 
@@ -228,3 +258,24 @@ def give_detector_record(db, root: Path | str, image_ids: list[str], people: tup
     with store.transaction(db):
         record_detector_file(db, 0, f"{root}/planted_md.json", str(Path(root).resolve()), len(image_ids),
                              pack_ids(image_ids), [(i, 0.9, "megadetector") for i in people])
+
+
+def descendants(pid: int) -> list:
+    """Every process started below ``pid`` (a pool's fork server and its workers too), as psutil sees them."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def still_running(processes: list, timeout: float = 10.0) -> list[str]:
+    """Those of ``processes`` still running after up to ``timeout`` seconds (none is the hoped answer)."""
+    import psutil
+
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for p in alive:  # a test must not leave them behind, whatever it asserts
+        p.kill()
+    return [f"{p.pid}: {' '.join(p.cmdline())[:120]}" for p in alive]

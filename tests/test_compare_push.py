@@ -216,6 +216,50 @@ def test_too_few_heroes_is_one_line_before_any_call(heroes):
         push_pairs(db, None, url="http://127.0.0.1:9", title="t", n=5, document_root=root)  # no client needed
 
 
+class FakeStudio:
+    """Just enough of label-studio-sdk's LabelStudio for `hitl compare` to reach its choice of pairs."""
+
+    def __init__(self, base_url: str, api_key: str, timeout: float):
+        from types import SimpleNamespace as Part
+
+        self.users = Part(whoami=lambda: Part(id=1), list=lambda: [])
+        self.projects = Part(list=lambda title: [], create=lambda **kw: Part(id=7, description=kw["description"]))
+        self.import_storage = Part(local=Part(list=lambda project: [], create=lambda **kw: Part(id=1)))
+        self.tasks = Part(list=lambda **kw: [])
+
+
+def test_a_fault_of_compare_itself_is_never_said_to_be_label_studios(heroes, monkeypatch):
+    """Only a call to Label Studio is mapped to a StudioError: a ValueError of the pairing (the
+    Bradley-Terry fit, say) between two calls is a fault of ours, raised as itself."""
+    from click.testing import CliRunner
+
+    from hitl.cli import cli
+
+    db, root = heroes
+
+    def faulty_fit(*_args, **_kwargs):
+        raise ValueError("the fit's own fault")
+    monkeypatch.setattr("label_studio_sdk.LabelStudio", FakeStudio)
+    monkeypatch.setattr("hitl.compare.push.choose_pairs", faulty_fit)
+    with pytest.raises(ValueError, match="the fit's own fault"):
+        CliRunner().invoke(cli, ["--db", str(root.parent / "h.db"), "compare", "--url", "http://127.0.0.1:9",
+                                 "--no-webhook", "--document-root", str(root)],
+                           env={"LABEL_STUDIO_API_KEY": "k"}, catch_exceptions=False)
+
+
+def test_label_studio_gone_in_the_middle_of_compare_is_one_studio_error(heroes):
+    from label_studio_sdk import LabelStudio
+
+    from hitl.errors import StudioError
+    from hitl.review.client import StudioClient
+
+    db, root = heroes
+    gone = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    client = StudioClient(LabelStudio(base_url=gone, api_key="k"), gone)
+    with pytest.raises(StudioError, match=r"lost Label Studio at http://127.0.0.1:9 while calling projects.list"):
+        push_pairs(db, client, url=gone, title="t", n=2, document_root=root)
+
+
 def test_bad_url_template_is_one_line(heroes):
     db, _ = heroes
     with pytest.raises(HitlError, match="may only use {image_id}"):
@@ -253,11 +297,9 @@ def test_the_push_keeps_both_images_of_a_pair(tmp_path):
         (3, "a.jpg", "b.jpg")]
 
 
-def test_a_comparison_naming_another_pair_is_refused_by_the_webhook(tmp_path):
-    from hitl.review.webhook import create_app
-
+def test_a_comparison_naming_another_pair_is_refused_by_the_webhook(tmp_path, webhook_app):
     pair_store(tmp_path)
-    app = create_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": "s", "TESTING": True})
+    app = webhook_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": "s", "TESTING": True})
     client = app.test_client()
 
     def post(body):

@@ -21,7 +21,7 @@ from hitl.cli import cli
 from hitl.imageprep import prepare_image
 from hitl.store.embeddings import embedding_row, models, newest_model, unit_float16, vectors, write_embeddings
 
-from .conftest import REPO
+from .conftest import REPO, descendants, still_running
 from .fakes import FakeOpenAI, image_sha
 from .fakes import behaviours as B
 from .fakes.embeddings import pixel_vector
@@ -161,8 +161,10 @@ def test_killed_mid_run_then_rerun_embeds_nothing_twice(tmp_path):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(_ok(tmp_path)) < 4:
             time.sleep(0.05)
+        below = descendants(proc.pid)  # the preparing processes, and their fork server
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+        assert below and still_running(below) == []  # none waits for a run that is gone
         before = _ok(tmp_path)
         assert 4 <= len(before) < 16
         sent_before = {key[h]: n for h, n in server.image_counts().items()}

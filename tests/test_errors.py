@@ -171,6 +171,50 @@ def test_studio_errors_keeps_our_own_errors():
             raise HitlError("ours")
 
 
+def test_the_client_maps_each_call_to_label_studio_and_nothing_else():
+    """hitl.review.client.StudioClient, as httpx maps its transport's errors: around each call (and
+    each lazily read page) only. What the caller does with an answer is its own business."""
+    from types import SimpleNamespace
+
+    import httpx
+    from label_studio_sdk.core.api_error import ApiError
+    from label_studio_sdk.core.parse_error import ParsingError
+
+    from hitl.review.client import StudioClient
+    from hitl.review.reconcile import task_gone
+
+    def fail(exc):
+        def call(**_kwargs):
+            raise exc
+        return call
+
+    def pages():
+        yield SimpleNamespace(id=1)
+        raise httpx.ReadError("connection reset by peer")
+
+    sdk = SimpleNamespace(
+        projects=SimpleNamespace(list=lambda **_: [SimpleNamespace(id=3, title="t")],
+                                 create=fail(ApiError(status_code=400, body={"detail": "bad config"}))),
+        users=SimpleNamespace(whoami=fail(ApiError(status_code=200, body="<html>a proxy's page</html>"))),
+        webhooks=SimpleNamespace(list=fail(ParsingError(status_code=200, body={}, cause=ValueError("no id")))),
+        tasks=SimpleNamespace(list=lambda **_: pages(), get=fail(ApiError(status_code=404, body={"detail": "gone"}))))
+    client = StudioClient(sdk, "http://ls")
+    assert [p.id for p in client.projects.list(title="t")] == [3]
+    with pytest.raises(StudioError, match=r"refused calling projects.create\(title='x'\) \(HTTP 400: bad config\)") as refused:
+        client.projects.create(title="x")
+    assert (refused.value.status, refused.value.detail) == (400, "bad config")
+    for call in (client.users.whoami, lambda: client.webhooks.list(project="3")):
+        with pytest.raises(StudioError, match="not Label Studio's JSON"):
+            call()
+    listing = client.tasks.list(project=3)
+    with pytest.raises(StudioError, match=r"lost Label Studio at http://ls while calling tasks.list\(project=3\)"):
+        list(listing)  # the second page is fetched while it is read
+    assert task_gone(client, 8)  # a 404 proves the task gone; its StudioError says so
+    sdk.tasks.get = fail(ApiError(status_code=500, body={"detail": "boom"}))
+    with pytest.raises(StudioError, match="HTTP 500"):
+        task_gone(client, 8)  # anything else proves nothing
+
+
 @pytest.mark.parametrize("args", [["--batch"], ["--cancel", "batches/abc"], []])
 def test_gemini_without_a_network_is_one_line_and_marks_nothing(tmp_path, args):
     make_folder(tmp_path / "photos", 2)
@@ -217,15 +261,19 @@ def command_lines(tmp_path, sample_data) -> dict[str, tuple[list[str], str]]:
 
     empty = tmp_path / "empty"
     empty.mkdir(exist_ok=True)
+    decided = tmp_path / "decided"  # one decision: `labelme import` has something to write
+    decided.mkdir(exist_ok=True)
+    (decided / "x.json").write_text('{"shapes": [], "imagePath": "x.jpg", "flags": {"hero": true}}')
     out = str(tmp_path / "out")
     return {
         "select": (["select", "--md", str(sample_data / "md_results.json"), "--images", str(sample_data / "images"),
                     "-n", "3"], ""),
         "score": (["score", "--model", "baseline", "--images", str(sample_data / "images")], ""),
+        "embed": (["embed", "--model", "baseline"], ""),
         "studio": (["studio"], "LABEL_STUDIO_BIN"),
         "push": (["push", *LABEL_STUDIO_GONE], "Label Studio"),
         "labelme export": (["labelme", "export", "--out", out], ""),
-        "labelme import": (["labelme", "import", str(empty)], ""),
+        "labelme import": (["labelme", "import", str(decided)], ""),
         "serve": (["serve", "--insecure", "--port", str(free_port())], ""),
         "sync": (["sync", "--labelme", str(empty)], ""),
         "ratings": (["ratings"], ""),
@@ -238,6 +286,7 @@ def command_lines(tmp_path, sample_data) -> dict[str, tuple[list[str], str]]:
         "queue": (["queue", *LABEL_STUDIO_GONE], "Label Studio"),
         "gallery": (["gallery", "--out", out], ""),
         "export": (["export", "--out", out], ""),
+        "vllm": (["vllm", "--print", "--assume", "1x24"], ""),
     }
 
 
@@ -263,8 +312,9 @@ def test_the_tables_below_have_every_command(tmp_path, sample_data):
     assert writing == {key.split(" --")[0] for key in OUTPUTS}, "add the command's output to OUTPUTS"
 
 
-COMMANDS = ["select", "score", "studio", "push", "labelme export", "labelme import", "serve", "sync", "ratings",
-            "ratings --import", "replay", "learn", "next", "compare", "report", "queue", "gallery", "export"]
+COMMANDS = ["select", "score", "embed", "studio", "push", "labelme export", "labelme import", "serve", "sync", "ratings",
+            "ratings --import", "replay", "learn", "next", "compare", "report", "queue", "gallery", "export",
+            "vllm"]
 
 
 @pytest.fixture
@@ -288,7 +338,7 @@ def locked(full_project, tmp_path, monkeypatch):
 
 
 # commands that must write to do their work: they meet the lock whenever it is held
-WRITERS = {"select", "score", "labelme import", "ratings --import"}
+WRITERS = {"select", "score", "embed", "labelme import", "ratings --import"}
 
 
 def said_in_one_line(result, why: str = "") -> str | None:
@@ -349,9 +399,10 @@ def test_every_output_that_cannot_be_written_is_one_line(full_project, tmp_path,
 
 
 CREATE_A_DATABASE = {"select", "score", "studio", "labelme import", "serve", "sync", "ratings --import"}
+USE_NO_DATABASE = {"vllm"}  # makes none either: tests/test_vllm.py
 
 
-@pytest.mark.parametrize("key", sorted(set(COMMANDS) - CREATE_A_DATABASE))
+@pytest.mark.parametrize("key", sorted(set(COMMANDS) - CREATE_A_DATABASE - USE_NO_DATABASE))
 def test_a_command_that_only_reads_makes_no_empty_database(tmp_path, sample_data, key):
     db_path = tmp_path / "mistyped.db"
     args, _ = command_lines(tmp_path, sample_data)[key]

@@ -379,3 +379,33 @@ def test_cli_export_edit_import_round_trip(project, tmp_path):
     again = runner.invoke(cli, ["--db", db_path, "labelme", "import", str(out)])
     assert "0 new, 0 updated, 1 unchanged" in again.output
     assert store.connect(db_path)["rating_history"].count == 1
+
+
+def test_import_and_sync_read_a_folder_alike(project, tmp_path):
+    """`labelme import` and `sync --labelme` are one reader: the same folder, curator named, gives
+    the same ratings in either database."""
+    db, _, _ = project
+    db_path = tmp_path / "h.db"
+    db.conn.close()
+    other = tmp_path / "h2.db"
+    shutil.copy(db_path, other)
+    runner = CliRunner()
+    out = tmp_path / "review"
+    assert runner.invoke(cli, ["--db", str(db_path), "labelme", "export", "--out", str(out)]).exit_code == 0
+    for k, path in enumerate(_json_files(out)[:3]):
+        doc = json.loads(path.read_text())
+        doc["flags"] = {"hero": k != 1, "not_hero": k == 1, "reviewed": True}
+        path.write_text(json.dumps(doc))
+    imported = runner.invoke(cli, ["--db", str(db_path), "labelme", "import", str(out), "--curator", "ana@example.org"])
+    synced = runner.invoke(cli, ["--db", str(other), "sync", "--labelme", str(out), "--curator", "ana@example.org"])
+    assert imported.exit_code == 0 and "3 decisions read: 3 new" in imported.output, imported.output
+    assert synced.exit_code == 0 and "3 new" in synced.output, synced.output
+
+    def ratings(path):
+        return sorted(store.connect(path).execute(
+            "SELECT source, project, annotation_id, image_id, annotator_id, annotator_email, stars, hero, mode, "
+            "created_at, updated_at, deleted FROM ratings").fetchall())
+    assert ratings(db_path) == ratings(other)
+    assert {r[5] for r in ratings(db_path)} == {"ana@example.org"}
+    alone = runner.invoke(cli, ["--db", str(other), "sync", "--curator", "ana@example.org"])
+    assert alone.exit_code == 2 and "use it with --labelme" in alone.output

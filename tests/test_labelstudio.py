@@ -238,3 +238,28 @@ def test_labels_include_every_species(tmp_path, label_studio):
     review.push(title)
     species = {r[0] for r in review.db.execute("SELECT DISTINCT species FROM images")}
     assert species <= set(config_labels(review.project(title).label_config))
+
+
+def test_next_and_queue_take_the_image_options_push_takes(tmp_path, label_studio):
+    """`next` and `queue` push through the same Label Studio options as `push` (one declaration): a
+    URL template for images served from a bucket, a document root for local-files serving."""
+    review = Review(tmp_path, label_studio)
+    db = review.db
+    with transaction(db):  # a learned rater's predictions, as `hitl learn` stores them (it takes minutes)
+        db.execute("INSERT INTO scores (image_id, model, prompt_version, status, score, hero, raw_response) "
+                   "SELECT image_id, 'learned', 'v1', status, score, hero, '{\"p_hero\": 0.6}' FROM scores "
+                   "WHERE model = 'baseline'")
+    template = "https://example.org/traps/{image_id}"
+    title = f"next from a bucket {uuid.uuid4().hex[:6]}"
+    pushed = review.run("next", "-n", "2", "--url", label_studio.url, "--project", title, "--no-webhook",
+                        "--image-url-template", template)
+    assert "2 pushed" in pushed.output, pushed.output
+    tasks = review.tasks(review.project(title).id)
+    assert len(tasks) == 2 and all(t.data["image"] == template.format(image_id=t.data["image_id"]) for t in tasks)
+    title = f"queue {uuid.uuid4().hex[:6]}"
+    queued = review.run("queue", "-n", "2", "--url", label_studio.url, "--project", title, "--no-webhook",
+                        "--document-root", str(label_studio.document_root))
+    assert "2 queued" in queued.output, queued.output
+    tasks = review.tasks(review.project(title).id)
+    assert len(tasks) == 2 and all(t.data["image"] == f"/data/local-files/?d=sample_data/images/{t.data['image_id']}"
+                                   for t in tasks)  # under the root given, not the folder above the images

@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TOP = ("hitl", "converters")
-STAGES = {"select", "score", "embed", "review", "learn", "compare", "publish"}
+STAGES = {"select", "score", "embed", "vllm", "review", "learn", "compare", "publish"}
 BELOW = {"store", "analyse"}  # hitl's packages under the stages; its top-level modules are too
 ENTRY = "hitl.__main__"  # the one importer of the command line
 

@@ -127,7 +127,7 @@ def test_learn_stores_out_of_fold_predictions_for_what_it_learned_from(scored, t
     from hitl.config import load_settings
     from hitl.learn.data import Layout, decision_features, load_decisions, load_images
 
-    images = load_images(db, load_settings()["select"])
+    images = load_images(db, load_settings().select)
     decisions = load_decisions(db, images)
     F = decision_features(images, Layout.of(images), decisions)
     groups, _ = M.validation_groups([images.meta["sequences"][r] for r in decisions.rows],

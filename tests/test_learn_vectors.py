@@ -101,7 +101,7 @@ def test_each_image_is_rated_by_the_rater_its_vector_allows(embedded, sample_dat
     from hitl.config import load_settings
     from hitl.learn.data import Layout, decision_features, image_features, load_decisions, load_images, load_vectors
 
-    images = load_images(db, load_settings()["select"])
+    images = load_images(db, load_settings().select)
     decisions = load_decisions(db, images)
     layout = Layout.of(images)
     vectors = load_vectors(db, "baseline", images)
@@ -133,7 +133,7 @@ def test_select_learned_ranks_each_image_by_the_rater_its_vector_allows(embedded
     from hitl.learn.rank import learned_ranker
 
     db = embedded.db
-    ranker = learned_ranker(db, load_settings()["select"])()
+    ranker = learned_ranker(db, load_settings().select)()
     assert ranker.model == "baseline" and ranker.raters.pixels is not None
     root = db.execute("SELECT root FROM images LIMIT 1").fetchone()[0]
     ids = ["cam_a/IMG_0001.JPG", "cam_b/IMG_0008.JPG", "cam_c/not-embedded.JPG"]

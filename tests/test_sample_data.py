@@ -5,16 +5,16 @@ from __future__ import annotations
 import re
 
 from converters.megadetector import load_megadetector
-from hitl.config import DEFAULTS
+from hitl.config import SelectSettings
 from hitl.select import strata
 
 
 def test_cut_off_animals_are_what_the_readme_says(sample_data):
     md = load_megadetector(sample_data / "md_results.json", sample_data / "images")
-    cfg = DEFAULTS["select"]
+    cfg = SelectSettings()
     d = md.detections
     features = strata.image_features(d.image, d.kind, d.conf, d.bbox, d.species, len(md.image_ids),
-                                     cfg["threshold"], cfg["edge_margin"], cfg["data_strip"])
+                                     cfg.threshold, cfg.edge_margin, cfg.data_strip)
     rows = re.findall(r"^\| `([^`]+)` \|.*\| ([^|]*) \|$", (sample_data / "README.md").read_text(), re.M)
     index = md.index()
     checked = 0

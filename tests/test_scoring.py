@@ -18,7 +18,7 @@ from hitl import store
 from hitl.imageprep import prepare_image
 from hitl.score.verdict import ParseError, parse_verdict
 
-from .conftest import REPO, CliProject
+from .conftest import REPO, CliProject, descendants, still_running
 from .fakes import FakeGemini, FakeOpenAI
 from .fakes import behaviours as B
 
@@ -378,8 +378,10 @@ def test_sigkill_halfway_then_rerun_makes_no_repeat_calls(tmp_path):
         proc = _spawn(project, "score", "--model", QWEN, "--images", str(tmp_path / "photos"))
         assert server.wait_for(lambda s: s.count_for(sent_hash(paths[6])) >= 1, timeout=30)
         time.sleep(0.5)  # let the other worker finish what it can
+        below = descendants(proc.pid)  # the preparing processes, and their fork server
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+        assert below and still_running(below) == []  # none waits for a run that is gone
         finished = {r["image_id"] for r in project.scores(QWEN).values() if r["status"] == "ok"}
         assert 3 <= len(finished) < 12
         server.release()

@@ -214,6 +214,20 @@ def test_config_file_and_env_database(tmp_path, camera_traps):
     assert db["candidates"].count == 2  # only the dog and the ocelot are that confident
 
 
+def test_an_option_overrides_the_file_and_the_rest_of_the_file_stays(tmp_path, camera_traps):
+    """Options make a new [select] section over the file's: the run records both."""
+    config = tmp_path / "hitl.toml"
+    config.write_text("[select]\nthreshold = 0.965\nrare_min_sequences = 7\nseed = 3\n")
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "h.db"), "--config", str(config), "select",
+                                      "--md", str(camera_traps / "md_results.json"), "--images",
+                                      str(camera_traps / "images"), "-n", "5", "--threshold", "0.5", "--no-check-files"])
+    assert result.exit_code == 0, result.output
+    parameters = json.loads(next(store.connect(tmp_path / "h.db")["selection_runs"].rows)["parameters"])
+    assert (parameters["threshold"], parameters["check_files"]) == (0.5, False)  # the options
+    assert (parameters["rare_min_sequences"], parameters["seed"]) == (7, 3)  # the file
+    assert parameters["shares"]["well_framed"] == 0.30 and parameters["sequence_gap_seconds"] == 60.0  # the defaults
+
+
 def test_python_dash_m_entry_point_lists_commands(tmp_path):
     out = subprocess.run([sys.executable, "-m", "hitl", "--help"], capture_output=True, text=True, cwd=tmp_path,
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})

@@ -133,15 +133,13 @@ def import_process(project: CliProject, sheet) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def test_a_long_import_leaves_the_webhook_its_turns(tmp_path, camera_traps):
+def test_a_long_import_leaves_the_webhook_its_turns(tmp_path, camera_traps, webhook_app):
     """While `ratings --import` stores 30,000 decisions (seconds), the webhook's writer commits every
     delivery within a fraction of Label Studio's 1 s: the import holds the lock a part at a time."""
-    from hitl.review.webhook import create_app
-
     from .test_webhook_service import SECRET, fresh
 
     project, sheet = big_sheet(tmp_path, 3_000, 10)
-    app = create_app({"DATABASE": str(project.db_path), "WEBHOOK_SECRET": SECRET, "TESTING": True})
+    app = webhook_app({"DATABASE": str(project.db_path), "WEBHOOK_SECRET": SECRET, "TESTING": True})
     writer = app.extensions["hitl_writer"]
     waits: list[float] = []
     importing = import_process(project, sheet)

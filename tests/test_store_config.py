@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from hitl import store
-from hitl.config import DEFAULTS, load_settings
+from hitl.config import Settings, load_settings
 from hitl.errors import ConfigError
 from hitl.store.schema import MIGRATIONS
 
@@ -29,14 +29,16 @@ def test_migrations_run_once(tmp_path):
 
 
 def test_settings_defaults_and_overrides(tmp_path):
-    assert load_settings()["select"]["threshold"] == DEFAULTS["select"]["threshold"]
+    assert load_settings() == Settings()
+    assert load_settings().select.threshold == 0.3
     path = tmp_path / "hitl.toml"
     path.write_text("[select]\nthreshold = 0.5\nspecies_max_share = 1\n[select.shares]\ngroup = 1\n")
     settings = load_settings(path)
-    assert settings["select"]["threshold"] == 0.5
-    assert settings["select"]["species_max_share"] == 1.0
-    assert settings["select"]["shares"] == {"group": 1.0}
-    assert DEFAULTS["select"]["threshold"] == 0.3  # defaults are not mutated
+    assert settings.select.threshold == 0.5
+    assert settings.select.species_max_share == 1.0
+    assert settings.select.shares == {"group": 1.0}
+    assert settings.select.data_strip == Settings().select.data_strip == 0.05  # the rest keeps its defaults
+    assert Settings().select.threshold == 0.3  # defaults are not mutated
 
 
 @pytest.mark.parametrize("text, message", [
@@ -63,6 +65,76 @@ def test_bad_settings_name_the_file_and_the_setting(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "none.toml")
+
+
+def test_settings_are_typed_structs_nobody_writes_into(tmp_path):
+    """A mistyped setting is an AttributeError (a type error to a checker), not a KeyError for a user;
+    a command-line option makes a new section, it never writes into the one everybody shares."""
+    import msgspec
+
+    from hitl.config import Price, overridden
+
+    settings = load_settings()
+    assert settings.score.concurrency == 8 and settings.embed.concurrency == 16
+    assert settings.score.prices["gemini-2.5-flash"] == Price(input=0.30, output=2.50)
+    with pytest.raises(AttributeError):
+        settings.score.concurency  # the typo is the test
+    with pytest.raises(AttributeError):
+        settings.score.concurrency = 32  # frozen
+    faster = overridden(settings.score, concurrency=32, attempts=None)  # None: the option was not given
+    assert (faster.concurrency, faster.attempts, settings.score.concurrency) == (32, 5, 8)
+    with pytest.raises(TypeError, match="concurency"):
+        overridden(settings.score, concurency=32)
+    whole = msgspec.structs.replace(settings, score=faster)
+    assert whole.score.concurrency == 32 and whole.select == settings.select and load_settings().score.concurrency == 8
+
+
+def test_a_file_adds_prices_and_keeps_the_types(tmp_path):
+    from hitl.config import Price
+
+    path = tmp_path / "hitl.toml"
+    path.write_text("[score]\nbatch_poll_seconds = 5\n[score.prices]\nmy-model = {input = 1, output = 2}\n"
+                    "[serve]\nport = 9000\n")
+    settings = load_settings(path)
+    assert settings.score.prices["my-model"] == Price(input=1.0, output=2.0)
+    assert settings.score.prices["gemini-2.5-pro"] == Price(input=1.25, output=10.0)  # added to, not replaced
+    assert isinstance(settings.score.batch_poll_seconds, float) and settings.score.batch_poll_seconds == 5.0
+    assert settings.serve.port == 9000 and settings.serve.host == "127.0.0.1"
+    assert "my-model" not in Settings().score.prices  # the defaults are not touched
+
+
+def _string_keyed_settings_reads(tree) -> list[int]:
+    """Lines of ``settings[...]``, ``obj.settings[...]``, ``cfg[...]`` with a string key in ``tree``."""
+    import ast
+
+    def named(node) -> str | None:
+        return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+
+    def reads_settings(node) -> bool:
+        while isinstance(node, (ast.Attribute, ast.Subscript)):
+            if named(node) in ("settings", "cfg"):
+                return True
+            node = node.value
+        return named(node) in ("settings", "cfg")
+
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str) and reads_settings(node.value)]
+
+
+def test_no_setting_is_read_by_a_string_key():
+    """The settings are handed through as typed structs (hitl.config): a reader names an attribute."""
+    import ast
+
+    from .conftest import REPO
+
+    found = {}
+    for path in sorted((REPO / "hitl").rglob("*.py")) + sorted((REPO / "scripts" / "bench").rglob("*.py")):
+        lines = _string_keyed_settings_reads(ast.parse(path.read_text(encoding="utf-8")))
+        if lines:
+            found[str(path.relative_to(REPO))] = lines
+    assert not found, f"read settings by attribute (settings.score.max_side), not by string key: {found}"
+    assert _string_keyed_settings_reads(ast.parse('x = obj.settings["score"]["max_side"] + cfg["seed"]')) == [1, 1, 1]
 
 
 def test_two_processes_opening_a_new_database_at_once(tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import sqlite3
+import threading
 
 import pytest
 from click.testing import CliRunner
@@ -20,6 +22,7 @@ from .conftest import SHARED
 
 SECRET = "example-secret"  # the one the shared deliveries were captured with
 DELIVERIES = sorted((SHARED / "labelstudio_webhooks").glob("0*.json"))
+pytestmark = pytest.mark.usefixtures("no_threads_left")  # every app a test makes is closed by it
 RATING_FIELDS = ("source", "project", "annotation_id", "task_id", "image_id", "annotator_id", "stars", "hero",
                  "comment", "boxes", "lead_time", "skipped", "deleted", "mode", "created_at", "updated_at")
 
@@ -30,7 +33,8 @@ def delivery(name: str) -> dict:
 
 @pytest.fixture
 def app(tmp_path, camera_traps):  # camera_traps: fail, never skip, when shared/ is missing
-    return create_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET, "TESTING": True})
+    with create_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET, "TESTING": True}) as app:
+        yield app
 
 
 @pytest.fixture
@@ -87,9 +91,10 @@ def test_any_order_gives_the_same_state(tmp_path, camera_traps):
     states = []
     for k, order in enumerate(orders):
         path = tmp_path / f"{k}.db"
-        client = create_app({"DATABASE": str(path), "WEBHOOK_SECRET": SECRET}).test_client()
-        for i in order:
-            assert post(client, bodies[i]).status_code == 200
+        with create_app({"DATABASE": str(path), "WEBHOOK_SECRET": SECRET}) as app:
+            client = app.test_client()
+            for i in order:
+                assert post(client, bodies[i]).status_code == 200
         states.append(state(path))
     assert all(s == states[0] for s in states[1:])
 
@@ -171,8 +176,8 @@ def test_wrong_types_and_missing_fields_are_400(client, app, path, value, expect
     assert fingerprint(app.config["DATABASE"]) == before
 
 
-def test_huge_body_is_413(tmp_path, camera_traps):
-    app = create_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET})
+def test_huge_body_is_413(tmp_path, camera_traps, webhook_app):
+    app = webhook_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET})
     client = app.test_client()
     before = fingerprint(app.config["DATABASE"])
     body = _mutate(CREATED, ["annotation", "result", 2, "value", "text"], ["x" * (11 * 1024 * 1024)])
@@ -242,6 +247,30 @@ def test_no_secret_no_service(tmp_path):
     assert result.exit_code == 1 and "loopback" in result.output
 
 
+def test_the_app_stops_what_it_starts(tmp_path, camera_traps):
+    """close() ends the writer and checkpoint threads and closes every connection the app opened,
+    as flaskr's close_db closes what get_db opened: SQLite then folds its log in and removes it."""
+    path = tmp_path / "h.db"
+    before = set(threading.enumerate())
+    app = create_app({"DATABASE": str(path), "WEBHOOK_SECRET": SECRET})
+    started = [t for t in threading.enumerate() if t not in before]
+    assert sorted(t.name for t in started) == ["wal-checkpoint", "webhook-writer"]
+    client = app.test_client()
+    assert post(client, delivery("01_annotation_created.json")).status_code == 200  # this thread's connection
+    assert client.get("/healthz", headers={"Authorization": f"Bearer {SECRET}"}).json["ratings"] == 1
+    worker = app.extensions["hitl_connections"].opened
+    assert len(worker) == 1 and path.with_name("h.db-wal").exists()
+    app.close()
+    assert not any(t.is_alive() for t in started)
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        worker[0].execute("SELECT 1")
+    assert not path.with_name("h.db-wal").exists()  # no connection left open anywhere
+    late = post(client, delivery("02_annotation_updated.json"))
+    assert late.status_code == 503 and late.is_json  # a closed service stores nothing, and says so
+    assert store.connect(path)["events"].count == 1
+
+
+
 # ---- fuzzing: never a 500, and a rejected request changes nothing ------------------------------------
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -269,11 +298,11 @@ def _fuzz_app(tmp_path_factory):
 @given(body=JSON, action=st.sampled_from(sorted(events.HANDLED) + ["PROJECT_UPDATED", ""]))
 def test_fuzz_random_bodies(tmp_path_factory, body, action):
     app, path = _fuzz_app(tmp_path_factory)
-    client = app.test_client()
     if isinstance(body, dict) and body and random.Random(len(str(body))).random() < 0.7:
         body["action"] = action
     before = fingerprint(path)
-    response = post(client, body)
+    with app:
+        response = post(app.test_client(), body)
     assert response.status_code in (200, 400), response.data
     assert response.is_json
     if response.status_code != 200:
@@ -284,13 +313,13 @@ def test_fuzz_random_bodies(tmp_path_factory, body, action):
 @given(which=st.integers(0, len(DELIVERIES) - 1), pick=st.integers(0, 10_000), value=JSON | st.just(KeyError))
 def test_fuzz_mutated_real_deliveries(tmp_path_factory, which, pick, value):
     app, path = _fuzz_app(tmp_path_factory)
-    client = app.test_client()
     body = json.loads(DELIVERIES[which].read_text())["body"]
     paths = [p for p in _paths(body) if p]
     target = list(paths[pick % len(paths)])
     mutated = _mutate(body, target, value)
     before = fingerprint(path)
-    response = post(client, mutated)
+    with app:
+        response = post(app.test_client(), mutated)
     assert response.status_code in (200, 400), (target, value, response.data)
     if response.status_code != 200:
         assert fingerprint(path) == before
@@ -302,7 +331,8 @@ def test_fuzz_mutated_real_deliveries(tmp_path_factory, which, pick, value):
 def test_fuzz_raw_bytes(tmp_path_factory, raw, content_type, secret):
     app, path = _fuzz_app(tmp_path_factory)
     before = fingerprint(path)
-    response = post(app.test_client(), None, raw=raw, content_type=content_type, secret=secret)
+    with app:
+        response = post(app.test_client(), None, raw=raw, content_type=content_type, secret=secret)
     assert response.status_code in (200, 400, 401)
     if response.status_code != 200:
         assert fingerprint(path) == before
@@ -312,8 +342,8 @@ def test_every_pair_order_of_update_and_create(tmp_path, camera_traps):
     created, updated = delivery("01_annotation_created.json"), delivery("02_annotation_updated.json")
     for order in itertools.permutations([created, updated, updated]):
         path = tmp_path / f"{id(order)}.db"
-        client = create_app({"DATABASE": str(path), "WEBHOOK_SECRET": SECRET}).test_client()
-        for body in order:
-            post(client, body)
+        with create_app({"DATABASE": str(path), "WEBHOOK_SECRET": SECRET}) as app:
+            for body in order:
+                post(app.test_client(), body)
         row = next(store.connect(path)["ratings"].rows)
         assert (row["stars"], row["hero"]) == (8, 1)  # the newer version wins whatever the order

@@ -7,6 +7,7 @@ import contextlib
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 from hitl import store
 from hitl.review.studio import free_port
 
-from .conftest import REPO, SHARED
+from .conftest import REPO, SHARED, _default_signals
 
 SECRET = "a-long-enough-test-secret"
 DELIVERY = json.loads((SHARED / "labelstudio_webhooks" / "01_annotation_created.json").read_text())["body"]
@@ -39,7 +40,8 @@ class Serve:
         self.db_path = tmp_path / "h.db"
         self.process = subprocess.Popen([sys.executable, "-m", "hitl", "serve", "--host", host, "--port",
                                          str(self.port), *args], env=env, cwd=tmp_path,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        preexec_fn=_default_signals)
 
     @property
     def netloc(self) -> str:
@@ -172,10 +174,25 @@ def test_insecure_is_for_loopback_only_ipv6_included(tmp_path):
         service.stop()
 
 
-def test_the_writer_syncs_before_it_answers(tmp_path):
-    from hitl.review.webhook import create_app
+def test_serve_stopped_by_ctrl_c_closes_what_it_opened(tmp_path):
+    """Ctrl+C: the server stops, then the app (hitl.review.webhook.WebhookApp.close): its threads end
+    and every connection closes, so SQLite folds the write-ahead log in and removes it."""
+    service = Serve(tmp_path)
+    try:
+        service.wait_ready()
+        assert service.post(fresh(1))[0] == 200
+        assert service.db_path.with_name("h.db-wal").exists()
+        service.process.send_signal(signal.SIGINT)
+        code, output = service.exits_with()
+    finally:
+        service.stop()
+    assert code == 0 and "Traceback" not in output, output
+    assert not service.db_path.with_name("h.db-wal").exists()
+    assert store.connect(service.db_path)["events"].count == 1
 
-    app = create_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET, "TESTING": True})
+
+def test_the_writer_syncs_before_it_answers(tmp_path, webhook_app):
+    app = webhook_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET, "TESTING": True})
     writer = app.extensions["hitl_writer"]
     result = writer.submit(fresh(1)).result(timeout=10)
     assert result[1] == "ok"
@@ -184,10 +201,8 @@ def test_the_writer_syncs_before_it_answers(tmp_path):
     assert store.connect(tmp_path / "h.db")["events"].count == 1
 
 
-def test_concurrent_deliveries_are_committed_in_groups(tmp_path):
-    from hitl.review.webhook import create_app
-
-    app = create_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET, "TESTING": True})
+def test_concurrent_deliveries_are_committed_in_groups(tmp_path, webhook_app):
+    app = webhook_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET, "TESTING": True})
     writer = app.extensions["hitl_writer"]
     writer.submit(fresh(0)).result(timeout=10)
     blocker = store.connect(tmp_path / "h.db")

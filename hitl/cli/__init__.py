@@ -30,9 +30,9 @@ def cli(ctx: click.Context, db_path: str, config_path: str | None) -> None:
 
 
 def _register() -> None:
-    from hitl.cli import compare, embed, learn, publish, review, score, select
+    from hitl.cli import compare, embed, learn, publish, review, score, select, vllm
 
-    for module in (select, score, embed, review, learn, compare, publish):
+    for module in (select, vllm, score, embed, review, learn, compare, publish):
         for command in module.COMMANDS:
             cli.add_command(command)
 

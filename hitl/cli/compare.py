@@ -1,42 +1,26 @@
 """The `compare` command: pairs of hero-set images to Label Studio, for a pairwise ranking."""
 from __future__ import annotations
 
-import os
-
 import click
 
-from hitl.cli.context import (
-    Context,
-    echo_err,
-    echo_left_out,
-    image_serving_options,
-    include_people_options,
-    url_option,
-    webhook_url_option,
-)
+from hitl.cli.context import Context, echo_err, echo_left_out, echo_skipped, include_people_options, studio_options
 
 DEFAULT_TITLE = "Hero comparison"
 
 
 @click.command()
 @click.option("-n", "n", type=click.IntRange(min=1), default=20, show_default=True, help="New pairs to push.")
-@url_option()
-@click.option("--project", "title", default=DEFAULT_TITLE, show_default=True,
-              help="Comparison project title: created if missing, reused if it exists.")
+@studio_options("Comparison project title: created if missing, reused if it exists.", DEFAULT_TITLE)
 @click.option("--policy", type=click.Choice(["any", "majority", "all"]), default="majority", show_default=True,
               help="Which images are heroes (as `hitl export`).")
 @click.option("--min-stars", type=click.IntRange(1, 10), help="Heroes must also have this mean of curators' stars.")
 @click.option("--min-per-image", type=click.IntRange(min=1), default=3, show_default=True,
               help="Pair every hero at least this many times before pairs of close estimates.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Tie-breaks and sides of the pairs.")
-@webhook_url_option("Register this webhook (secret from HITL_WEBHOOK_SECRET). [default: the `serve` address when "
-                    "HITL_WEBHOOK_SECRET is set]")
-@click.option("--no-webhook", is_flag=True, help="Register no webhook (answers then come in by `hitl sync`).")
-@image_serving_options
 @include_people_options("the pairs")
 @click.pass_obj
-def compare(obj: Context, n, url, title, policy, min_stars, min_per_image, seed, webhook_url, no_webhook,
-            document_root, image_url_template, include_people, include_undetected) -> None:
+def compare(obj: Context, n, studio, policy, min_stars, min_per_image, seed, include_people,
+            include_undetected) -> None:
     """Push N pairs of hero images to Label Studio: the curator picks the more beautiful, or "same".
 
     The pairs come from the current Bradley-Terry fit of the answers so far: every hero in at
@@ -53,13 +37,9 @@ def compare(obj: Context, n, url, title, policy, min_stars, min_per_image, seed,
     """
     from hitl.compare.push import push_pairs
 
-    url = obj.studio_url(url)
     summary = push_pairs(
-        obj.db, obj.studio_client(url), url=url, title=title, n=n, min_per_image=min_per_image, policy=policy,
-        min_stars=min_stars, seed=seed,
-        document_root=document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
-        url_template=image_url_template, webhook_url=obj.webhook_to_register(webhook_url, no_webhook),
-        secret=os.environ.get("HITL_WEBHOOK_SECRET"), threshold=obj.threshold, include_people=include_people,
+        obj.db, studio.client(), **studio.push_arguments(), title=studio.title, n=n, min_per_image=min_per_image,
+        policy=policy, min_stars=min_stars, seed=seed, threshold=obj.threshold, include_people=include_people,
         include_undetected=include_undetected)
     click.echo(f"Comparison project {summary.project_id} ({'created' if summary.project_created else 'reused'}): "
                f"{summary.pushed} pairs pushed, {summary.already} already there ({summary.waiting} waiting for an "
@@ -73,12 +53,9 @@ def compare(obj: Context, n, url, title, policy, min_stars, min_per_image, seed,
         echo_err(f"Only {summary.pushed} of the {summary.asked} pairs asked for are new "
                  f"({summary.possible - summary.pushed} pairs left never shown).")
     echo_left_out(summary.left_out)
-    for reason, count in summary.skipped.most_common():
-        click.echo(f"  skipped {count:>5}  {reason}")
-    for example in summary.skipped_examples[:5]:
-        click.echo(f"    e.g. {example}")
+    echo_skipped(summary)
     click.echo(f"Image storage: {summary.storage}; webhook: {summary.webhook}")
-    click.echo(f"Open {url.rstrip('/')}/projects/{summary.project_id}/data")
+    click.echo(f"Open {studio.url.rstrip('/')}/projects/{summary.project_id}/data")
 
 
 COMMANDS = [compare]

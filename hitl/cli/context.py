@@ -2,21 +2,23 @@
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from hitl.config import load_settings
+from hitl.config import Settings, load_settings
 from hitl.errors import HitlError, InputFormatError
 
 # The loop's order: `hitl --help` lists the commands as a curator meets them.
-COMMAND_ORDER = ("select", "score", "embed", "studio", "push", "labelme", "serve", "sync", "ratings", "replay",
-                 "learn", "next", "compare", "report", "queue", "gallery", "export")
+COMMAND_ORDER = ("select", "vllm", "score", "embed", "studio", "push", "labelme", "serve", "sync", "ratings",
+                 "replay", "learn", "next", "compare", "report", "queue", "gallery", "export")
 
 
 class HitlGroup(click.Group):
@@ -81,7 +83,7 @@ class Context:
 
     def __init__(self, db_path: str, config_path: str | None):
         self.db_path = db_path
-        self.settings = load_settings(config_path)
+        self.settings: Settings = load_settings(config_path)  # an option replaces a section, never writes into it
         self.creates_db = False
         self._db = None
 
@@ -95,16 +97,10 @@ class Context:
 
     @property
     def threshold(self) -> float:
-        return self.settings["select"]["threshold"]
+        return self.settings.select.threshold
 
     def studio_url(self, url: str | None) -> str:
-        return url or self.settings["studio"]["url"]
-
-    def studio_client(self, url: str):
-        """A checked Label Studio client (token from LABEL_STUDIO_API_KEY)."""
-        from hitl.review.client import connect
-
-        return connect(url, os.environ.get("LABEL_STUDIO_API_KEY"))
+        return url or self.settings.studio.url
 
     def webhook_to_register(self, given: str | None, refused: bool) -> str | None:
         """The webhook a push registers: the one given, else the `serve` address whenever a secret
@@ -114,8 +110,8 @@ class Context:
         return given or (self.webhook_url_default() if os.environ.get("HITL_WEBHOOK_SECRET") else None)
 
     def webhook_url_default(self) -> str:
-        serve = self.settings["serve"]
-        return f"http://{serve['host']}:{serve['port']}/webhooks/label-studio"
+        serve = self.settings.serve
+        return f"http://{serve.host}:{serve.port}/webhooks/label-studio"
 
 
 def echo_err(message: str) -> None:
@@ -141,21 +137,80 @@ def json_option(help: str = "Print the summary as JSON.") -> Callable:
     return click.option("--json", "as_json", is_flag=True, help=help)
 
 
+def studio_client(url: str):
+    """A checked Label Studio client at ``url`` (token from LABEL_STUDIO_API_KEY)."""
+    from hitl.review.client import connect
+
+    return connect(url, os.environ.get("LABEL_STUDIO_API_KEY"))
+
+
 def url_option(default_hint: str = "studio.url, http://127.0.0.1:8080") -> Callable:
     return click.option("--url", help=f"Label Studio address. [default: {default_hint}]")
 
 
-def webhook_url_option(help: str = "Register this webhook (secret from HITL_WEBHOOK_SECRET).") -> Callable:
-    return click.option("--webhook-url", help=help)
+@dataclass(frozen=True)
+class StudioTarget:
+    """Where and how a command pushes to Label Studio, from :func:`studio_options`: the address, the
+    title given (None: the command's default), the webhook to register (None: none) with its secret,
+    and how Label Studio reaches the images (a document root, or a URL template)."""
+
+    url: str
+    title: str | None
+    webhook_url: str | None
+    secret: str | None
+    document_root: str | None
+    url_template: str | None
+
+    def client(self):
+        return studio_client(self.url)
+
+    def push_arguments(self) -> dict[str, Any]:
+        """What every push (hitl.review.push.push, hitl.compare.push.push_pairs) takes from the options."""
+        return {"url": self.url, "webhook_url": self.webhook_url, "secret": self.secret,
+                "document_root": self.document_root, "url_template": self.url_template}
 
 
-def image_serving_options(fn: Callable) -> Callable:
-    """--document-root and --image-url-template: how Label Studio reaches the images (push, compare)."""
-    fn = click.option("--image-url-template",
-                      help="Serve images from a web server or bucket, e.g. https://host/photos/{image_id}.")(fn)
-    return click.option("--document-root", type=click.Path(file_okay=False),
-                        help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: that variable, else the "
-                             "folder above the images' root, as `hitl studio` sets it).")(fn)
+def studio_options(project_help: str, project_default: str | None = None) -> Callable:
+    """The Label Studio options of the commands that push (push, next, queue, compare), declared
+    once and given to the command as one ``studio`` argument (a :class:`StudioTarget`).
+
+    ``--project`` has the command's own help and default (a title for push and compare; the last
+    review project for next and queue, resolved by the command). The webhook's secret comes from
+    HITL_WEBHOOK_SECRET, never from the command line (where `ps` would show it)."""
+    options = [
+        url_option(),
+        click.option("--project", "title", default=project_default, show_default=project_default is not None,
+                     help=project_help),
+        click.option("--webhook-url", help="Register this webhook (secret from HITL_WEBHOOK_SECRET). [default: the "
+                                           "`serve` address when HITL_WEBHOOK_SECRET is set]"),
+        click.option("--no-webhook", is_flag=True, help="Register no webhook (`hitl sync` then brings the decisions in)."),
+        click.option("--image-url-template",
+                     help="Serve images from a web server or bucket, e.g. https://host/photos/{image_id}."),
+        click.option("--document-root", type=click.Path(file_okay=False), envvar="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT",
+                     help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: that variable, else the "
+                          "folder above the images' root, as `hitl studio` sets it)."),
+    ]
+
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def with_studio(*args, url, title, webhook_url, no_webhook, image_url_template, document_root, **kwargs):
+            obj = click.get_current_context().find_object(Context)
+            studio = StudioTarget(obj.studio_url(url), title, obj.webhook_to_register(webhook_url, no_webhook),
+                                  os.environ.get("HITL_WEBHOOK_SECRET"), document_root, image_url_template)
+            return command(*args, studio=studio, **kwargs)
+
+        for option in reversed(options):  # listed in --help in this order
+            with_studio = option(with_studio)
+        return with_studio
+    return decorate
+
+
+def echo_skipped(summary) -> None:
+    """What a push left out (images or pairs): the count of each reason, then a few examples."""
+    for reason, count in summary.skipped.most_common():
+        click.echo(f"  skipped {count:>5}  {reason}")
+    for example in summary.skipped_examples[:5]:
+        click.echo(printable(f"    e.g. {example}"))
 
 
 def counted(lines: list[str], title: str, counter, indent: str = "  ") -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 
 import click
+import msgspec
 
 from hitl.cli.context import Context, echo_err, json_option
+from hitl.config import overridden
 
 
 @click.command()
@@ -54,9 +56,8 @@ def embed(obj: Context, model, base_urls, concurrency, images_dir, md_path, camt
     if (media_root and not camtrap_dp) or (speciesnet and not md_path):
         raise click.UsageError("--media-root goes with --camtrap-dp, --speciesnet with --md")
     obj.creates_db = bool(images_dir or collection)  # a folder or a collection can start a database
-    settings = obj.settings
-    if concurrency:
-        settings["embed"]["concurrency"] = concurrency
+    settings = obj.settings = msgspec.structs.replace(obj.settings, embed=overridden(obj.settings.embed,
+                                                                                      concurrency=concurrency))
     backend = make_embedder(model, settings, list(base_urls) or None)
     backend.probe()
     targets, where = _targets(obj, images_dir, md_path, camtrap_dp, media_root, speciesnet)

@@ -1,11 +1,9 @@
 """The learning commands: `learn` (the curators' taste as a rater) and `next` (what to review next)."""
 from __future__ import annotations
 
-import os
-
 import click
 
-from hitl.cli.context import Context, echo_err, json_option, print_json, url_option, webhook_url_option
+from hitl.cli.context import Context, echo_err, echo_skipped, json_option, print_json, studio_options
 
 FIGURE_NAMES = (("spearman", "Spearman"), ("qwk", "QWK"), ("mae", "MAE"), ("hero_auc", "hero AUC"),
                 ("precision_at_k", "precision@k"), ("ece", "ECE"))
@@ -87,19 +85,17 @@ def _interval(ci: list[float]) -> str:
               help="hero: likeliest heroes first; uncertain: where the model is least sure; mixed: half each.")
 @click.option("--dry-run", is_flag=True, help="Push nothing; with --out, write the choice to a CSV.")
 @click.option("--out", "out_csv", type=click.Path(dir_okay=False), help="CSV of image_id, p_hero, stars_pred, reason.")
-@url_option()
-@click.option("--project", "title", help="Project title. [default: the last project pushed]")
+@studio_options("Project title. [default: the last project pushed]")
 @click.option("--mode", type=click.Choice(["assisted", "blind"]), help="[default: push.mode]")
-@webhook_url_option("Register this webhook. [default: the `serve` address when HITL_WEBHOOK_SECRET is set]")
-@click.option("--no-webhook", is_flag=True, help="Register no webhook (decisions then come in by `hitl sync`).")
 @click.pass_obj
-def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, webhook_url, no_webhook) -> None:
+def next_command(obj: Context, n, strategy, dry_run, out_csv, studio, mode) -> None:
     """Push the N unreviewed candidates most worth a curator's time (no sequence twice).
 
     \b
     Examples:
         python -m hitl next -n 50
         python -m hitl next -n 100 --strategy uncertain --dry-run --out next.csv
+        python -m hitl next -n 50 --image-url-template "https://example.org/traps/{image_id}"
     """
     from hitl.files import make_file_folder, write_atomic
     from hitl.learn import HERO_P
@@ -126,14 +122,13 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, url, title, mode, 
             click.echo(f"  {c.image_id:40} p(hero) {c.p_hero:.2f}  {c.reason}")
         return
     settings = obj.settings
-    url = obj.studio_url(url)
     summary = review.push(
-        obj.db, obj.studio_client(url), url=url,
-        title=title or queries.last_review_title(obj.db) or settings["push"]["project"],
-        mode=mode or settings["push"]["mode"], document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
-        webhook_url=obj.webhook_to_register(webhook_url, no_webhook), secret=os.environ.get("HITL_WEBHOOK_SECRET"),
-        threshold=obj.threshold, image_ids=[c.image_id for c in chosen], echo=echo_err)
+        obj.db, studio.client(), **studio.push_arguments(),
+        title=studio.title or queries.last_review_title(obj.db) or settings.push.project,
+        mode=mode or settings.push.mode, threshold=obj.threshold, image_ids=[c.image_id for c in chosen],
+        echo=echo_err)
     click.echo(f"Project {summary.project_id}: {summary.pushed} pushed, {summary.already} already there")
+    echo_skipped(summary)
 
 
 COMMANDS = [learn, next_command]

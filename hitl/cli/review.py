@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from collections import Counter
 from datetime import timezone
 from pathlib import Path
@@ -14,30 +13,25 @@ import click
 from hitl.cli.context import (
     Context,
     echo_err,
-    image_serving_options,
+    echo_skipped,
     json_option,
     printable,
+    studio_client,
+    studio_options,
     url_option,
-    webhook_url_option,
 )
 
 
 @click.command()
-@url_option()
-@click.option("--project", "title", help="Project title: created if missing, reused if it exists.")
+@studio_options("Project title: created if missing, reused if it exists. [default: push.project]")
 @click.option("--mode", type=click.Choice(["assisted", "blind"]), help="Show model opinions or not. [default: assisted]")
 @click.option("--prefill", help="Assisted mode: the model whose rating and hero choice are prefilled.")
-@webhook_url_option("Register this webhook (secret from HITL_WEBHOOK_SECRET). [default: the `serve` address when "
-                    "HITL_WEBHOOK_SECRET is set]")
-@click.option("--no-webhook", is_flag=True, help="Register no webhook (decisions then come in by `hitl sync`).")
-@image_serving_options
 @click.option("--batch-size", type=click.IntRange(min=1), help="Tasks per import request. [default: 500]")
 @click.option("--bursts", is_flag=True,
               help="One task per candidate with the frames of its burst (kept by `select --frames-per-burst`): "
                    "the curator picks the best frame and rates it. Use a project of its own.")
 @click.pass_obj
-def push(obj: Context, url, title, mode, prefill, webhook_url, no_webhook, document_root, image_url_template,
-         batch_size, bursts) -> None:
+def push(obj: Context, studio, mode, prefill, batch_size, bursts) -> None:
     """Push the candidates into Label Studio for review, with every model's opinion.
 
     Creates or reuses the project by title, makes the images reachable (local-files storage
@@ -56,28 +50,17 @@ def push(obj: Context, url, title, mode, prefill, webhook_url, no_webhook, docum
     from hitl.review import push as review
 
     settings = obj.settings
-    url = obj.studio_url(url)
     summary = review.push(
-        obj.db, obj.studio_client(url), url=url,
-        title=title or settings["push"]["project"] + (" (bursts)" if bursts else ""),
-        mode=mode or settings["push"]["mode"], prefill=prefill,
-        document_root=document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
-        url_template=image_url_template, webhook_url=obj.webhook_to_register(webhook_url, no_webhook),
-        secret=os.environ.get("HITL_WEBHOOK_SECRET"), batch_size=batch_size or settings["push"]["batch_size"],
+        obj.db, studio.client(), **studio.push_arguments(),
+        title=studio.title or settings.push.project + (" (bursts)" if bursts else ""),
+        mode=mode or settings.push.mode, prefill=prefill, batch_size=batch_size or settings.push.batch_size,
         threshold=obj.threshold, echo=echo_err, with_bursts=bursts, settings=settings)
     click.echo(f"Project {summary.project_id} ({'created' if summary.project_created else 'reused'}, "
                f"{summary.mode}, prefilled: {summary.model_version}): {summary.pushed} tasks pushed, "
                f"{summary.already} already there")
-    _skipped(summary)
-    for example in summary.skipped_examples[:5]:
-        click.echo(f"    e.g. {example}")
+    echo_skipped(summary)
     click.echo(f"Image storage: {summary.storage}; webhook: {summary.webhook}")
-    click.echo(f"Open {url.rstrip('/')}/projects/{summary.project_id}/data")
-
-
-def _skipped(summary) -> None:
-    for reason, count in summary.skipped.most_common():
-        click.echo(f"  skipped {count:>5}  {reason}")
+    click.echo(f"Open {studio.url.rstrip('/')}/projects/{summary.project_id}/data")
 
 
 @click.command()
@@ -102,45 +85,32 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
     """
     from converters.labelstudio import default_document_root
     from hitl.errors import HitlError
+    from hitl.process import stopped_on_exit
     from hitl.review import studio as ls
     from hitl.store import queries
 
     obj.creates_db = True
-    settings = obj.settings["studio"]
+    settings = obj.settings.studio
     given_password, given_token = os.environ.get("LABEL_STUDIO_PASSWORD"), os.environ.get("LABEL_STUDIO_API_KEY")
     if document_root is None:
         roots = sorted(set(queries.image_roots(obj.db).values()))
         document_root = default_document_root(roots) if roots else os.getcwd()
     config = ls.StudioConfig(
-        data_dir=Path(data_dir) if data_dir else Path(obj.db_path).resolve().parent / settings["data_dir"],
+        data_dir=Path(data_dir) if data_dir else Path(obj.db_path).resolve().parent / settings.data_dir,
         document_root=Path(document_root).resolve(),
-        username=os.environ.get("LABEL_STUDIO_USERNAME") or settings["username"],
+        username=os.environ.get("LABEL_STUDIO_USERNAME") or settings.username,
         password=given_password or ls.new_token()[:16],
         token=given_token or ls.new_token(),
-        port=port or settings["port"],
+        port=port or settings.port,
         webhook_url=webhook_url or obj.webhook_url_default(),
     )
     log = config.data_dir / "label-studio.log"
-    # Ctrl+C, SIGTERM (a script, systemd, docker stop) and SIGHUP (a closed terminal) all stop
-    # Label Studio, or its install, through the finally below: handled from before the install,
-    # which would otherwise be cut off with pip left writing .venv-studio. Only the first signal
-    # does: a second one (Ctrl+C twice, or a process group signalled while a script signals us
-    # too) arriving at any moment, even before the finally has begun, must not cut the stop short
-    # and leave its port held. Should we be killed outright, Label Studio and pip get SIGTERM
-    # from the kernel (ls.start).
-    stopping = []
-
-    def stop_once(signum, _frame) -> None:
-        if not stopping:
-            stopping.append(signum)
-            raise SystemExit(0)
-
-    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(stop_signal, stop_once)
-    process = None
-    try:
+    # Stop signals are heard from before the install, which would otherwise be cut off with pip left
+    # writing .venv-studio (it stops its pip itself, run_to_end); Label Studio is stopped on the way out.
+    with stopped_on_exit("Label Studio", echo_err) as started:
         binary = ls.find_binary(install=True, echo=echo_err)
         process = ls.start(config, binary, log)
+        started.append(process)
         seconds = ls.wait_until_healthy(config, process, log)
         click.echo(f"Label Studio is up at {config.url} ({seconds:.0f} s); log: {log}")
         # only what was made up here is shown: a secret the user set stays where they put it
@@ -154,12 +124,6 @@ def studio(obj: Context, port, data_dir, document_root, webhook_url) -> None:
                    f"{'off (loopback webhook)' if ls.is_loopback_url(config.webhook_url) else 'on'}. Ctrl+C stops.")
         code = process.wait()
         raise HitlError(f"Label Studio stopped by itself (exit code {code}); see its log {log}")
-    finally:
-        stopping.append("done")  # from here on every signal is ignored by stop_once
-        if len(stopping) > 1:
-            echo_err("Stopping Label Studio")
-        if process is not None:
-            ls.stop(process)
 
 
 @click.group()
@@ -215,9 +179,14 @@ def labelme_export(obj: Context, out_dir, mode, prefill, overwrite, bursts) -> N
     click.echo(f"Open them with: labelme <folder of images or JSON files in {where}> --flags {flags}")
 
 
+# `labelme import` and `sync --labelme` read a folder the same way, curator included
+curator_option = click.option("--curator", help="Who made the Labelme folder's decisions (a name or an email). "
+                                                "[default: the folder's name]")
+
+
 @labelme.command("import")
 @click.argument("folder", type=click.Path(file_okay=False, exists=True))
-@click.option("--curator", help="Who made these decisions (a name or an email). [default: the folder's name]")
+@curator_option
 @click.pass_obj
 def labelme_import(obj: Context, folder, curator) -> None:
     """Read curators' decisions back from a folder of Labelme files into the database.
@@ -229,14 +198,10 @@ def labelme_import(obj: Context, folder, curator) -> None:
     Example:
         python -m hitl labelme import review/
     """
-    from hitl.review.labelme import read_labelme_folder
-    from hitl.store import transaction
-    from hitl.store.ratings import record_ratings
+    from hitl.review.labelme import record_labelme_folder
 
     obj.creates_db = True
-    ratings, problems = read_labelme_folder(folder, curator)
-    with transaction(obj.db):
-        counts = record_ratings(obj.db, ratings, via="labelme")
+    ratings, problems, counts = record_labelme_folder(obj.db, folder, curator)
     click.echo(f"{len(ratings)} decisions read: {counts['new']} new, {counts['updated']} updated, "
                f"{counts['unchanged']} unchanged, {counts['older']} older than stored")
     reasons = Counter(p.reason for p in problems)
@@ -266,8 +231,8 @@ def serve(obj: Context, host, port, threads, insecure) -> None:
     from hitl.review.studio import is_loopback_host, port_is_free
     from hitl.review.webhook import DEFAULT_MAX_BYTES, check_secret, create_app
 
-    host = host or obj.settings["serve"]["host"]
-    port = port or obj.settings["serve"]["port"]
+    host = host or obj.settings.serve.host
+    port = port or obj.settings.serve.port
     secret = os.environ.get("HITL_WEBHOOK_SECRET")
     if not secret and not insecure:
         raise click.ClickException("set HITL_WEBHOOK_SECRET (the secret `hitl push` registers with the webhook), "
@@ -285,9 +250,10 @@ def serve(obj: Context, host, port, threads, insecure) -> None:
     # body past 10 MB while it is read (not buffered to /tmp first), headers must be in within 5 s
     # and a connection that sends nothing for 10 s is dropped; at the connection limit the slowest
     # give way, so a crowd of slow connections cannot lock Label Studio out.
-    serve_http(app, host=host.strip("[]"), port=port, threads=threads, secret=secret, ident="hero-hitl",
-               max_request_body_size=DEFAULT_MAX_BYTES, channel_timeout=10, cleanup_interval=1,
-               max_request_header_size=64 * 1024)
+    with app:  # once the server has stopped: the writer writes what it was given, threads end, connections close
+        serve_http(app, host=host.strip("[]"), port=port, threads=threads, secret=secret, ident="hero-hitl",
+                   max_request_body_size=DEFAULT_MAX_BYTES, channel_timeout=10, cleanup_interval=1,
+                   max_request_header_size=64 * 1024)
 
 
 @click.command()
@@ -366,8 +332,9 @@ def replay(obj: Context) -> None:
                    "times without a zone are UTC).")
 @click.option("--labelme", "labelme_dir", type=click.Path(exists=True, file_okay=False),
               help="Reconcile from a Labelme folder.")
+@curator_option
 @click.pass_obj
-def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_dir) -> None:
+def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_dir, curator) -> None:
     """Reconcile the ratings with Label Studio (or an export, or a Labelme folder).
 
     Every decision is checked and upserted; annotations the export proves gone (older than
@@ -379,14 +346,16 @@ def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_d
     Examples:
         LABEL_STUDIO_API_KEY=... python -m hitl sync
         python -m hitl sync --from-export project-1-at-2026-11-21.json
-        python -m hitl sync --labelme review/
+        python -m hitl sync --labelme review/ --curator ana@example.org
     """
     from hitl.review import reconcile
 
+    if curator and not labelme_dir:
+        raise click.UsageError("--curator names who made a Labelme folder's decisions: use it with --labelme")
     obj.creates_db = True
     db = obj.db
     if labelme_dir:
-        _sync_line(f"Labelme {labelme_dir}", reconcile.sync_labelme(db, labelme_dir))
+        _sync_line(f"Labelme {labelme_dir}", reconcile.sync_labelme(db, labelme_dir, curator))
         return
     if export_file:
         when = taken_at if taken_at is None or taken_at.tzinfo else taken_at.replace(tzinfo=timezone.utc)
@@ -394,9 +363,9 @@ def sync(obj: Context, url, titles, export_file, project_id, taken_at, labelme_d
         _sync_line(f"Export {export_file} (project {pid})", result)
         return
     url = obj.studio_url(url)
-    client = obj.studio_client(url)
+    client = studio_client(url)
     for project in reconcile.projects_to_sync(db, client, url, list(titles)):
-        result = reconcile.sync_project(db, client, url, project["id"])
+        result = reconcile.sync_project(db, client, project["id"])
         _sync_line(f"Project {project['id']} ({project['title']})", result, f"webhook: {result.webhook}")
 
 
@@ -414,18 +383,15 @@ def _sync_line(name: str, result, extra: str = "") -> None:
 
 @click.command()
 @click.option("-n", "n", type=click.IntRange(min=1), default=50, show_default=True, help="How many images.")
-@url_option("studio.url")
-@click.option("--project", "title",
-              help="Adjudication project title. [default: '<the last project pushed> (adjudication)']")
-@webhook_url_option("Register this webhook for it. [default: the `serve` address when HITL_WEBHOOK_SECRET is set]")
-@click.option("--no-webhook", is_flag=True, help="Register no webhook.")
+@studio_options("Adjudication project title. [default: '<the last project pushed> (adjudication)']")
 @click.pass_obj
-def queue(obj: Context, n, url, title, webhook_url, no_webhook) -> None:
+def queue(obj: Context, n, studio) -> None:
     """Send the top N disagreements to a blind adjudication project for a second curator.
 
     \b
     Example:
         python -m hitl queue -n 40 --webhook-url http://127.0.0.1:8765/webhooks/label-studio
+        python -m hitl queue -n 40 --image-url-template "https://example.org/traps/{image_id}"
     """
     from hitl.analyse.disagreements import rank_disagreements
     from hitl.review import push as review
@@ -435,18 +401,13 @@ def queue(obj: Context, n, url, title, webhook_url, no_webhook) -> None:
     ranked = [r for r in rank_disagreements(long_table(obj.db)) if r["reason"] != "agree"][:n]
     if not ranked:
         raise click.ClickException("no disagreements yet: score with two models or collect curator ratings first")
-    settings = obj.settings
-    url = obj.studio_url(url)
     summary = review.push(
-        obj.db, obj.studio_client(url), url=url,
-        title=title or f"{queries.last_review_title(obj.db) or settings['push']['project']} (adjudication)",
-        mode="blind", document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
-        webhook_url=obj.webhook_to_register(webhook_url, no_webhook),
-        secret=os.environ.get("HITL_WEBHOOK_SECRET"), threshold=obj.threshold,
-        image_ids=[r["image_id"] for r in ranked])
+        obj.db, studio.client(), **studio.push_arguments(),
+        title=studio.title or f"{queries.last_review_title(obj.db) or obj.settings.push.project} (adjudication)",
+        mode="blind", threshold=obj.threshold, image_ids=[r["image_id"] for r in ranked])
     click.echo(f"Adjudication project {summary.project_id} (blind): {summary.pushed} queued, {summary.already} already "
                f"there; the first: {ranked[0]['image_id']} ({ranked[0]['reason']})")
-    _skipped(summary)
+    echo_skipped(summary)
 
 
 COMMANDS = [studio, push, labelme, serve, sync, ratings, replay, queue]

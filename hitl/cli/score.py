@@ -6,8 +6,10 @@ from collections import Counter
 from pathlib import Path
 
 import click
+import msgspec
 
 from hitl.cli.context import Context, echo_err, json_option
+from hitl.config import overridden
 from hitl.remote import is_transient
 
 
@@ -78,9 +80,8 @@ def score(obj: Context, model, batch, resume, job_name, cancel_job, concurrency,
         return _import(obj, import_path, model, prompt_version, images_dir, as_json, replace)
     if replace:
         raise click.UsageError("--replace goes with --import (it lets a label file overwrite scores from elsewhere)")
-    if concurrency:
-        obj.settings["score"]["concurrency"] = concurrency
-    pv = prompt_version or obj.settings["score"]["prompt_version"]
+    obj.settings = msgspec.structs.replace(obj.settings, score=overridden(obj.settings.score, concurrency=concurrency))
+    pv = prompt_version or obj.settings.score.prompt_version
     if export_path:
         from hitl.files import make_file_folder
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import click
+import msgspec
 
 from hitl.cli.context import Context, counted, echo_err, json_option, print_json
+from hitl.config import overridden
 
 
 @click.command()
@@ -63,12 +65,9 @@ def select(obj: Context, md_path, camtrap_dp, media_root, speciesnet_path, cct_p
     if out_csv:  # before the run: a path that cannot be written is said at once
         make_file_folder(out_csv)
 
-    cfg = obj.settings["select"]
-    for key, value in (("seed", seed), ("threshold", threshold), ("include_people", include_people),
-                       ("sequence_gap_seconds", gap_seconds), ("check_files", check_files),
-                       ("frames_per_burst", frames_per_burst)):
-        if value is not None:
-            cfg[key] = value
+    cfg = overridden(obj.settings.select, seed=seed, threshold=threshold, include_people=include_people,
+                     sequence_gap_seconds=gap_seconds, check_files=check_files, frames_per_burst=frames_per_burst)
+    obj.settings = msgspec.structs.replace(obj.settings, select=cfg)
     ranker = None
     if learned:  # scikit-learn is loaded only then; the decisions are checked before a big file is read
         from hitl.learn.rank import learned_ranker

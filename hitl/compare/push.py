@@ -26,7 +26,6 @@ from hitl.compare.order import PREFERENCE_S
 from hitl.compare.pairs import next_pairs
 from hitl.compare.strength import fit_bradley_terry
 from hitl.errors import HitlError
-from hitl.review.client import studio_errors
 from hitl.review.push import PushSummary, cache_users, ensure_local_storage, ensure_webhook, import_tasks
 from hitl.store import queries, transaction, utc_now
 from hitl.store.detector import publishable
@@ -198,27 +197,26 @@ def push_pairs(db: sqlite_utils.Database, client, *, url: str, title: str, n: in
                                   include_people=include_people, include_undetected=include_undetected)
     ids = sorted(urls)
     index = {image_id: k for k, image_id in enumerate(ids)}
-    with studio_errors(url, f"pushing pairs to project {title!r}"):
-        project, summary.project_created = ensure_pairwise_project(db, client, url, title)
-        summary.project_id = project.id
-        if webhook_url:  # before the import: a missing secret stops the run with nothing pushed
-            summary.webhook = ensure_webhook(client, project.id, webhook_url, secret)
-            with transaction(db):
-                db.execute("UPDATE ls_projects SET webhook_url = ? WHERE id = ?", [webhook_url, project.id])
-        if root is not None:
-            summary.storage = ensure_local_storage(client, project.id, roots, root)
-        pushed = pushed_pairs(db, client, project.id)
-        answered = [c for c in curator_comparisons(db) if c["left"] in index and c["right"] in index]
-        outcomes = comparison_outcomes(answered, index)
-        done = {frozenset(index[i] for i in pair) for pair in pushed if pair.issubset(index)}
-        answered_pairs = {frozenset((index[c["left"]], index[c["right"]])) for c in answered}
-        summary.already, summary.answered = len(pushed), len(outcomes)
-        summary.waiting = len(done - answered_pairs)
-        done |= answered_pairs
-        summary.possible = len(ids) * (len(ids) - 1) // 2 - len(done)
-        pairs = choose_pairs(len(ids), outcomes, done, n, min_per_image, seed)
-        tasks = [pair_task(ids[a], ids[b], urls[ids[a]], urls[ids[b]]) for a, b in pairs]
-        import_tasks(db, client, project.id, title, tasks, [ids[a] for a, _ in pairs], batch_size, summary,
-                     progress, others=[ids[b] for _, b in pairs])
-        cache_users(db, client, url)  # deliveries name annotators by id; keep their emails at hand
+    project, summary.project_created = ensure_pairwise_project(db, client, url, title)
+    summary.project_id = project.id
+    if webhook_url:  # before the import: a missing secret stops the run with nothing pushed
+        summary.webhook = ensure_webhook(client, project.id, webhook_url, secret)
+        with transaction(db):
+            db.execute("UPDATE ls_projects SET webhook_url = ? WHERE id = ?", [webhook_url, project.id])
+    if root is not None:
+        summary.storage = ensure_local_storage(client, project.id, roots, root)
+    pushed = pushed_pairs(db, client, project.id)
+    answered = [c for c in curator_comparisons(db) if c["left"] in index and c["right"] in index]
+    outcomes = comparison_outcomes(answered, index)
+    done = {frozenset(index[i] for i in pair) for pair in pushed if pair.issubset(index)}
+    answered_pairs = {frozenset((index[c["left"]], index[c["right"]])) for c in answered}
+    summary.already, summary.answered = len(pushed), len(outcomes)
+    summary.waiting = len(done - answered_pairs)
+    done |= answered_pairs
+    summary.possible = len(ids) * (len(ids) - 1) // 2 - len(done)
+    pairs = choose_pairs(len(ids), outcomes, done, n, min_per_image, seed)
+    tasks = [pair_task(ids[a], ids[b], urls[ids[a]], urls[ids[b]]) for a, b in pairs]
+    import_tasks(db, client, project.id, title, tasks, [ids[a] for a, _ in pairs], batch_size, summary,
+                 progress, others=[ids[b] for _, b in pairs])
+    cache_users(db, client)  # deliveries name annotators by id; keep their emails at hand
     return summary

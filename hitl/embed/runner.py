@@ -15,6 +15,7 @@ import numpy as np
 import sqlite_utils
 
 from hitl import retry
+from hitl.config import Settings
 from hitl.embed.backends.base import EmbedBackend, EmbedTarget
 from hitl.embed.record import EmbedSummary, Recorder, Result, finish_run, start_run
 from hitl.errors import AuthError, CallError, RetryableError
@@ -25,9 +26,9 @@ from hitl.progress import progress_bar
 INTERRUPTED = "interrupted: rerun the same command to continue where it stopped"
 
 
-def senders(backend: EmbedBackend, settings: dict[str, Any]) -> int:
+def senders(backend: EmbedBackend, settings: Settings) -> int:
     """Calls in flight: the setting for a server, the backend's own number for a local model."""
-    return backend.local_senders or settings["embed"]["concurrency"]
+    return backend.local_senders or settings.embed.concurrency
 
 
 def embed_call(policy, backend: EmbedBackend, prepared: Any) -> Result | None:
@@ -46,18 +47,18 @@ def embed_call(policy, backend: EmbedBackend, prepared: Any) -> Result | None:
 
 
 def run_embed(db: sqlite_utils.Database, backend: EmbedBackend, targets: list[EmbedTarget],
-              settings: dict[str, Any], *, skipped: int = 0, progress: bool | None = None) -> EmbedSummary:
+              settings: Settings, *, skipped: int = 0, progress: bool | None = None) -> EmbedSummary:
     """Embed ``targets`` with ``backend``, writing each vector as it arrives.
 
     An authentication or permission error stops the run at once: the images not done stay
     without a vector (a rerun with the right key does them), and AuthError says why.
     """
-    cfg = settings["embed"]
+    cfg = settings.embed
     run_id = start_run(db, backend.name, len(targets), {**backend.parameters(), "concurrency": senders(backend, settings),
-                                                        "attempts": cfg["attempts"]})
+                                                        "attempts": cfg.attempts})
     summary = EmbedSummary(run_id, backend.name, backend.run_mode, len(targets), skipped_done=skipped)
     stop = threading.Event()
-    policy = retry.retrying(settings, stop, section="embed")
+    policy = retry.retrying(settings.embed, stop)
     recorder = Recorder(db, summary)
     bar = progress_bar(progress, total=len(targets), desc=f"Embedding with {backend.name}", unit="img")
 

@@ -10,6 +10,7 @@ import sqlite_utils
 
 from converters.megadetector import KIND_NAMES
 from hitl.analyse.consensus import latest_per_curator
+from hitl.config import SelectSettings
 from hitl.learn import LEARNED
 from hitl.learn.features import META, MODE, Codes, Features, common_tags, meta_matrix, rater_columns, rater_matrix
 from hitl.select import strata
@@ -27,7 +28,7 @@ class Images:
     scores: dict[str, list[dict]]  # ok model results per image (the learned rater's own left out)
 
 
-def load_images(db: sqlite_utils.Database, cfg: dict[str, Any]) -> Images:
+def load_images(db: sqlite_utils.Database, cfg: SelectSettings) -> Images:
     """Detector-derived facts through the same function selection uses (strata.image_features),
     so a model of them means the same on a candidate and on an unseen image of a detector file."""
     rows = queries.images(db)
@@ -46,7 +47,7 @@ def load_images(db: sqlite_utils.Database, cfg: dict[str, Any]) -> Images:
         np.asarray(det["image"], dtype=np.int64), np.asarray(det["kind"], dtype=np.int8),
         np.asarray(det["conf"], dtype=np.float32), np.asarray(det["bbox"], dtype=np.float32).reshape(-1, 4),
         np.asarray([species_codes.get(s, -1) for s in det["species"]], dtype=np.int32), len(ids),
-        cfg["threshold"], cfg["edge_margin"], cfg["data_strip"])
+        cfg.threshold, cfg.edge_margin, cfg.data_strip)
     has_record = np.zeros(len(ids), dtype=bool)
     has_record[np.asarray(det["image"], dtype=np.int64)] = True
     meta = {name: _missing_without(getattr(feats, name).astype(float), has_record)

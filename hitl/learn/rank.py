@@ -10,11 +10,11 @@ head's two columns at once, so a million of them are never in memory together.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import sqlite_utils
 
+from hitl.config import SelectSettings
 from hitl.learn import model as M
 from hitl.learn import pixels as P
 from hitl.learn import raters as R
@@ -26,7 +26,7 @@ from hitl.store.embeddings import vector_chunks
 COLUMNS = [name for name, _ in META] + [MODE]
 
 
-def check_decisions(db: sqlite_utils.Database, cfg: dict[str, Any]) -> tuple[Images, Decisions]:
+def check_decisions(db: sqlite_utils.Database, cfg: SelectSettings) -> tuple[Images, Decisions]:
     """The store's images and decisions, refusing at once (before a big detector file is read) when
     there are too few to learn from."""
     images = load_images(db, cfg)
@@ -35,7 +35,7 @@ def check_decisions(db: sqlite_utils.Database, cfg: dict[str, Any]) -> tuple[Ima
     return images, decisions
 
 
-def learned_ranker(db: sqlite_utils.Database, cfg: dict[str, Any], embeddings: str = NEWEST
+def learned_ranker(db: sqlite_utils.Database, cfg: SelectSettings, embeddings: str = NEWEST
                    ) -> Callable[[], MetaRanker]:
     """What `select --learned` ranks by (:func:`hitl.select.run.run_selection`'s ``ranker``): the
     store's decisions and the vectors asked for (``embeddings`` as for `learn`) checked now, the

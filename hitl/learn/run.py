@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
+from hitl.config import Settings
 from hitl.errors import HitlError
 from hitl.learn import HERO_P
 from hitl.learn import model as M
@@ -68,13 +69,13 @@ class TooFewDecisions(HitlError):
     """Fewer decisions than a model can be judged on; the message says which model agrees best meanwhile."""
 
 
-def learn(db: sqlite_utils.Database, settings: dict[str, Any], seed: int = 0, k: int = 20,
+def learn(db: sqlite_utils.Database, settings: Settings, seed: int = 0, k: int = 20,
           embeddings: str = NEWEST) -> LearnResult:
     """Fit, validate, store the figures and the learned rater's predictions; return the figures.
 
     ``embeddings``: the model whose image vectors the rater reads (NEWEST: the newest in the store,
     if any; NO_VECTORS: none, the detector-only rater)."""
-    images = load_images(db, settings["select"])
+    images = load_images(db, settings.select)
     decisions = load_decisions(db, images)
     layout = Layout.of(images)
     refuse_too_few(images, decisions)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 import sqlite_utils
 
+from hitl.config import Settings
 from hitl.store import bursts, queries
 
 NO_BURST = "no burst frames (select with --frames-per-burst K)"
 
 
-def burst_rows(db: sqlite_utils.Database, rows: list[dict], settings: dict[str, Any] | None,
+def burst_rows(db: sqlite_utils.Database, rows: list[dict], settings: Settings | None,
                echo: Callable[[str], None] = lambda _m: None) -> tuple[list[dict], Counter]:
     """The rows (candidates) whose sequence has kept frames, each with ``frames``: at most
     MAX_FRAMES in time order (the best by selection's quality, the candidate's always among them),
@@ -43,7 +43,7 @@ def burst_rows(db: sqlite_utils.Database, rows: list[dict], settings: dict[str, 
     return out, left_out
 
 
-def score_with_baseline(db: sqlite_utils.Database, image_ids: list[str], settings: dict[str, Any],
+def score_with_baseline(db: sqlite_utils.Database, image_ids: list[str], settings: Settings,
                         echo: Callable[[str], None]) -> int:
     """Score with the offline baseline the given images it has not scored; returns how many."""
     from hitl.score.backends.baseline import BaselineBackend
@@ -51,9 +51,9 @@ def score_with_baseline(db: sqlite_utils.Database, image_ids: list[str], setting
     from hitl.score.targets import candidate_targets
 
     backend = BaselineBackend()
-    version = settings["score"]["prompt_version"]
+    version = settings.score.prompt_version
     targets, _done = candidate_targets(db, backend.name, version, retry_failed=False,
-                                       threshold=settings["select"]["threshold"], image_ids=image_ids)
+                                       threshold=settings.select.threshold, image_ids=image_ids)
     if not targets:
         return 0
     echo(f"Scoring {len(targets)} burst frames with the baseline, so every frame has a score")

@@ -18,11 +18,13 @@ import sqlite_utils
 from converters.common import HumanRating, RecordProblem
 from converters.decisions import DecisionError
 from converters.labelme import MODES, LabelmeFormatError, labelme_document, rating_from_labelme
+from hitl.config import Settings
 from hitl.errors import HitlError, NothingToDo
 from hitl.files import OutputError, link_on_the_way, make_output_folder, walk_files, write_atomic
 from hitl.imageprep import read_upright_size
 from hitl.review import bursts
-from hitl.store import queries
+from hitl.store import queries, write_in_parts
+from hitl.store.ratings import record_ratings
 
 KEPT_HINT = "exists and was edited since, kept: `hitl labelme export --overwrite` replaces it"
 LINK_HINT = "a link is on the way (it may lead anywhere); not written: remove the link or use another --out"
@@ -35,7 +37,7 @@ class LabelmeExportError(HitlError, ValueError):
 
 def export_labelme(db: sqlite_utils.Database, out_dir: str | Path | None, mode: str = "assisted",
                    prefill_model: str | None = None, threshold: float = 0.3, overwrite: bool = False,
-                   with_bursts: bool = False, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+                   with_bursts: bool = False, settings: Settings | None = None) -> dict[str, Any]:
     """Write one Labelme JSON per candidate image; return the counts.
 
     ``out_dir`` None writes beside each image (``<root>/<image_id>`` with a .json suffix);
@@ -232,3 +234,19 @@ def read_labelme_folder(folder: str | Path, curator: str | None = None) -> tuple
                 rating.annotator_email, rating.annotator_id = (curator, None) if "@" in curator else (None, curator)
             ratings.append(rating)
     return ratings, problems
+
+
+def record_labelme_folder(db: sqlite_utils.Database, folder: str | Path, curator: str | None = None, *,
+                          via: str = "labelme", read_at: datetime | None = None
+                          ) -> tuple[list[HumanRating], list[RecordProblem], Counter]:
+    """Store the decisions of a folder of Labelme files (:func:`read_labelme_folder`), part by part;
+    the ratings read, the problems and the counts.
+
+    The one reader of `labelme import` and `sync --labelme`: the same folder gives the same ratings
+    either way. The folder is the source as it is at ``read_at`` (default now): a decision a sync
+    found missing comes back when its file is there again.
+    """
+    ratings, problems = read_labelme_folder(folder, curator)
+    seen_at = read_at or datetime.now(timezone.utc)
+    counts = write_in_parts(db, ratings, lambda part: record_ratings(db, part, via=via, seen_at=seen_at))
+    return ratings, problems, counts

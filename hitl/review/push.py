@@ -24,11 +24,12 @@ from converters.labelstudio import (
     local_files_url,
     model_version,
 )
-from hitl.errors import HitlError
+from hitl.config import Settings
+from hitl.errors import HitlError, StudioError
 from hitl.learn import LEARNED
 from hitl.progress import progress_bar
 from hitl.review import bursts
-from hitl.review.client import api_error_text, fetch_users, studio_errors
+from hitl.review.client import fetch_users
 from hitl.review.configs import burst_config, config_labels, label_config, with_labels
 from hitl.store import queries, transaction, utc_now
 
@@ -93,7 +94,7 @@ def push(db: sqlite_utils.Database, client, *, url: str, title: str, mode: str =
          url_template: str | None = None, webhook_url: str | None = None, secret: str | None = None,
          batch_size: int = 500, threshold: float = 0.3, image_ids: list[str] | None = None,
          progress: bool | None = None, echo: Callable[[str], None] = lambda _m: None,
-         with_bursts: bool = False, settings: dict[str, Any] | None = None) -> PushSummary:
+         with_bursts: bool = False, settings: Settings | None = None) -> PushSummary:
     """Create or reuse the project ``title`` and import the candidates not yet in it.
 
     With ``with_bursts``, each candidate whose sequence has kept frames is one multi-image task of
@@ -119,28 +120,27 @@ def push(db: sqlite_utils.Database, client, *, url: str, title: str, mode: str =
     version = BURST_VERSION if with_bursts else model_version(*chosen) if chosen else DETECTOR_VERSION
     labels = sorted({"animal"} | {r["species"] for r in rows if r["species"]}
                     | {d["species"] for r in rows for d in r["detections"] if d.get("species")})
-    with studio_errors(url, f"pushing to project {title!r}"):
-        project, created = ensure_project(db, client, url, title, mode, labels, version,
-                                          kind="burst" if with_bursts else "review")
-        summary = PushSummary(project.id, created, mode, version)
-        for reason, count in left_out.items():
-            summary.skipped[reason] += count
-        root = None
-        if url_template is None:
-            roots = sorted({r["root"] for r in rows} | {f["root"] for r in rows for f in r.get("frames", [])})
-            root = Path(document_root or default_document_root(roots))
-            summary.storage = ensure_local_storage(client, project.id, roots, root)
-        tasks, images = _new_tasks(rows, mapped_images(db, client, project.id), summary, mode, chosen, root,
-                                   url_template)
-        import_tasks(db, client, project.id, title, tasks, images, batch_size, summary, progress)
-        if project.model_version != version and summary.pushed:
-            # only now: Label Studio refuses a model_version that no prediction of the project has yet
-            project = client.projects.update(id=project.id, model_version=version)
-        if webhook_url:
-            summary.webhook = ensure_webhook(client, project.id, webhook_url, secret)
-            with transaction(db):
-                db.execute("UPDATE ls_projects SET webhook_url = ? WHERE id = ?", [webhook_url, project.id])
-        cache_users(db, client, url)  # deliveries name annotators by id; keep their emails at hand
+    project, created = ensure_project(db, client, url, title, mode, labels, version,
+                                      kind="burst" if with_bursts else "review")
+    summary = PushSummary(project.id, created, mode, version)
+    for reason, count in left_out.items():
+        summary.skipped[reason] += count
+    root = None
+    if url_template is None:
+        roots = sorted({r["root"] for r in rows} | {f["root"] for r in rows for f in r.get("frames", [])})
+        root = Path(document_root or default_document_root(roots))
+        summary.storage = ensure_local_storage(client, project.id, roots, root)
+    tasks, images = _new_tasks(rows, mapped_images(db, client, project.id), summary, mode, chosen, root,
+                               url_template)
+    import_tasks(db, client, project.id, title, tasks, images, batch_size, summary, progress)
+    if project.model_version != version and summary.pushed:
+        # only now: Label Studio refuses a model_version that no prediction of the project has yet
+        project = client.projects.update(id=project.id, model_version=version)
+    if webhook_url:
+        summary.webhook = ensure_webhook(client, project.id, webhook_url, secret)
+        with transaction(db):
+            db.execute("UPDATE ls_projects SET webhook_url = ? WHERE id = ?", [webhook_url, project.id])
+    cache_users(db, client)  # deliveries name annotators by id; keep their emails at hand
     return summary
 
 
@@ -270,9 +270,12 @@ def ensure_local_storage(client, project_id: int, roots: list[str], document_roo
             # regex "^$" matches no file: a click on "Sync storage" must not import every image as a task
             client.import_storage.local.create(project=project_id, path=root, title=f"hero-hitl images {root}",
                                                use_blob_urls=False, regex_filter="^$")
-        except Exception as exc:  # noqa: BLE001 - the SDK's ApiError: said with the fix
-            raise HitlError(f"Label Studio refused a local storage for {root} ({api_error_text(exc)}); it needs "
-                            f"LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and a document root above {root}") from None
+        except StudioError as exc:
+            if exc.status is None:  # not refused: lost on the way, said as such
+                raise
+            raise StudioError(f"Label Studio refused a local storage for {root} ({exc.detail}); it needs "
+                              f"LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and a document root above {root}",
+                              exc.status, exc.detail) from None
         made.append(root)
     return f"created for {', '.join(made)}" if made else "already there"
 
@@ -320,9 +323,9 @@ def ensure_webhook(client, project_id: int, url: str, secret: str | None) -> str
     return "created"
 
 
-def cache_users(db: sqlite_utils.Database, client, url: str) -> dict[int, str]:
+def cache_users(db: sqlite_utils.Database, client) -> dict[int, str]:
     """Label Studio's users (id → email) saved in the store: webhook deliveries name annotators by id only."""
-    users = fetch_users(client, url)
+    users = fetch_users(client)
     with transaction(db):
         queries.save_users(db, users)
     return users

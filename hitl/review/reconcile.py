@@ -21,8 +21,8 @@ from converters.common import HumanRating, text_problem
 from converters.decisions import DecisionError
 from converters.labelstudio import MAX_ID, image_id_of, rating_from_annotation
 from converters.sniff import check_kind
-from hitl.errors import HitlError
-from hitl.review.client import export_tasks, studio_errors
+from hitl.errors import HitlError, StudioError
+from hitl.review.client import export_tasks
 from hitl.review.events import SOURCE, delete_task
 from hitl.review.push import cache_users
 from hitl.store import in_chunks, queries, transaction, utc_now, write_in_parts
@@ -91,7 +91,9 @@ def reconcile_tasks(db: sqlite_utils.Database, tasks: Iterable[Any], project: st
             result.bad("malformed task", f"task {task['id']}: its image id holds {problem}")
             continue
         task_images[task["id"]] = image_id
-        annotations = task.get("annotations") or []
+        # Label Studio's export always has a list here: anything else (null, 0 and "" too, which must not
+        # pass for "no annotations") is counted below as a bad annotation
+        annotations = task.get("annotations", [])
         for annotation in annotations if isinstance(annotations, list) else [annotations]:
             try:
                 email = queries.email_of(annotation.get("completed_by"), emails) if isinstance(annotation, dict) \
@@ -126,29 +128,26 @@ def reconcile_tasks(db: sqlite_utils.Database, tasks: Iterable[Any], project: st
     return result
 
 
-def sync_project(db: sqlite_utils.Database, client, url: str, project_id: int) -> SyncResult:
-    """Reconcile one project through the API; re-enable its webhook if Label Studio disabled it."""
+def sync_project(db: sqlite_utils.Database, client, project_id: int) -> SyncResult:
+    """Reconcile one project through the API (a :class:`hitl.review.client.StudioClient`); re-enable
+    its webhook if Label Studio disabled it."""
     started = datetime.now(timezone.utc)
-    emails = cache_users(db, client, url)
-    tasks = export_tasks(client, url, project_id)
-    snapshot = Snapshot(started, "ours", verify_task=lambda task_id: task_gone(client, url, task_id))
+    emails = cache_users(db, client)
+    tasks = export_tasks(client, project_id)
+    snapshot = Snapshot(started, "ours", verify_task=lambda task_id: task_gone(client, task_id))
     result = reconcile_tasks(db, tasks, str(project_id), snapshot, emails)
-    with studio_errors(url, f"checking the webhook of project {project_id}"):
-        result.webhook = reenable_webhooks(db, client, project_id)
+    result.webhook = reenable_webhooks(db, client, project_id)
     return result
 
 
-def task_gone(client, url: str, task_id: int) -> bool:
+def task_gone(client, task_id: int) -> bool:
     """Does Label Studio say this task no longer exists (404)? Any other answer proves nothing."""
-    from label_studio_sdk.core.api_error import ApiError
-
-    with studio_errors(url, f"checking task {task_id}"):
-        try:
-            client.tasks.get(id=task_id)
-        except ApiError as exc:
-            if exc.status_code == 404:
-                return True
-            raise
+    try:
+        client.tasks.get(id=task_id)
+    except StudioError as exc:
+        if exc.status == 404:
+            return True
+        raise
     return False
 
 
@@ -168,19 +167,18 @@ def reenable_webhooks(db: sqlite_utils.Database, client, project_id: int) -> str
     return ", ".join(states) or "none registered"
 
 
-def sync_labelme(db: sqlite_utils.Database, folder: str | Path) -> SyncResult:
-    """Reconcile from a Labelme folder: changed files upserted, deleted files' ratings marked
-    (until the file is back)."""
-    from hitl.review.labelme import read_labelme_folder
+def sync_labelme(db: sqlite_utils.Database, folder: str | Path, curator: str | None = None) -> SyncResult:
+    """Reconcile from a Labelme folder (read as `labelme import` reads it): changed files upserted,
+    deleted files' ratings marked (until the file is back)."""
+    from hitl.review.labelme import record_labelme_folder
 
-    ratings, problems = read_labelme_folder(folder)
+    read_at = datetime.now(timezone.utc)  # the folder is the source, as it is now
+    _, problems, counts = record_labelme_folder(db, folder, curator, via="sync", read_at=read_at)
     project = Path(folder).resolve().as_posix()
-    result = SyncResult()
+    result = SyncResult(counts=counts)
     for problem in problems:
         if problem.reason != "not reviewed yet":
             result.bad(problem.reason, str(problem))
-    read_at = datetime.now(timezone.utc)  # the folder is the source, as it is now
-    result.counts = write_in_parts(db, ratings, lambda part: record_ratings(db, part, via="sync", seen_at=read_at))
     gone = [row[0] for row in db.execute(
         "SELECT annotation_id FROM ratings WHERE source = 'labelme' AND project = ? AND deleted = 0", [project])
         if not (Path(project) / row[0]).exists()]
@@ -284,8 +282,7 @@ def projects_to_sync(db: sqlite_utils.Database, client, url: str, titles: list[s
     if titles:
         projects = [p for p in projects if p["title"] in titles]
         for title in sorted(set(titles) - {p["title"] for p in projects}):
-            with studio_errors(url, f"looking up project {title!r}"):
-                found = [p for p in client.projects.list(title=title) if p.title == title]
+            found = [p for p in client.projects.list(title=title) if p.title == title]
             if not found:
                 raise HitlError(f"no project titled {title!r} at {url}")
             projects.append({"id": found[0].id, "title": title})

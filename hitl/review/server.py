@@ -21,6 +21,7 @@ from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
 from waitress.utilities import Error
+from waitress.wasyncore import close_all
 
 from hitl.review.webhook import bearer_matches
 
@@ -112,11 +113,16 @@ class GuardedServer(TcpWSGIServer):
 
 def serve(app, *, host: str, port: int, threads: int, secret: str | None, connection_limit: int = 1000,
           header_timeout: float = HEADER_TIMEOUT_S, **adjustments) -> None:
-    """Serve ``app`` until stopped, on every address ``host`` resolves to."""
+    """Serve ``app`` until stopped (Ctrl+C), on every address ``host`` resolves to; then the worker
+    threads end (those answering finish first, for a few seconds at most) and the sockets close."""
     adj = Adjustments(host=host, port=port, threads=threads, connection_limit=connection_limit, **adjustments)
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(adj.threads)
     sockets: dict = {}
-    servers = [GuardedServer(app, sockets, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo, secret=secret,
-                             header_timeout=header_timeout) for sockinfo in adj.listen]
-    servers[0].run()  # one loop serves every socket of the shared map
+    try:
+        servers = [GuardedServer(app, sockets, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo, secret=secret,
+                                 header_timeout=header_timeout) for sockinfo in adj.listen]
+        servers[0].run()  # one loop serves every socket of the shared map
+    finally:
+        dispatcher.shutdown()
+        close_all(sockets)

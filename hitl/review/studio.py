@@ -12,27 +12,25 @@ import ipaddress
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from hitl.errors import HitlError
+from hitl.process import free_port as free_port  # studio.free_port, studio.stop: the callers' names
+from hitl.process import hitl_home, http_get, log_tail, port_is_free, start_in_group, wait_until
+from hitl.process import run_to_end as _run_to_end  # a name of this module's: tests stand in for it
+from hitl.process import stop as stop
 
 LABEL_STUDIO_VERSION = "1.23.2"
 INSTALLING_MARK = ".hitl-installing"  # in .venv-studio while an install runs: a cut-short install is redone
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def studio_venv() -> Path:
     """Where Label Studio is installed: ``$HITL_HOME/.venv-studio``, HITL_HOME defaulting to the working directory."""
-    return Path(os.environ.get("HITL_HOME") or os.getcwd()).resolve() / ".venv-studio"
+    return hitl_home() / ".venv-studio"
 
 
 @dataclass
@@ -150,70 +148,12 @@ def _install_studio(venv: Path, echo) -> None:
                         [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                          f"label-studio=={LABEL_STUDIO_VERSION}"]):
             if _run_to_end(command, output) != 0:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise HitlError(f"installing Label Studio failed (log {log}):\n{tail}")
+                raise HitlError(f"installing Label Studio failed (log {log}):\n{log_tail(log, 2000)}")
     mark.unlink()
 
 
-def _run_to_end(command: list[str], output) -> int:
-    """Run ``command`` in its own process group, dying with us; its exit code. Interrupted (a stop
-    signal raising SystemExit here), its whole group is stopped before the exception goes on: pip
-    must not go on writing .venv-studio after the command that started it has ended."""
-    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               start_new_session=True, preexec_fn=_ends_with_parent())
-    try:
-        return process.wait()
-    finally:
-        if process.returncode is None:
-            stop(process)
-
-
-def _ends_with_parent():
-    """A ``preexec_fn`` for a child in its own session, which no signal to our group reaches: SIGTERM
-    at its default, whatever we inherited (stop() sends it), and, on Linux, SIGTERM from the kernel
-    when the thread that started it ends, so even `hitl studio` killed outright (SIGKILL, the OOM
-    killer, a stop signal between fork and the assignment of the Popen) leaves no Label Studio or pip."""
-    parent = os.getpid()
-    prctl = None
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
-
-    def in_child() -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if prctl is not None:
-            prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-            if os.getppid() != parent:  # the parent died before prctl: no signal will come
-                os.kill(os.getpid(), signal.SIGTERM)
-
-    return in_child
-
-
-def port_is_free(host: str, port: int) -> bool:
-    host = host.strip("[]")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200 and b"UP" in response.read()
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+    return b"UP" in (http_get(f"{url}/health") or b"")
 
 
 def start(config: StudioConfig, binary: Path, log_path: Path) -> subprocess.Popen:
@@ -224,51 +164,10 @@ def start(config: StudioConfig, binary: Path, log_path: Path) -> subprocess.Pope
         raise HitlError(f"port {config.port} on {config.host} is taken (another Label Studio?); "
                         f"choose another with --port or stop what uses it")
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [str(binary), "start", "--internal-host", config.host, "--port", str(config.port), "--no-browser",
-             "--data-dir", str(config.data_dir)],
-            env=environment(config), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl+C in a script reaches us; we stop the whole group cleanly
-            preexec_fn=_ends_with_parent(),
-        )
+    return start_in_group([str(binary), "start", "--internal-host", config.host, "--port", str(config.port),
+                           "--no-browser", "--data-dir", str(config.data_dir)], log_path, env=environment(config))
 
 
 def wait_until_healthy(config: StudioConfig, process: subprocess.Popen, log_path: Path, timeout: float = 300) -> float:
     """Seconds until /health answered; a clear error with the log's end if it never does."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if healthy(config.url):
-            return time.monotonic() - started
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
-            raise HitlError(f"Label Studio exited with code {process.returncode} before it was ready; "
-                            f"log {log_path}:\n{tail}")
-        time.sleep(0.5)
-    stop(process)
-    raise HitlError(f"Label Studio did not become healthy within {timeout:.0f} s; see {log_path}")
-
-
-def stop(process: subprocess.Popen, grace: float = 4) -> None:
-    """Stop a child started in its own process group (Label Studio, pip) with all of the group,
-    within about ``grace`` + 4 s, never raising: SIGTERM to the group, then SIGKILL to whatever
-    of it lingers (a worker holding the port would keep the next start from binding it)."""
-    for stop_signal, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2)):
-        _signal_group(process.pid, stop_signal)
-        try:
-            process.wait(timeout=wait)
-        except subprocess.TimeoutExpired:  # after SIGKILL: a process stuck in the kernel, ended by it
-            pass
-    deadline = time.monotonic() + 2  # the rest of the group, not our children, is gone in a moment
-    while _signal_group(process.pid, 0) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _signal_group(group: int, signum: int) -> bool:
-    """Send ``signum`` to process group ``group``; False if none of it is left."""
-    try:
-        os.killpg(group, signum)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+    return wait_until(lambda: healthy(config.url), process, "Label Studio", log_path, timeout)

@@ -1,7 +1,10 @@
 """The webhook service: Label Studio → SQLite, fast, authenticated, and never a 500 for bad input.
 
 Built by ``create_app(test_config=None)`` in the Flask tutorial's way: settings from the
-environment, overridable in tests; one database connection per request (``get_db``).
+environment, overridable in tests; one database connection per worker thread (``get_db``). What
+the factory starts (the writer and checkpoint threads, the worker connections) the app's
+``close()`` stops and closes, as the tutorial's ``close_db`` closes what ``get_db`` opened:
+`hitl serve` closes it when the server stops, a test with ``with create_app(...) as app:``.
 """
 from __future__ import annotations
 
@@ -44,30 +47,52 @@ class GroupCommitter(threading.Thread):
     def __init__(self, path: str):
         super().__init__(name="webhook-writer", daemon=True)
         self.path = path
-        self.inbox: queue.Queue[tuple[dict, Future]] = queue.Queue()
+        self.inbox: queue.Queue[tuple[dict, Future] | None] = queue.Queue()  # None: stop
         self.commits = 0
         self.synchronous: int | None = None  # as SQLite reports it once the writer runs: 2 is FULL
+        self.stopping = False
 
     def submit(self, body: dict) -> Future:
+        if self.stopping:
+            raise RuntimeError("the webhook service is stopping")  # answered 503: Label Studio's record stands
         future: Future = Future()
         self.inbox.put((body, future))
         return future
 
+    def stop(self, timeout: float | None = None) -> None:
+        """Write what was submitted, then end; the writer's connection is closed."""
+        self.stopping = True
+        self.inbox.put(None)
+        self.join(timeout)
+
     def run(self) -> None:
         db = store.connect(self.path, migrate_schema=False)
-        db.execute("PRAGMA synchronous = FULL")  # the commit is on disk before anyone is answered
-        db.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does that, off this path
-        db.execute(f"PRAGMA journal_size_limit = {WAL_KEPT_BYTES}")
-        db.execute("PRAGMA busy_timeout = 2")  # store.transaction's patience asks again, every millisecond
-        self.synchronous = db.execute("PRAGMA synchronous").fetchone()[0]
-        while True:
-            batch = [self.inbox.get()]
-            while len(batch) < GROUP_MAX:
-                try:
-                    batch.append(self.inbox.get_nowait())
-                except queue.Empty:
-                    break
+        try:
+            db.execute("PRAGMA synchronous = FULL")  # the commit is on disk before anyone is answered
+            db.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does that, off this path
+            db.execute(f"PRAGMA journal_size_limit = {WAL_KEPT_BYTES}")
+            db.execute("PRAGMA busy_timeout = 2")  # store.transaction's patience asks again, every millisecond
+            self.synchronous = db.execute("PRAGMA synchronous").fetchone()[0]
+            while self._take_and_write(db):
+                pass
+        finally:
+            db.conn.close()
+
+    def _take_and_write(self, db) -> bool:
+        """Write the deliveries waiting (at least one, at most GROUP_MAX) in one group; False once told to stop."""
+        batch: list[tuple[dict, Future]] = []
+        item = self.inbox.get()
+        while item is not None:
+            batch.append(item)
+            if len(batch) == GROUP_MAX:
+                break
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+        if batch:
             self._write(db, batch)
+        return item is not None
 
     def _write(self, db, batch: list[tuple[dict, Future]]) -> None:
         try:
@@ -95,9 +120,30 @@ def check_secret(secret: str, loopback: bool) -> None:
                           f"{MIN_SECRET_LENGTH} (e.g. `openssl rand -hex 20`)")
 
 
-def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+class WebhookApp(Flask):
+    """The service's Flask app: ``close()`` stops the threads :func:`create_app` started and closes
+    every connection the worker threads opened; a ``with`` block closes it on the way out."""
+
+    def close(self, timeout: float = 30) -> None:
+        """Stop taking deliveries, write those submitted, end the threads, close the connections."""
+        writer, checkpointer = self.extensions["hitl_writer"], self.extensions.get("hitl_checkpointer")
+        if checkpointer is not None:
+            checkpointer.stop(timeout)
+        writer.stop(timeout)
+        self.extensions["hitl_connections"].close()
+        if writer.is_alive():  # stuck on a lock held elsewhere: a daemon, it ends with the process
+            log.warning("the webhook writer did not stop within %s s", timeout)
+
+    def __enter__(self) -> WebhookApp:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> WebhookApp:
     """The Flask app. Refuses to start without a secret unless INSECURE is set."""
-    app = Flask("hitl")
+    app = WebhookApp("hitl")
     app.config.from_mapping(
         DATABASE=os.environ.get("HITL_DB", "hitl.db"),
         WEBHOOK_SECRET=os.environ.get("HITL_WEBHOOK_SECRET") or None,
@@ -109,6 +155,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if not app.config["WEBHOOK_SECRET"] and not app.config["INSECURE"]:
         raise ConfigError("no webhook secret: set HITL_WEBHOOK_SECRET (the same one `hitl push` registers)")
     store.connect(app.config["DATABASE"]).conn.close()  # migrate once here, not per request
+    app.extensions["hitl_connections"] = WorkerConnections(app.config["DATABASE"])
     app.extensions["hitl_writer"] = GroupCommitter(app.config["DATABASE"])
     app.extensions["hitl_writer"].start()
     if not app.config.get("TESTING"):
@@ -122,24 +169,50 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-_connections = threading.local()
+class WorkerConnections:
+    """One database connection per worker thread of one app, opened on first use and reused; all
+    of them closed by :meth:`close`.
+
+    Opening SQLite per request costs more than the delivery itself; the WSGI server's worker
+    threads live as long as the service, so each keeps one connection until the app closes.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.mine = threading.local()
+        self.opened: list = []
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def get(self):
+        if self.closed:
+            raise RuntimeError("the webhook service is closed")  # answered 503, never on a closed connection
+        db = getattr(self.mine, "db", None)
+        if db is None:
+            db = store.connect(self.path, migrate_schema=False)
+            # No checkpoint on the request path: a checkpoint flushes the log to the database file
+            # and syncs it, hundreds of milliseconds on slow disks; the checkpointer thread does it.
+            db.execute("PRAGMA wal_autocheckpoint = 0")
+            with self.lock:
+                if self.closed:
+                    db.conn.close()
+                    raise RuntimeError("the webhook service is stopping")
+                self.opened.append(db)
+            self.mine.db = db
+        return db
+
+    def close(self) -> None:
+        """Close every connection (opened with check_same_thread off: any thread may); none is opened after."""
+        with self.lock:
+            self.closed = True
+            opened, self.opened = self.opened, []
+        for db in opened:
+            db.conn.close()
 
 
 def get_db():
-    """The database connection of this worker thread (opened once per thread, reused).
-
-    Opening SQLite per request costs more than the delivery itself; the WSGI server's
-    worker threads live as long as the service, so each keeps one connection.
-    """
-    path = current_app.config["DATABASE"]
-    db = getattr(_connections, "db", None)
-    if db is None or _connections.path != path:
-        db = store.connect(path, migrate_schema=False)
-        # No checkpoint on the request path: a checkpoint flushes the log to the database file
-        # and syncs it, hundreds of milliseconds on slow disks; the checkpointer thread does it.
-        db.execute("PRAGMA wal_autocheckpoint = 0")
-        _connections.db, _connections.path = db, path
-    return db
+    """The database connection of this worker thread (see :class:`WorkerConnections`)."""
+    return current_app.extensions["hitl_connections"].get()
 
 
 class Checkpointer(threading.Thread):
@@ -160,14 +233,21 @@ class Checkpointer(threading.Thread):
         self.stopped = threading.Event()
         self.last_activity: int | None = None
 
+    def stop(self, timeout: float | None = None) -> None:
+        self.stopped.set()
+        self.join(timeout)
+
     def run(self) -> None:
         db = store.connect(self.path, migrate_schema=False)
-        db.execute("PRAGMA busy_timeout = 50")  # a TRUNCATE holds up the writer while it waits for readers
-        while not self.stopped.wait(self.every):
-            try:
-                self.checkpoint(db)
-            except Exception as exc:  # a busy database now is fine: next time
-                log.debug("checkpoint skipped: %s", exc)
+        try:
+            db.execute("PRAGMA busy_timeout = 50")  # a TRUNCATE holds up the writer while it waits for readers
+            while not self.stopped.wait(self.every):
+                try:
+                    self.checkpoint(db)
+                except Exception as exc:  # a busy database now is fine: next time
+                    log.debug("checkpoint skipped: %s", exc)
+        finally:
+            db.conn.close()
 
     def checkpoint(self, db) -> str | None:
         """One look: PASSIVE while deliveries come, TRUNCATE once they pause; the mode run, if any."""

@@ -21,6 +21,7 @@ from typing import Any
 import sqlite_utils
 
 from hitl import retry
+from hitl.config import Settings
 from hitl.errors import AuthError, HitlError
 from hitl.files import atomic_output
 from hitl.progress import progress_bar
@@ -37,26 +38,26 @@ def batch_dir(db_path: str | Path) -> Path:
     return Path(f"{db_path}.batches")
 
 
-def _with_retries(settings: dict[str, Any], backend: BatchBackend, fn: Callable, *args: Any):
+def _with_retries(settings: Settings, backend: BatchBackend, fn: Callable, *args: Any):
     """``fn(*args)`` under the retry policy; an auth failure says which key to check."""
     try:
-        return retry.call(retry.retrying(settings), fn, *args)[0]
+        return retry.call(retry.retrying(settings.score), fn, *args)[0]
     except AuthError as exc:
         raise AuthError(f"{backend.name}: authentication or permission error ({exc}); check the API key "
                         f"({backend.key_hint()}) and rerun") from None
 
 
-def submit_batch(db: sqlite_utils.Database, backend: BatchBackend, targets: list[Target], settings: dict[str, Any],
+def submit_batch(db: sqlite_utils.Database, backend: BatchBackend, targets: list[Target], settings: Settings,
                  *, prompt_version: str, db_path: str | Path, skipped: int = 0, estimate: float | None = None,
                  progress: bool | None = None) -> ScoreSummary:
     """Prepare every target, write the keyed JSONL file, upload it and create the job."""
-    cfg = settings["score"]
+    cfg = settings.score
     prompt = load_prompt(prompt_version)
     run_id = start_run(db, backend.name, prompt_version, "batch", len(targets), estimate,
-                       {"batch_discount": cfg["batch_discount"], "max_side": cfg["max_side"]})
+                       {"batch_discount": cfg.batch_discount, "max_side": cfg.max_side})
     summary = ScoreSummary(run_id, backend.name, prompt_version, "batch", len(targets), skipped_done=skipped,
                            estimate_usd=estimate)
-    recorder = Recorder(db, summary, backend.price(settings), cfg["batch_discount"],
+    recorder = Recorder(db, summary, backend.price(settings), cfg.batch_discount,
                         uses_detections=backend.uses_detections)
     local_id = f"hitl-{run_id}-{uuid.uuid4().hex[:8]}"
     folder = batch_dir(db_path)
@@ -117,7 +118,7 @@ def open_batch_jobs(db: sqlite_utils.Database, model: str | None = None, name: s
     return [dict(row) for row in db.query(sql + " ORDER BY created_at", params)]
 
 
-def _resolve_pending(db: sqlite_utils.Database, backend: BatchBackend, job: dict, settings: dict[str, Any]) -> str:
+def _resolve_pending(db: sqlite_utils.Database, backend: BatchBackend, job: dict, settings: Settings) -> str:
     """A job recorded as pending whose process died before storing its name: find it by its
     display name in the provider's job list, or mark it never submitted."""
     name = job["name"]
@@ -134,11 +135,11 @@ def _resolve_pending(db: sqlite_utils.Database, backend: BatchBackend, job: dict
     return found
 
 
-def resume_batch(db: sqlite_utils.Database, backend: BatchBackend, job: dict, settings: dict[str, Any], *,
+def resume_batch(db: sqlite_utils.Database, backend: BatchBackend, job: dict, settings: Settings, *,
                  progress: bool | None = None, poll: Callable[[float], None] = time.sleep,
                  echo: Callable[[str], None] = lambda _m: None) -> ScoreSummary:
     """Poll a job until it ends, then collect its results, matching each line by key."""
-    cfg = settings["score"]
+    cfg = settings.score
     name = job["name"]
     if name.startswith("pending:"):
         name = _resolve_pending(db, backend, job, settings)
@@ -151,7 +152,7 @@ def resume_batch(db: sqlite_utils.Database, backend: BatchBackend, job: dict, se
             _update_job(db, name, state)
             bar.set_postfix_str(f"{state.removeprefix('JOB_STATE_').lower()} {_stats_text(stats)}")
             bar.update(1)
-            poll(cfg["batch_poll_seconds"])
+            poll(cfg.batch_poll_seconds)
             state, result_file, stats = _with_retries(settings, backend, backend.batch_status, name)
     _update_job(db, name, state, stats.get("error"))
     summary.elapsed_s = time.perf_counter() - started
@@ -166,11 +167,11 @@ def resume_batch(db: sqlite_utils.Database, backend: BatchBackend, job: dict, se
 
 
 def _collect(db: sqlite_utils.Database, backend: BatchBackend, job: dict, name: str, result_file: str,
-             summary: ScoreSummary, settings: dict[str, Any]) -> None:
+             summary: ScoreSummary, settings: Settings) -> None:
     """Record every result line by its key; a request the job never answered is a failure."""
     keys = {key: (image_id, inputs) for key, image_id, inputs in db.execute(
         "SELECT key, image_id, inputs FROM batch_items WHERE job_name = ?", [name])}
-    recorder = Recorder(db, summary, backend.price(settings), settings["score"]["batch_discount"], batch_job=name,
+    recorder = Recorder(db, summary, backend.price(settings), settings.score.batch_discount, batch_job=name,
                         uses_detections=backend.uses_detections)
     seen: set[str] = set()
     unknown = 0
@@ -209,7 +210,7 @@ def _stats_text(stats: dict) -> str:
     return f"({done or 0} done, {failed or 0} failed)" if done or failed else ""
 
 
-def cancel_batch(db: sqlite_utils.Database, backend: BatchBackend, name: str, settings: dict[str, Any]) -> str:
+def cancel_batch(db: sqlite_utils.Database, backend: BatchBackend, name: str, settings: Settings) -> str:
     """Cancel a job on the provider's side; its images stay unscored."""
     _with_retries(settings, backend, backend.cancel_batch, name)
     state, _, _ = _with_retries(settings, backend, backend.batch_status, name)

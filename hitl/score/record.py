@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
+from hitl.config import Price, Settings
 from hitl.score.backends.base import Backend, Outcome
 from hitl.store import transaction, upsert_many, utc_now
 
@@ -56,22 +57,22 @@ class ScoreSummary:
 
 
 
-def estimate_cost(backend: Backend, n: int, settings: dict[str, Any], batch: bool) -> float | None:
+def estimate_cost(backend: Backend, n: int, settings: Settings, batch: bool) -> float | None:
     """Expected USD for ``n`` images: 0 for a free backend, None when a paid one has no price."""
     if not backend.paid:
         return 0.0
     price = backend.price(settings)
     if price is None:
         return None
-    cfg = settings["score"]
-    per_image = (cfg["expected_tokens_in"] * price["input"] + cfg["expected_tokens_out"] * price["output"]) / 1e6
-    return n * per_image * (cfg["batch_discount"] if batch else 1.0)
+    cfg = settings.score
+    per_image = (cfg.expected_tokens_in * price.input + cfg.expected_tokens_out * price.output) / 1e6
+    return n * per_image * (cfg.batch_discount if batch else 1.0)
 
 
-def call_cost(outcome: Outcome, price: dict[str, float] | None, discount: float) -> float | None:
+def call_cost(outcome: Outcome, price: Price | None, discount: float) -> float | None:
     if price is None or outcome.tokens_in is None:
         return None
-    return ((outcome.tokens_in or 0) * price["input"] + (outcome.tokens_out or 0) * price["output"]) / 1e6 * discount
+    return ((outcome.tokens_in or 0) * price.input + (outcome.tokens_out or 0) * price.output) / 1e6 * discount
 
 
 SCORE_KEY = ("image_id", "model", "prompt_version")

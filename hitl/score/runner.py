@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import sqlite_utils
 
 from hitl import retry
+from hitl.config import Settings
 from hitl.errors import AuthError, CallError, RetryableError
 from hitl.imageprep import ImagePrepError, PreparedImage, prepare_image
 from hitl.pipeline import Job, Pipeline
@@ -37,16 +37,16 @@ class Attempted:
 class Caller:
     """What a worker runs to prepare an image, and the backend's call under the retry policy."""
 
-    def __init__(self, backend: Backend, prompt: str, settings: dict[str, Any], stop: threading.Event):
+    def __init__(self, backend: Backend, prompt: str, settings: Settings, stop: threading.Event):
         self.backend = backend
         self.prompt = prompt
-        self.cfg = settings["score"]
+        self.cfg = settings.score
         # waiting on the stop event lets an auth failure elsewhere end a backoff at once
-        self.policy = retry.retrying(settings, stop)
+        self.policy = retry.retrying(settings.score, stop)
 
     def job(self, target: Target) -> Job:
         """The preparation of ``target``'s image, run in a preparing process."""
-        return prepare_image, (target.path, self.cfg["max_side"], self.cfg["jpeg_quality"], self.cfg["max_pixels"])
+        return prepare_image, (target.path, self.cfg.max_side, self.cfg.jpeg_quality, self.cfg.max_pixels)
 
     def request(self, target: Target) -> ScoreRequest:
         prepared = prepare_image(*self.job(target)[1])
@@ -86,7 +86,7 @@ def prep_failure(target: Target, exc: ImagePrepError) -> Attempted:
     return Attempted(target, Outcome(None, error=str(exc), error_kind=f"prepare: {exc.reason}"), 0)
 
 
-def run_sync(db: sqlite_utils.Database, backend: Backend, targets: list[Target], settings: dict[str, Any], *,
+def run_sync(db: sqlite_utils.Database, backend: Backend, targets: list[Target], settings: Settings, *,
              prompt_version: str, skipped: int = 0, estimate: float | None = None,
              progress: bool | None = None) -> ScoreSummary:
     """Score ``targets`` with ``backend``, ``concurrency`` calls in flight, writing as results arrive.
@@ -94,11 +94,12 @@ def run_sync(db: sqlite_utils.Database, backend: Backend, targets: list[Target],
     An authentication or permission error stops the run at once: no new call starts, the
     images not done stay unscored (a rerun with the right key does them), and AuthError says why.
     """
-    cfg = settings["score"]
+    cfg = settings.score
     prompt = load_prompt(prompt_version) if backend.uses_prompt else ""
     mode = backend.run_mode
     run_id = start_run(db, backend.name, prompt_version, mode, len(targets), estimate,
-                       {k: cfg[k] for k in ("concurrency", "attempts", "timeout_seconds", "max_side")})
+                       {"concurrency": cfg.concurrency, "attempts": cfg.attempts, "timeout_seconds": cfg.timeout_seconds,
+                        "max_side": cfg.max_side})
     summary = ScoreSummary(run_id, backend.name, prompt_version, mode, len(targets), skipped_done=skipped,
                            estimate_usd=estimate)
     stop = threading.Event()
@@ -113,7 +114,7 @@ def run_sync(db: sqlite_utils.Database, backend: Backend, targets: list[Target],
             recorder.record(target.image_id, result.outcome, result.attempts, target.inputs)
             bar.update(1)
 
-    run = Pipeline(targets, caller.job, caller.send, record, cfg["concurrency"], stop)
+    run = Pipeline(targets, caller.job, caller.send, record, cfg.concurrency, stop)
     started = time.perf_counter()
     status = "stopped"
     try:

@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlite_utils
 
+from hitl.config import Settings
 from hitl.score.record import ScoreSummary
 from hitl.score.targets import stale_targets
 from hitl.store.inputs import stale_scores
@@ -22,7 +23,7 @@ from hitl.store.inputs import stale_scores
 BASELINE = "baseline"
 
 
-def refresh_baseline(db: sqlite_utils.Database, settings: dict[str, Any], threshold: float,
+def refresh_baseline(db: sqlite_utils.Database, settings: Settings, threshold: float,
                      image_ids: Iterable[str], progress: bool | None = False) -> list[ScoreSummary]:
     """Recompute the baseline's scores of ``image_ids`` that were computed from other detections than
     the images have now, or with no record of them; one offline run per prompt version."""

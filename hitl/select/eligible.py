@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import sqlite_utils
@@ -22,6 +22,7 @@ from converters.cct import CCTMetadata
 from converters.common import RecordProblem
 from converters.megadetector import KIND_ANIMAL, MegaDetectorFile, load_megadetector
 from converters.speciesnet import SpeciesNetFile, load_speciesnet
+from hitl.config import SelectSettings, Settings
 from hitl.errors import HitlError
 from hitl.select import strata
 from hitl.select.checks import FileChecks
@@ -51,7 +52,7 @@ class SelectionRun:
     db: sqlite_utils.Database
     root: Path
     n: int
-    cfg: dict[str, Any]
+    cfg: SelectSettings
     add: bool
     summary: SelectionSummary
     md: MegaDetectorFile
@@ -77,13 +78,13 @@ def eligible_mask(run: SelectionRun) -> tuple[np.ndarray, dict[int, tuple[str, f
         if ok[i]:
             ok[i] = False
             summary.excluded[reason] += 1
-    run.records[0].people.update(person_flags(md, cfg["threshold"], run.package))  # stored, selected or not
-    if not cfg["include_people"]:
+    run.records[0].people.update(person_flags(md, cfg.threshold, run.package))  # stored, selected or not
+    if not cfg.include_people:
         exclude(summary, ok, feats.n_people > 0, "person above threshold")
         exclude(summary, ok, feats.n_vehicles > 0, "vehicle above threshold")
         exclude(summary, ok, in_people_events(md, run.package), "person (Camtrap DP event)")
     exclude(summary, ok, feats.n_animals == 0, "no animal above threshold")
-    exclude(summary, ok, feats.area < cfg["min_animal_area"], "animal too small")
+    exclude(summary, ok, feats.area < cfg.min_animal_area, "animal too small")
 
     sn_species: dict[int, tuple[str, float | None]] = {}
     if run.sn is not None:
@@ -102,7 +103,7 @@ def eligible_mask(run: SelectionRun) -> tuple[np.ndarray, dict[int, tuple[str, f
                 vehicles[i] = True
             elif pred.species not in NON_ANIMAL_LABELS:
                 sn_species[i] = (pred.species, pred.score)
-        if not cfg["include_people"]:
+        if not cfg.include_people:
             exclude(summary, ok, people, "person (SpeciesNet)")
             exclude(summary, ok, vehicles, "vehicle (SpeciesNet)")
 
@@ -167,12 +168,12 @@ class Collection:
     problems: list[str] = field(default_factory=list)
 
 
-def eligible_images(db: sqlite_utils.Database, settings: dict[str, Any], *, md: str | Path | None = None,
+def eligible_images(db: sqlite_utils.Database, settings: Settings, *, md: str | Path | None = None,
                     images_root: str | Path | None = None, camtrap_dp: str | Path | None = None,
                     media_root: str | Path | None = None, speciesnet: str | Path | None = None) -> Collection:
     """Read the detector file (``md`` with ``images_root``, or a Camtrap DP package) and return every image
-    `select` would consider, the people rule and the threshold of ``settings["select"]`` applied."""
-    cfg = settings["select"]
+    `select` would consider, the people rule and the threshold of ``settings.select`` applied."""
+    cfg = settings.select
     if (md is None) == (camtrap_dp is None):
         raise HitlError("give the detections as --md (MegaDetector) or --camtrap-dp (a Camtrap DP package), one of them")
     package = None
@@ -189,14 +190,14 @@ def eligible_images(db: sqlite_utils.Database, settings: dict[str, Any], *, md: 
     count_problems(summary, detector.problems + (package.problems if package is not None else []))
     det = detector.detections
     feats = strata.image_features(det.image, det.kind, det.conf, det.bbox, det.species, len(detector.image_ids),
-                                  cfg["threshold"], cfg["edge_margin"], cfg["data_strip"])
+                                  cfg.threshold, cfg.edge_margin, cfg.data_strip)
     sn = load_speciesnet_file(speciesnet, root, detector, summary, lambda _msg: None)
     run = SelectionRun(db, root, 1, cfg, False, summary, detector, feats, sn, None, lambda _msg: None, False, package=package)
     run.records = [FileRecord(str(detector.source))] + ([FileRecord(str(speciesnet))] if speciesnet else [])
     ok, _, _ = eligible_mask(run)
     for reason in detector.failures.values():
         summary.excluded[f"detector failure: {reason}"] += 1
-    animal = (det.kind == KIND_ANIMAL) & (det.conf >= cfg["threshold"]) & ok[det.image]
+    animal = (det.kind == KIND_ANIMAL) & (det.conf >= cfg.threshold) & ok[det.image]
     boxes: dict[str, list[Box]] = {}
     for image, bbox in zip(det.image[animal].tolist(), det.bbox[animal].tolist()):
         boxes.setdefault(detector.image_ids[image], []).append(tuple(bbox))

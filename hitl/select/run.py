@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import sqlite_utils
 
@@ -21,7 +22,7 @@ from converters.camtrapdp import CamtrapPackage, read_package
 from converters.cct import CCTFile, CCTMetadata, normalise_datetime
 from converters.common import gc_paused
 from converters.megadetector import KIND_NAMES, MegaDetectorFile, load_megadetector
-from hitl.config import check_frames_per_burst
+from hitl.config import Settings, check_frames_per_burst
 from hitl.errors import HitlError
 from hitl.progress import progress_bar
 from hitl.select import bursts
@@ -40,7 +41,7 @@ SPECIES_SOURCES = ("none", "megadetector-classifier", "speciesnet", "camtrap-dp"
 
 
 def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, images_root: str | Path | None = None,
-                  n: int, settings: dict[str, Any], speciesnet: str | Path | None = None,
+                  n: int, settings: Settings, speciesnet: str | Path | None = None,
                   cct: str | Path | None = None, out_csv: str | Path | None = None, add: bool = False,
                   echo: Callable[[str], None] = lambda _msg: None, progress: bool | None = None,
                   ranker: Callable[[], Ranker] | None = None, camtrap_dp: str | Path | None = None,
@@ -60,10 +61,10 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     With the setting ``frames_per_burst`` K > 0 each candidate's burst (its sequence's K best
     frames, see :mod:`hitl.select.bursts`) is recorded too; the candidates stay the same.
     """
-    cfg = settings["select"]
+    cfg = settings.select
     if n < 1:
         raise HitlError("-n must be at least 1")
-    check_frames_per_burst(cfg["frames_per_burst"], "--frames-per-burst")
+    check_frames_per_burst(cfg.frames_per_burst, "--frames-per-burst")
     if (md is None) == (camtrap_dp is None):
         raise HitlError("give the detections as --md (MegaDetector) or --camtrap-dp (a Camtrap DP package), one of them")
     package = None
@@ -78,14 +79,14 @@ def run_selection(db: sqlite_utils.Database, *, md: str | Path | None = None, im
     elif images_root is None:
         raise HitlError("--images is needed with --md: the folder MegaDetector's 'file' paths are relative to")
     root = Path(images_root).resolve()
-    if cfg["check_files"] and not root.is_dir():
+    if cfg.check_files and not root.is_dir():
         raise HitlError(f"image root {images_root} is not a folder; pass --images with the folder "
                         f"MegaDetector's 'file' paths are relative to")
     started = utc_now()
     run_id = db["selection_runs"].insert({
         "started_at": started, "status": "running", "md_path": str(md or package.source),
         "speciesnet_path": str(speciesnet) if speciesnet else None, "cct_path": str(cct) if cct else None,
-        "images_root": str(root), "n_requested": n, "parameters": json.dumps(cfg, sort_keys=True),
+        "images_root": str(root), "n_requested": n, "parameters": json.dumps(msgspec.to_builtins(cfg), sort_keys=True),
     }).last_pk
     try:
         # The CCT file's whole-file check begins now, beside the MegaDetector file's reading.
@@ -123,7 +124,7 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
         cct_file = _PackageMetadata(package.metadata)
     md_path = md.source
     summary = SelectionSummary(run_id=run_id, images_read=len(md.image_ids), eligible=0, sequences=0,
-                               selected=0, requested=n, frames_per_burst=cfg["frames_per_burst"])
+                               selected=0, requested=n, frames_per_burst=cfg.frames_per_burst)
     summary.notes.extend(md.notes)
     count_problems(summary, md.problems)
     if package is not None:
@@ -134,10 +135,10 @@ def _select(db, run_id, source: Path | CamtrapPackage, root: Path, n: int, cfg, 
         summary.failed[f"detector failure: {reason}"] += 1
     det = md.detections
     feats = selection.image_features(det.image, det.kind, det.conf, det.bbox, det.species, len(md.image_ids),
-                                     cfg["threshold"], cfg["edge_margin"], cfg["data_strip"])
+                                     cfg.threshold, cfg.edge_margin, cfg.data_strip)
     sn = load_speciesnet_file(sn_path, root, md, summary, echo)
     run = SelectionRun(db, root, n, cfg, add, summary, md, feats, sn, None, echo, progress, ranker, package,
-               FileChecks(root, cfg["check_files"], summary, package is not None))
+               FileChecks(root, cfg.check_files, summary, package is not None))
     run.records.append(FileRecord(package.source if package is not None else str(Path(md.source).resolve())))
     if sn_path:
         run.records.append(FileRecord(str(Path(sn_path).resolve())))
@@ -213,7 +214,7 @@ def _species(run: SelectionRun, frames: Frames, seq_index: np.ndarray, sn_specie
             source_code[k] = 2
     seq_species = np.unique(seq_index * len(names) + sp) % len(names)
     per_species_seqs = np.bincount(seq_species, minlength=len(names))
-    rare_limit = max(run.cfg["rare_min_sequences"], run.cfg["rare_max_share"] * run.summary.sequences)
+    rare_limit = max(run.cfg.rare_min_sequences, run.cfg.rare_max_share * run.summary.sequences)
     rare_species = (per_species_seqs <= rare_limit) & (np.array([nm != UNIDENTIFIED for nm in names]))
     if len(names) == 1:
         rare_species[:] = False  # a single-species collection has no rare species
@@ -227,15 +228,15 @@ def _choose(run: SelectionRun, frames: Frames, sn_species: dict) -> tuple[list[d
     cfg, summary, feats, e = run.cfg, run.summary, run.feats, frames.elig
     seq_index = frames.seq
     summary.sequences = len(np.unique(seq_index))
-    start, end = cfg["night_start_hour"], cfg["night_end_hour"]
+    start, end = cfg.night_start_hour, cfg.night_end_hour
     hours = frames.hours
     night = (hours >= 0) & ((hours >= start) | (hours < end)) if start > end else (hours >= start) & (hours < end)
     species = _species(run, frames, seq_index, sn_species)
     quality = (_learned_quality(run, frames, species, night) if run.ranker is not None else
                selection.quality_score(feats.area[e], feats.centrality[e], feats.max_conf[e], feats.cut_off[e], night))
     masks = selection.category_masks(feats.n_animals[e], feats.n_species[e], feats.area[e], feats.cut_off[e],
-                                     feats.centrality[e], night, species.rare, cfg["close_up_area"])
-    cap = max(1, int(np.ceil(cfg["species_max_share"] * run.n)))
+                                     feats.centrality[e], night, species.rare, cfg.close_up_area)
+    cap = max(1, int(np.ceil(cfg.species_max_share * run.n)))
     run.echo(f"Choosing {run.n:,} candidates from {summary.sequences:,} sequences")
     bar = progress_bar(run.progress, total=run.n, desc="Selecting", unit="img", leave=False)
     checked_sizes: dict[int, tuple[int, int]] = {}
@@ -247,15 +248,15 @@ def _choose(run: SelectionRun, frames: Frames, sn_species: dict) -> tuple[list[d
         bar.update(1)
         return True
 
-    picks = selection.pick(run.n, quality, masks, seq_index, species.sp, cfg["shares"], cap, cfg["seed"],
+    picks = selection.pick(run.n, quality, masks, seq_index, species.sp, cfg.shares, cap, cfg.seed,
                            accept=accept)
     bar.close()
     rows = [_row(run, frames, species, p, rank, night, quality, cap, checked_sizes)
             for rank, p in enumerate(picks, start=1)]
     members: list[dict[str, Any]] = []
-    if cfg["frames_per_burst"] and picks:
-        run.echo(f"Choosing up to {cfg['frames_per_burst']} frames of each candidate's burst")
-        members = bursts.burst_rows(frames, quality, [p.row for p in picks], cfg["frames_per_burst"],
+    if cfg.frames_per_burst and picks:
+        run.echo(f"Choosing up to {cfg.frames_per_burst} frames of each candidate's burst")
+        members = bursts.burst_rows(frames, quality, [p.row for p in picks], cfg.frames_per_burst,
                                     run.files.checker(frames, checked_sizes, "burst frame unreadable: "),
                                     lambda r: _image_fields(run, frames, species, r, night, checked_sizes))
         summary.burst_frames = len(members)

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import compress
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from converters.cct import CCTMetadata, normalise_datetime
+from hitl.config import SelectSettings
 from hitl.progress import progress_bar
 from hitl.select.output import SelectionSummary
 
@@ -203,7 +203,7 @@ class Frames:
                        cct_row=self.cct_row[keep])
 
 
-def frames_of(elig: np.ndarray, keys: list[str], cct: CCTMetadata | None, root: Path, cfg: dict[str, Any],
+def frames_of(elig: np.ndarray, keys: list[str], cct: CCTMetadata | None, root: Path, cfg: SelectSettings,
               summary: SelectionSummary, progress: bool | None) -> Frames:
     """Sequence, frame, capture time and location of each eligible image (``keys`` their ids).
 
@@ -249,19 +249,19 @@ def _from_cct(cct: CCTMetadata, elig: np.ndarray, keys: list[str], summary: Sele
     return Frames(elig, keys, seq, frames, nframes, hours, cct, r, sizes)
 
 
-def _rebuild_sequences(frames: Frames, root: Path, cfg: dict[str, Any], summary: SelectionSummary,
+def _rebuild_sequences(frames: Frames, root: Path, cfg: SelectSettings, summary: SelectionSummary,
                        progress: bool | None) -> None:
     """Sequences for the images without a CCT seq_id, from capture times (EXIF where the CCT has none)."""
     need = np.flatnonzero(frames.seq < 0).tolist()
     untimed = [k for k in need if frames.time(k) is None]
-    if untimed and cfg["check_files"]:
+    if untimed and cfg.check_files:
         for k in progress_bar(progress, untimed, desc="Reading EXIF times", unit="img", leave=False):
             t = read_capture_time(root / frames.keys[k])
             if t is not None:
                 frames.own_time[int(frames.elig[k])] = t.isoformat()
                 frames.hours[k] = t.hour
     items = [(frames.keys[k], _when(frames.time(k))) for k in need]
-    built = build_sequences(items, gap_seconds=cfg["sequence_gap_seconds"])
+    built = build_sequences(items, gap_seconds=cfg.sequence_gap_seconds)
     first = int(frames.seq.max(initial=-1)) + 1  # numbers after the CCT's sequences
     number: dict[str, int] = {}
     no_time = 0

@@ -38,8 +38,10 @@ def serve(latency: float, ready, stop) -> None:
 
 
 def bench_throughput(folder: Path, concurrency: int, latency: float) -> dict:
+    import msgspec
+
     from hitl import store
-    from hitl.config import load_settings
+    from hitl.config import load_settings, overridden
     from hitl.embed.backends.openai_compat import OpenAIEmbedder
     from hitl.embed.runner import run_embed
     from hitl.embed.targets import stored_targets
@@ -52,7 +54,7 @@ def bench_throughput(folder: Path, concurrency: int, latency: float) -> dict:
         url = ready.get(timeout=30)
         db = store.connect(folder / "bench.db")
         settings = load_settings()
-        settings["embed"]["concurrency"] = concurrency
+        settings = msgspec.structs.replace(settings, embed=overridden(settings.embed, concurrency=concurrency))
         backend = OpenAIEmbedder(MODEL, [url], None, timeout_s=30)
         ids, _ = register_folder(db, folder / "images")
         targets = stored_targets(db, ids, 0.3)

@@ -104,8 +104,10 @@ def serve(latency: float, ready, stop) -> None:
 
 
 def bench_throughput(folder: Path, concurrency: int, latency: float) -> dict:
+    import msgspec
+
     from hitl import store
-    from hitl.config import load_settings
+    from hitl.config import load_settings, overridden
     from hitl.score.backends.openai_compat import OpenAICompatBackend
     from hitl.score.runner import run_sync
     from hitl.score.targets import candidate_targets, register_folder
@@ -117,7 +119,7 @@ def bench_throughput(folder: Path, concurrency: int, latency: float) -> dict:
         url = ready.get(timeout=30)
         db = store.connect(folder / "bench.db")
         settings = load_settings()
-        settings["score"]["concurrency"] = concurrency
+        settings = msgspec.structs.replace(settings, score=overridden(settings.score, concurrency=concurrency))
         backend = OpenAICompatBackend("Qwen/Qwen2.5-VL-7B-Instruct", [url], None, timeout_s=30)
         ids, _ = register_folder(db, folder / "images")
         targets, _ = candidate_targets(db, backend.name, "hero-v1", False, 0.3, ids)

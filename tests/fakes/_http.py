@@ -670,14 +670,20 @@ class FakeServer:
         raise NotImplementedError
 
     # helpers for subclasses --------------------------------------------------
-    def answer(self, call: Call) -> Optional[Reply]:
-        """Choose this call's behaviour, wait as it says, and reply (None: drop the connection)."""
+    def answer(self, call: Call, success: Optional[Callable[[Behaviour], Optional[Reply]]] = None) -> Optional[Reply]:
+        """Choose this call's behaviour, wait as it says, and reply (None: drop the connection).
+
+        ``success`` writes the reply of a behaviour that is an answer (not an error or raw bytes)
+        where the endpoint's answer is not the provider's usual body.
+        """
         b = self._choose(call)
         call.behaviour = b.label or "behaviour"
         self._sleep(self.latency)
         self._sleep(b.delay)
         if b.close_connection:
             return None
+        if success is not None and not b.is_error and b.raw_body is None:
+            return success(b)
         return self.render(b, call.model or self.model)
 
     def render(self, b: Behaviour, model: str) -> Reply:

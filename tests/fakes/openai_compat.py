@@ -212,22 +212,17 @@ class FakeOpenAI(FakeServer):
         return self._model_call(call, self._embedding_reply)
 
     def _embedding_reply(self, call: Call) -> Optional[Reply]:
-        from .embeddings import digest_vector, embeddings_response, pixel_vector
-
         if len(call.images) != 1:
             call.behaviour = "bad_request"
             return self.error_reply(400, "one image per request: CLIP takes text or an image, not both")
         encoding = call.json.get("encoding_format", "float")
         if encoding not in ("float", "base64"):
             return self.error_reply(400, f"encoding_format {encoding!r} is not supported")
-        b = self._choose(call)
-        call.behaviour = b.label or "behaviour"
-        self._sleep(self.latency)
-        self._sleep(b.delay)
-        if b.close_connection:
-            return None
-        if b.is_error or b.raw_body is not None:
-            return self.render(b, call.model or self.model)
+        return self.answer(call, lambda b: self._embedding(call, encoding, b))
+
+    def _embedding(self, call: Call, encoding: str, b: Behaviour) -> Reply:
+        from .embeddings import digest_vector, embeddings_response, pixel_vector
+
         data = call.images[0].data
         try:
             vector = pixel_vector(data) if self.pixel_vectors else digest_vector(data)

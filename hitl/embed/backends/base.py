@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from hitl.config import Settings
 from hitl.pipeline import Job
 
 Box = tuple[float, float, float, float]
@@ -59,7 +60,7 @@ class EmbedBackend:
         raise NotImplementedError
 
     @classmethod
-    def from_settings(cls, model: str, settings: dict[str, Any], base_urls: list[str] | None,
+    def from_settings(cls, model: str, settings: Settings, base_urls: list[str] | None,
                       env: Mapping[str, str]) -> EmbedBackend:
         raise NotImplementedError
 

@@ -39,8 +39,8 @@ class BaselineEmbedder(EmbedBackend):
 
     @classmethod
     def from_settings(cls, model, settings, base_urls, env) -> BaselineEmbedder:
-        cfg = settings["embed"]
-        return cls(cfg["baseline_side"], cfg["max_pixels"])
+        cfg = settings.embed
+        return cls(cfg.baseline_side, cfg.max_pixels)
 
     def __init__(self, side: int = 256, max_pixels: int = 50_000_000):
         self.side, self.max_pixels = side, max_pixels

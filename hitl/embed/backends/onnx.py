@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from hitl.config import Settings
 from hitl.embed.backends.base import EmbedBackend, EmbedTarget
 from hitl.errors import CallError, HitlError
 from hitl.imageprep import ImagePrepError, load_upright_rgb, read_upright_size
@@ -90,13 +91,13 @@ class OnnxEmbedder(EmbedBackend):
         return model.startswith(PREFIX)
 
     @classmethod
-    def from_settings(cls, model: str, settings: dict[str, Any], base_urls: list[str] | None,
+    def from_settings(cls, model: str, settings: Settings, base_urls: list[str] | None,
                       env: Mapping[str, str]) -> OnnxEmbedder:
         path = Path(model.removeprefix(PREFIX))
         if not path.is_file():
             raise HitlError(f"--model {model}: no ONNX model at {path}; give the path of model.onnx "
                             f"(its preprocessing in model.json beside it)")
-        return cls(path, read_preprocessing(path.with_suffix(".json")), settings["embed"]["max_pixels"])
+        return cls(path, read_preprocessing(path.with_suffix(".json")), settings.embed.max_pixels)
 
     def __init__(self, path: Path, spec: dict[str, Any], max_pixels: int = 50_000_000):
         try:

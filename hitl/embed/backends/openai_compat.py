@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import openai
 
+from hitl.config import Settings
 from hitl.embed.backends.base import EmbedBackend, EmbedTarget
 from hitl.errors import CallError, HitlError
 from hitl.imageprep import PreparedImage, prepare_image
@@ -62,15 +63,15 @@ class OpenAIEmbedder(EmbedBackend):
         return model.startswith(PREFIX)
 
     @classmethod
-    def from_settings(cls, model: str, settings: dict[str, Any], base_urls: list[str] | None,
+    def from_settings(cls, model: str, settings: Settings, base_urls: list[str] | None,
                       env: Mapping[str, str]) -> OpenAIEmbedder:
-        cfg = settings["embed"]
+        cfg = settings.embed
         name = model.removeprefix(PREFIX)
         urls = server_urls(model, "openai:openai/clip-vit-large-patch14", base_urls, env)
         key = api_key(env, cls.key_env)
         try:
-            return cls(name, urls, key, timeout_s=cfg["timeout_seconds"], max_side=cfg["max_side"],
-                       quality=cfg["jpeg_quality"], max_pixels=cfg["max_pixels"])
+            return cls(name, urls, key, timeout_s=cfg.timeout_seconds, max_side=cfg.max_side,
+                       quality=cfg.jpeg_quality, max_pixels=cfg.max_pixels)
         except ValueError as exc:
             raise HitlError(f"{model}: {exc}") from None
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
 
+from hitl.config import Settings
 from hitl.embed.backends.base import EmbedBackend
 from hitl.errors import HitlError
 
@@ -18,7 +18,7 @@ def backend_classes() -> list[type[EmbedBackend]]:
     return [BaselineEmbedder, OpenAIEmbedder, OnnxEmbedder]
 
 
-def make_embedder(model: str, settings: dict[str, Any], base_urls: list[str] | None = None,
+def make_embedder(model: str, settings: Settings, base_urls: list[str] | None = None,
                   env: Mapping[str, str] = os.environ) -> EmbedBackend:
     """``baseline``, ``openai:<model>`` (an embedding server) or ``onnx:<path>`` (a local model)."""
     for cls in backend_classes():

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from hitl.config import Price, Settings
 from hitl.score.verdict import ParseError, Verdict, parse_verdict
 
 
@@ -69,7 +70,7 @@ class Backend:
         raise NotImplementedError
 
     @classmethod
-    def from_settings(cls, model: str, settings: dict[str, Any], base_urls: list[str] | None,
+    def from_settings(cls, model: str, settings: Settings, base_urls: list[str] | None,
                       env: Mapping[str, str]) -> Backend:
         """Build the backend from the settings and the environment (keys and endpoints only there)."""
         raise NotImplementedError
@@ -84,11 +85,11 @@ class Backend:
     def probe(self) -> None:
         """Raise HitlError at once when the backend cannot be reached at all (default: nothing to reach)."""
 
-    def price(self, settings: dict[str, Any]) -> dict[str, float] | None:
+    def price(self, settings: Settings) -> Price | None:
         """USD per million tokens (``input``, ``output``) from the settings, or None when unknown."""
         if not self.paid:
             return None
-        prices = settings["score"]["prices"]
+        prices = settings.score.prices
         return prices.get(self.name) or prices.get(self.name.removeprefix("models/"))
 
 

@@ -313,7 +313,7 @@ class BaselineBackend(Backend):
 
     @classmethod
     def from_settings(cls, model, settings, base_urls, env) -> BaselineBackend:
-        return cls(max_side=settings["score"]["max_side"])
+        return cls(max_side=settings.score.max_side)
 
     def __init__(self, max_side: int = 768):
         self.max_side = max_side

@@ -9,11 +9,11 @@ import base64
 import json
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from google import genai
 from google.genai import types
 
+from hitl.config import Settings
 from hitl.errors import HitlError
 from hitl.remote import probe_tcp, translate_error
 from hitl.score.backends.base import BatchBackend, Outcome, ScoreRequest, outcome_from_text
@@ -83,17 +83,17 @@ class GeminiBackend(BatchBackend):
         return model.startswith(("gemini", "models/gemini"))
 
     @classmethod
-    def from_settings(cls, model: str, settings: dict[str, Any], base_urls: list[str] | None,
+    def from_settings(cls, model: str, settings: Settings, base_urls: list[str] | None,
                       env: Mapping[str, str]) -> GeminiBackend:
-        cfg = settings["score"]
+        cfg = settings.score
         key = next((env[k] for k in cls.key_env if env.get(k)), None)
         if not key:
             raise HitlError(f"{model}: no API key; set GEMINI_API_KEY (or GOOGLE_API_KEY) in the environment")
-        budget = cfg["gemini_thinking_budget"]
+        budget = cfg.gemini_thinking_budget
         base_url = env.get("HITL_GEMINI_BASE_URL") or None
-        client = make_client(key, base_url, cfg["timeout_seconds"])
+        client = make_client(key, base_url, cfg.timeout_seconds)
         return cls(model, client, thinking_budget=None if budget < 0 else budget,
-                   max_output_tokens=cfg["max_output_tokens"], base_url=base_url)
+                   max_output_tokens=cfg.max_output_tokens, base_url=base_url)
 
     def __init__(self, model: str, client: genai.Client, thinking_budget: int | None = 0,
                  max_output_tokens: int = 1024, base_url: str | None = None):

@@ -8,10 +8,10 @@ import itertools
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
 
 import openai
 
+from hitl.config import Price, Settings
 from hitl.errors import HitlError
 from hitl.remote import api_key, normalise_base_url, probe_tcp, server_urls, translate_error
 from hitl.score.backends.base import Backend, Outcome, ScoreRequest, outcome_from_text
@@ -33,15 +33,15 @@ class OpenAICompatBackend(Backend):
         return model.startswith(PREFIX)
 
     @classmethod
-    def from_settings(cls, model: str, settings: dict[str, Any], base_urls: list[str] | None,
+    def from_settings(cls, model: str, settings: Settings, base_urls: list[str] | None,
                       env: Mapping[str, str]) -> OpenAICompatBackend:
-        cfg = settings["score"]
+        cfg = settings.score
         name = model.removeprefix(PREFIX)
         urls = server_urls(model, "openai:Qwen/Qwen2.5-VL-7B-Instruct", base_urls, env)
         key = api_key(env, cls.key_env)
         try:
-            return cls(name, urls, key, timeout_s=cfg["timeout_seconds"], max_tokens=cfg["max_output_tokens"],
-                       paid=name in cfg["prices"])
+            return cls(name, urls, key, timeout_s=cfg.timeout_seconds, max_tokens=cfg.max_output_tokens,
+                       paid=name in cfg.prices)
         except ValueError as exc:
             raise HitlError(f"{model}: {exc}") from None
 
@@ -62,8 +62,8 @@ class OpenAICompatBackend(Backend):
         for client in self.clients:
             probe_tcp(str(client.base_url), f"the OpenAI-compatible server for {self.name}")
 
-    def price(self, settings: dict[str, Any]) -> dict[str, float] | None:
-        return settings["score"]["prices"].get(self.model) if self.paid else None
+    def price(self, settings: Settings) -> Price | None:
+        return settings.score.prices.get(self.model) if self.paid else None
 
     def _client(self) -> openai.OpenAI:
         with self._lock:  # round robin keeps every data-parallel server equally busy

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
 
+from hitl.config import Settings
 from hitl.errors import HitlError
 from hitl.score.backends.base import Backend
 
@@ -27,7 +27,7 @@ def backend_class(model: str) -> type[Backend]:
                     f"or openai:<model> for an OpenAI-compatible server (vLLM, Ollama, ...)")
 
 
-def make_backend(model: str, settings: dict[str, Any], base_urls: list[str] | None = None,
+def make_backend(model: str, settings: Settings, base_urls: list[str] | None = None,
                  env: Mapping[str, str] = os.environ) -> Backend:
     """``baseline``, ``openai:<model>`` or a Gemini model name (``gemini-2.5-flash``, ...)."""
     return backend_class(model).from_settings(model, settings, base_urls, env)
