@@ -14,17 +14,13 @@ from hitl.learn import raters as R
 from hitl.learn.features import Features
 
 from .conftest import CliProject
-from .test_learn import sheet_for
+from .test_learn import scored, sheet_for  # noqa: F401 - the fixture, taken by name
 
 
 @pytest.fixture
-def embedded(tmp_path, sample_data) -> CliProject:
+def embedded(scored, tmp_path) -> CliProject:  # noqa: F811
     """The sample's 12 candidates scored and embedded by the baseline, 36 decisions on them."""
-    project = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db")})
-    project.run("select", "--md", str(sample_data / "md_results.json"), "--cct", str(sample_data / "cct.json"),
-                "--speciesnet", str(sample_data / "speciesnet_predictions.json"), "--images",
-                str(sample_data / "images"), "-n", "12")
-    project.run("score", "--model", "baseline")
+    project = scored
     project.run("embed", "--model", "baseline")
     sheet_for(project, tmp_path / "d.csv")
     project.run("ratings", "--import", str(tmp_path / "d.csv"))

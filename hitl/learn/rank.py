@@ -95,7 +95,7 @@ class MetaRanker:
         """The head's columns of every image of ``image_ids`` that has a vector under ``root``, and which have."""
         position = {image_id: k for k, image_id in enumerate(image_ids)}
         head, has = np.zeros((len(image_ids), len(P.HEAD))), np.zeros(len(image_ids), dtype=bool)
-        for ids, V in vector_chunks(self.db, self.model, root=root):
+        for ids, V in vector_chunks(self.db, self.model, root=root, ordered=False):
             where = np.fromiter((position.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
             mine = where >= 0
             head[where[mine]] = self.raters.pixels.head.columns(V[mine])

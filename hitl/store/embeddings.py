@@ -86,13 +86,17 @@ def vectors(db: sqlite_utils.Database, model: str, ids: list[str] | None = None,
 
 
 def vector_chunks(db: sqlite_utils.Database, model: str, ids: list[str] | None = None, chunk: int = CHUNK_ROWS,
-                  root: str | None = None) -> Iterator[tuple[list[str], np.ndarray]]:
+                  root: str | None = None, ordered: bool = True) -> Iterator[tuple[list[str], np.ndarray]]:
     """:func:`vectors` a chunk at a time, as stored (float16), so a million of them never need to be
-    in memory at once."""
+    in memory at once. ``ordered=False`` (every vector of the model): in the order stored, not by
+    image id (sorting a million vectors costs SQLite a temporary B-tree: 17 s against 5)."""
     dim = model_dim(db, model)
     if dim is None:
         return
-    sql = "SELECT image_id, vector FROM embeddings WHERE model = ? AND status = 'ok'"
+    # with ids, "+model" has SQLite look each id up by the primary key; else it walks the model's index,
+    # every vector of the model per query (1.2 s against 0.01 for 900 ids among a million)
+    by_key = "" if ids is None else "+"
+    sql = f"SELECT image_id, vector FROM embeddings WHERE {by_key}model = ? AND {by_key}status = 'ok'"
     head = [model]
     if root is not None:
         sql, head = sql + " AND root = ?", [model, root]
@@ -101,7 +105,7 @@ def vector_chunks(db: sqlite_utils.Database, model: str, ids: list[str] | None =
         return [r[0] for r in rows], np.frombuffer(b"".join(r[1] for r in rows), STORED).reshape(len(rows), dim)
 
     if ids is None:
-        cursor = db.conn.execute(sql + " ORDER BY image_id", head)
+        cursor = db.conn.execute(sql + (" ORDER BY image_id" if ordered else ""), head)
         while rows := cursor.fetchmany(chunk):
             yield decoded(rows)
         return
