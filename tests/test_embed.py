@@ -282,6 +282,13 @@ def test_the_read_api_reads_many_rows_per_query(tmp_path):
     read = {i: v for part_ids, part in stored_order for i, v in zip(part_ids, part)}
     assert set(read) == set(made) and all(np.array_equal(read[i], made[i]) for i in made)
     assert list(vector_chunks(db, "m1", root="/another", ordered=False)) == []
+    asked: list[str] = []  # many ids are looked up by key, not found by walking every vector of the model
+    db.conn.set_trace_callback(asked.append)
+    assert len(vectors(db, "m1", ids=[f"img_{k:03d}" for k in range(900)], root="/r")[0]) == 0
+    db.conn.set_trace_callback(None)
+    lookup = next(sql for sql in asked if "image_id IN" in sql)
+    plan = " ".join(row[3] for row in db.conn.execute("EXPLAIN QUERY PLAN " + lookup))
+    assert "embeddings_1 (image_id=?)" in plan and "model_status" not in plan, plan
 
 
 def test_a_vector_of_another_dimension_is_a_recorded_failure(tmp_path):
