@@ -19,7 +19,15 @@ from PIL import Image
 from hitl import store
 from hitl.cli import cli
 from hitl.imageprep import prepare_image
-from hitl.store.embeddings import embedding_row, models, newest_model, unit_float16, vectors, write_embeddings
+from hitl.store.embeddings import (
+    embedding_row,
+    models,
+    newest_model,
+    unit_float16,
+    vector_chunks,
+    vectors,
+    write_embeddings,
+)
 
 from .conftest import REPO, descendants, still_running
 from .fakes import FakeOpenAI, image_sha
@@ -270,6 +278,18 @@ def test_the_read_api_reads_many_rows_per_query(tmp_path):
     assert some == ["img_01", "img_03"] and np.array_equal(part[1], made["img_03"].astype(np.float32))
     assert [(m.model, m.dim, m.n) for m in models(db)] == [("m1", 7, 11)] and newest_model(db) == "m1"
     assert vectors(db, "none") == ([], pytest.approx(np.zeros((0, 0))))
+    stored_order = list(vector_chunks(db, "m1", chunk=4, root="/r", ordered=False))  # as select --learned reads
+    assert [len(part_ids) for part_ids, _ in stored_order] == [4, 4, 3]
+    read = {i: v for part_ids, part in stored_order for i, v in zip(part_ids, part)}
+    assert set(read) == set(made) and all(np.array_equal(read[i], made[i]) for i in made)
+    assert list(vector_chunks(db, "m1", root="/another", ordered=False)) == []
+    asked: list[str] = []  # many ids are looked up by key, not found by walking every vector of the model
+    db.conn.set_trace_callback(asked.append)
+    assert len(vectors(db, "m1", ids=[f"img_{k:03d}" for k in range(900)], root="/r")[0]) == 0
+    db.conn.set_trace_callback(None)
+    lookup = next(sql for sql in asked if "image_id IN" in sql)
+    plan = " ".join(row[3] for row in db.conn.execute("EXPLAIN QUERY PLAN " + lookup))
+    assert "embeddings_1 (image_id=?)" in plan and "model_status" not in plan, plan
 
 
 def test_a_vector_of_another_dimension_is_a_recorded_failure(tmp_path):

@@ -13,44 +13,62 @@ FIGURE_NAMES = (("spearman", "Spearman"), ("qwk", "QWK"), ("mae", "MAE"), ("hero
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-k", "k", type=click.IntRange(min=1), default=20, show_default=True,
               help="The k of precision@k: how many top-ranked images a curator would look at.")
+@click.option("--embeddings", "embeddings", default="newest", show_default=True, metavar="MODEL|none",
+              help="Whose image vectors the rater reads (`hitl embed`): newest, a model, or none.")
 @json_option()
 @click.pass_obj
-def learn(obj: Context, seed, k, as_json) -> None:
+def learn(obj: Context, seed, k, embeddings, as_json) -> None:
     """Learn the curators' taste from every live decision, and store it as a rater.
 
     Gradient-boosted trees on the detector's record, every model's opinion and the review
-    mode; validated out of fold, grouped by sequence (by location with three or more), beside
-    every single model on the same decisions. Needs 30 decisions.
+    mode, and on what a ridge head reads in the image vectors (`hitl embed`) wherever they
+    exist; validated out of fold, grouped by sequence (by location with three or more), with
+    and without the vectors, beside every single model on the same decisions. Needs 30 decisions.
 
     \b
-    Example:
+    Examples:
         python -m hitl learn
+        python -m hitl learn --embeddings none
     """
     from hitl.learn.run import learn as fit
-    from hitl.learn.words import chance_words
+    from hitl.learn.words import chance_words, learned_rows, vector_words
 
-    result = fit(obj.db, obj.settings, seed=seed, k=k)
+    result = fit(obj.db, obj.settings, seed=seed, k=k, embeddings=embeddings)
     if as_json:
         print_json(result.as_json())
         return
     split = ", ".join(f"{v} {k}" for k, v in result.split.items() if v)
     click.echo(f"Learned rater learned@{result.version}: {result.n_decisions} decisions on {result.n_images} images "
                f"({split}); validated out of fold, grouped by {result.grouped_by}")
+    for sentence in vector_words(result.vectors, result.grouped_by):
+        click.echo(sentence)
+    named = learned_rows(f"learned@{result.version}", result.figures, result.without_vectors)
+    raters = [*named, *result.singles.items()]
     click.echo(f"{'rater':42} " + " ".join(f"{label:>11}" for _, label in FIGURE_NAMES))
-    for name, figures in [(f"learned@{result.version}", result.figures), *result.singles.items()]:
+    for name, figures in raters:
         click.echo(f"{name:42} " + " ".join(f"{_num(figures.get(key)):>11}" for key, _ in FIGURE_NAMES))
-    for name, figures in [(f"learned@{result.version}", result.figures), *result.singles.items()]:
+    for name, figures in raters:
         intervals = [f"{label} {_interval(figures.get(key + '_ci'))}" for key, label in FIGURE_NAMES
                      if figures.get(key + "_ci")]
         if intervals:
             click.echo(f"  {name}, 95% intervals resampling whole {result.grouped_by}s: " + ", ".join(intervals))
-    for name, figures in [(f"learned@{result.version}", result.figures), *result.singles.items()]:
+    for name, figures in raters:
         for sentence in chance_words(name, figures):
             click.echo(sentence)
     if result.reward:
         click.echo(result.reward)
     click.echo("Its predictions are stored as the rater learned@" + result.version
                + " (out of fold for the images it learned from): `hitl report`, `hitl next`.")
+
+
+def seen_by(chosen) -> str:
+    """Which rater predicted the images chosen: with a vector, or on the detector record alone."""
+    models = sorted({c.vectors for c in chosen if c.vectors})
+    with_vectors = sum(c.vectors is not None for c in chosen)
+    if not models:
+        return f"All {len(chosen)} predicted on the detector record and the models' opinions (no image vector read)"
+    return (f"{with_vectors} predicted with their {', '.join(models)} image vectors, {len(chosen) - with_vectors} "
+            f"without one (the detector record and the models' opinions alone)")
 
 
 def _num(value) -> str:
@@ -97,6 +115,7 @@ def next_command(obj: Context, n, strategy, dry_run, out_csv, studio, mode) -> N
                f"the model is least sure; {likely} likely {'hero' if likely == 1 else 'heroes'}, p(hero) ≥ {HERO_P:g})"
                + (f"; spread over the {chosen[0].spread_by} vectors, no two near-duplicates" if chosen[0].spread_by
                   else "") + (f"; wrote {out_csv}" if out_csv else ""))
+    click.echo(seen_by(chosen))
     if dry_run:
         for c in chosen[:10]:
             click.echo(f"  {c.image_id:40} p(hero) {c.p_hero:.2f}  {c.reason}")

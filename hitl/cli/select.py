@@ -33,7 +33,10 @@ from hitl.config import overridden
               help="Open each pick's header, replacing missing or unreadable files. [default: check]")
 @click.option("--add", is_flag=True, help="Keep the current candidates and add new ones from other sequences.")
 @click.option("--learned", is_flag=True,
-              help="Rank by the learned rater on the detector record (hitl learn; 30 decisions) instead of the heuristic.")
+              help="Rank by the learned rater on the detector record and the image vectors (hitl learn; 30 decisions) "
+                   "instead of the heuristic.")
+@click.option("--embeddings", "embeddings", default="newest", show_default=True, metavar="MODEL|none",
+              help="With --learned: whose image vectors it reads (`hitl embed --md`): newest, a model, or none.")
 @click.option("--only", "only_csv", type=click.Path(exists=True, dir_okay=False),
               help="Choose only among the images this CSV lists (its image_id column: `similar --out` writes one).")
 @click.option("--frames-per-burst", "frames_per_burst", type=int, metavar="K",
@@ -41,7 +44,8 @@ from hitl.config import overridden
 @json_option()
 @click.pass_obj
 def select(obj: Context, md_path, camtrap_dp, media_root, speciesnet_path, cct_path, images_root, n, out_csv, seed, threshold,
-           include_people, gap_seconds, check_files, add, learned, only_csv, frames_per_burst, as_json) -> None:
+           include_people, gap_seconds, check_files, add, learned, embeddings, only_csv, frames_per_burst,
+           as_json) -> None:
     """Select N diverse, promising candidates from detector output.
 
     One frame per sequence at most, stratified over categories (rare species, several
@@ -72,7 +76,7 @@ def select(obj: Context, md_path, camtrap_dp, media_root, speciesnet_path, cct_p
     if learned:  # scikit-learn is loaded only then; the decisions are checked before a big file is read
         from hitl.learn.rank import learned_ranker
 
-        ranker = learned_ranker(obj.db, cfg)
+        ranker = learned_ranker(obj.db, cfg, embeddings)
     summary = run_selection(
         obj.db, md=md_path, images_root=images_root, n=n, settings=obj.settings, speciesnet=speciesnet_path,
         cct=cct_path, out_csv=out_csv, add=add, echo=echo_err, ranker=ranker, camtrap_dp=camtrap_dp,

@@ -15,6 +15,7 @@ from hitl.learn import LEARNED
 from hitl.learn.features import META, MODE, Codes, Features, common_tags, meta_matrix, rater_columns, rater_matrix
 from hitl.select import strata
 from hitl.store import queries
+from hitl.store.embeddings import vectors
 from hitl.store.ratings import curator_decisions
 
 
@@ -54,7 +55,8 @@ def load_images(db: sqlite_utils.Database, cfg: SelectSettings) -> Images:
     meta.update(night=np.array([np.nan if r["night"] is None else float(r["night"]) for r in rows]),
                 rarity=np.array([np.nan if r.get("rarity") is None else r["rarity"] for r in rows], dtype=float),
                 hour=np.array([_hour(r["datetime"]) for r in rows]), species_names=[r["species"] for r in rows],
-                location_names=[r["location"] for r in rows], sequences=[r["seq_id"] for r in rows])
+                location_names=[r["location"] for r in rows], sequences=[r["seq_id"] for r in rows],
+                roots=[r["root"] for r in rows])
     scores = {k: [s for s in v if s["model"] != LEARNED] for k, v in queries.scores_by_image(db, raw=True).items()}
     return Images(ids, meta, scores)
 
@@ -136,3 +138,39 @@ def decision_features(images: Images, layout: Layout, decisions: Decisions) -> F
     F = image_features(images, layout, decisions.rows)
     F.X[:, F.names.index(MODE)] = decisions.mode
     return F
+
+
+@dataclass
+class Vectors:
+    """One model's image vectors of the store's images: each image's row in ``matrix`` (-1: none)."""
+
+    model: str
+    index: np.ndarray  # per image of Images.ids
+    matrix: np.ndarray  # float32, unit length
+
+    def has(self, rows: list[int] | np.ndarray) -> np.ndarray:
+        """Which of the images ``rows`` (indices into Images.ids) have a vector."""
+        return self.index[np.asarray(rows, dtype=np.int64)] >= 0
+
+    def of(self, rows: list[int] | np.ndarray) -> np.ndarray:
+        """The vectors of the images ``rows``, every one of which has one."""
+        return self.matrix[self.index[np.asarray(rows, dtype=np.int64)]]
+
+
+def load_vectors(db: sqlite_utils.Database, model: str, images: Images) -> Vectors:
+    """``model``'s vectors of ``images``, each read under its own image's root (the same relative
+    path in another collection is another photo)."""
+    by_root: dict[str, list[str]] = defaultdict(list)
+    for image_id, root in zip(images.ids, images.meta["roots"]):
+        by_root[root].append(image_id)
+    position = {image_id: k for k, image_id in enumerate(images.ids)}
+    index = np.full(len(images.ids), -1, dtype=np.int64)
+    parts = []
+    found = 0
+    for root, ids in by_root.items():
+        got, matrix = vectors(db, model, ids, root=root)
+        index[[position[i] for i in got]] = np.arange(found, found + len(got))
+        found += len(got)
+        parts.append(matrix)
+    matrix = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    return Vectors(model, index, matrix)

@@ -96,6 +96,7 @@ class Next:
     reason: str
     chosen_as: str  # "hero" or "uncertain": which order chose it
     spread_by: str | None = None  # the model whose vectors spread the round, if any
+    vectors: str | None = None  # the model whose image vector the prediction read (None: the detector record alone)
 
     def row(self) -> dict:
         """The CSV row of `next --out`."""
@@ -127,7 +128,7 @@ def choose_next(db: sqlite_utils.Database, n: int, strategy: str = "mixed", thre
     chosen = take(order(p, strategy), [c["seq_id"] for c in pool], n, reviewed_seqs, vectors)
     spread_by = vectors[2].model if vectors is not None else None
     return [Next(pool[k]["image_id"], round(float(p[k]), 4), round(float(facts[k].get("stars", np.nan)), 2),
-                 reason(float(p[k]), why), why, spread_by) for k, why in chosen]
+                 reason(float(p[k]), why), why, spread_by, facts[k].get("vectors")) for k, why in chosen]
 
 
 def reason(p_hero: float, why: str) -> str:

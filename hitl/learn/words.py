@@ -33,6 +33,10 @@ PHRASES = {
     "baseline:chroma_mean": ("colourful frames", "muted, grey frames"),
     "baseline:saturation": ("saturated colour", "muted colour"),
     "baseline:thirds_distance": ("animals away from the thirds", "animals on the thirds"),
+    "pixels:hero": ("the look of their heroes (what the image vectors show)",
+                    "a look unlike their heroes' (what the image vectors show)"),
+    "pixels:stars": ("the look of their best-starred images (what the image vectors show)",
+                     "a look unlike their best-starred images' (what the image vectors show)"),
 }
 UNDIRECTED_PHRASES = {"species": "some species more than others", "location": "some cameras more than others",
                       "hour_sin": "some times of day", "hour_cos": "some times of day"}
@@ -103,3 +107,49 @@ def what_curators_reward(importance: list[dict], figures: dict) -> str:
     parts = parts[:TOP]
     listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
     return f"The curators reward {listed} (held-out permutation importance of the learned rater)."
+
+
+def learned_rows(name: str, figures: dict, without: dict | None) -> list[tuple[str, dict]]:
+    """The learned rater's rows of a table of figures: with and without the vectors when it read them."""
+    if without is None:
+        return [(name, figures)]
+    return [(f"{name}, with vectors", figures), (f"{name}, without vectors", without)]
+
+
+def vector_words(facts: dict, grouped_by: str) -> list[str]:
+    """What a learn run did with the image vectors, and whether they help, as far as the numbers carry it."""
+    model = facts.get("model")
+    if model is None:
+        if facts.get("asked") == "none":
+            return ["Image vectors: not read (--embeddings none); the rater reads the detector record and the "
+                    "models' opinions."]
+        return ["No image vectors in the store: the rater reads the detector record and the models' opinions "
+                "(`python -m hitl embed --model baseline` computes vectors offline)."]
+    counts = f"{facts['decisions']} of {facts['of_decisions']} decisions"
+    if not facts.get("used"):
+        return [f"Image vectors of {model}: {counts} have one, fewer than the {facts['needed']} the vector-aware "
+                f"rater needs: the detector-only rater is used (`python -m hitl embed --model {model}` embeds the "
+                f"candidates)."]
+    out = [f"Image vectors of {model}: {counts} and {facts['images']:,} of {facts['of_images']:,} images have one; "
+           f"the rater reads them through a ridge head stacked with its trees, and rates an image without one on "
+           f"the detector record and the models' opinions alone."]
+    if model == "baseline":
+        out.append("The baseline vector describes how a photo looks (layout, edges, blur, colour); it is not a "
+                   "learned representation.")
+    gain = facts.get("gain") or {}
+    parts, better, worse = [], False, False
+    for key, label in (("hero_auc", "hero AUC"), ("spearman", "Spearman")):
+        if gain.get(key) is None:
+            continue
+        ci = gain.get(key + "_ci")
+        parts.append(f"{label} {gain[key]:+.3f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""))
+        better |= bool(ci) and ci[0] > 0
+        worse |= bool(ci) and ci[1] < 0
+    if parts:
+        verdict = ("the pixels help on this collection" if better and not worse else
+                   "the vectors do worse here (--embeddings none learns without them)" if worse and not better else
+                   "better on one figure, worse on the other" if better else
+                   "no difference distinguishable from zero yet")
+        out.append(f"With the vectors against without: {', '.join(parts)} (95% intervals resampling whole "
+                   f"{grouped_by}s): {verdict}.")
+    return out

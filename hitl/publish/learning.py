@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hitl.learn.words import chance_words, what_curators_reward
+from hitl.learn.words import chance_words, learned_rows, vector_words, what_curators_reward
 
 FIGURES = (("spearman", "Spearman ρ"), ("qwk", "weighted κ"), ("mae", "MAE"), ("hero_auc", "hero AUC"),
            ("precision_at_k", "precision@k"), ("ece", "calibration error"))
@@ -16,13 +16,15 @@ def learned_section(run: dict | None, figure_png: Callable) -> dict[str, Any] | 
     if not run:
         return None
     figures = run["figures"] or {}
-    raters = [(f"learned@{run['version']}", figures.get("learned") or {}),
+    raters = [*learned_rows(f"learned@{run['version']}", figures.get("learned") or {}, figures.get("without_vectors")),
               *sorted((figures.get("singles") or {}).items())]
     rows = [{"name": name, **_cells(f)} for name, f in raters]
     params = run["parameters"] or {}
     return {
         "version": run["version"], "n_decisions": run["n_decisions"], "n_images": run["n_images"],
         "grouped_by": params.get("grouped_by"), "split": params.get("split") or {},
+        # a run stored before the vectors were read says nothing of them
+        "vectors": vector_words(params["vectors"], params.get("grouped_by")) if params.get("vectors") else [],
         "columns": [label for _, label in FIGURES], "rows": rows,
         "k": (figures.get("learned") or {}).get("k"),
         # said again from the stored numbers, so a run stored before a figure was judged says no more than they carry

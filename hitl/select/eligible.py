@@ -34,12 +34,15 @@ Box = tuple[float, float, float, float]
 
 
 class Ranker(Protocol):
-    """Ranks images never seen by a curator on their detector record (the learned rater)."""
+    """Ranks images never seen by a curator on their detector record, and their image vectors
+    where they have one (the learned rater)."""
 
     n_decisions: int  # how many curator decisions it learned from
+    model: str | None  # whose image vectors it reads (None: none)
+    counts: dict[str, int]  # of the images ranked last: how many with a vector, how many without
 
-    def p_hero(self, columns: dict[str, np.ndarray], species: list[str | None], locations: list[str | None]
-               ) -> np.ndarray: ...
+    def p_hero(self, columns: dict[str, np.ndarray], species: list[str | None], locations: list[str | None],
+               image_ids: list[str] | None = None, root: str | None = None) -> np.ndarray: ...
 
 
 @dataclass

@@ -279,7 +279,14 @@ def _learned_quality(run: SelectionRun, frames: Frames, species: _Species, night
                "n_animals": feats.n_animals[e], "n_species": feats.n_species[e], "max_conf": feats.max_conf[e],
                "night": night, "rarity": species.share, "hour": frames.hours}
     names = [species.names[k] for k in species.sp.tolist()]
-    return ranker.p_hero(columns, names, [frames.location(k) for k in range(len(e))])
+    p = ranker.p_hero(columns, names, [frames.location(k) for k in range(len(e))],
+                      list(map(run.md.image_ids.__getitem__, e.tolist())), str(run.root))
+    if ranker.model is not None:
+        said = (f"learned rater: {ranker.counts['with vectors']:,} images ranked with their {ranker.model} vectors, "
+                f"{ranker.counts['without']:,} without one on the detector record alone")
+        run.echo(said[0].upper() + said[1:])
+        run.summary.notes.append(said)
+    return p
 
 
 def _row(run: SelectionRun, frames: Frames, species: _Species, p: selection.Pick, rank: int, night: np.ndarray,

@@ -367,6 +367,11 @@ def _write_cct(c: _Collection, path: Path) -> None:
     ann_tmp.unlink()
 
 
+def image_files(n_images: int = 1_000_000, seed: int = 0) -> list[str]:
+    """The image paths (MegaDetector's ``file``) of the collection :func:`write_synthetic_collection` writes."""
+    return _Collection(n_images, seed).files(0, n_images)
+
+
 def write_synthetic_collection(out_dir: Path, n_images: int = 1_000_000, seed: int = 0) -> tuple[Path, Path]:
     """Write ``md.json`` (MegaDetector 1.6) and ``cct.json`` (COCO Camera Traps) into out_dir.
 

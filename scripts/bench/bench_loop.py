@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -100,17 +102,17 @@ def fixed_order(score: np.ndarray, burst: np.ndarray) -> np.ndarray:
     return np.concatenate([ranked[first], ranked[~first]])
 
 
-def the_loop(F: Features, stars: np.ndarray, hero: np.ndarray, burst: np.ndarray, start: np.ndarray,
-             strategy: str, seed: int) -> tuple[np.ndarray, M.Fitted]:
-    """Reviews in rounds: the first from ``start``'s order, then learn on everything reviewed, next."""
+def the_loop(rate: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, Any]], burst: np.ndarray, start: np.ndarray,
+             strategy: str, last: int = LAST) -> tuple[np.ndarray, Any]:
+    """Reviews in rounds: the first from ``start``'s order, then learn on everything reviewed, next.
+    ``rate(reviewed, rest)``: the rest's probabilities of hero by a rater fitted on the reviewed
+    frames, and that rater."""
     reviewed = list(fixed_order(start, burst)[:ROUND])
     fitted = None
-    while len(reviewed) < LAST:
+    while len(reviewed) < last:
         taken = np.array(reviewed)
-        groups = burst[taken]
-        fitted = M.fit(Features(F.names, F.X[taken]), stars[taken], hero[taken], groups, seed)
-        rest = np.setdiff1d(np.arange(len(stars)), taken)
-        p = fitted.predict(F.X[rest])[1]
+        rest = np.setdiff1d(np.arange(len(burst)), taken)
+        p, fitted = rate(taken, rest)
         used, chosen = set(burst[taken].tolist()), []
         for row, _ in order(p, strategy):
             b = burst[rest[row]]
@@ -121,7 +123,15 @@ def the_loop(F: Features, stars: np.ndarray, hero: np.ndarray, burst: np.ndarray
             if len(chosen) == ROUND:
                 break
         reviewed += chosen
-    return np.array(reviewed[:LAST]), fitted
+    return np.array(reviewed[:last]), fitted
+
+
+def trees_rater(F: Features, stars: np.ndarray, hero: np.ndarray, burst: np.ndarray, seed: int):
+    """``the_loop``'s ``rate`` for the learned rater's trees on ``F``."""
+    def rate(taken: np.ndarray, rest: np.ndarray) -> tuple[np.ndarray, M.Fitted]:
+        fitted = M.fit(Features(F.names, F.X[taken]), stars[taken], hero[taken], burst[taken], seed)
+        return fitted.predict(F.X[rest])[1], fitted
+    return rate
 
 
 def found(sequence: np.ndarray, hero: np.ndarray) -> list[int]:
@@ -146,8 +156,8 @@ def main() -> int:
     orders = {"random": rng.permutation(args.images), "selection heuristic": fixed_order(heuristic, c["burst"]),
               "model A's score": fixed_order(score_a, c["burst"]), "model B's score": fixed_order(score_b, c["burst"])}
     best_single = max(("model A's score", "model B's score"), key=lambda k: found(orders[k], hero)[2])
-    loop, fitted = the_loop(F, stars, hero, c["burst"], score_a if best_single == "model A's score" else score_b,
-                            args.strategy, args.seed)
+    loop, fitted = the_loop(trees_rater(F, stars, hero, c["burst"], args.seed), c["burst"],
+                            score_a if best_single == "model A's score" else score_b, args.strategy)
     orders[f"the loop (learn -> next, {args.strategy})"] = loop
     held_out = np.setdiff1d(rng.permutation(args.images)[:5000], loop)
     ece = M.expected_calibration_error(fitted.predict(F.X[held_out])[1], hero[held_out] == 1)
