@@ -80,7 +80,7 @@ class ImagePrepError(Exception):
         tail = f" ({detail})" if detail else ""
         super().__init__(f"Cannot prepare image {self.path}: {reason}{tail}.")
 
-    def __reduce__(self):  # raised in a preparing process, it crosses back to the run whole
+    def __reduce__(self):  # it can cross a process boundary whole (e.g. from a process pool)
         return type(self), (self.path, self.reason, self.detail)
 
 

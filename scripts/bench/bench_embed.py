@@ -7,7 +7,7 @@ client against the stub OpenAI-compatible server of tests/fakes (vLLM's /v1/embe
 answers each request after a fixed latency with a vector from the bytes' hash (no decoding: the
 server runs in its own process, and on this machine its CPU would be taken from the client's).
 Each image is decoded at 1/4 scale, resized to 448 px on its long side and re-encoded in the
-preparing processes. Target: at least 144 images/s at concurrency 16 with 100 ms per request
+preparing threads. Target: at least 144 images/s at concurrency 16 with 100 ms per request
 (0.9 x the bound of 16 / 0.1 s = 160/s). The client's CPU (every process) is reported per image.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@
 2. Throughput: N images scored through the real openai client against the stub
    OpenAI-compatible server of tests/fakes, which answers each request after a fixed latency.
    The server runs in its own process so its CPU is not counted as the client's; the client's
-   is this process's and its preparing processes' (scripts/bench/_cpumeter.py).
+   is this process's (every thread, and any process it starts) (scripts/bench/_cpumeter.py).
    Target: at least 58 images/s at concurrency 16 with 250 ms per request (0.9 x the bound of
    16 / 0.25 s = 64/s).
 
