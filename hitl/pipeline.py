@@ -3,10 +3,9 @@ ahead in a pool of threads, a few calls in flight in threads, each result record
 
 Decoding (libjpeg's DCT scaling), EXIF orientation, resizing and encoding happen in Pillow's C
 code with the interpreter released, so threads prepare in parallel with each other and with the
-senders. A pool of processes was measured against them on 2 cores (``scripts/bench/bench_score.py``):
-it cost ~9 ms more CPU per image (pickling, its queues' feeder and result threads, a fork server
-and workers each importing numpy and Pillow) for no gain in throughput, and a run killed outright
-left its workers behind. Preparation is fed a few images ahead of the senders so neither starves
+senders. A pool of processes was measured against them on 2 cores (``scripts/bench/bench_score.py``,
+same runs): 38-44 ms of client CPU per image against 27-29 ms, for no gain in throughput (starting
+the fork server and workers alone cost ~0.45 s of CPU), and a run killed outright left its workers behind. Preparation is fed a few images ahead of the senders so neither starves
 the other and memory stays bounded; the caller's thread records each result the moment it exists,
 so a run killed at any point loses only what was in flight.
 """
