@@ -5,9 +5,10 @@ Decoding (libjpeg's DCT scaling), EXIF orientation, resizing and encoding happen
 code with the interpreter released, so threads prepare in parallel with each other and with the
 senders. A pool of processes was measured against them on 2 cores (``scripts/bench/bench_score.py``,
 same runs): 38-44 ms of client CPU per image against 27-29 ms, for no gain in throughput (starting
-the fork server and workers alone cost ~0.45 s of CPU), and a run killed outright left its workers behind. Preparation is fed a few images ahead of the senders so neither starves
-the other and memory stays bounded; the caller's thread records each result the moment it exists,
-so a run killed at any point loses only what was in flight.
+the fork server and workers alone cost ~0.45 s of CPU), and a run killed outright left its workers
+behind. Preparation is fed a few images ahead of the senders so neither starves the other and
+memory stays bounded; the caller's thread records each result the moment it exists, so a run
+killed at any point loses only what was in flight.
 """
 from __future__ import annotations
 
