@@ -39,6 +39,7 @@ EXIF_ORIENTATION = 0x0112
 # Checked from the header before any decoding: a 144 MP PNG decodes to ~430 MB of RGB, and a
 # few at once would take the machine's memory. Camera-trap frames are far below this.
 MAX_PIXELS = 50_000_000
+DECODE_BLOCK = 32 * 1024 * 1024  # bytes handed to the decoder at once: any camera-trap JPEG whole
 BACKGROUND = (128, 128, 128)  # neutral grey under transparent pixels: neither black nor white
 
 # EXIF orientation -> the transpose that makes the stored pixels upright (EXIF 2.3, tag 274).
@@ -80,7 +81,7 @@ class ImagePrepError(Exception):
         tail = f" ({detail})" if detail else ""
         super().__init__(f"Cannot prepare image {self.path}: {reason}{tail}.")
 
-    def __reduce__(self):  # raised in a preparing process, it crosses back to the run whole
+    def __reduce__(self):  # it can cross a process boundary whole (e.g. from a process pool)
         return type(self), (self.path, self.reason, self.detail)
 
 
@@ -159,6 +160,10 @@ def load_upright_rgb(
                 # JPEG only (no-op elsewhere): libjpeg picks the largest 1/n scale with
                 # decoded size >= want, so quality is kept for the resize step.
                 im.draft("RGB", want)
+            # one read and one call into libjpeg: Pillow's default feeds the decoder 64 KB at a time,
+            # taking the interpreter back between blocks, and a preparing thread then waits its turn
+            # behind the senders dozens of times per file (capped: a huge PNG is still read in parts)
+            im.decodermaxblock = max(im.decodermaxblock, min(path.stat().st_size, DECODE_BLOCK))
             im.load()  # full decode: truncation raises here, not later
             try:
                 rgb = _to_rgb(im)

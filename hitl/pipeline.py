@@ -1,33 +1,31 @@
 """The machinery of every stage that sends images to a model (`score`, `embed`): images prepared
-ahead in a process pool, a few calls in flight in threads, each result recorded as it arrives.
+ahead in a pool of threads, a few calls in flight in threads, each result recorded as it arrives.
 
-Decoding (libjpeg's DCT scaling), EXIF orientation, resizing and encoding are CPU work that holds
-the interpreter: in threads beside the senders they took turns with the SDK's request handling
-and neither got a whole core. So preparation runs in a pool of processes, one per core, fed a few
-images ahead of the senders so neither starves the other and memory stays bounded; the senders
-are threads (a call spends its time waiting on the network), and the caller's thread records
-each result the moment it exists, so a run killed at any point loses only what was in flight.
+Decoding (libjpeg's DCT scaling), EXIF orientation, resizing and encoding happen in Pillow's C
+code with the interpreter released, so threads prepare in parallel with each other and with the
+senders. A pool of processes was measured against them on 2 cores (``scripts/bench/bench_score.py``,
+same runs): 38-44 ms of client CPU per image against 27-29 ms, for no gain in throughput (starting
+the fork server and workers alone cost ~0.45 s of CPU), and a run killed outright left its workers
+behind. Preparation is fed a few images ahead of the senders so neither starves the other and
+memory stays bounded; the caller's thread records each result the moment it exists, so a run
+killed at any point loses only what was in flight.
 """
 from __future__ import annotations
 
 import collections
 import itertools
-import multiprocessing
 import os
 import queue
-import signal
 import threading
-import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any, Generic, TypeVar
 
-from hitl.errors import AuthError, HitlError
+from hitl.errors import AuthError
 from hitl.imageprep import ImagePrepError
 
 T = TypeVar("T")
-Job = tuple[Callable[..., Any], tuple]  # a module-level function and its arguments: what a worker runs
+Job = tuple[Callable[..., Any], tuple]  # a function and its arguments: what a preparing thread runs
 
 STOPPED = "stopped"
 FINISHED = "finished"
@@ -41,47 +39,15 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _worker_start(run_pid: int) -> None:
-    # Ctrl+C is the parent's to handle: a worker that died of it would break the pool mid-run
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with, args=(run_pid,), name="exit-with-run", daemon=True).start()
-
-
-def _exit_with(run_pid: int, every_s: float = 1.0) -> None:
-    """End this worker once the run that started it is gone. A run killed outright (kill -9, the OOM
-    killer) shuts no pool down, and a worker waiting for work never sees an end: it holds its own
-    queue's pipe, and the fork server lives as long as a worker holds its pipe. Neither is our
-    child, so no parent-death signal reaches them; they would wait for good."""
-    while True:
-        time.sleep(every_s)
-        try:
-            os.kill(run_pid, 0)
-        except ProcessLookupError:
-            os._exit(1)
-        except PermissionError:  # the pid is someone else's now: ours is gone
-            os._exit(1)
-
-
-def prep_pool(n_items: int) -> ProcessPoolExecutor:
-    """A pool of preparing processes, one per core (never more than there are images).
-
-    Started by a fork server, not by forking this process: the senders' threads, an SDK's locks
-    or a test's servers are never copied into a worker half-held. The server imports the heavy
-    libraries once and each worker is a cheap fork of it; hitl's own code is imported by the
-    worker, from this process's ``sys.path`` (Python 3.11's fork server ignores it).
-    """
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if "forkserver" in methods:
-        context.set_forkserver_preload(["numpy", "PIL.Image", "PIL.JpegImagePlugin"])
-    return ProcessPoolExecutor(max_workers=max(1, min(cores(), n_items)), mp_context=context,
-                               initializer=_worker_start, initargs=(os.getpid(),))
+def prep_pool(n_items: int) -> ThreadPoolExecutor:
+    """The preparing threads, one per core (never more than there are images)."""
+    return ThreadPoolExecutor(max_workers=max(1, min(cores(), n_items)), thread_name_prefix="prepare")
 
 
 class Pipeline(Generic[T]):
     """One run's bookkeeping: what is being prepared, what is ready, what is being sent.
 
-    - ``job(target)``: what a worker runs to prepare ``target`` (picklable: a module-level function);
+    - ``job(target)``: what a preparing thread runs to prepare ``target``;
     - ``send(target, prepared)``: the call, in a sender thread; AuthError stops the run (no new
       call starts, the calls in flight are kept);
     - ``record(target, result)``: in the caller's thread, for every prepared image that failed
@@ -122,7 +88,7 @@ class Pipeline(Generic[T]):
             pool.shutdown(wait=True, cancel_futures=True)
         return STOPPED if self.auth_error is not None else status
 
-    def _loop(self, pool: ProcessPoolExecutor, senders: ThreadPoolExecutor) -> None:
+    def _loop(self, pool: ThreadPoolExecutor, senders: ThreadPoolExecutor) -> None:
         # finished futures arrive on one queue: waiting costs nothing per future in flight, where
         # concurrent.futures.wait locks every one of them on every call
         finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
@@ -155,9 +121,6 @@ class Pipeline(Generic[T]):
         except ImagePrepError as exc:  # an unusable image: recorded, never sent
             self.record(target, exc)
             return
-        except BrokenProcessPool as exc:
-            raise HitlError("a preparing process died (out of memory?); rerun the same command to continue "
-                            "where it stopped") from exc
         if not self.stop.is_set():
             self.ready.append((target, prepared))
 

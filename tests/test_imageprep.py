@@ -366,3 +366,29 @@ def test_real_truncated_elephants_fail_cleanly():
     with pytest.raises(ImagePrepError) as info:
         prepare_image(path)
     assert info.value.reason == "truncated or corrupt" and path.name in str(info.value)
+
+
+def test_a_jpeg_reaches_the_decoder_in_one_piece(tmp_path, monkeypatch):
+    # each call into libjpeg gives the interpreter back and takes it again: fed Pillow's default 64 KB
+    # at a time, a preparing thread queued behind the sender threads dozens of times per file
+    rng = np.random.default_rng(0)
+    path = tmp_path / "grain.jpg"
+    Image.fromarray(rng.integers(0, 255, (1536, 2048, 3), dtype=np.uint8)).save(path, quality=95)
+    calls = []
+    real = Image._getdecoder
+
+    class Counting:
+        def __init__(self, decoder):
+            self._decoder = decoder
+
+        def __getattr__(self, name):
+            return getattr(self._decoder, name)
+
+        def decode(self, data):
+            calls.append(len(data))
+            return self._decoder.decode(data)
+
+    monkeypatch.setattr(Image, "_getdecoder", lambda *args: Counting(real(*args)))
+    prepared = prepare_image(path)
+    assert path.stat().st_size > 10 * 65536 and (prepared.width, prepared.height) == (768, 576)
+    assert len(calls) == 1

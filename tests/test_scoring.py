@@ -179,6 +179,24 @@ def test_malformed_model_output_is_a_recorded_parse_failure(tmp_path):
         assert all(r["status"] == "ok" for r in project.scores(QWEN).values())
 
 
+def test_a_malformed_completion_is_a_recorded_failure_not_a_crash(tmp_path):
+    # the answer's JSON is read by hand (not through the SDK's models): whatever its shape, each
+    # image gets a recorded failure with its reason and the run goes on
+    paths = make_folder(tmp_path / "photos", 5)
+    with FakeOpenAI() as server:
+        for path, body in zip(paths, [{"choices": []}, [1, 2], {"choices": [{"message": None, "finish_reason": "length"}]},
+                                      "this is no JSON"]):
+            server.on_image(sent_hash(path), B.raw(200, body))
+        project = Project(tmp_path, {"HITL_OPENAI_BASE_URL": server.url})
+        result = project.run("score", "--model", QWEN, "--images", str(tmp_path / "photos"))
+        assert "1 scored, 4 failed of 5" in result.output
+        rows = project.scores(QWEN)
+        assert rows["cam/img_004.jpg"]["status"] == "ok" and rows["cam/img_004.jpg"]["score"] == 7.5
+        assert all(rows[f"cam/img_00{k}.jpg"]["error_kind"].startswith("parse: ") for k in range(3))
+        assert rows["cam/img_002.jpg"]["error"] == "no answer (finish reason length)"
+        assert rows["cam/img_003.jpg"]["error_kind"] == "bad response"
+
+
 def test_auth_error_stops_the_run_at_once(tmp_path):
     make_folder(tmp_path / "photos", 40)
     with FakeOpenAI(default=B.auth_error(401)) as server:
@@ -327,10 +345,10 @@ def test_sigkill_halfway_then_rerun_makes_no_repeat_calls(tmp_path):
         proc = _spawn(project, "score", "--model", QWEN, "--images", str(tmp_path / "photos"))
         assert server.wait_for(lambda s: s.count_for(sent_hash(paths[6])) >= 1, timeout=30)
         time.sleep(0.5)  # let the other worker finish what it can
-        below = descendants(proc.pid)  # the preparing processes, and their fork server
+        below = descendants(proc.pid)  # images are prepared in threads: the run starts no process
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
-        assert below and still_running(below) == []  # none waits for a run that is gone
+        assert below == [] and still_running(below) == []  # nothing can wait for a run that is gone
         finished = {r["image_id"] for r in project.scores(QWEN).values() if r["status"] == "ok"}
         assert 3 <= len(finished) < 12
         server.release()

@@ -1,6 +1,6 @@
 """The `embed` step's run: every target gets the model's vector, once.
 
-Built like `score`'s: images prepared in a process per core a few ahead of the senders
+Built like `score`'s: images prepared in a thread per core a few ahead of the senders
 (:mod:`hitl.pipeline`), the calls under the one retry policy (:mod:`hitl.retry`), each vector
 written the moment it arrives, so a run killed at any point loses only what was in flight and a
 rerun embeds nothing twice.

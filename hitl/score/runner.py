@@ -1,6 +1,6 @@
 """The `score` step's synchronous run: every candidate gets each model's verdict, once.
 
-Images are prepared in a process per core while the calls wait on the network, a few ahead of
+Images are prepared in a thread per core while the calls wait on the network, a few ahead of
 the callers (:mod:`hitl.pipeline`, shared with `embed`). Each result is written the moment it
 arrives (:mod:`hitl.score.record`), so a run killed at any point loses only the calls in flight,
 and a rerun skips every finished key: nothing is paid for twice.
@@ -35,7 +35,7 @@ class Attempted:
 
 
 class Caller:
-    """What a worker runs to prepare an image, and the backend's call under the retry policy."""
+    """What a preparing thread runs to prepare an image, and the backend's call under the retry policy."""
 
     def __init__(self, backend: Backend, prompt: str, settings: Settings, stop: threading.Event):
         self.backend = backend
@@ -45,7 +45,7 @@ class Caller:
         self.policy = retry.retrying(settings.score, stop)
 
     def job(self, target: Target) -> Job:
-        """The preparation of ``target``'s image, run in a preparing process."""
+        """The preparation of ``target``'s image, run in a preparing thread."""
         return prepare_image, (target.path, self.cfg.max_side, self.cfg.jpeg_quality, self.cfg.max_pixels)
 
     def request(self, target: Target) -> ScoreRequest:

@@ -14,16 +14,17 @@ import psutil
 
 
 class CpuMeter:
-    """``with CpuMeter(exclude={server_pid}) as meter: ...`` then ``meter.seconds``."""
+    """``with CpuMeter(exclude={server_pid}) as meter: ...`` then ``meter.seconds``; ``only={pid}``
+    measures that one process and its own children instead (a stub server on the same cores)."""
 
-    def __init__(self, exclude: set[int] | None = None):
+    def __init__(self, exclude: set[int] | None = None, only: set[int] | None = None):
         self.exclude = set(exclude or ())
+        self.only = set(only or ())
         self.seconds = 0.0
 
     def _total(self) -> float:
-        me = psutil.Process(os.getpid())
         total = 0.0
-        for process in [me, *me.children(recursive=True)]:
+        for process in self._processes():
             if process.pid in self.exclude:
                 continue
             try:
@@ -32,6 +33,10 @@ class CpuMeter:
                 continue
             total += t.user + t.system + t.children_user + t.children_system
         return total
+
+    def _processes(self) -> list[psutil.Process]:
+        roots = [psutil.Process(pid) for pid in self.only] if self.only else [psutil.Process(os.getpid())]
+        return [p for root in roots for p in (root, *root.children(recursive=True))]
 
     def __enter__(self) -> CpuMeter:
         self._before = self._total()

@@ -1,6 +1,6 @@
 """What every embedding backend shares: the target it embeds and the capabilities it carries.
 
-A backend says what a preparing process does to an image (:meth:`EmbedBackend.job`: decoding,
+A backend says what a preparing thread does to an image (:meth:`EmbedBackend.job`: decoding,
 resizing and whatever else can be done away from the senders) and turns that into a vector
 (:meth:`EmbedBackend.embed`, in a sender thread). It raises AuthError when the run must stop at
 once, RetryableError for failures worth another attempt and CallError for the others; the runner
@@ -69,7 +69,7 @@ class EmbedBackend:
         return " or ".join(cls.key_env) or "no key is needed"
 
     def job(self, target: EmbedTarget) -> Job:
-        """What a preparing process runs for ``target`` (a module-level function and its arguments).
+        """What a preparing thread runs for ``target`` (a function and its arguments).
         It raises ImagePrepError for an image that cannot be used."""
         raise NotImplementedError
 

@@ -1,5 +1,5 @@
 """``baseline``: the offline image vector of :mod:`hitl.embed.descriptors`, computed entirely in the
-preparing process (decode, measure); the sender only hands it over. NOT a learned representation."""
+preparing thread (decode, measure); the sender only hands it over. NOT a learned representation."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +21,7 @@ def largest_share(boxes: list[Box]) -> float | None:
 
 
 def baseline_vector(path: Path, boxes: list[Box], side: int, max_pixels: int) -> np.ndarray:
-    """Decode ``path`` upright at ``side`` pixels on its longest side and describe it (in a preparing process)."""
+    """Decode ``path`` upright at ``side`` pixels on its longest side and describe it (in a preparing thread)."""
     rgb, _ = load_upright_rgb(path, side, max_pixels)
     return baseline_descriptor(np.asarray(rgb), largest_share(boxes))
 

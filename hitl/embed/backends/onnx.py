@@ -10,7 +10,7 @@ image becomes that input, e.g. for OpenAI CLIP::
 
 The short side is resized to ``input_size`` (bicubic) and the centre cropped to a square, RGB is
 scaled to [0, 1], then the mean is subtracted and divided by the std per channel: what open_clip's
-preprocessing does. That runs in the preparing processes; the model runs in this one.
+preprocessing does. That runs in the preparing threads; the model in a sender.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def read_preprocessing(path: Path) -> dict[str, Any]:
 
 
 def onnx_input(path: Path, size: int, mean: list[float], std: list[float], max_pixels: int) -> np.ndarray:
-    """The model's input for one image, [3, size, size] float32 (in a preparing process)."""
+    """The model's input for one image, [3, size, size] float32 (in a preparing thread)."""
     _, upright = read_upright_size(path)
     if upright is None:
         load_upright_rgb(path, size, max_pixels)  # raises ImagePrepError with the reason

@@ -11,7 +11,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 import numpy as np
 import openai
 
@@ -20,14 +19,14 @@ from hitl.embed.backends.base import EmbedBackend, EmbedTarget
 from hitl.errors import CallError, HitlError
 from hitl.imageprep import PreparedImage, prepare_image
 from hitl.pipeline import Job
-from hitl.remote import api_key, normalise_base_url, probe_tcp, server_urls, translate_error
+from hitl.remote import api_key, jpeg_data_url, normalise_base_url, post_json, probe_tcp, server_urls
 
 PREFIX = "openai:"
 
 
 def embedding_body(model: str, jpeg: bytes, encoding: str = "float") -> dict[str, Any]:
     """vLLM's chat-style embeddings request for one image."""
-    url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+    url = jpeg_data_url(jpeg)
     return {"model": model, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}],
             "encoding_format": encoding}
 
@@ -97,15 +96,7 @@ class OpenAIEmbedder(EmbedBackend):
 
     def embed(self, prepared: PreparedImage) -> np.ndarray:
         body = embedding_body(self.model, prepared.jpeg, self.encoding)
-        try:
-            # the raw response: the SDK's model classes would cost more than the JSON itself
-            response = self._client().post("/embeddings", body=body, cast_to=httpx.Response)
-            data = response.json()
-        except ValueError:
-            raise CallError("bad response", "the server's answer is not JSON") from None
-        except Exception as exc:
-            raise translate_error(exc) from exc
-        return vector_from_response(data)
+        return vector_from_response(post_json(self._client(), "/embeddings", body))
 
     def parameters(self) -> dict[str, Any]:
         return {"max_side": self.max_side, "jpeg_quality": self.quality, "servers": len(self.clients)}

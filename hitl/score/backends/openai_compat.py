@@ -3,17 +3,17 @@ llama.cpp, LM Studio or OpenAI itself. Several base URLs (data-parallel servers)
 """
 from __future__ import annotations
 
-import base64
 import itertools
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import openai
 
 from hitl.config import Price, Settings
 from hitl.errors import HitlError
-from hitl.remote import api_key, normalise_base_url, probe_tcp, server_urls, translate_error
+from hitl.remote import api_key, jpeg_data_url, normalise_base_url, post_json, probe_tcp, server_urls
 from hitl.score.backends.base import Backend, Outcome, ScoreRequest, outcome_from_text
 from hitl.score.verdict import VERDICT_SCHEMA
 
@@ -70,26 +70,29 @@ class OpenAICompatBackend(Backend):
             return self.clients[next(self._next)]
 
     def score(self, request: ScoreRequest, prompt: str) -> Outcome:
-        data_url = "data:image/jpeg;base64," + base64.b64encode(request.jpeg).decode()
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": jpeg_data_url(request.jpeg)}},
+                {"type": "text", "text": prompt},
+            ]}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "hero_verdict", "schema": VERDICT_SCHEMA}},
+            "temperature": 0.0,
+            "max_tokens": self.max_tokens,
+        }
         started = time.perf_counter()
-        try:
-            response = self._client().chat.completions.create(
-                model=self.model,
-                messages=[{"role": "user", "content": [
-                    {"type": "image_url", "image_url": {"url": data_url}},
-                    {"type": "text", "text": prompt},
-                ]}],
-                response_format={"type": "json_schema",
-                                 "json_schema": {"name": "hero_verdict", "schema": VERDICT_SCHEMA}},
-                temperature=0.0,
-                max_tokens=self.max_tokens,
-            )
-        except Exception as exc:
-            raise translate_error(exc) from exc
+        data = post_json(self._client(), "/chat/completions", body)
         latency = (time.perf_counter() - started) * 1000
-        usage = response.usage
-        choice = response.choices[0] if response.choices else None
-        text = choice.message.content if choice and choice.message else None
-        return outcome_from_text(text, usage.prompt_tokens if usage else None,
-                                 usage.completion_tokens if usage else None, latency,
-                                 choice.finish_reason if choice else None)
+        return outcome_from_completion(data, latency)
+
+
+def outcome_from_completion(data: Any, latency_ms: float) -> Outcome:
+    """The verdict in a chat completion's JSON; a missing part reads as no answer (a parse failure)."""
+    data = data if isinstance(data, dict) else {}
+    choices = data.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    message = choice.get("message")
+    text = message.get("content") if isinstance(message, dict) else None
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    return outcome_from_text(text if isinstance(text, str) else None, usage.get("prompt_tokens"),
+                             usage.get("completion_tokens"), latency_ms, choice.get("finish_reason"))
