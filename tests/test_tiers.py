@@ -153,3 +153,20 @@ def test_test_sh_fast_runs_the_unmarked_tests_and_installs_nothing(tmp_path):
     assert {"--durations=20", "--hypothesis-profile=fast"} <= set(pytest_call), pytest_call  # a fifth of the examples
     assert pytest_call[-2:] == ["tests/test_tiers.py", "-q"], pytest_call
     assert not (tmp_path / ".venv-studio").exists()
+
+
+def test_xdist_keeps_a_group_in_one_worker(tmp_path):
+    """scripts/test.sh's `--dist loadgroup` sends the tests of one xdist_group (those sharing the
+    session's Label Studio, conftest.XDIST_GROUPS) to one worker; with pytest 9.2 and pytest-xdist
+    3.8 it silently did not (pytest-dev/pytest-xdist#1386), and Label Studio started in each."""
+    (tmp_path / "test_grouped.py").write_text(
+        "import os\nimport pytest\n\n"
+        "@pytest.mark.xdist_group('one')\n@pytest.mark.parametrize('i', range(6))\n"
+        "def test_in_the_group(i):\n"
+        "    with open('workers.txt', 'a') as fh:\n"
+        "        fh.write(os.environ['PYTEST_XDIST_WORKER'] + '\\n')\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--dist",
+                           "loadgroup", "test_grouped.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    workers = (tmp_path / "workers.txt").read_text().split()
+    assert len(workers) == 6 and len(set(workers)) == 1, workers
