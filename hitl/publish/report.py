@@ -34,6 +34,7 @@ from hitl.score.stale import stale_marks
 from hitl.store import utc_now
 from hitl.store.curators import curator_name
 from hitl.store.detector import Publishable, publishable
+from hitl.store.embeddings import newest_model
 from hitl.store.heroes import select_heroes
 from hitl.store.near_duplicates import near_duplicates
 from hitl.store.ratings import curator_comparisons, long_table
@@ -117,6 +118,8 @@ def pairwise_figures(db: sqlite_utils.Database, rows: list[dict], *, resamples: 
 def hero_groups(db: sqlite_utils.Database, threshold: float = 0.3, policy: str = "majority") -> dict[str, Any] | None:
     """The near-duplicate groups of the hero set (``policy``; :mod:`hitl.store.near_duplicates`) with
     the policy, or None when the store has no vectors."""
+    if newest_model(db) is None:  # no vectors: the hero set (seconds for 100,000 images) is not needed
+        return None
     found = near_duplicates(db, [h["image_id"] for h in select_heroes(db, policy)], threshold)
     return None if found is None else {"policy": policy, **found.counts(),
                                        "threshold_words": found.calibration.words()}
