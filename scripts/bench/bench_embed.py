@@ -13,7 +13,6 @@ preparing threads. Target: at least 144 images/s at concurrency 16 with 100 ms p
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import sys
 import tempfile
 from pathlib import Path
@@ -25,18 +24,11 @@ if "--code" in sys.argv[:-1]:  # before hitl is imported: the checkout measured
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _cpumeter import CpuMeter  # noqa: E402
+from _stub import stub_server  # noqa: E402
 from bench_score import make_jpegs  # noqa: E402
 
 THROUGHPUT_TARGET = 144.0
 MODEL = "openai/clip-vit-large-patch14"
-
-
-def serve(latency: float, ready, stop) -> None:
-    from tests.fakes import FakeOpenAI
-
-    with FakeOpenAI(latency=latency, pixel_vectors=False) as server:
-        ready.put(server.url)
-        stop.wait()
 
 
 def bench_throughput(folder: Path, concurrency: int, latency: float) -> dict:
@@ -49,22 +41,15 @@ def bench_throughput(folder: Path, concurrency: int, latency: float) -> dict:
     from hitl.embed.targets import stored_targets
     from hitl.score.targets import register_folder
 
-    ready, stop = multiprocessing.Queue(), multiprocessing.Event()
-    server = multiprocessing.Process(target=serve, args=(latency, ready, stop), daemon=True)
-    server.start()
-    try:
-        url = ready.get(timeout=30)
+    with stub_server(latency, pixel_vectors=False) as (url, server_pid):
         db = store.connect(folder / "bench.db")
         settings = load_settings()
         settings = msgspec.structs.replace(settings, embed=overridden(settings.embed, concurrency=concurrency))
         backend = OpenAIEmbedder(MODEL, [url], None, timeout_s=30)
         ids, _ = register_folder(db, folder / "images")
         targets = stored_targets(db, ids, 0.3)
-        with CpuMeter(exclude={server.pid}) as meter, CpuMeter(only={server.pid}) as server_meter:
+        with CpuMeter(exclude={server_pid}) as meter, CpuMeter(only={server_pid}) as server_meter:
             summary = run_embed(db, backend, targets, settings, progress=False)
-    finally:
-        stop.set()
-        server.join(timeout=10)
     return {"images": summary.done, "embedded": summary.embedded, "elapsed": summary.elapsed_s,
             "per_s": summary.done / summary.elapsed_s, "cpu_ms": meter.seconds / max(1, summary.done) * 1000,
             "server_cpu_ms": server_meter.seconds / max(1, summary.done) * 1000}

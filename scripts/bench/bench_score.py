@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ if "--code" in sys.argv[:-1]:  # before hitl is imported: the checkout measured
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _cpumeter import CpuMeter  # noqa: E402
+from _stub import stub_server  # noqa: E402
 
 PREP_TARGET_RATIO = 0.5
 THROUGHPUT_TARGET = 58.0
@@ -95,14 +95,6 @@ def bench_prepare(paths: list[Path]) -> tuple[float, float]:
     return statistics.median(plain) * 1000, statistics.median(ours) * 1000
 
 
-def serve(latency: float, ready, stop) -> None:
-    from tests.fakes import FakeOpenAI
-
-    with FakeOpenAI(latency=latency) as server:
-        ready.put(server.url)
-        stop.wait()
-
-
 def bench_throughput(folder: Path, concurrency: int, latency: float) -> dict:
     import msgspec
 
@@ -112,23 +104,16 @@ def bench_throughput(folder: Path, concurrency: int, latency: float) -> dict:
     from hitl.score.runner import run_sync
     from hitl.score.targets import candidate_targets, register_folder
 
-    ready, stop = multiprocessing.Queue(), multiprocessing.Event()
-    server = multiprocessing.Process(target=serve, args=(latency, ready, stop), daemon=True)
-    server.start()
-    try:
-        url = ready.get(timeout=30)
+    with stub_server(latency) as (url, server_pid):
         db = store.connect(folder / "bench.db")
         settings = load_settings()
         settings = msgspec.structs.replace(settings, score=overridden(settings.score, concurrency=concurrency))
         backend = OpenAICompatBackend("Qwen/Qwen2.5-VL-7B-Instruct", [url], None, timeout_s=30)
         ids, _ = register_folder(db, folder / "images")
         targets, _ = candidate_targets(db, backend.name, "hero-v1", False, 0.3, ids)
-        with CpuMeter(exclude={server.pid}) as meter, CpuMeter(only={server.pid}) as server_meter:
+        with CpuMeter(exclude={server_pid}) as meter, CpuMeter(only={server_pid}) as server_meter:
             summary = run_sync(db, backend, targets, settings, prompt_version="hero-v1", progress=False)
         cpu = meter.seconds
-    finally:
-        stop.set()
-        server.join(timeout=10)
     return {"images": summary.done, "scored": summary.scored, "elapsed": summary.elapsed_s,
             "per_s": summary.done / summary.elapsed_s, "cpu_ms": cpu / max(1, summary.done) * 1000,
             "server_cpu_ms": server_meter.seconds / max(1, summary.done) * 1000}
