@@ -167,6 +167,27 @@ def test_the_searched_copy_follows_every_vector_written(tmp_path):
     assert none_ids == [] and none.shape == (0, 0)
 
 
+def test_the_copy_is_never_written_through_a_planted_link(tmp_path):
+    """The copy's temporary files get unguessable names, created exclusively: a link planted under
+    the name a process id would give leads nowhere (it was followed, and the file it named overwritten)."""
+    import os
+
+    db = store.connect(tmp_path / "hitl.db")
+    with store.transaction(db):
+        write_embeddings(db, [embedding_row(f"a/{k}.jpg", "m", str(tmp_path),
+                                            vector=unit_float16(np.arange(1, 9, dtype=np.float32) + k))
+                              for k in range(3)])
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    data, ids_path, header = cache_paths(tmp_path / "hitl.db", "m")
+    data.parent.mkdir()
+    for path in (data, ids_path, ids_path.with_suffix(".starts"), header):
+        path.with_name(f"{path.name}.{os.getpid()}.tmp").symlink_to(victim)
+    assert len(matrix(db, "m")[0]) == 3
+    assert victim.read_text() == "precious"
+    assert json.loads(header.read_text())["n"] == 3 and not header.is_symlink()
+
+
 def test_only_lists_a_csv_with_an_image_id_column(tmp_path, sample_data):
     bad = tmp_path / "bad.csv"
     bad.write_text("file,score\ncam_a/IMG_0001.JPG,3\n")

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import sqlite_utils
 
+from hitl.files import atomic_output, write_atomic
 from hitl.store.embeddings import CHUNK_ROWS, STORED, model_dim, vectors
 
 SEPARATOR = b"\0"  # no image_id holds a NUL
@@ -105,32 +105,24 @@ def _write_copy(db: sqlite_utils.Database, model: str, dim: int, current: int, d
                 header_path: Path) -> int:
     """Write the float32 copy, its ids (each ended by a NUL) and where each begins, then its header (the
     header last: a copy without one is not read)."""
-    data.parent.mkdir(parents=True, exist_ok=True)
+    folder = data.parent
+    folder.mkdir(parents=True, exist_ok=True)
     header_path.unlink(missing_ok=True)
-    parts = {path: path.with_name(f"{path.name}.{os.getpid()}.tmp")
-             for path in (data, ids_path, ids_path.with_suffix(".starts"))}
     n, offset = 0, 0
-    try:
-        with parts[data].open("wb") as out, parts[ids_path].open("wb") as ids, \
-                parts[ids_path.with_suffix(".starts")].open("wb") as starts:
-            starts.write(np.zeros(1, np.int64).tobytes())
-            cursor = db.conn.execute("SELECT image_id, vector FROM embeddings WHERE model = ? AND status = 'ok'",
-                                     [model])
-            while rows := cursor.fetchmany(CHUNK_ROWS):
-                names = [r[0].encode("utf-8", "surrogatepass") + SEPARATOR for r in rows]
-                ids.write(b"".join(names))
-                ends = offset + np.cumsum([len(name) for name in names], dtype=np.int64)
-                starts.write(ends.tobytes())
-                offset = int(ends[-1])
-                block = np.frombuffer(b"".join(r[1] for r in rows), STORED).reshape(len(rows), dim)
-                out.write(block.astype(np.float32).tobytes())
-                n += len(rows)
-        for path, part in parts.items():
-            os.replace(part, path)
-    finally:
-        for part in parts.values():
-            part.unlink(missing_ok=True)
-    part = header_path.with_name(f"{header_path.name}.{os.getpid()}.tmp")
-    part.write_text(json.dumps({"model": model, "version": current, "n": n, "dim": dim}), encoding="utf-8")
-    os.replace(part, header_path)
+    # each file under an exclusive temporary name (never a predictable one a link could be planted
+    # under), renamed only once all three are whole
+    with atomic_output(data, folder, binary=True) as out, atomic_output(ids_path, folder, binary=True) as ids, \
+            atomic_output(ids_path.with_suffix(".starts"), folder, binary=True) as starts:
+        starts.write(np.zeros(1, np.int64).tobytes())
+        cursor = db.conn.execute("SELECT image_id, vector FROM embeddings WHERE model = ? AND status = 'ok'", [model])
+        while rows := cursor.fetchmany(CHUNK_ROWS):
+            names = [r[0].encode("utf-8", "surrogatepass") + SEPARATOR for r in rows]
+            ids.write(b"".join(names))
+            ends = offset + np.cumsum([len(name) for name in names], dtype=np.int64)
+            starts.write(ends.tobytes())
+            offset = int(ends[-1])
+            block = np.frombuffer(b"".join(r[1] for r in rows), STORED).reshape(len(rows), dim)
+            out.write(block.astype(np.float32).tobytes())
+            n += len(rows)
+    write_atomic(header_path, json.dumps({"model": model, "version": current, "n": n, "dim": dim}), folder)
     return n
