@@ -9,7 +9,7 @@ import threading
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hitl import store
@@ -275,6 +275,7 @@ def test_fuzz_random_bodies(tmp_path_factory, body, action):
 
 @settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(which=st.integers(0, len(DELIVERIES) - 1), pick=st.integers(0, 10_000), value=JSON | st.just(KeyError))
+@example(which=4, pick=4096, value=[])  # an annotation's task given as a list: 503 (a lost delivery), now 400
 def test_fuzz_mutated_real_deliveries(tmp_path_factory, which, pick, value):
     app, path = _fuzz_app(tmp_path_factory)
     body = json.loads(DELIVERIES[which].read_text())["body"]

@@ -111,7 +111,8 @@ def annotations_with_tasks(action: str, body: dict) -> list[tuple[dict, dict]]:
             raise BadEvent(f"{action}: each annotation must be an object")
         ref = annotation.get("task")
         task_id = ref.get("id") if isinstance(ref, dict) else ref
-        if task_id not in by_id or isinstance(task_id, bool):
+        # a task id is an integer: anything else (a list, an object) names no task, and a bool is no id
+        if not isinstance(task_id, int) or isinstance(task_id, bool) or task_id not in by_id:
             raise BadEvent(f"{action}: annotation {annotation.get('id')}: its task is missing from the delivery")
         pairs.append((annotation, by_id[task_id]))
     return pairs
