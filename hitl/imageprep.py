@@ -81,9 +81,6 @@ class ImagePrepError(Exception):
         tail = f" ({detail})" if detail else ""
         super().__init__(f"Cannot prepare image {self.path}: {reason}{tail}.")
 
-    def __reduce__(self):  # it can cross a process boundary whole (e.g. from a process pool)
-        return type(self), (self.path, self.reason, self.detail)
-
 
 def target_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     """Size with the longest side at most ``max_side``, aspect kept, never upscaled."""

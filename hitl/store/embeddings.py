@@ -80,14 +80,14 @@ def vectors(db: sqlite_utils.Database, model: str, ids: list[str] | None = None,
 
     Read ``chunk`` rows per query; each chunk's blobs are joined and decoded at once.
     """
-    dim = model_dim(db, model)
     out_ids: list[str] = []
     parts = []
     for part_ids, part in vector_chunks(db, model, ids, chunk, root):
         out_ids.extend(part_ids)
         parts.append(part)
-    matrix = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, dim or 0), np.float32)
-    return out_ids, matrix
+    if not parts:  # the dimension is looked up again only here: vector_chunks has read it once already
+        return out_ids, np.zeros((0, model_dim(db, model) or 0), np.float32)
+    return out_ids, np.concatenate(parts).astype(np.float32)
 
 
 def vector_chunks(db: sqlite_utils.Database, model: str, ids: list[str] | None = None, chunk: int = CHUNK_ROWS,
