@@ -203,7 +203,7 @@ class FakeStudio:
     def __init__(self, base_url: str, api_key: str, timeout: float):
         from types import SimpleNamespace as Part
 
-        self.users = Part(whoami=lambda: Part(id=1), list=lambda: [])
+        self.users = Part(whoami=lambda **_: Part(id=1), list=lambda: [])
         self.projects = Part(list=lambda title: [], create=lambda **kw: Part(id=7, description=kw["description"]))
         self.import_storage = Part(local=Part(list=lambda project: [], create=lambda **kw: Part(id=1)))
         self.tasks = Part(list=lambda **kw: [])

@@ -158,6 +158,22 @@ def test_label_studio_unreachable_or_refusing_the_token_is_one_line(tmp_path, la
     assert "lost Label Studio" in gone and "hitl studio" in gone
 
 
+def test_nothing_answering_at_the_url_is_said_without_waiting(monkeypatch):
+    """The first call to Label Studio (the token's check) is not retried: a URL where nothing
+    listens is said at once (the SDK would first back off twice, ~3 s)."""
+    from label_studio_sdk.core import http_client
+
+    from hitl.review.client import connect
+
+    waits = []
+    monkeypatch.setattr(http_client.time, "sleep", waits.append)
+    with DyingProxy(1, b"") as proxy:  # a port that refuses connections once the proxy is gone
+        url = proxy.url
+    with pytest.raises(StudioError, match="lost Label Studio"):
+        connect(url, "k")
+    assert waits == []
+
+
 def test_studio_errors_keeps_our_own_errors():
     from hitl.review.client import studio_errors
 
