@@ -38,7 +38,7 @@ def clean_env(home: Path) -> dict[str, str]:
     keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HITL_SHARED_DIR")
     env = {k: v for k, v in os.environ.items() if k in keep}
     env["PATH"] = ":".join(p for p in env.get("PATH", "").split(":") if "/.venv" not in p)
-    env.update(HOME=str(home), QT_QPA_PLATFORM="offscreen", PYTHONDONTWRITEBYTECODE="1",
+    env.update(HOME=str(home), QT_QPA_PLATFORM="offscreen",
                HITL_SHARED_DIR=str(SHARED),  # the copy's tests find ../shared where the checkout's do
                PIP_CACHE_DIR=pip_cache())
     return env
