@@ -17,8 +17,10 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from click.testing import CliRunner
 
 from hitl import store
+from hitl.cli import cli
 from hitl.review.studio import free_port
 
 from .conftest import REPO, _default_signals
@@ -57,7 +59,7 @@ class Serve:
                     if response.status == 200:
                         return
             except OSError:
-                time.sleep(0.1)
+                time.sleep(0.02)
         raise AssertionError("hitl serve did not start")
 
     def output(self) -> str:
@@ -80,6 +82,14 @@ class Serve:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+def refused(tmp_path, *args: str, secret: str | None, host: str) -> tuple[int, str]:
+    """`hitl serve` refusing to start, in-process: it refuses before it serves, so no server process
+    is needed to see it; its exit code and what it said."""
+    result = CliRunner().invoke(cli, ["serve", "--host", host, "--port", str(free_port()), *args],
+                                env={"HITL_DB": str(tmp_path / "h.db"), "HITL_WEBHOOK_SECRET": secret})
+    return result.exit_code, result.output
 
 
 @pytest.fixture
@@ -151,12 +161,12 @@ def test_health_tells_outsiders_only_ok(serve):
     (" padded-but-long-enough-secret ", "127.0.0.1", "white space"),
 ])
 def test_secrets_that_cannot_protect_are_refused(tmp_path, secret, host, message):
-    code, output = Serve(tmp_path, secret=secret, host=host).exits_with()
+    code, output = refused(tmp_path, secret=secret, host=host)
     assert code == 1 and message in output and "Traceback" not in output
 
 
 def test_insecure_is_for_loopback_only_ipv6_included(tmp_path):
-    code, output = Serve(tmp_path, "--insecure", secret=None, host="0.0.0.0").exits_with()
+    code, output = refused(tmp_path, "--insecure", secret=None, host="0.0.0.0")
     assert code == 1 and "loopback addresses only" in output
     if not socket.has_ipv6:
         pytest.fail("this machine has no IPv6 loopback, which the test needs")
@@ -252,5 +262,5 @@ def test_the_write_ahead_log_is_emptied_once_deliveries_pause(serve):
     assert store.connect(serve.db_path)["ratings"].count == 200
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and wal.stat().st_size > 0:
-        time.sleep(0.2)
+        time.sleep(0.02)
     assert wal.stat().st_size == 0  # not the size of the busiest moment, for ever
