@@ -4,10 +4,8 @@ from __future__ import annotations
 import itertools
 import json
 import random
-import shutil
 import sqlite3
 import threading
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -27,29 +25,17 @@ from .helpers.webhook import (
     JSON,
     SECRET,
     delivery,
+    empty_db,  # noqa: F401  (a fixture)
     fingerprint,
     leaf_paths,
     mutate,
+    new_db,
     post,
 )
 
 pytestmark = pytest.mark.usefixtures("no_threads_left")  # every app a test makes is closed by it
 RATING_FIELDS = ("source", "project", "annotation_id", "task_id", "image_id", "annotator_id", "stars", "hero",
                  "comment", "boxes", "lead_time", "skipped", "deleted", "mode", "created_at", "updated_at")
-
-
-@pytest.fixture(scope="module")
-def empty_db(tmp_path_factory) -> Path:
-    """An empty database at the current schema, made once: each app here starts from a copy of it
-    (the migrations of a new database cost more than most of these tests)."""
-    path = tmp_path_factory.mktemp("empty") / "h.db"
-    store.connect(path).conn.close()
-    return path
-
-
-def new_db(empty_db: Path, folder: Path, name: str = "h.db") -> Path:
-    """A new empty database ``folder/name``: a copy of ``empty_db``."""
-    return Path(shutil.copyfile(empty_db, folder / name))
 
 
 @pytest.fixture

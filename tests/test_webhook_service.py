@@ -24,7 +24,7 @@ from hitl.cli import cli
 from hitl.review.studio import free_port
 
 from .conftest import REPO, _default_signals
-from .helpers.webhook import fresh
+from .helpers.webhook import empty_db, fresh, new_db  # noqa: F401  (empty_db: a fixture)
 
 SECRET = "a-long-enough-test-secret"
 
@@ -93,7 +93,8 @@ def refused(tmp_path, *args: str, secret: str | None, host: str) -> tuple[int, s
 
 
 @pytest.fixture
-def serve(tmp_path):
+def serve(tmp_path, empty_db):
+    new_db(empty_db, tmp_path)  # the service's database, migrated already
     service = Serve(tmp_path)
     service.wait_ready()
     yield service
@@ -165,11 +166,12 @@ def test_secrets_that_cannot_protect_are_refused(tmp_path, secret, host, message
     assert code == 1 and message in output and "Traceback" not in output
 
 
-def test_insecure_is_for_loopback_only_ipv6_included(tmp_path):
+def test_insecure_is_for_loopback_only_ipv6_included(tmp_path, empty_db):
     code, output = refused(tmp_path, "--insecure", secret=None, host="0.0.0.0")
     assert code == 1 and "loopback addresses only" in output
     if not socket.has_ipv6:
         pytest.fail("this machine has no IPv6 loopback, which the test needs")
+    new_db(empty_db, tmp_path)
     service = Serve(tmp_path, "--insecure", secret=None, host="::1")
     try:
         service.wait_ready()
@@ -177,9 +179,10 @@ def test_insecure_is_for_loopback_only_ipv6_included(tmp_path):
         service.stop()
 
 
-def test_serve_stopped_by_ctrl_c_closes_what_it_opened(tmp_path):
+def test_serve_stopped_by_ctrl_c_closes_what_it_opened(tmp_path, empty_db):
     """Ctrl+C: the server stops, then the app (hitl.review.webhook.WebhookApp.close): its threads end
     and every connection closes, so SQLite folds the write-ahead log in and removes it."""
+    new_db(empty_db, tmp_path)
     service = Serve(tmp_path)
     try:
         service.wait_ready()
@@ -194,7 +197,8 @@ def test_serve_stopped_by_ctrl_c_closes_what_it_opened(tmp_path):
     assert store.connect(service.db_path)["events"].count == 1
 
 
-def test_the_writer_syncs_before_it_answers(tmp_path, webhook_app):
+def test_the_writer_syncs_before_it_answers(tmp_path, webhook_app, empty_db):
+    new_db(empty_db, tmp_path)
     app = webhook_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET, "TESTING": True})
     writer = app.extensions["hitl_writer"]
     result = writer.submit(fresh(1)).result(timeout=10)
@@ -204,7 +208,8 @@ def test_the_writer_syncs_before_it_answers(tmp_path, webhook_app):
     assert store.connect(tmp_path / "h.db")["events"].count == 1
 
 
-def test_concurrent_deliveries_are_committed_in_groups(tmp_path, webhook_app):
+def test_concurrent_deliveries_are_committed_in_groups(tmp_path, webhook_app, empty_db):
+    new_db(empty_db, tmp_path)
     app = webhook_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET, "TESTING": True})
     writer = app.extensions["hitl_writer"]
     writer.submit(fresh(0)).result(timeout=10)
