@@ -76,8 +76,27 @@ def stop(process: subprocess.Popen, grace: float = 4) -> None:
         except subprocess.TimeoutExpired:  # after SIGKILL: a process stuck in the kernel, ended by it
             pass
     deadline = time.monotonic() + 2  # the rest of the group, not our children, is gone in a moment
-    while signal_group(process.pid, 0) and time.monotonic() < deadline:
+    while group_runs(process.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def group_runs(group: int) -> bool:
+    """Whether a process of group ``group`` still runs. A zombie does not: it is dead and holds no
+    port, only its pid, until an init reaps it, and one that never reaps (PID 1 in many containers)
+    would keep the group 'alive' for good. Linux reads /proc; elsewhere any process, zombie or not."""
+    if not signal_group(group, 0):
+        return False
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:  # "pid (name) state ppid pgrp ...": the name may hold spaces and parentheses
+            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError, ValueError):  # ended while we looked
+            continue
+        if int(pgrp) == group and state not in ("Z", "X"):
+            return True
+    return False
 
 
 def signal_group(group: int, signum: int) -> bool:

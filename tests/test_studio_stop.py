@@ -11,10 +11,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
 
+from hitl import process
 from hitl.errors import HitlError
 from hitl.review import studio
 
@@ -127,10 +129,31 @@ time.sleep(600)
     assert took < 9, f"stop took {took:.1f} s"
 
 
+def test_a_stop_does_not_wait_for_the_dead_of_the_group(monkeypatch):
+    """A worker of the group dead but not yet reaped (a zombie, as under a PID 1 that reaps late or
+    never, many containers' init) holds no port: stop() waited its 2 s for it to leave the group."""
+    leader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], process_group=0)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], process_group=leader.pid)
+    try:
+        worker.kill()  # not waited for: a zombie in the leader's group until we reap it
+        while psutil.Process(worker.pid).status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.01)
+        sleeps = []
+        monkeypatch.setattr(process, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleeps.append))
+        studio.stop(leader)
+        assert leader.returncode == -signal.SIGTERM
+        assert psutil.Process(worker.pid).status() == psutil.STATUS_ZOMBIE  # still there, and not waited for
+        assert sleeps == []
+    finally:
+        for child in (leader, worker):
+            child.kill()
+            child.wait()
+
+
 def test_label_studio_stopping_by_itself_is_a_failure(tmp_path):
     """A Label Studio that was up and then exited left `hitl studio` exiting 0: a script running it
     took a crash for a normal end."""
-    fake = executable(tmp_path / "label-studio", """import http.server, sys, threading, time
+    fake = executable(tmp_path / "label-studio", """import http.server, sys
 class Health(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200)
@@ -139,8 +162,7 @@ class Health(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[sys.argv.index("--port") + 1])), Health)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-time.sleep(3)
+server.handle_request()  # up: the first /health hitl asks is answered, and then it ends by itself
 """)
     result = subprocess.run(
         [sys.executable, "-m", "hitl", "--db", str(tmp_path / "hitl.db"), "studio", "--port", str(studio.free_port()),

@@ -28,7 +28,7 @@ from hitl.cli import cli
 from hitl.process import free_port, port_is_free
 from hitl.vllm.gpus import parse_nvidia_smi
 
-from .conftest import REPO
+from .conftest import REPO, CliProject
 from .fakes.vllm_serve import write_executable
 
 QUERY = ["--query-gpu=index,name,memory.total,memory.free", "--format=csv,noheader,nounits"]
@@ -342,12 +342,12 @@ def test_the_server_is_waited_for_scored_against_and_stopped_whole(tmp_path, sam
         assert flag(recorded["argv"], "--data-parallel-size") == "2"
         assert flag(recorded["argv"], "--port") == str(run.port) and recorded["env"] == {}
         assert flag(client, "--base-url") == f"http://127.0.0.1:{run.port}/v1" and flag(client, "--base-url") in up
-        images = tmp_path / "photos"
-        shutil.copytree(sample_data / "images" / "cam_a", images)
-        scored = subprocess.run(
-            [sys.executable, "-m", "hitl", "--db", str(tmp_path / "hitl.db"), *client[3:], "--images", str(images)],
-            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
-        assert scored.returncode == 0, scored.stdout + scored.stderr
+        images = tmp_path / "photos"  # two photos: each one's score from the server, as for all of cam_a's
+        images.mkdir()
+        for photo in sorted((sample_data / "images" / "cam_a").iterdir())[:2]:
+            shutil.copy(photo, images)
+        # the printed line run in-process: what is under test is the server it talks to, not its own process
+        CliProject(tmp_path / "hitl.db", {}).run("--db", str(tmp_path / "hitl.db"), *client[3:], "--images", str(images))
         with sqlite3.connect(tmp_path / "hitl.db") as db:
             rows = db.execute("SELECT status, score FROM scores").fetchall()
         assert rows == [("ok", 7.5)] * len(list(images.iterdir()))
@@ -384,10 +384,10 @@ def test_a_server_that_fails_to_start_is_reported_with_its_log(tmp_path):
 
 
 def test_a_server_that_never_answers_is_stopped_after_the_timeout(tmp_path):
-    with Running(tmp_path, "one 24 GB", "--timeout", "3", FAKE_VLLM_DELAY="600") as run:
+    with Running(tmp_path, "one 24 GB", "--timeout", "1", FAKE_VLLM_DELAY="600") as run:  # the least it takes
         assert run.process.wait(timeout=30) == 1
         assert gone(run.recorded()["pid"])
-    assert "Error: vLLM did not become ready within 3 s; log" in run.stderr.read_text()
+    assert "Error: vLLM did not become ready within 1 s; log" in run.stderr.read_text()
 
 
 def test_a_killed_hitl_vllm_takes_its_server_along(tmp_path):

@@ -25,9 +25,11 @@ from .helpers.webhook import (
     JSON,
     SECRET,
     delivery,
+    empty_db,  # noqa: F401  (a fixture)
     fingerprint,
     leaf_paths,
     mutate,
+    new_db,
     post,
 )
 
@@ -37,8 +39,9 @@ RATING_FIELDS = ("source", "project", "annotation_id", "task_id", "image_id", "a
 
 
 @pytest.fixture
-def app(tmp_path, camera_traps):  # camera_traps: fail, never skip, when shared/ is missing
-    with create_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET, "TESTING": True}) as app:
+def app(tmp_path, camera_traps, empty_db):  # camera_traps: fail, never skip, when shared/ is missing
+    path = new_db(empty_db, tmp_path)
+    with create_app({"DATABASE": str(path), "WEBHOOK_SECRET": SECRET, "TESTING": True}) as app:
         yield app
 
 
@@ -76,14 +79,14 @@ def test_shared_deliveries_in_order_give_the_right_state(client, app):
     assert db["events"].count == len(DELIVERIES)
 
 
-def test_any_order_gives_the_same_state(tmp_path, camera_traps):
+def test_any_order_gives_the_same_state(tmp_path, camera_traps, empty_db):
     bodies = [json.loads(p.read_text())["body"] for p in DELIVERIES]
     orders = [list(range(len(bodies))), list(reversed(range(len(bodies))))]
     rng = random.Random(7)
     orders += [rng.sample(range(len(bodies)), len(bodies)) for _ in range(8)]
     states = []
     for k, order in enumerate(orders):
-        path = tmp_path / f"{k}.db"
+        path = new_db(empty_db, tmp_path, f"{k}.db")
         with create_app({"DATABASE": str(path), "WEBHOOK_SECRET": SECRET}) as app:
             client = app.test_client()
             for i in order:
@@ -253,15 +256,15 @@ def test_the_app_stops_what_it_starts(tmp_path, camera_traps):
 
 # ---- fuzzing: never a 500, and a rejected request changes nothing ------------------------------------
 
-def _fuzz_app(tmp_path_factory):
-    path = tmp_path_factory.mktemp("fuzz") / "h.db"
+def _fuzz_app(tmp_path_factory, empty_db):
+    path = new_db(empty_db, tmp_path_factory.mktemp("fuzz"))
     return create_app({"DATABASE": str(path), "WEBHOOK_SECRET": SECRET}), path
 
 
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=JSON, action=st.sampled_from(sorted(events.HANDLED) + ["PROJECT_UPDATED", ""]))
-def test_fuzz_random_bodies(tmp_path_factory, body, action):
-    app, path = _fuzz_app(tmp_path_factory)
+def test_fuzz_random_bodies(tmp_path_factory, empty_db, body, action):
+    app, path = _fuzz_app(tmp_path_factory, empty_db)
     if isinstance(body, dict) and body and random.Random(len(str(body))).random() < 0.7:
         body["action"] = action
     before = fingerprint(path)
@@ -276,8 +279,8 @@ def test_fuzz_random_bodies(tmp_path_factory, body, action):
 @settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(which=st.integers(0, len(DELIVERIES) - 1), pick=st.integers(0, 10_000), value=JSON | st.just(KeyError))
 @example(which=4, pick=4096, value=[])  # an annotation's task given as a list: 503 (a lost delivery), now 400
-def test_fuzz_mutated_real_deliveries(tmp_path_factory, which, pick, value):
-    app, path = _fuzz_app(tmp_path_factory)
+def test_fuzz_mutated_real_deliveries(tmp_path_factory, empty_db, which, pick, value):
+    app, path = _fuzz_app(tmp_path_factory, empty_db)
     body = json.loads(DELIVERIES[which].read_text())["body"]
     paths = [p for p in leaf_paths(body) if p]
     target = list(paths[pick % len(paths)])
@@ -293,8 +296,8 @@ def test_fuzz_mutated_real_deliveries(tmp_path_factory, which, pick, value):
 @settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.binary(max_size=2000), content_type=st.sampled_from(["application/json", "text/plain", ""]),
        secret=st.sampled_from([SECRET, None, "nope"]))
-def test_fuzz_raw_bytes(tmp_path_factory, raw, content_type, secret):
-    app, path = _fuzz_app(tmp_path_factory)
+def test_fuzz_raw_bytes(tmp_path_factory, empty_db, raw, content_type, secret):
+    app, path = _fuzz_app(tmp_path_factory, empty_db)
     before = fingerprint(path)
     with app:
         response = post(app.test_client(), None, raw=raw, content_type=content_type, secret=secret)
@@ -303,10 +306,10 @@ def test_fuzz_raw_bytes(tmp_path_factory, raw, content_type, secret):
         assert fingerprint(path) == before
 
 
-def test_every_pair_order_of_update_and_create(tmp_path, camera_traps):
+def test_every_pair_order_of_update_and_create(tmp_path, camera_traps, empty_db):
     created, updated = delivery("01_annotation_created.json"), delivery("02_annotation_updated.json")
     for order in itertools.permutations([created, updated, updated]):
-        path = tmp_path / f"{id(order)}.db"
+        path = new_db(empty_db, tmp_path, f"{id(order)}.db")
         with create_app({"DATABASE": str(path), "WEBHOOK_SECRET": SECRET}) as app:
             for body in order:
                 post(app.test_client(), body)

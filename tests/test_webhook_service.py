@@ -17,12 +17,14 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from click.testing import CliRunner
 
 from hitl import store
+from hitl.cli import cli
 from hitl.review.studio import free_port
 
 from .conftest import REPO, _default_signals
-from .helpers.webhook import fresh
+from .helpers.webhook import empty_db, fresh, new_db  # noqa: F401  (empty_db: a fixture)
 
 SECRET = "a-long-enough-test-secret"
 
@@ -57,7 +59,7 @@ class Serve:
                     if response.status == 200:
                         return
             except OSError:
-                time.sleep(0.1)
+                time.sleep(0.02)
         raise AssertionError("hitl serve did not start")
 
     def output(self) -> str:
@@ -82,8 +84,17 @@ class Serve:
             self.process.wait(timeout=10)
 
 
+def refused(tmp_path, *args: str, secret: str | None, host: str) -> tuple[int, str]:
+    """`hitl serve` refusing to start, in-process: it refuses before it serves, so no server process
+    is needed to see it; its exit code and what it said."""
+    result = CliRunner().invoke(cli, ["serve", "--host", host, "--port", str(free_port()), *args],
+                                env={"HITL_DB": str(tmp_path / "h.db"), "HITL_WEBHOOK_SECRET": secret})
+    return result.exit_code, result.output
+
+
 @pytest.fixture
-def serve(tmp_path):
+def serve(tmp_path, empty_db):
+    new_db(empty_db, tmp_path)  # the service's database, migrated already
     service = Serve(tmp_path)
     service.wait_ready()
     yield service
@@ -151,15 +162,16 @@ def test_health_tells_outsiders_only_ok(serve):
     (" padded-but-long-enough-secret ", "127.0.0.1", "white space"),
 ])
 def test_secrets_that_cannot_protect_are_refused(tmp_path, secret, host, message):
-    code, output = Serve(tmp_path, secret=secret, host=host).exits_with()
+    code, output = refused(tmp_path, secret=secret, host=host)
     assert code == 1 and message in output and "Traceback" not in output
 
 
-def test_insecure_is_for_loopback_only_ipv6_included(tmp_path):
-    code, output = Serve(tmp_path, "--insecure", secret=None, host="0.0.0.0").exits_with()
+def test_insecure_is_for_loopback_only_ipv6_included(tmp_path, empty_db):
+    code, output = refused(tmp_path, "--insecure", secret=None, host="0.0.0.0")
     assert code == 1 and "loopback addresses only" in output
     if not socket.has_ipv6:
         pytest.fail("this machine has no IPv6 loopback, which the test needs")
+    new_db(empty_db, tmp_path)
     service = Serve(tmp_path, "--insecure", secret=None, host="::1")
     try:
         service.wait_ready()
@@ -167,9 +179,10 @@ def test_insecure_is_for_loopback_only_ipv6_included(tmp_path):
         service.stop()
 
 
-def test_serve_stopped_by_ctrl_c_closes_what_it_opened(tmp_path):
+def test_serve_stopped_by_ctrl_c_closes_what_it_opened(tmp_path, empty_db):
     """Ctrl+C: the server stops, then the app (hitl.review.webhook.WebhookApp.close): its threads end
     and every connection closes, so SQLite folds the write-ahead log in and removes it."""
+    new_db(empty_db, tmp_path)
     service = Serve(tmp_path)
     try:
         service.wait_ready()
@@ -184,7 +197,8 @@ def test_serve_stopped_by_ctrl_c_closes_what_it_opened(tmp_path):
     assert store.connect(service.db_path)["events"].count == 1
 
 
-def test_the_writer_syncs_before_it_answers(tmp_path, webhook_app):
+def test_the_writer_syncs_before_it_answers(tmp_path, webhook_app, empty_db):
+    new_db(empty_db, tmp_path)
     app = webhook_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET, "TESTING": True})
     writer = app.extensions["hitl_writer"]
     result = writer.submit(fresh(1)).result(timeout=10)
@@ -194,7 +208,8 @@ def test_the_writer_syncs_before_it_answers(tmp_path, webhook_app):
     assert store.connect(tmp_path / "h.db")["events"].count == 1
 
 
-def test_concurrent_deliveries_are_committed_in_groups(tmp_path, webhook_app):
+def test_concurrent_deliveries_are_committed_in_groups(tmp_path, webhook_app, empty_db):
+    new_db(empty_db, tmp_path)
     app = webhook_app({"DATABASE": str(tmp_path / "h.db"), "WEBHOOK_SECRET": SECRET, "TESTING": True})
     writer = app.extensions["hitl_writer"]
     writer.submit(fresh(0)).result(timeout=10)
@@ -252,5 +267,5 @@ def test_the_write_ahead_log_is_emptied_once_deliveries_pause(serve):
     assert store.connect(serve.db_path)["ratings"].count == 200
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and wal.stat().st_size > 0:
-        time.sleep(0.2)
+        time.sleep(0.02)
     assert wal.stat().st_size == 0  # not the size of the busiest moment, for ever

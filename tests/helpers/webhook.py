@@ -3,7 +3,10 @@ a value at a time, and the state a rejected request must leave as it was."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
+import pytest
 from hypothesis import strategies as st
 
 from hitl import store
@@ -68,3 +71,17 @@ def leaf_paths(value, prefix=()):
         for i, v in enumerate(value):
             yield from leaf_paths(v, prefix + (i,))
     yield prefix
+
+
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory) -> Path:
+    """An empty database at the current schema, made once a module: a test's app or service starts
+    from a copy of it (:func:`new_db`), the migrations of a new database costing more than most tests."""
+    path = tmp_path_factory.mktemp("empty") / "h.db"
+    store.connect(path).conn.close()
+    return path
+
+
+def new_db(empty_db: Path, folder: Path, name: str = "h.db") -> Path:
+    """A new empty database ``folder/name``: a copy of ``empty_db``."""
+    return Path(shutil.copyfile(empty_db, folder / name))
