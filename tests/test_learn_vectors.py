@@ -15,8 +15,7 @@ from hitl.learn import raters as R
 from hitl.learn.features import Features
 
 from .conftest import CliProject, scored_project
-from .helpers.learn import sheet_for
-from .helpers.near_duplicates import copy_of
+from .helpers.learn import copied_project, sheet_for
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +33,7 @@ def embedded_store(tmp_path_factory, sample_data) -> Path:
 @pytest.fixture
 def embedded(embedded_store, tmp_path) -> CliProject:
     """A copy of :func:`embedded_store` of the test's own."""
-    db = copy_of(embedded_store, tmp_path)
-    return CliProject(db, {"HITL_DB": str(db)})
+    return copied_project(embedded_store, tmp_path)
 
 
 def _learned(db) -> dict[str, dict]:
