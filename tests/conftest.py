@@ -297,6 +297,15 @@ def scored_project(db: Path, sample_data: Path) -> CliProject:
     return project
 
 
+@pytest.fixture(scope="session")
+def walkthrough(tmp_path_factory, sample_data) -> Path:
+    """The README's walk-through store (tests/helpers/near_duplicates.py), made once per worker for
+    the near-duplicate and `similar` tests, which read copies of it."""
+    from .helpers.near_duplicates import make_walkthrough
+
+    return make_walkthrough(tmp_path_factory.mktemp("walkthrough"), sample_data)
+
+
 # ---- the tiers (pyproject.toml's markers) ---------------------------------------------------------
 # `-m "not studio and not browser and not slow"` (scripts/test.sh --fast) must never start Label
 # Studio, Chromium, scripts/demo.sh or a fresh environment: taking the label_studio or chromium
