@@ -284,12 +284,26 @@ def give_detector_record(db, root: Path | str, image_ids: list[str], people: tup
 @pytest.fixture
 def scored(tmp_path, sample_data) -> CliProject:
     """sample_data's 12 candidates, selected and scored by the baseline, in a project of their own."""
-    project = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db")})
+    return scored_project(tmp_path / "h.db", sample_data)
+
+
+def scored_project(db: Path, sample_data: Path) -> CliProject:
+    """The `scored` fixture's project at ``db`` (for a module's fixture, built once and copied per test)."""
+    project = CliProject(db, {"HITL_DB": str(db)})
     project.run("select", "--md", str(sample_data / "md_results.json"), "--cct", str(sample_data / "cct.json"),
                 "--speciesnet", str(sample_data / "speciesnet_predictions.json"), "--images",
                 str(sample_data / "images"), "-n", "12")
     project.run("score", "--model", "baseline")
     return project
+
+
+@pytest.fixture(scope="session")
+def walkthrough(tmp_path_factory, sample_data) -> Path:
+    """The README's walk-through store (tests/helpers/near_duplicates.py), made once per worker for
+    the near-duplicate and `similar` tests, which read copies of it."""
+    from .helpers.near_duplicates import make_walkthrough
+
+    return make_walkthrough(tmp_path_factory.mktemp("walkthrough"), sample_data)
 
 
 # ---- the tiers (pyproject.toml's markers) ---------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,20 @@ from hitl.learn import model as M
 from hitl.learn.features import Features
 from hitl.learn.next import order, take
 
-from .helpers.learn import CURATORS, sheet_for
+from .conftest import CliProject, scored_project
+from .helpers.learn import CURATORS, copied_project, sheet_for
+
+
+@pytest.fixture(scope="module")
+def scored_store(tmp_path_factory, sample_data) -> Path:
+    """conftest's `scored` project, made once per module."""
+    return scored_project(tmp_path_factory.mktemp("scored") / "h.db", sample_data).db_path
+
+
+@pytest.fixture
+def scored(scored_store, tmp_path) -> CliProject:
+    """conftest's `scored`, as a copy of :func:`scored_store` of the test's own."""
+    return copied_project(scored_store, tmp_path)
 
 
 def test_grouped_validation_never_splits_a_sequence():
@@ -22,7 +36,8 @@ def test_grouped_validation_never_splits_a_sequence():
     X = rng.normal(size=(n, 3))
     stars = np.clip(np.rint(5 + 2 * X[:, 0] + rng.normal(size=n)), 1, 10)
     hero = (X[:, 0] > 0.5).astype(np.int8)
-    _, _, fold = M.out_of_fold(Features(["a", "b", "c"], X), stars, hero, groups)
+    with M.threads_for(n):  # as learn fits: one native thread on small data
+        _, _, fold = M.out_of_fold(Features(["a", "b", "c"], X), stars, hero, groups)
     for g in np.unique(groups):
         assert len(set(fold[groups == g])) == 1  # a burst's frames are all in one validation fold
     assert len(set(fold)) == M.FOLDS
@@ -36,9 +51,10 @@ def test_a_feature_missing_from_every_training_row_is_no_failure():
     stars = np.clip(np.rint(5 + 2 * X[:, 0]), 1, 10)
     hero = (X[:, 0] > 0.3).astype(np.int8)
     groups = np.arange(80) // 40  # two groups: one fold trains on the half without column 2
-    pred_stars, p, _ = M.out_of_fold(Features(["a", "b", "c"], X), stars, hero, groups)
+    with M.threads_for(len(X)):  # as learn fits: one native thread on small data
+        pred_stars, p, _ = M.out_of_fold(Features(["a", "b", "c"], X), stars, hero, groups)
+        fitted = M.fit(Features(["a", "b", "c"], X[:40]), stars[:40], hero[:40], np.arange(40) // 10)
     assert np.isfinite(pred_stars).all() and ((0 <= p) & (p <= 1)).all()
-    fitted = M.fit(Features(["a", "b", "c"], X[:40]), stars[:40], hero[:40], np.arange(40) // 10)
     # a value in a column that had none in training changes nothing: that column is a constant to it
     only_c = X[40:].copy()
     only_c[:, 2] = 99.0
@@ -107,7 +123,8 @@ def test_learn_stores_out_of_fold_predictions_for_what_it_learned_from(scored, t
     F = decision_features(images, Layout.of(images), decisions)
     groups, _ = M.validation_groups([images.meta["sequences"][r] for r in decisions.rows],
                                     [images.meta["location_names"][r] for r in decisions.rows])
-    oof_stars, _, _ = M.out_of_fold(F, decisions.stars, decisions.hero, groups, seed=0)
+    with M.threads_for(len(decisions)):  # as learn fits
+        oof_stars, _, _ = M.out_of_fold(F, decisions.stars, decisions.hero, groups, seed=0)
     for image_id in trained[:3]:
         mine = [k for k, r in enumerate(decisions.rows) if images.ids[r] == image_id]
         assert stored[image_id]["score"] == pytest.approx(float(np.mean(oof_stars[mine])), abs=1e-3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,18 +14,26 @@ from hitl.learn import model as M
 from hitl.learn import raters as R
 from hitl.learn.features import Features
 
-from .conftest import CliProject
-from .helpers.learn import sheet_for
+from .conftest import CliProject, scored_project
+from .helpers.learn import copied_project, sheet_for
+
+
+@pytest.fixture(scope="module")
+def embedded_store(tmp_path_factory, sample_data) -> Path:
+    """The sample's 12 candidates scored and embedded by the baseline, 36 decisions on them: made once
+    (the embedding's calibration is most of its cost), copied for each test."""
+    folder = tmp_path_factory.mktemp("embedded")
+    project = scored_project(folder / "h.db", sample_data)
+    project.run("embed", "--model", "baseline")
+    sheet_for(project, folder / "d.csv")
+    project.run("ratings", "--import", str(folder / "d.csv"))
+    return project.db_path
 
 
 @pytest.fixture
-def embedded(scored, tmp_path) -> CliProject:
-    """The sample's 12 candidates scored and embedded by the baseline, 36 decisions on them."""
-    project = scored
-    project.run("embed", "--model", "baseline")
-    sheet_for(project, tmp_path / "d.csv")
-    project.run("ratings", "--import", str(tmp_path / "d.csv"))
-    return project
+def embedded(embedded_store, tmp_path) -> CliProject:
+    """A copy of :func:`embedded_store` of the test's own."""
+    return copied_project(embedded_store, tmp_path)
 
 
 def _learned(db) -> dict[str, dict]:
@@ -107,9 +116,10 @@ def test_each_image_is_rated_by_the_rater_its_vector_allows(embedded, sample_dat
                                     [images.meta["location_names"][r] for r in rows])
     splits = M.splits(groups)
     has = vectors.has(rows)
-    detector = R.validate_detector(F, decisions.stars, decisions.hero, splits)
-    pixels = R.validate_pixels(F, vectors.of(rows), has, decisions.stars, decisions.hero, groups, splits)
-    full = R.fit(F, decisions.stars, decisions.hero, groups, 0, vectors.of(rows), has, detector, pixels)
+    with M.threads_for(len(rows)):  # as learn fits: one native thread on small data
+        detector = R.validate_detector(F, decisions.stars, decisions.hero, splits)
+        pixels = R.validate_pixels(F, vectors.of(rows), has, decisions.stars, decisions.hero, groups, splits)
+        full = R.fit(F, decisions.stars, decisions.hero, groups, 0, vectors.of(rows), has, detector, pixels)
     k = [images.ids.index(i) for i in new]
     X = image_features(images, layout, k).X
     with_vector = full.pixels.predict(X[:1], vectors.of(k[:1]))[1][0]
@@ -177,8 +187,9 @@ def test_a_taste_only_the_pixels_show_is_learned_better_with_the_vectors():
     F = Features([name for name, _ in META], np.column_stack([columns[name] for name, _ in META])[pick].astype(float))
     groups, stars, hero = r["burst"][pick], d.stars[pick], d.hero[pick]
     splits = M.splits(groups)
-    detector = R.validate_detector(F, stars, hero, splits)
-    pixels = R.validate_pixels(F, V, np.ones(len(pick), dtype=bool), stars, hero, groups, splits)
+    with M.threads_for(len(pick)):  # as learn fits: one native thread on small data
+        detector = R.validate_detector(F, stars, hero, splits)
+        pixels = R.validate_pixels(F, V, np.ones(len(pick), dtype=bool), stars, hero, groups, splits)
     without = M.figures(detector.stars, detector.p, stars, hero, 10, ranking=detector.ranking)
     with_vectors = M.figures(pixels.stars, pixels.p, stars, hero, 10, ranking=pixels.ranking)
     assert with_vectors["spearman"] > without["spearman"] + 0.25, (with_vectors, without)

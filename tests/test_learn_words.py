@@ -135,10 +135,11 @@ def test_importance_finds_a_real_taste_held_out_and_not_the_noise():
     hero = (sharp + rng.normal(0, 0.5, n) > 0.6).astype(np.int8)
     stars = np.clip(np.rint(5 + 2 * sharp), 1, 10)
     F = Features(["baseline:sharpness_log", "baseline:contrast_frame"], np.column_stack([sharp, noise]))
-    folds = M.fold_models(F, stars, hero, groups, seed=0)
-    _, p, _ = M.held_out(folds, F.X)
-    figures = M.figures(stars, p, stars, hero, 10, groups, 200)
-    importance = {i["feature"]: i for i in M.importance(folds, F, hero, groups, seed=0)}
+    with M.threads_for(n):  # as learn fits: one native thread on small data
+        folds = M.fold_models(F, stars, hero, groups, seed=0)
+        _, p, _ = M.held_out(folds, F.X)
+        figures = M.figures(stars, p, stars, hero, 10, groups, 200)
+        importance = {i["feature"]: i for i in M.importance(folds, F, hero, groups, seed=0)}
     assert M.distinguishable_loss(importance["baseline:sharpness_log"])
     assert importance["baseline:sharpness_log"]["direction_ci"][0] > 0
     assert not M.distinguishable_loss(importance["baseline:contrast_frame"])

@@ -15,7 +15,7 @@ from hitl import store
 from hitl.learn import LEARNED
 from hitl.store.embeddings import embedding_row, unit_float16, vectors, write_embeddings
 
-from .helpers.near_duplicates import LYNX, FakeStudio, copy_of, run, walkthrough  # noqa: F401 - the fixture
+from .helpers.near_duplicates import LYNX, FakeStudio, copy_of, run
 
 ELEPHANTS = {"african_elephants.jpg", "african_elephants_bw.jpg", "african_elephants_cmyk.jpg"}
 

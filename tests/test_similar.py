@@ -18,7 +18,7 @@ from hitl.store.embeddings import embedding_row, unit_float16, vectors, write_em
 from hitl.store.vector_file import cache_paths, matrix
 
 from .fakes import FakeOpenAI
-from .helpers.near_duplicates import LYNX, FakeStudio, copy_of, walkthrough  # noqa: F401 - the fixture
+from .helpers.near_duplicates import FakeStudio, copy_of
 
 CLIP = "openai:openai/clip-vit-large-patch14"
 

@@ -6,7 +6,6 @@ import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 from click.testing import CliRunner
 
 from hitl.cli import cli
@@ -21,11 +20,11 @@ def run(db: Path, *args: str, ok: bool = True):
     return result
 
 
-@pytest.fixture(scope="module")
-def walkthrough(tmp_path_factory, sample_data) -> Path:
-    """The README's walk-through store: 12 candidates with their bursts, the sheet's decisions, and
-    the baseline's vectors of the candidates and of the whole collection."""
-    db = tmp_path_factory.mktemp("walkthrough") / "hitl.db"
+def make_walkthrough(folder: Path, sample_data: Path) -> Path:
+    """The README's walk-through store in ``folder``: 12 candidates with their bursts, the sheet's
+    decisions, and the baseline's vectors of the candidates and of the whole collection (conftest's
+    session fixture `walkthrough`; tests read copies of it: :func:`copy_of`)."""
+    db = folder / "hitl.db"
     collection = ["--md", str(sample_data / "md_results.json"), "--images", str(sample_data / "images")]
     run(db, "select", *collection, "--speciesnet", str(sample_data / "speciesnet_predictions.json"), "--cct",
         str(sample_data / "cct.json"), "-n", "12", "--frames-per-burst", "3")
