@@ -24,6 +24,7 @@ from hitl.publish.heroset import export_heroset, flat_names
 from hitl.store.heroes import POLICIES, HerosetError, select_heroes, select_with_counts
 
 from .conftest import REPO, SHARED, give_detector_record
+from .helpers.copies import copy_project
 
 ELEPHANT = "african_elephants_with_exif_orientation.jpg"  # stored portrait, EXIF orientation 6
 
@@ -103,21 +104,10 @@ class Project:
         return (self.extra if key == "X" else self.images) / self.ids[key]
 
     def copy_to(self, tmp: Path) -> Project:
-        """The same project under ``tmp``: its photos and database copied, and every path the database
-        holds moved from this project's folder to ``tmp``, as if it had been built there."""
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the one file copied below
-        shutil.copytree(self.images, tmp / "images", copy_function=shutil.copy2)
-        shutil.copytree(self.extra, tmp / "extra", copy_function=shutil.copy2)
-        shutil.copy2(self.db_path, tmp / "h.db")
+        """The same project under ``tmp``, as if it had been built there."""
         copy = copy_module.copy(self)
         copy.root, copy.images, copy.extra, copy.db_path = tmp, tmp / "images", tmp / "extra", tmp / "h.db"
-        copy.db = store.connect(copy.db_path)
-        old, new = str(self.root), str(tmp)
-        with store.transaction(copy.db):
-            for table in copy.db.table_names():
-                for column in copy.db[table].columns_dict:
-                    copy.db.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
-                                    f'WHERE typeof("{column}") = \'text\' AND instr("{column}", ?) > 0', [old, new, old])
+        copy.db = copy_project(self.root, tmp, "h.db", ("images", "extra"))
         roots = {r[0] for r in copy.db.execute("SELECT DISTINCT root FROM images")}
         assert roots == {str(copy.images), str(copy.extra)}, roots
         return copy
