@@ -348,7 +348,8 @@ def test_sigkill_halfway_then_rerun_makes_no_repeat_calls(tmp_path):
                                   + "concurrency = 2\n")
         proc = _spawn(project, "score", "--model", QWEN, "--images", str(tmp_path / "photos"))
         assert server.wait_for(lambda s: s.count_for(stuck) >= 1, timeout=30)
-        time.sleep(0.5)  # let the other worker finish what it can
+        # let the other worker finish what it can: all but the stuck image (at most 5 s, not a fixed 0.5 s)
+        _wait(lambda: sum(r["status"] == "ok" for r in project.scores(QWEN).values()) >= 11, timeout=5)
         below = descendants(proc.pid)  # images are prepared in threads: the run starts no process
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
