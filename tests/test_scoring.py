@@ -419,16 +419,26 @@ def test_no_candidates_and_unknown_model_are_clear_errors(tmp_path):
 
 
 def test_a_run_imports_only_the_backends_up_to_its_own(monkeypatch):
-    """The SDKs take a second each to import: a baseline run imports neither, an openai: run not Gemini's.
+    """The SDKs take a second each to import: a baseline run imports neither, an openai: run not Gemini's,
+    a Gemini run not openai's.
     A module whose entry in sys.modules is None cannot be imported, so reaching for it fails the run."""
-    from hitl.score.backends import openai_compat
+    from hitl.score import backends
+    from hitl.score.backends import gemini, openai_compat
     from hitl.score.backends.registry import backend_class
+
+    monkeypatch.setattr(backends, "gemini", gemini)  # imported afresh below: put back afterwards
 
     monkeypatch.setitem(sys.modules, "hitl.score.backends.gemini", None)
     monkeypatch.setitem(sys.modules, "hitl.score.backends.openai_compat", None)
     assert backend_class("baseline").__name__ == "BaselineBackend"
     monkeypatch.setitem(sys.modules, "hitl.score.backends.openai_compat", openai_compat)
     assert backend_class(QWEN) is openai_compat.OpenAICompatBackend
+    # a Gemini run passes the openai: class by, without its SDK: the module, imported afresh, must not need it
+    monkeypatch.delitem(sys.modules, "hitl.score.backends.gemini")
+    monkeypatch.delitem(sys.modules, "hitl.score.backends.openai_compat")
+    monkeypatch.setattr(backends, "openai_compat", openai_compat)  # put back, as sys.modules is, afterwards
+    monkeypatch.setitem(sys.modules, "openai", None)
+    assert backend_class("gemini-2.5-flash").__name__ == "GeminiBackend"
 
 
 def test_baseline_on_the_shared_collection(tmp_path, camera_traps):
