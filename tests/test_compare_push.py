@@ -228,17 +228,21 @@ def test_a_fault_of_compare_itself_is_never_said_to_be_label_studios(heroes, mon
                            env={"LABEL_STUDIO_API_KEY": "k"}, catch_exceptions=False)
 
 
-def test_label_studio_gone_in_the_middle_of_compare_is_one_studio_error(heroes):
+def test_label_studio_gone_in_the_middle_of_compare_is_one_studio_error(heroes, monkeypatch):
     from label_studio_sdk import LabelStudio
+    from label_studio_sdk.core import http_client
 
     from hitl.errors import StudioError
     from hitl.review.client import StudioClient
 
     db, root = heroes
+    waits = []  # the SDK's backoffs, counted instead of slept (~3 s for a server known to be gone)
+    monkeypatch.setattr(http_client.time, "sleep", waits.append)
     gone = "http://127.0.0.1:9"  # the discard port: nothing listens there
     client = StudioClient(LabelStudio(base_url=gone, api_key="k"), gone)
     with pytest.raises(StudioError, match=r"lost Label Studio at http://127.0.0.1:9 while calling projects.list"):
         push_pairs(db, client, url=gone, title="t", n=2, document_root=root)
+    assert len(waits) == 2  # a call in the middle keeps the SDK's retries, for a Label Studio that blips
 
 
 def test_bad_url_template_is_one_line(heroes):

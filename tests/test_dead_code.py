@@ -9,8 +9,11 @@ command, a migration) or called by a framework (OVERRIDES) is use enough.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = ("hitl", "converters")
@@ -50,20 +53,26 @@ def _docstrings(tree: ast.Module) -> set[int]:
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)}
 
 
+@functools.lru_cache(maxsize=None)  # a tree read by both tests below is walked once (cleared by `parsed`)
+def _names_in(tree: ast.Module) -> frozenset[str]:
+    """Every name ``tree`` loads, imports or names in a string (docstrings aside)."""
+    used: set[str] = set()
+    docs = _docstrings(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Store):
+            used.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            used.add(node.attr)
+        elif isinstance(node, ast.alias):
+            used.add(node.name.rpartition(".")[2])
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            used.update(re.findall(r"\w+", node.value))
+    return frozenset(used)
+
+
 def _used(trees: list[ast.Module], texts: list[str]) -> set[str]:
     """Every name code loads, imports or names in a string (docstrings aside), and every word of ``texts``."""
-    used: set[str] = set()
-    for tree in trees:
-        docs = _docstrings(tree)
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Store):
-                used.add(node.id)
-            elif isinstance(node, ast.Attribute):
-                used.add(node.attr)
-            elif isinstance(node, ast.alias):
-                used.add(node.name.rpartition(".")[2])
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
-                used.update(re.findall(r"\w+", node.value))
+    used: set[str] = set().union(*map(_names_in, trees))
     for text in texts:
         used.update(re.findall(r"\w+", text))
     return used
@@ -76,20 +85,26 @@ def _dead(trees: dict[Path, ast.Module], texts: list[str]) -> list[str]:
             for name, line in _definitions(tree) if name not in used]
 
 
-def test_every_name_hitl_defines_is_read_somewhere():
-    trees = {path: ast.parse(path.read_text(encoding="utf-8"), str(path))
-             for top in READERS for path in sorted((REPO / top).rglob("*.py"))
-             if path != Path(__file__).resolve()}  # its own made-up names would count as read
+@pytest.fixture(scope="module")
+def parsed():
+    """Every .py file of READERS, parsed once for the module's two tests (~2 s of parsing and walking)."""
+    yield {path: ast.parse(path.read_text(encoding="utf-8"), str(path))
+           for top in READERS for path in sorted((REPO / top).rglob("*.py"))
+           if path != Path(__file__).resolve()}  # its own made-up names would count as read
+    _names_in.cache_clear()
+
+
+def test_every_name_hitl_defines_is_read_somewhere(parsed):
+    trees = parsed
     templates = [path.read_text(encoding="utf-8") for path in sorted((REPO / "hitl").rglob("*"))
                  if path.suffix in (".html", ".css", ".txt", ".xml")]
     assert _dead(trees, templates) == []
 
 
-def test_the_statistics_ship_only_what_hitl_uses():
+def test_the_statistics_ship_only_what_hitl_uses(parsed):
     """The agreement statistics hitl never calls are the tests' references (tests/reference_statistics.py),
     not shipped: everything hitl/analyse/statistics.py defines is read by hitl itself."""
-    shipped = {path: ast.parse(path.read_text(encoding="utf-8"), str(path))
-               for top in SHIPPED for path in sorted((REPO / top).rglob("*.py"))}
+    shipped = {path: tree for path, tree in parsed.items() if path.relative_to(REPO).parts[0] in SHIPPED}
     assert [dead for dead in _dead(shipped, []) if dead.startswith("hitl/analyse/statistics.py")] == []
 
 

@@ -147,6 +147,17 @@ def test_a_failure_on_the_way_is_tried_again_on_the_next_run(tmp_path):
         assert server.count_for(sent(paths[1])) == 1
 
 
+def test_a_run_imports_no_sdk_it_does_not_use(monkeypatch):
+    """The openai SDK takes a second to import: baseline and onnx: runs do not import it. A module
+    whose entry in sys.modules is None cannot be imported, so reaching for it fails the run."""
+    from hitl.embed.backends.registry import backend_classes
+
+    monkeypatch.setitem(sys.modules, "hitl.embed.backends.openai_compat", None)
+    matched = {model: next(c for c in backend_classes() if c.handles(model)).__name__
+               for model in ("baseline", "onnx:m.onnx")}
+    assert matched == {"baseline": "BaselineEmbedder", "onnx:m.onnx": "OnnxEmbedder"}
+
+
 def test_a_wrong_key_stops_the_run_in_one_line(tmp_path):
     make_folder(tmp_path / "photos", 3)
     with FakeOpenAI(api_key="right") as server:
@@ -176,6 +187,7 @@ def test_killed_mid_run_then_rerun_embeds_nothing_twice(tmp_path):
         before = _ok(tmp_path)
         assert 4 <= len(before) < 16
         sent_before = {key[h]: n for h, n in server.image_counts().items()}
+        server.latency = 0  # the slowness was there to catch the run mid-way; the rerun only has to finish
         run(tmp_path, "embed", "--model", CLIP, "--base-url", server.url, "--images", str(tmp_path / "photos"))
         # the folder's photos (the run ends by embedding planted copies of a few: the calibration)
         counts = {key[h]: n for h, n in server.image_counts().items() if h in key}

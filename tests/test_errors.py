@@ -337,14 +337,15 @@ COMMANDS = ["select", "score", "embed", "studio", "push", "labelme export", "lab
 @pytest.fixture
 def locked(full_project, tmp_path, monkeypatch):
     """A copy of the full project whose write lock another connection holds (BEGIN IMMEDIATE), with
-    a busy timeout of 0.1 s instead of 10; the Label Studio binary missing, `serve` not serving."""
+    a busy timeout of 0.01 s instead of 10 (the lock is held throughout: any wait at all ends busy, and
+    each command that writes waits it out); the Label Studio binary missing, `serve` not serving."""
     import shutil
 
     from hitl.review import server
     from hitl.store import db as store_db
 
     shutil.copy(full_project, tmp_path / "h.db")
-    monkeypatch.setattr(store_db, "BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(store_db, "BUSY_TIMEOUT_MS", 10)
     monkeypatch.setattr(server, "serve", lambda *a, **k: None)  # `serve` reaches the database, then returns
     holder = sqlite3.connect(tmp_path / "h.db", timeout=0)
     holder.execute("BEGIN IMMEDIATE")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import copy as copy_module
 import csv
 import errno
 import io
@@ -23,6 +24,7 @@ from hitl.publish.heroset import export_heroset, flat_names
 from hitl.store.heroes import POLICIES, HerosetError, select_heroes, select_with_counts
 
 from .conftest import REPO, SHARED, give_detector_record
+from .helpers.copies import copy_project
 
 ELEPHANT = "african_elephants_with_exif_orientation.jpg"  # stored portrait, EXIF orientation 6
 
@@ -36,6 +38,7 @@ class Project:
     """A database built by the real CLI, with a second model and curators' ratings added."""
 
     def __init__(self, tmp: Path):
+        self.root = tmp
         sample = REPO / "sample_data"
         self.images = tmp / "images"
         shutil.copytree(sample / "images", self.images)
@@ -100,10 +103,26 @@ class Project:
     def source(self, key: str) -> Path:
         return (self.extra if key == "X" else self.images) / self.ids[key]
 
+    def copy_to(self, tmp: Path) -> Project:
+        """The same project under ``tmp``, as if it had been built there."""
+        copy = copy_module.copy(self)
+        copy.root, copy.images, copy.extra, copy.db_path = tmp, tmp / "images", tmp / "extra", tmp / "h.db"
+        copy.db = copy_project(self.root, tmp, "h.db", ("images", "extra"))
+        roots = {r[0] for r in copy.db.execute("SELECT DISTINCT root FROM images")}
+        assert roots == {str(copy.images), str(copy.extra)}, roots
+        return copy
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Project:
+    """The project, built once for the module (select, two baseline runs, the ratings: ~0.3 s)."""
+    return Project(tmp_path_factory.mktemp("heroset"))
+
 
 @pytest.fixture
-def project(tmp_path) -> Project:
-    return Project(tmp_path)
+def project(built, tmp_path) -> Project:
+    """A copy of ``built`` of the test's own: tests delete photos, put files in the way, change ratings."""
+    return built.copy_to(tmp_path)
 
 
 def read_csv(path: Path) -> list[dict]:

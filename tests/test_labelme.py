@@ -19,14 +19,17 @@ from hitl import store
 from hitl.cli import cli
 from hitl.review.labelme import KEPT_HINT, export_labelme, read_labelme_folder
 
+from .helpers.copies import copy_project
+
 GEMINI = "gemini-2.5-flash"
 GEMINI_REASONING = "Crisp, well-lit animal filling the frame; a clear hero shot."
 EXIF_IMAGE = "african_elephants_with_exif_orientation.jpg"  # stored 1536x2048, Orientation=6
 
 
-@pytest.fixture
-def project(tmp_path: Path, sample_data: Path):
-    """A selected and scored project over a copy of sample_data/images (so exports beside images stay in tmp)."""
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, sample_data: Path) -> tuple[Path, list[str]]:
+    """A selected and scored project over a copy of sample_data/images, built once for the module."""
+    tmp_path = tmp_path_factory.mktemp("labelme")
     images = tmp_path / "images"
     shutil.copytree(sample_data / "images", images)
     db_path = tmp_path / "h.db"
@@ -45,7 +48,15 @@ def project(tmp_path: Path, sample_data: Path):
     db["scores"].insert_all([{"image_id": i, "model": GEMINI, "prompt_version": "hero-v1", "status": "ok",
                               "score": 8.2, "hero": 1, "reasoning": GEMINI_REASONING, "created_at": now,
                               "updated_at": now} for i in ids])
-    return db, images, ids
+    db.conn.close()
+    return tmp_path, ids
+
+
+@pytest.fixture
+def project(built, tmp_path: Path):
+    """``built``, copied for the test (so exports beside images stay in its tmp, and edits in its database)."""
+    root, ids = built
+    return copy_project(root, tmp_path, "h.db", ("images",)), tmp_path / "images", ids
 
 
 def _scores(db, image_id: str) -> dict[str, dict]:

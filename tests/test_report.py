@@ -20,6 +20,8 @@ from hitl import store
 from hitl.cli import cli
 from hitl.store import insert_row, transaction
 
+from .helpers.copies import copy_project
+
 SECTIONS = ("What this says", "Raters", "Models against the curators", "Across all raters", "Hero decisions",
             "Curators among themselves", "By review mode", "By species", "Plots", "Top disagreements")
 
@@ -58,6 +60,18 @@ def rated_project(tmp_path: Path, sample_data: Path, images: Path | None = None,
     return db_path
 
 
+@pytest.fixture(scope="module")
+def rated_once(tmp_path_factory, sample_data: Path) -> Path:
+    return rated_project(tmp_path_factory.mktemp("rated"), sample_data)
+
+
+@pytest.fixture
+def rated(rated_once: Path, tmp_path: Path) -> Path:
+    """rated_project's database, built once for the module, copied for the test (which may write to it)."""
+    copy_project(rated_once.parent, tmp_path, rated_once.name, ()).conn.close()
+    return tmp_path / rated_once.name
+
+
 class Sections(HTMLParser):
     def __init__(self):
         super().__init__()
@@ -78,8 +92,8 @@ class Sections(HTMLParser):
             self.headings.append(data.strip())
 
 
-def test_report_from_sample_data(tmp_path, sample_data):
-    db_path = rated_project(tmp_path, sample_data)
+def test_report_from_sample_data(tmp_path, rated):
+    db_path = rated
     out = tmp_path / "report"
     result = CliRunner().invoke(cli, ["--db", str(db_path), "report", "--out", str(out), "--resamples", "300"])
     assert result.exit_code == 0, result.output
@@ -127,8 +141,8 @@ def test_report_with_too_little_data_says_so_in_words(tmp_path, sample_data):
 
 
 @pytest.mark.parametrize("policy, minimum", [("any", 1), ("majority", 1), ("all", 0)])
-def test_export_command(tmp_path, sample_data, policy, minimum):
-    db_path = rated_project(tmp_path, sample_data)
+def test_export_command(tmp_path, rated, policy, minimum):
+    db_path = rated
     out = tmp_path / "heroes"
     result = CliRunner().invoke(cli, ["--db", str(db_path), "export", "--out", str(out), "--policy", policy])
     assert result.exit_code == 0, result.output

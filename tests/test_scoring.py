@@ -84,7 +84,8 @@ def test_openai_several_base_urls_share_the_work(tmp_path):
 def test_429_with_retry_after_is_honoured(tmp_path):
     paths = make_folder(tmp_path / "photos", 1)
     with FakeOpenAI() as server:
-        server.script(B.rate_limited(retry_after=1))
+        # 0.4 s: eight times the most FAST_RETRIES' own backoff waits (0.05 s), so waiting it is honouring it
+        server.script(B.rate_limited(retry_after=0.4))
         project = Project(tmp_path, {"HITL_OPENAI_BASE_URL": server.url})
         started = time.monotonic()
         project.run("score", "--model", QWEN, "--images", str(tmp_path / "photos"))
@@ -92,15 +93,17 @@ def test_429_with_retry_after_is_honoured(tmp_path):
         row = project.scores(QWEN)["cam/img_000.jpg"]
         assert row["status"] == "ok" and row["attempts"] == 2
         assert server.count_for(sent_hash(paths[0])) == 2
-        assert elapsed >= 1.0  # waited as the server asked, not the 10 ms base backoff
+        assert elapsed >= 0.4  # waited as the server asked, not the 10 ms base backoff
 
 
 def test_500_then_success_and_timeout_then_success(tmp_path):
     paths = make_folder(tmp_path / "photos", 2)
     with FakeOpenAI() as server:
         server.on_image(sent_hash(paths[0]), B.server_error(500), B.server_error(503))
-        server.on_image(sent_hash(paths[1]), B.slow(3.0))  # longer than the 1 s timeout
+        server.on_image(sent_hash(paths[1]), B.slow(3.0))  # longer than the timeout
         project = Project(tmp_path, {"HITL_OPENAI_BASE_URL": server.url})
+        # the first call to paths[1] waits the whole timeout: 0.5 s, not FAST_RETRIES' 1 s
+        project.config.write_text(FAST_RETRIES.replace("timeout_seconds = 1.0", "timeout_seconds = 0.5"))
         project.run("score", "--model", QWEN, "--images", str(tmp_path / "photos"))
         rows = project.scores(QWEN)
         assert rows["cam/img_000.jpg"]["status"] == "ok" and rows["cam/img_000.jpg"]["attempts"] == 3
@@ -198,7 +201,8 @@ def test_a_malformed_completion_is_a_recorded_failure_not_a_crash(tmp_path):
 
 
 def test_auth_error_stops_the_run_at_once(tmp_path):
-    make_folder(tmp_path / "photos", 40)
+    # small photos: what is shown is how many of the 40 are ever sent, not how they are prepared
+    make_folder(tmp_path / "photos", 40, size=(256, 192))
     with FakeOpenAI(default=B.auth_error(401)) as server:
         project = Project(tmp_path, {"HITL_OPENAI_BASE_URL": server.url})
         result = project.run("score", "--model", QWEN, "--images", str(tmp_path / "photos"), "--concurrency", "4",
@@ -337,14 +341,16 @@ def test_batch_resumed_after_the_submitting_process_died(tmp_path):
 def test_sigkill_halfway_then_rerun_makes_no_repeat_calls(tmp_path):
     paths = make_folder(tmp_path / "photos", 12)
     hashes = {sent_hash(p): f"cam/{p.name}" for p in paths}
+    stuck = sent_hash(paths[6])  # prepared once, not again at every poll below
     with FakeOpenAI(latency=0.05) as server:
-        server.on_image(sent_hash(paths[6]), B.hang())  # the run gets stuck here, then is killed
+        server.on_image(stuck, B.hang())  # the run gets stuck here, then is killed
         project = Project(tmp_path, {"HITL_OPENAI_BASE_URL": server.url})
         project.config.write_text(FAST_RETRIES.replace("timeout_seconds = 1.0", "timeout_seconds = 60.0")
                                   + "concurrency = 2\n")
         proc = _spawn(project, "score", "--model", QWEN, "--images", str(tmp_path / "photos"))
-        assert server.wait_for(lambda s: s.count_for(sent_hash(paths[6])) >= 1, timeout=30)
-        time.sleep(0.5)  # let the other worker finish what it can
+        assert server.wait_for(lambda s: s.count_for(stuck) >= 1, timeout=30)
+        # let the other worker finish what it can: all but the stuck image (at most 5 s, not a fixed 0.5 s)
+        _wait(lambda: sum(r["status"] == "ok" for r in project.scores(QWEN).values()) >= 11, timeout=5)
         below = descendants(proc.pid)  # images are prepared in threads: the run starts no process
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
@@ -412,6 +418,29 @@ def test_no_candidates_and_unknown_model_are_clear_errors(tmp_path):
     assert "HITL_OPENAI_BASE_URL" in project.run("score", "--model", QWEN, ok=False).output
 
 
+def test_a_run_imports_only_the_backends_up_to_its_own(monkeypatch):
+    """The SDKs take a second each to import: a baseline run imports neither, an openai: run not Gemini's,
+    a Gemini run not openai's.
+    A module whose entry in sys.modules is None cannot be imported, so reaching for it fails the run."""
+    from hitl.score import backends
+    from hitl.score.backends import gemini, openai_compat
+    from hitl.score.backends.registry import backend_class
+
+    monkeypatch.setattr(backends, "gemini", gemini)  # imported afresh below: put back afterwards
+
+    monkeypatch.setitem(sys.modules, "hitl.score.backends.gemini", None)
+    monkeypatch.setitem(sys.modules, "hitl.score.backends.openai_compat", None)
+    assert backend_class("baseline").__name__ == "BaselineBackend"
+    monkeypatch.setitem(sys.modules, "hitl.score.backends.openai_compat", openai_compat)
+    assert backend_class(QWEN) is openai_compat.OpenAICompatBackend
+    # a Gemini run passes the openai: class by, without its SDK: the module, imported afresh, must not need it
+    monkeypatch.delitem(sys.modules, "hitl.score.backends.gemini")
+    monkeypatch.delitem(sys.modules, "hitl.score.backends.openai_compat")
+    monkeypatch.setattr(backends, "openai_compat", openai_compat)  # put back, as sys.modules is, afterwards
+    monkeypatch.setitem(sys.modules, "openai", None)
+    assert backend_class("gemini-2.5-flash").__name__ == "GeminiBackend"
+
+
 def test_baseline_on_the_shared_collection(tmp_path, camera_traps):
     project = Project(tmp_path)
     project.run("select", "--md", str(camera_traps / "md_results.json"), "--images", str(camera_traps / "images"),
@@ -429,7 +458,9 @@ def test_baseline_on_the_shared_collection(tmp_path, camera_traps):
 
 def test_ctrl_c_keeps_the_calls_already_paid_for(tmp_path):
     make_folder(tmp_path / "photos", 6)
-    with FakeOpenAI(latency=1.5) as server:
+    # 0.5 s per call: SIGINT follows the second call's arrival by one 0.02 s poll, well inside it; and
+    # six images at two at a time (1.5 s) cannot all be done before it
+    with FakeOpenAI(latency=0.5) as server:
         project = Project(tmp_path, {"HITL_OPENAI_BASE_URL": server.url})
         project.config.write_text(FAST_RETRIES.replace("timeout_seconds = 1.0", "timeout_seconds = 60.0")
                                   + "concurrency = 2\n")

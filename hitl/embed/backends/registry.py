@@ -2,20 +2,25 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from hitl.config import Settings
 from hitl.embed.backends.base import EmbedBackend
 from hitl.errors import HitlError
 
 
-def backend_classes() -> list[type[EmbedBackend]]:
-    """Every embedding backend, in the order --model values are matched; imported when asked for."""
+def backend_classes() -> Iterator[type[EmbedBackend]]:
+    """Every embedding backend, in the order --model values are matched, each imported only once the
+    ones before it did not match (the openai SDK takes a second to import; baseline and onnx runs need none)."""
     from hitl.embed.backends.baseline import BaselineEmbedder
-    from hitl.embed.backends.onnx import OnnxEmbedder
+
+    yield BaselineEmbedder
+    from hitl.embed.backends.onnx import OnnxEmbedder  # ONNX Runtime itself is imported when a model loads
+
+    yield OnnxEmbedder
     from hitl.embed.backends.openai_compat import OpenAIEmbedder
 
-    return [BaselineEmbedder, OpenAIEmbedder, OnnxEmbedder]
+    yield OpenAIEmbedder
 
 
 def make_embedder(model: str, settings: Settings, base_urls: list[str] | None = None,

@@ -7,15 +7,16 @@ import itertools
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from hitl.config import Price, Settings
 from hitl.errors import HitlError
 from hitl.remote import api_key, jpeg_data_url, normalise_base_url, post_json, probe_tcp, server_urls
 from hitl.score.backends.base import Backend, Outcome, ScoreRequest, outcome_from_text
 from hitl.score.verdict import VERDICT_SCHEMA
+
+if TYPE_CHECKING:
+    import openai
 
 PREFIX = "openai:"
 
@@ -53,6 +54,8 @@ class OpenAICompatBackend(Backend):
         self.name = f"{PREFIX}{model}"
         self.paid = paid  # an instance attribute: the price table decides, not the class
         self.max_tokens = max_tokens
+        import openai  # here, not at the top: a Gemini run matches past this class (hitl.score.backends.registry)
+
         self.clients = [openai.OpenAI(base_url=normalise_base_url(u), api_key=api_key or "not-needed",
                                       max_retries=0, timeout=timeout_s) for u in base_urls]
         self._next = itertools.cycle(range(len(self.clients)))

@@ -2,21 +2,25 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from hitl.config import Settings
 from hitl.errors import HitlError
 from hitl.score.backends.base import Backend
 
 
-def backend_classes() -> list[type[Backend]]:
-    """Every backend, in the order --model values are matched. Imported here, not at start-up:
-    the SDKs take a while to import and a baseline run needs neither."""
+def backend_classes() -> Iterator[type[Backend]]:
+    """Every backend, in the order --model values are matched, each imported only once the ones
+    before it did not match: the SDKs take a second each to import, and a baseline run needs neither."""
     from hitl.score.backends.baseline import BaselineBackend
-    from hitl.score.backends.gemini import GeminiBackend
+
+    yield BaselineBackend
     from hitl.score.backends.openai_compat import OpenAICompatBackend
 
-    return [BaselineBackend, OpenAICompatBackend, GeminiBackend]
+    yield OpenAICompatBackend
+    from hitl.score.backends.gemini import GeminiBackend
+
+    yield GeminiBackend
 
 
 def backend_class(model: str) -> type[Backend]:

@@ -1,0 +1,27 @@
+"""A project built once per module, copied per test: its folders and database, as if built there."""
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from hitl import store
+
+
+def copy_project(built: Path, to: Path, db_name: str, folders: tuple[str, ...]):
+    """Copy ``folders`` and the database ``db_name`` from ``built`` to ``to``, and move every path the
+    database holds from ``built`` to ``to``. Returns the copy's database, opened."""
+    with closing(sqlite3.connect(built / db_name)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the one file copied below
+    for folder in folders:
+        shutil.copytree(built / folder, to / folder)
+    shutil.copy2(built / db_name, to / db_name)
+    db = store.connect(to / db_name)
+    old, new = str(built), str(to)
+    with store.transaction(db):
+        for table in db.table_names():
+            for column in db[table].columns_dict:
+                db.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                           f"WHERE typeof(\"{column}\") = 'text' AND instr(\"{column}\", ?) > 0", [old, new, old])
+    return db
