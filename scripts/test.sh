@@ -16,7 +16,7 @@ unset PYTHONDONTWRITEBYTECODE
 if [ "${1:-}" = "--fast" ]; then
   shift
   exec "$VENV/bin/python" -m pytest -m "not studio and not browser and not slow" --hypothesis-profile=fast -n 2 \
-    --durations=20 "$@"
+    --dist loadgroup --no-loadscope-reorder --durations=20 "$@"
 fi
 # Tests that concern Label Studio run against a real one, in its own environment (.venv-studio).
 "$VENV/bin/python" -c "from hitl.review.studio import find_binary; find_binary(install=True, echo=print)"
@@ -29,4 +29,4 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 # Two processes: the tests of the session's Label Studio (and of the demo's folder) in one of them
 # (tests/conftest.py groups them), all others wherever a process is free.
-exec "$VENV/bin/python" -m pytest -n 2 --dist loadgroup --durations=20 "$@"
+exec "$VENV/bin/python" -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=20 "$@"

@@ -333,8 +333,11 @@ def chromium() -> Path:
 def pytest_collection_modifyitems(config, items) -> None:
     """Before `-m` selects: a test taking the label_studio (chromium) fixture is marked studio
     (browser). For pytest-xdist's `--dist loadgroup`: the tests sharing the session's Label Studio
-    (or demo folder) run in one worker, so that it is made once, and so do a slow module's tests,
-    so that its module's set-up (a fresh environment, a copy of the checkout) is made once."""
+    (or demo folder) run in one worker, so that it is made once, and so do a module's other tests,
+    so that its module's set-up (a store built once and copied per test, a fresh environment, a
+    copy of the checkout) is made once. The long groups (a server, a slow module) come first: with
+    `--no-loadscope-reorder` they are handed out in this order, and the short modules after them
+    even out the two workers' ends."""
     for item in items:
         for fixture, marker in MARKED_BY.items():
             if fixture in item.fixturenames:
@@ -343,12 +346,16 @@ def pytest_collection_modifyitems(config, items) -> None:
         return
     groups = {item.module: group for item in items for fixture, group in XDIST_GROUPS.items()
               if fixture in item.fixturenames}  # a module's slow tests go where its shared fixture is
+    long = set()
     for item in items:
         group = next((g for fixture, g in XDIST_GROUPS.items() if fixture in item.fixturenames), None)
-        if group is None and item.get_closest_marker("slow") is not None:
-            group = groups.get(item.module, item.module.__name__)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+        if group is None:
+            slow = item.get_closest_marker("slow") is not None
+            group = groups.get(item.module, item.module.__name__) if slow else item.module.__name__
+        if group in XDIST_GROUPS.values() or item.get_closest_marker("slow") is not None:
+            long.add(group)
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group").args[0] not in long)  # stable
 
 
 def pytest_deselected(items) -> None:

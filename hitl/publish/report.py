@@ -152,7 +152,9 @@ def _figure_png(draw: Callable) -> str:
 
     fig = draw(plt)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    # every figure is laid out by its tight_layout(): bbox_inches="tight" would draw it a second time to
+    # measure the same margins
+    fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
