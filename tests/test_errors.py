@@ -158,22 +158,6 @@ def test_label_studio_unreachable_or_refusing_the_token_is_one_line(tmp_path, la
     assert "lost Label Studio" in gone and "hitl studio" in gone
 
 
-def test_nothing_answering_at_the_url_is_said_without_waiting(monkeypatch):
-    """The first call to Label Studio (the token's check) is not retried: a URL where nothing
-    listens is said at once (the SDK would first back off twice, ~3 s)."""
-    from label_studio_sdk.core import http_client
-
-    from hitl.review.client import connect
-
-    waits = []
-    monkeypatch.setattr(http_client.time, "sleep", waits.append)
-    with DyingProxy(1, b"") as proxy:  # a port that refuses connections once the proxy is gone
-        url = proxy.url
-    with pytest.raises(StudioError, match="lost Label Studio"):
-        connect(url, "k")
-    assert waits == []
-
-
 def test_studio_errors_keeps_our_own_errors():
     from hitl.review.client import studio_errors
 
@@ -341,11 +325,15 @@ def locked(full_project, tmp_path, monkeypatch):
     each command that writes waits it out); the Label Studio binary missing, `serve` not serving."""
     import shutil
 
+    from label_studio_sdk.core import http_client
+
     from hitl.review import server
     from hitl.store import db as store_db
 
     shutil.copy(full_project, tmp_path / "h.db")
     monkeypatch.setattr(store_db, "BUSY_TIMEOUT_MS", 10)
+    # nothing listens at LABEL_STUDIO_GONE: the SDK's two backoffs (~3 s a command) are not waited
+    monkeypatch.setattr(http_client, "_retry_timeout_from_retries", lambda retries: 0.0)
     monkeypatch.setattr(server, "serve", lambda *a, **k: None)  # `serve` reaches the database, then returns
     holder = sqlite3.connect(tmp_path / "h.db", timeout=0)
     holder.execute("BEGIN IMMEDIATE")

@@ -16,7 +16,7 @@ from PIL import Image
 from hitl import store
 from hitl.score.verdict import ParseError, parse_verdict
 
-from .conftest import REPO, descendants, still_running
+from .conftest import REPO, _default_signals, descendants, still_running
 from .fakes import FakeGemini, FakeOpenAI
 from .fakes import behaviours as B
 from .helpers.scoring import FAST_RETRIES, QWEN, Project, gemini_env, make_folder, sent_hash
@@ -310,7 +310,7 @@ def _spawn(project: Project, *args: str) -> subprocess.Popen:
     for key in [k for k, v in project.env.items() if v is None]:
         env.pop(key, None)
     return subprocess.Popen([sys.executable, "-m", "hitl", *args], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_default_signals)
 
 
 def test_batch_resumed_after_the_submitting_process_died(tmp_path):
@@ -459,7 +459,7 @@ def test_baseline_on_the_shared_collection(tmp_path, camera_traps):
 def test_ctrl_c_keeps_the_calls_already_paid_for(tmp_path):
     make_folder(tmp_path / "photos", 6)
     # 1.5 s per call: SIGINT follows the second call's arrival by one 0.02 s poll, inside it even when
-    # this process is kept waiting for a second by a busy machine (at 0.5 s a CI run scored all six first)
+    # this process is kept waiting for a second by a busy machine
     with FakeOpenAI(latency=1.5) as server:
         project = Project(tmp_path, {"HITL_OPENAI_BASE_URL": server.url})
         project.config.write_text(FAST_RETRIES.replace("timeout_seconds = 1.0", "timeout_seconds = 60.0")

@@ -123,10 +123,7 @@ def connect(url: str, api_key: str | None) -> StudioClient:
         raise StudioError("no Label Studio token: set LABEL_STUDIO_API_KEY (shown by `hitl studio`, or in "
                           "Label Studio under Account & Settings)")
     client = StudioClient(LabelStudio(base_url=url.rstrip("/"), api_key=api_key, timeout=120), url)
-    # The first call is not retried: the SDK would wait ~3 s (two backoffs) before saying that
-    # nothing answers at a mistyped URL or a stopped Label Studio. Later calls keep its retries,
-    # for a Label Studio that blips in the middle of a push.
-    client.users.whoami(request_options={"max_retries": 0})
+    client.users.whoami()
     return client
 
 
