@@ -2,7 +2,7 @@
 # Run the test suite in the project's own virtual environment (created if missing).
 # Usage: scripts/test.sh [--fast] [pytest args...]
 #   --fast  only the tests marked neither studio, browser nor slow (pyproject.toml), in two
-#           processes (a minute and a half on two idle cores); neither Label Studio nor Chromium is installed
+#           processes (about a minute and a half on two idle cores); neither Label Studio nor Chromium is installed
 #   (none)  every test; Label Studio and Chromium are installed first when missing, never skipped
 # Either way the 20 slowest tests are listed at the end.
 set -euo pipefail
