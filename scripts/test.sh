@@ -2,7 +2,7 @@
 # Run the test suite in the project's own virtual environment (created if missing).
 # Usage: scripts/test.sh [--fast] [pytest args...]
 #   --fast  only the tests marked neither studio, browser nor slow (pyproject.toml), in two
-#           processes (about a minute and a half on two idle cores); neither Label Studio nor Chromium is installed
+#           processes (one and a half to two minutes on two cores); neither Label Studio nor Chromium is installed
 #   (none)  every test; Label Studio and Chromium are installed first when missing, never skipped
 # Either way the 20 slowest tests are listed at the end.
 set -euo pipefail
@@ -27,6 +27,6 @@ if [ ! -x /usr/bin/chromium ]; then
   $SUDO apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
-# Two processes: the tests of the session's Label Studio (and of the demo's folder) in one of them
-# (tests/conftest.py groups them), all others wherever a process is free.
+# Two processes: the tests of the session's Label Studio (and of the demo's folder) in one of them,
+# and each module's other tests in one (tests/conftest.py groups them), the long groups handed out first.
 exec "$VENV/bin/python" -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=20 "$@"
