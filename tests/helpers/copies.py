@@ -9,15 +9,20 @@ from pathlib import Path
 from hitl import store
 
 
+def copy_database(source: Path, target: Path) -> Path:
+    """``target``, a copy of the SQLite database ``source`` (SQLite's backup: its write-ahead log
+    included, whether or not it was checkpointed)."""
+    with closing(sqlite3.connect(source)) as origin, closing(sqlite3.connect(target)) as copy:
+        origin.backup(copy)
+    return target
+
+
 def copy_project(built: Path, to: Path, db_name: str, folders: tuple[str, ...]):
     """Copy ``folders`` and the database ``db_name`` from ``built`` to ``to``, and move every path the
     database holds from ``built`` to ``to``. Returns the copy's database, opened."""
-    with closing(sqlite3.connect(built / db_name)) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the one file copied below
     for folder in folders:
         shutil.copytree(built / folder, to / folder)
-    shutil.copy2(built / db_name, to / db_name)
-    db = store.connect(to / db_name)
+    db = store.connect(copy_database(built / db_name, to / db_name))
     old, new = str(built), str(to)
     with store.transaction(db):
         for table in db.table_names():

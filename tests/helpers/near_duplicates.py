@@ -2,13 +2,14 @@
 the near-duplicate and `similar` tests."""
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 
 from click.testing import CliRunner
 
 from hitl.cli import cli
+
+from .copies import copy_database
 
 LYNX = ["cam_b/IMG_0012.JPG", "cam_b/IMG_0013.JPG", "cam_b/IMG_0014.JPG"]
 
@@ -35,13 +36,8 @@ def make_walkthrough(folder: Path, sample_data: Path) -> Path:
 
 
 def copy_of(walkthrough: Path, tmp_path: Path) -> Path:
-    """A copy of the walk-through's database (SQLite's backup: its write-ahead log included)."""
-    db = tmp_path / "hitl.db"
-    source, target = sqlite3.connect(walkthrough), sqlite3.connect(db)
-    source.backup(target)
-    source.close()
-    target.close()
-    return db
+    """A copy of the walk-through's database, ``tmp_path/hitl.db``."""
+    return copy_database(walkthrough, tmp_path / "hitl.db")
 
 
 class FakeStudio:

@@ -3,7 +3,6 @@ a value at a time, and the state a rejected request must leave as it was."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 from hitl import store
 
 from ..conftest import SHARED
+from .copies import copy_database
 
 SECRET = "example-secret"  # the one the shared deliveries were captured with
 DELIVERIES = sorted((SHARED / "labelstudio_webhooks").glob("0*.json"))
@@ -84,4 +84,4 @@ def empty_db(tmp_path_factory) -> Path:
 
 def new_db(empty_db: Path, folder: Path, name: str = "h.db") -> Path:
     """A new empty database ``folder/name``: a copy of ``empty_db``."""
-    return Path(shutil.copyfile(empty_db, folder / name))
+    return copy_database(empty_db, folder / name)
