@@ -1,8 +1,9 @@
 # Sourced by demo.sh and test.sh: create (or reuse) the project's virtual environment and
-# install the project into it. Re-running is cheap: an install stamp per requirements file
-# records what is installed, and the dev stamp (a superset) satisfies the runtime one, so
-# running demo.sh and test.sh alternately installs nothing again; started together, the second
-# waits for the first (a lock in the environment's folder).
+# install the project into it: with uv (requirements.txt names it: seconds), else with pip (minutes).
+# Re-running is cheap: an install stamp per requirements file records what is installed, and the
+# dev stamp (a superset) satisfies the runtime one, so running demo.sh and test.sh alternately
+# installs nothing again; started together, the second waits for the first (a lock in the
+# environment's folder).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${HITL_VENV:-$REPO/.venv}"
@@ -46,12 +47,28 @@ _set_up() {  # ensure_venv's work, under its lock
   if _installed "$requirements"; then return 0; fi
   if [ "$requirements" = "requirements.txt" ] && _installed requirements-dev.txt; then return 0; fi
   echo "Installing dependencies ($requirements)" >&2
-  local log="$VENV/pip-install.log"
-  if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check -r "$REPO/$requirements" \
-         && "$VENV/bin/python" -m pip install --disable-pip-version-check --no-deps -e "$REPO"; } >"$log" 2>&1; then
+  local log="$VENV/pip-install.log" uv_spec
+  uv_spec="$(grep -E '^uv *[<>=~!]' "$REPO/requirements.txt" || true)"
+  : > "$log"
+  if [ -n "$uv_spec" ] && ! _install_with_uv "$uv_spec" "$requirements" >>"$log" 2>&1; then
+    echo "uv could not install them (log: $log): installing with pip, which takes minutes" >&2
+    uv_spec=""
+  fi
+  if [ -z "$uv_spec" ] && ! _install_with_pip "$requirements" >>"$log" 2>&1; then
     cat "$log" >&2
     echo "Installing dependencies failed (log above, also in $log)" >&2
     exit 1
   fi
   _stamp_of "$requirements" > "$VENV/.hitl-installed-$requirements"
+}
+
+_install_with_uv() {  # uv (pip installs it: seconds), then requirements file $2 and the project with uv
+  "$VENV/bin/python" -m pip install --disable-pip-version-check "$1" \
+    && "$VENV/bin/uv" pip install --python "$VENV/bin/python" -r "$REPO/$2" \
+    && "$VENV/bin/uv" pip install --python "$VENV/bin/python" --no-deps -e "$REPO"
+}
+
+_install_with_pip() {  # requirements file $1 and the project with pip: minutes, but it honours pip's own settings
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -r "$REPO/$1" \
+    && "$VENV/bin/python" -m pip install --disable-pip-version-check --no-deps -e "$REPO"
 }

@@ -96,8 +96,8 @@ PIDS+=($!)
 "$PY" -m hitl serve --port "$SERVE_PORT" > "$OUT/serve.out" 2>&1 &
 PIDS+=($!)
 # Waited for as long as `hitl studio` works (its own limits end it): on first use it installs Label
-# Studio, minutes on a slow machine, before a first start that migrates its database.
-echo "Waiting for Label Studio (the first time, \`hitl studio\` installs it first: a few minutes; see $OUT/studio.out)"
+# Studio (seconds with uv, minutes with pip), before a first start that migrates its database (a minute).
+echo "Waiting for Label Studio (the first time, \`hitl studio\` installs it and sets up its database: a minute or two; see $OUT/studio.out)"
 until grep -q "is up" "$OUT/studio.out" 2>/dev/null; do
   if ! kill -0 "${PIDS[0]}" 2>/dev/null; then cat "$OUT/studio.out" >&2; echo "Label Studio did not start" >&2; exit 1; fi
   sleep 0.5

@@ -389,8 +389,8 @@ def require_marker(marker: str, what: str) -> None:
 
 
 def slow_command(args) -> str | None:
-    """What makes a command (a Popen's args) a slow test's: a fresh virtual environment, a pip
-    install, scripts/demo.sh or the set-up of .venv; None for any other."""
+    """What makes a command (a Popen's args) a slow test's: a fresh virtual environment, a pip (or
+    uv pip) install, scripts/demo.sh or the set-up of .venv; None for any other."""
     words = [os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a)
              for a in (args if isinstance(args, (list, tuple)) else [args])]
     for k, word in enumerate(words):
@@ -401,6 +401,8 @@ def slow_command(args) -> str | None:
             return "a fresh virtual environment (python -m venv)"
         if word == "-m" and following[:1] == ["pip"] and following[1:] in (["install"], ["wheel"], ["download"]):
             return f"pip {following[1]}"
+        if Path(word).name == "uv" and (following[:1] == ["venv"] or following in (["pip", "install"], ["pip", "sync"])):
+            return " ".join(["uv", *following[:2 if following[0] == "pip" else 1]])
     return None
 
 

@@ -1,11 +1,11 @@
 """The first run of a fresh checkout (no .venv, no .venv-studio), stopped at each moment a newcomer
 may stop it: while .venv is set up, while `hitl studio` installs Label Studio, during Label
 Studio's first start, and once ready. Each time the demo's process group, or `hitl studio` alone,
-gets the signal, and within 15 s nothing of the demo is left (pip, Label Studio in its own
-session) and both ports are free. The warm runs are tests/test_demo_signals.py's.
+gets the signal, and within 15 s nothing of the demo is left (an installer, uv or pip, Label
+Studio in its own session) and both ports are free. The warm runs are tests/test_demo_signals.py's.
 
 The tests share one copy of the checkout and run in this order, each going on from what the one
-before left (pip's cache is shared too), so .venv is installed once; a test run alone sets up
+before left (uv's and pip's caches are shared too), so .venv is installed once; a test run alone sets up
 what it needs."""
 from __future__ import annotations
 
@@ -55,6 +55,11 @@ def running(demo: Demo, command: str) -> list[psutil.Process]:
     return found
 
 
+def installing_into(demo: Demo, venv: Path) -> list[psutil.Process]:
+    """Its installs into ``venv``: pip's (``venv``/bin/python -m pip install) or uv's (--python ``venv``/bin/python)."""
+    return [proc for proc in running(demo, "pip install") if f"{venv / 'bin' / 'python'} " in " ".join(proc.cmdline())]
+
+
 def install_label_studio_again(checkout: Path) -> None:
     """As if its last install had been cut short: the next `hitl studio` installs it anew."""
     venv = checkout / ".venv-studio"
@@ -77,8 +82,7 @@ def stop(demo: Demo, sig: signal.Signals, to: str) -> float:
 def test_stopped_while_its_environment_is_set_up(checkout):
     (checkout / ".venv" / ".hitl-installed-requirements.txt").unlink(missing_ok=True)
     demo = first_run(checkout, "venv")
-    demo.wait_until(lambda: running(demo, f"{checkout / '.venv' / 'bin' / 'python'} -m pip install"),
-                    SET_UP_S, "installing .venv")
+    demo.wait_until(lambda: installing_into(demo, checkout / ".venv"), SET_UP_S, "installing .venv")
     stop(demo, signal.SIGINT, "group")
     assert demo.process.returncode != 0
     assert not (checkout / ".venv" / ".hitl-installed-requirements.txt").exists()
@@ -89,9 +93,8 @@ def test_stopped_while_its_environment_is_set_up(checkout):
 def test_stopped_while_label_studio_is_installed(checkout, sig, to):
     install_label_studio_again(checkout)
     demo = first_run(checkout, f"install-{sig.name}")
-    demo.wait_until(lambda: running(demo, f"{checkout / '.venv-studio' / 'bin' / 'python'} -m pip install"),
-                    SET_UP_S, "installing Label Studio")
-    time.sleep(1)  # pip at work
+    demo.wait_until(lambda: installing_into(demo, checkout / ".venv-studio"), SET_UP_S, "installing Label Studio")
+    time.sleep(1)  # the installer at work (uv's install takes seconds)
     stop(demo, sig, to)
     # stopped by the signal, or, when only `hitl studio` got it, failed for want of Label Studio
     assert demo.process.returncode == (128 + sig if to == "group" else 1), demo.text()[-2000:]

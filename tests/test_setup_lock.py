@@ -32,33 +32,46 @@ packages = []
 """
 
 
-@pytest.mark.slow  # a fresh virtual environment
-def test_demo_and_test_set_up_one_environment_together(tmp_path):
-    """The real _venv.sh in a project of nothing (empty requirements), so pip only builds a tiny
-    editable install from its index or cache, as scripts/test.sh's pip does. The second set-up
-    starts the moment the first's venv has a python, before that venv has installed pip: without
-    the lock it called `python -m pip` there and failed with "No module named pip"."""
+def tiny_project(tmp_path: Path) -> Path:
+    """The real _venv.sh in a project of nothing but uv (the requirement that installs the rest), so
+    the installers only build a tiny editable install from their index or cache."""
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     shutil.copy2(REPO / "scripts" / "_venv.sh", repo / "scripts" / "_venv.sh")
-    (repo / "requirements.txt").write_text("")
-    (repo / "requirements-dev.txt").write_text("")
+    uv = [line for line in (REPO / "requirements.txt").read_text().splitlines() if line.startswith("uv")]
+    assert len(uv) == 1, "requirements.txt names uv once"
+    (repo / "requirements.txt").write_text(uv[0] + "\n")
+    (repo / "requirements-dev.txt").write_text("-r requirements.txt\n")
     (repo / "pyproject.toml").write_text(TINY_PROJECT)
+    return repo
+
+
+def set_up(repo: Path, requirements: str, env: dict[str, str]) -> subprocess.Popen:
+    """`ensure_venv requirements` of the repo's _venv.sh, as demo.sh and test.sh call it."""
+    return subprocess.Popen(["bash", "-c", f'source "$1"; ensure_venv {requirements}', "_",
+                             str(repo / "scripts" / "_venv.sh")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def installed(venv: Path, name: str = "hitl-setup-lock-probe") -> subprocess.CompletedProcess:
+    return subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "show", name], capture_output=True, text=True)
+
+
+@pytest.mark.slow  # a fresh virtual environment
+def test_demo_and_test_set_up_one_environment_together(tmp_path):
+    """The second set-up starts the moment the first's venv has a python, before that venv has
+    installed pip: without the lock it called `python -m pip` there and failed with "No module
+    named pip"."""
+    repo = tiny_project(tmp_path)
     venv = tmp_path / "venv"
     env = {**os.environ, "HITL_VENV": str(venv), "PYTHON": sys.executable}
     env.pop("VIRTUAL_ENV", None)
-
-    def set_up(requirements: str) -> subprocess.Popen:
-        return subprocess.Popen(["bash", "-c", f'source "$1"; ensure_venv {requirements}', "_",
-                                 str(repo / "scripts" / "_venv.sh")], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-
-    demo = set_up("requirements.txt")
+    demo = set_up(repo, "requirements.txt", env)
     deadline = time.monotonic() + 120
     while not (venv / "bin" / "python").exists():  # the first is creating the environment now
         assert demo.poll() is None and time.monotonic() < deadline, demo.communicate()[0]
         time.sleep(0.01)
-    tests = set_up("requirements-dev.txt")
+    tests = set_up(repo, "requirements-dev.txt", env)
     outputs = {name: p.communicate(timeout=600)[0] for name, p in (("demo", demo), ("test", tests))}
     assert demo.returncode == 0, outputs["demo"]
     assert tests.returncode == 0, outputs["test"]
@@ -67,9 +80,23 @@ def test_demo_and_test_set_up_one_environment_together(tmp_path):
         "Creating virtual environment") == 1
     for requirements in ("requirements.txt", "requirements-dev.txt"):
         assert (venv / f".hitl-installed-{requirements}").is_file()
-    check = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "show", "hitl-setup-lock-probe"],
-                           capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
+    assert installed(venv).returncode == 0 and installed(venv, "uv").returncode == 0
+    assert "uv could not install" not in outputs["demo"] + outputs["test"]
+
+
+@pytest.mark.slow  # a fresh virtual environment
+def test_pip_sets_up_the_environment_when_uv_cannot(tmp_path):
+    """uv reads none of pip's settings (an index mirror, a proxy's certificate): when it cannot
+    install, pip does, and the set-up says so. Here uv may not reach the network nor keep a cache,
+    so it cannot fetch the setuptools that the editable install is built with."""
+    repo = tiny_project(tmp_path)
+    venv = tmp_path / "venv"
+    env = {**os.environ, "HITL_VENV": str(venv), "PYTHON": sys.executable, "UV_OFFLINE": "1", "UV_NO_CACHE": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    output = set_up(repo, "requirements.txt", env).communicate(timeout=600)[0]
+    assert f"uv could not install them (log: {venv / 'pip-install.log'}): installing with pip" in output, output
+    assert (venv / ".hitl-installed-requirements.txt").is_file()
+    assert installed(venv).returncode == 0 and installed(venv, "uv").returncode == 0  # pip had installed uv
 
 
 def test_label_studio_is_installed_once_when_two_ask_at_once(tmp_path, monkeypatch):

@@ -1,10 +1,11 @@
 """`hitl studio` ends what it started, whenever and however it is stopped: its install of Label
-Studio (pip, in a process group of its own) on a stop signal at any moment, Label Studio within
+Studio (uv, else pip, in a process group of its own) on a stop signal at any moment, Label Studio within
 a few seconds even if it ignores SIGTERM, and Label Studio even when `hitl studio` itself is
 killed outright. An install cut short is never taken for a finished one."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -15,6 +16,7 @@ from types import SimpleNamespace
 
 import psutil
 import pytest
+from uv import find_uv_bin
 
 from hitl import process
 from hitl.errors import HitlError
@@ -77,6 +79,50 @@ def test_an_install_cut_short_is_not_used_and_is_done_again(tmp_path, monkeypatc
     assert len(commands) == 2 and any("cut short" in line for line in said)
     assert not (venv / studio.INSTALLING_MARK).exists()
     assert studio.find_binary() == venv / "bin" / "label-studio"
+
+
+def test_uv_installs_label_studio_and_pip_does_when_uv_cannot(tmp_path, monkeypatch):
+    """uv (a dependency of hero-hitl) installs it in seconds; when uv fails (an index mirror only
+    pip's settings name, say) pip installs it, and says so; when both fail, the error names the log
+    and the install counts as cut short."""
+    monkeypatch.delenv("LABEL_STUDIO_BIN", raising=False)
+    monkeypatch.setenv("HITL_HOME", str(tmp_path))
+    venv, spec = tmp_path / ".venv-studio", f"label-studio=={studio.LABEL_STUDIO_VERSION}"
+    python = str(venv / "bin" / "python")
+    uv = [find_uv_bin(), "pip", "install", "--quiet", "--python", python, spec]
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec]
+    assert studio.install_commands(venv) == [uv, pip]
+    commands, failing = [], set()
+
+    def fake_run(command, _output) -> int:
+        commands.append(command)
+        if command[0] in failing:
+            return 1
+        if "install" in command:
+            (venv / "bin").mkdir(exist_ok=True)
+            (venv / "bin" / "label-studio").write_text("#!/bin/sh\n")
+        return 0
+
+    monkeypatch.setattr(studio, "_run_to_end", fake_run)
+    said = []
+    studio.find_binary(install=True, echo=said.append)
+    assert commands[1:] == [uv] and not any("trying pip" in line for line in said)
+
+    shutil.rmtree(venv)
+    commands.clear()
+    failing.add(uv[0])
+    assert studio.find_binary(install=True, echo=said.append) == venv / "bin" / "label-studio"
+    assert commands[1:] == [uv, pip] and not (venv / studio.INSTALLING_MARK).exists()
+    assert f"uv could not install it (log {venv / 'install.log'}): trying pip, which takes minutes" in said
+
+    shutil.rmtree(venv)
+    failing.add(python)
+    with pytest.raises(HitlError, match=f"installing Label Studio failed \\(log {venv / 'install.log'}\\)"):
+        studio.find_binary(install=True, echo=said.append)
+    assert (venv / studio.INSTALLING_MARK).exists()
+
+    monkeypatch.setitem(sys.modules, "uv", None)  # hero-hitl installed without its dependencies
+    assert studio.install_commands(venv) == [pip]
 
 
 def test_label_studio_dies_with_the_process_that_started_it(tmp_path):
@@ -197,13 +243,13 @@ def test_a_stop_during_the_install_stops_pip(tmp_path, monkeypatch, sig, group):
          "--data-dir", str(tmp_path / "data"), "--document-root", str(tmp_path)],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         preexec_fn=_ignore_sigint)
-    pip = f"{tmp_path / '.venv-studio' / 'bin' / 'python'} -m pip install"
+    target = f"{tmp_path / '.venv-studio' / 'bin' / 'python'} "  # uv's --python, or pip's own python
     deadline = time.monotonic() + 600
-    while not processes_mentioning(pip):
+    while not [p for p in processes_mentioning(target) if "pip install" in " ".join(p.info["cmdline"])]:
         assert command.poll() is None, "hitl studio ended before its install"
-        assert time.monotonic() < deadline, "pip did not start within 600 s"
+        assert time.monotonic() < deadline, "the install did not start within 600 s"
         time.sleep(0.2)
-    time.sleep(1)  # pip at work
+    time.sleep(1)  # the installer at work (uv's install takes seconds)
     os.killpg(command.pid, sig) if group else command.send_signal(sig)
     deadline = time.monotonic() + 15
     while (command.poll() is None or processes_mentioning(str(tmp_path))) and time.monotonic() < deadline:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from uv import find_uv_bin
 
 from hitl.review import studio
 
@@ -88,16 +89,18 @@ def test_a_test_not_marked_studio_starts_no_label_studio(tmp_path, monkeypatch):
 @pytest.mark.parametrize("command, what", [
     (["{python}", "-m", "venv", "--without-pip", "{tmp}/venv"], "a fresh virtual environment"),
     (["{python}", "-m", "pip", "install", "--no-index", "--no-deps", "{tmp}/venv"], "pip install"),
+    (["{uv}", "pip", "install", "--offline", "--python", "{python}", "{tmp}/venv"], "uv pip install"),
+    (["{uv}", "venv", "--offline", "{tmp}/venv"], "uv venv"),
     (["bash", "{tmp}/scripts/demo.sh"], "scripts/demo.sh"),
     (["bash", "-c", 'source "$1"; ensure_venv requirements.txt', "_", "{tmp}/scripts/_venv.sh"], "scripts/_venv.sh"),
-], ids=["venv", "pip-install", "demo", "venv-set-up"])
+], ids=["venv", "pip-install", "uv-pip-install", "uv-venv", "demo", "venv-set-up"])
 def test_a_test_not_marked_slow_starts_nothing_that_takes_minutes(tmp_path, command, what):
     """Each command is harmless here (a script that writes a file and exits), but refused before it starts."""
     scripts = tmp_path / "scripts"
     scripts.mkdir()
     for name in ("demo.sh", "_venv.sh"):
         (scripts / name).write_text(f'touch "{tmp_path}/ran"\nensure_venv() {{ :; }}\n')
-    argv = [word.format(python=sys.executable, tmp=tmp_path) for word in command]
+    argv = [word.format(python=sys.executable, tmp=tmp_path, uv=find_uv_bin()) for word in command]
     with pytest.raises(pytest.fail.Exception, match=f"runs {what}.*: mark it @pytest.mark.slow"):
         subprocess.run(argv, capture_output=True, timeout=60)
     assert not (tmp_path / "ran").exists() and not (tmp_path / "venv").exists()
@@ -166,9 +169,12 @@ def test_xdist_keeps_a_group_in_one_worker(tmp_path):
         "    with open('workers.txt', 'a') as fh:\n"
         "        fh.write(os.environ['PYTEST_XDIST_WORKER'] + '\\n')\n")
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # xdist alone: three processes start quicker
+    # its own --basetemp: else xdist makes it a numbered one in the shared pytest-of-<user>, and making
+    # one deletes all but the newest three there: other runs' trees, gigabytes after a whole suite
+    # (a 1 GB tree of 42,000 files took 2.5 s to delete on an idle machine; this test took 36-40 s twice)
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "xdist", "-p", "no:cacheprovider", "-n", "2",
-                           "--dist", "loadgroup", "test_grouped.py"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+                           "--dist", "loadgroup", "--basetemp", str(tmp_path / "basetemp"), "test_grouped.py"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     workers = (tmp_path / "workers.txt").read_text().split()
     assert len(workers) == 6 and len(set(workers)) == 1, workers

@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from uv import find_uv_bin
 
 from .conftest import REPO
 
@@ -103,8 +104,10 @@ def venv(tmp_path_factory, wheel) -> Path:
     assert made.returncode == 0, explain(made)
     python = path / "bin" / "python"
     env = clean_env(path, path.parent)
-    installed = run([python, "-m", "pip", "install", "--disable-pip-version-check", "--no-compile", wheel],
-                    env={**env, "HOME": os.environ.get("HOME", "/root")}, cwd=path.parent)  # pip's cache: the real one
+    # uv, as scripts/_venv.sh installs (seconds where pip takes a minute; the README's `pip install .`
+    # is tests/test_readme.py's); the caches are the real ones
+    installed = run([find_uv_bin(), "pip", "install", "--python", python, wheel],
+                    env={**env, "HOME": os.environ.get("HOME", "/root")}, cwd=path.parent)
     assert installed.returncode == 0, explain(installed)
     checked = run([python, "-m", "pip", "check", "--disable-pip-version-check"], env=env, cwd=path.parent)
     assert checked.returncode == 0, explain(checked)

@@ -128,9 +128,23 @@ def _installed(venv: Path) -> bool:
     return (venv / "bin" / "label-studio").exists() and not (venv / INSTALLING_MARK).exists()
 
 
+def install_commands(venv: Path) -> list[list[str]]:
+    """The ways to install Label Studio into ``venv``, tried in turn: uv's pip (a dependency of
+    hero-hitl: seconds), then pip itself (minutes; it honours pip's own settings, an index mirror
+    say, which uv does not read)."""
+    python, spec = str(venv / "bin" / "python"), f"label-studio=={LABEL_STUDIO_VERSION}"
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec]
+    try:
+        from uv import find_uv_bin
+        uv = find_uv_bin()
+    except (ImportError, FileNotFoundError):  # hero-hitl installed without its dependencies
+        return [pip]
+    return [[uv, "pip", "install", "--quiet", "--python", python, spec], pip]
+
+
 def _install_studio(venv: Path, echo) -> None:
-    """Install into an emptied ``venv`` (the caller holds its lock); the mark goes only once pip succeeded."""
-    echo(f"Installing Label Studio {LABEL_STUDIO_VERSION} into {venv} (a few minutes, once)")
+    """Install into an emptied ``venv`` (the caller holds its lock); the mark goes only once an installer succeeded."""
+    echo(f"Installing Label Studio {LABEL_STUDIO_VERSION} into {venv} (once)")
     mark = venv / INSTALLING_MARK
     if mark.exists():
         echo("An earlier install there was cut short: starting over")
@@ -144,11 +158,15 @@ def _install_studio(venv: Path, echo) -> None:
             path.unlink()
     log = venv / "install.log"
     with log.open("wb") as output:
-        for command in ([sys.executable, "-m", "venv", str(venv)],
-                        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                         f"label-studio=={LABEL_STUDIO_VERSION}"]):
-            if _run_to_end(command, output) != 0:
+        if _run_to_end([sys.executable, "-m", "venv", str(venv)], output) != 0:
+            raise HitlError(f"creating {venv} failed (log {log}):\n{log_tail(log, 2000)}")
+        commands = install_commands(venv)
+        for command, fallback in zip(commands, commands[1:] + [None]):
+            if _run_to_end(command, output) == 0:
+                break
+            if fallback is None:
                 raise HitlError(f"installing Label Studio failed (log {log}):\n{log_tail(log, 2000)}")
+            echo(f"{Path(command[0]).name} could not install it (log {log}): trying pip, which takes minutes")
     mark.unlink()
 
 
