@@ -90,8 +90,11 @@ trap 'cleanup $?' EXIT
 trap 'cleanup 130' INT
 trap 'cleanup 143' TERM
 trap 'cleanup 129' HUP
+# Emptied here, not by the background job's own `>`: that one is opened in the job's process, which
+# may run after the wait below has read the last run's "is up" (a push then met a Label Studio not started).
+: > "$OUT/studio.out"
 "$PY" -m hitl studio --port "$STUDIO_PORT" --data-dir "$OUT/label-studio-data" \
-  --document-root "$REPO/sample_data" --webhook-url "$WEBHOOK_URL" > "$OUT/studio.out" 2>&1 &
+  --document-root "$REPO/sample_data" --webhook-url "$WEBHOOK_URL" >> "$OUT/studio.out" 2>&1 &
 PIDS+=($!)
 "$PY" -m hitl serve --port "$SERVE_PORT" > "$OUT/serve.out" 2>&1 &
 PIDS+=($!)

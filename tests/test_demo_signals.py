@@ -40,17 +40,21 @@ def test_the_demo_stops_cleanly(demo_folder, sig, group, times):
 
 def test_a_label_studio_that_does_not_start_fails_the_demo(tmp_path):
     """The demo used to stop its webhook service and exit 0 however it ended: a Label Studio that
-    never came up looked like a success to whatever ran the demo."""
+    never came up looked like a success to whatever ran the demo. And a rerun's wait could read the
+    last run's "is up", still in studio.out until the new `hitl studio` had started, then push to a
+    Label Studio not started ("Connection refused" in whoami, in some busy runs of this suite)."""
     broken = tmp_path / "label-studio"
     broken.write_text(f"#!{sys.executable}\nimport sys\nprint('cannot start: a broken install')\nsys.exit(3)\n")
     broken.chmod(broken.stat().st_mode | stat.S_IXUSR)
     out = tmp_path / "demo"
     out.mkdir()
+    (out / "studio.out").write_text("Label Studio is up at http://127.0.0.1:8080 (40 s); log: ...\n")  # the last run's
     demo = Demo(out, env={"LABEL_STUDIO_BIN": str(broken)}, ready=False)
     demo.wait_until(lambda: demo.process.poll() is not None, 600, "ended")
     assert demo.process.returncode == 1, demo.text()[-2000:]
     assert "cannot start: a broken install" in demo.text()
-    assert "Label Studio did not start" in demo.text()
+    assert "Label Studio did not start" in demo.text() and "== 4. Push" not in demo.text()
+    assert "is up" not in demo.text("studio.out")
     demo.ended(within=15, after="its failure")  # the webhook service was stopped too
 
 
