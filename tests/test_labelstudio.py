@@ -102,6 +102,12 @@ def test_the_shared_webhook_annotation_converts(camera_traps):
 
 # ---- against a real Label Studio -------------------------------------------------------------------
 
+def test_label_studio_starts_without_asking_pypi_for_a_newer_version(label_studio):
+    log = (label_studio.data_dir.parent / "label-studio.log").read_text()
+    assert "Starting development server" in log  # the start is logged, the version check would be too
+    assert "pypi.org" not in log
+
+
 def test_push_assisted_reads_back_right(tmp_path, label_studio):
     review = Review(tmp_path, label_studio)
     title = f"assisted {uuid.uuid4().hex[:6]}"

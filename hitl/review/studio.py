@@ -86,6 +86,9 @@ def environment(config: StudioConfig) -> dict[str, str]:
         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(config.document_root),
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
         "SSRF_PROTECTION_ENABLED": "false" if is_loopback_url(config.webhook_url) else "true",
+        # hero-hitl pins Label Studio's version: its start need not ask pypi.org for a newer one
+        # (up to 10 s offline, in the field) nor suggest `pip install -U`, which would leave the pin
+        "LATEST_VERSION_CHECK": "false",
     })
     return env
 
