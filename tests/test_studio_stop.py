@@ -50,6 +50,21 @@ def processes_mentioning(text: str) -> list[psutil.Process]:
     return found
 
 
+def fake_installer(venv: Path, commands: list, failing: set = frozenset(), check=lambda: None):
+    """A stand-in for studio._run_to_end: notes each command, fails those whose program is in
+    ``failing``, and an install writes .venv-studio's label-studio."""
+    def run(command: list[str], _output) -> int:
+        commands.append(command)
+        check()
+        if command[0] in failing:
+            return 1
+        if "install" in command:
+            (venv / "bin").mkdir(exist_ok=True)
+            (venv / "bin" / "label-studio").write_text("#!/bin/sh\n")
+        return 0
+    return run
+
+
 def test_an_install_cut_short_is_not_used_and_is_done_again(tmp_path, monkeypatch):
     """pip killed half-way can leave bin/label-studio written before the packages it imports: the
     mark an install leaves until pip has succeeded says so, and the next install starts over."""
@@ -65,15 +80,10 @@ def test_an_install_cut_short_is_not_used_and_is_done_again(tmp_path, monkeypatc
         studio.find_binary()
     commands = []
 
-    def fake_run(command, _output) -> int:
-        commands.append(command)
+    def started_over() -> None:
         assert not (venv / "lib").exists(), "the install started over what the cut-short one left"
-        if "pip" in command:
-            (venv / "bin").mkdir(exist_ok=True)
-            (venv / "bin" / "label-studio").write_text("#!/bin/sh\n")
-        return 0
 
-    monkeypatch.setattr(studio, "_run_to_end", fake_run)
+    monkeypatch.setattr(studio, "_run_to_end", fake_installer(venv, commands, check=started_over))
     said = []
     assert studio.find_binary(install=True, echo=said.append) == venv / "bin" / "label-studio"
     assert len(commands) == 2 and any("cut short" in line for line in said)
@@ -93,17 +103,7 @@ def test_uv_installs_label_studio_and_pip_does_when_uv_cannot(tmp_path, monkeypa
     pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec]
     assert studio.install_commands(venv) == [uv, pip]
     commands, failing = [], set()
-
-    def fake_run(command, _output) -> int:
-        commands.append(command)
-        if command[0] in failing:
-            return 1
-        if "install" in command:
-            (venv / "bin").mkdir(exist_ok=True)
-            (venv / "bin" / "label-studio").write_text("#!/bin/sh\n")
-        return 0
-
-    monkeypatch.setattr(studio, "_run_to_end", fake_run)
+    monkeypatch.setattr(studio, "_run_to_end", fake_installer(venv, commands, failing))
     said = []
     studio.find_binary(install=True, echo=said.append)
     assert commands[1:] == [uv] and not any("trying pip" in line for line in said)
