@@ -5,8 +5,8 @@ gets the signal, and within 15 s nothing of the demo is left (an installer, uv o
 Studio in its own session) and both ports are free. The warm runs are tests/test_demo_signals.py's.
 
 The tests share one copy of the checkout and run in this order, each going on from what the one
-before left (uv's and pip's caches are shared too), so .venv is installed once; a test run alone sets up
-what it needs."""
+before left (uv's and pip's caches are shared too), so .venv is installed once; a test run alone
+sets up what it needs."""
 from __future__ import annotations
 
 import shutil
@@ -43,12 +43,12 @@ def first_run(checkout: Path, name: str) -> Demo:
                 env={"HITL_HOME": str(checkout), "LABEL_STUDIO_BIN": None, "HITL_VENV": None, "VIRTUAL_ENV": None})
 
 
-def running(demo: Demo, command: str) -> list[psutil.Process]:
-    """Its processes whose command line holds ``command``."""
+def running(demo: Demo, *parts: str) -> list[psutil.Process]:
+    """Its processes whose command line holds each of ``parts``."""
     found = []
     for proc in demo.processes():
         try:
-            if command in " ".join(proc.cmdline()):
+            if all(part in " ".join(proc.cmdline()) for part in parts):
                 found.append(proc)
         except psutil.NoSuchProcess:
             continue
@@ -57,7 +57,7 @@ def running(demo: Demo, command: str) -> list[psutil.Process]:
 
 def installing_into(demo: Demo, venv: Path) -> list[psutil.Process]:
     """Its installs into ``venv``: pip's (``venv``/bin/python -m pip install) or uv's (--python ``venv``/bin/python)."""
-    return [proc for proc in running(demo, "pip install") if f"{venv / 'bin' / 'python'} " in " ".join(proc.cmdline())]
+    return running(demo, "pip install", f"{venv / 'bin' / 'python'} ")
 
 
 def install_label_studio_again(checkout: Path) -> None:
