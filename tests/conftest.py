@@ -348,13 +348,16 @@ def pytest_collection_modifyitems(config, items) -> None:
               if fixture in item.fixturenames}  # a module's slow tests go where its shared fixture is
     long = set()
     for item in items:
-        group = next((g for fixture, g in XDIST_GROUPS.items() if fixture in item.fixturenames), None)
+        own = item.get_closest_marker("xdist_group")  # a slow test that shares nothing with its module
+        group = own.args[0] if own else next((g for fixture, g in XDIST_GROUPS.items() if fixture in item.fixturenames),
+                                             None)
         if group is None:
             slow = item.get_closest_marker("slow") is not None
             group = groups.get(item.module, item.module.__name__) if slow else item.module.__name__
         if group in XDIST_GROUPS.values() or item.get_closest_marker("slow") is not None:
             long.add(group)
-        item.add_marker(pytest.mark.xdist_group(group))
+        if not own:
+            item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=lambda item: item.get_closest_marker("xdist_group").args[0] not in long)  # stable
 
 

@@ -151,6 +151,7 @@ def _stop_group(pid: int) -> None:
 
 
 @pytest.mark.slow  # a fresh .venv
+@pytest.mark.xdist_group("readme-install")  # shares nothing with the README run: either worker may take it
 def test_the_install_example_works_on_a_copy_of_the_checkout(tmp_path):
     install = next(b for b in blocks() if b.marker == "in a copy of the checkout")
     work = copy_checkout(tmp_path / "fresh")
