@@ -50,14 +50,13 @@ _set_up() {  # ensure_venv's work, under its lock
   local log="$VENV/pip-install.log" uv_spec
   uv_spec="$(grep -E '^uv *[<>=~!]' "$REPO/requirements.txt" || true)"
   : > "$log"
-  if [ -n "$uv_spec" ] && ! _install_with_uv "$uv_spec" "$requirements" >>"$log" 2>&1; then
-    echo "uv could not install them (log: $log): installing with pip, which takes minutes" >&2
-    uv_spec=""
-  fi
-  if [ -z "$uv_spec" ] && ! _install_with_pip "$requirements" >>"$log" 2>&1; then
-    cat "$log" >&2
-    echo "Installing dependencies failed (log above, also in $log)" >&2
-    exit 1
+  if ! { [ -n "$uv_spec" ] && _install_with_uv "$uv_spec" "$requirements" >>"$log" 2>&1; }; then
+    [ -z "$uv_spec" ] || echo "uv could not install them (log: $log): installing with pip, which takes minutes" >&2
+    if ! _install_with_pip "$requirements" >>"$log" 2>&1; then
+      cat "$log" >&2
+      echo "Installing dependencies failed (log above, also in $log)" >&2
+      exit 1
+    fi
   fi
   _stamp_of "$requirements" > "$VENV/.hitl-installed-$requirements"
 }

@@ -349,8 +349,10 @@ def pytest_collection_modifyitems(config, items) -> None:
     long = set()
     for item in items:
         own = item.get_closest_marker("xdist_group")  # a slow test that shares nothing with its module
-        group = own.args[0] if own else next((g for fixture, g in XDIST_GROUPS.items() if fixture in item.fixturenames),
-                                             None)
+        if own:
+            group = own.args[0]
+        else:
+            group = next((g for fixture, g in XDIST_GROUPS.items() if fixture in item.fixturenames), None)
         if group is None:
             slow = item.get_closest_marker("slow") is not None
             group = groups.get(item.module, item.module.__name__) if slow else item.module.__name__
@@ -404,8 +406,10 @@ def slow_command(args) -> str | None:
             return "a fresh virtual environment (python -m venv)"
         if word == "-m" and following[:1] == ["pip"] and following[1:] in (["install"], ["wheel"], ["download"]):
             return f"pip {following[1]}"
-        if Path(word).name == "uv" and (following[:1] == ["venv"] or following in (["pip", "install"], ["pip", "sync"])):
-            return " ".join(["uv", *following[:2 if following[0] == "pip" else 1]])
+        if Path(word).name == "uv" and following[:1] == ["venv"]:
+            return "uv venv"
+        if Path(word).name == "uv" and following in (["pip", "install"], ["pip", "sync"]):
+            return f"uv pip {following[1]}"
     return None
 
 

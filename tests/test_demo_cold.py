@@ -20,6 +20,7 @@ import pytest
 from hitl.review import studio
 
 from .conftest import REPO, Demo
+from .helpers import install_into
 
 pytestmark = [pytest.mark.slow, pytest.mark.studio]  # installs and starts the real Label Studio
 
@@ -55,11 +56,6 @@ def running(demo: Demo, *parts: str) -> list[psutil.Process]:
     return found
 
 
-def installing_into(demo: Demo, venv: Path) -> list[psutil.Process]:
-    """Its installs into ``venv``: pip's (``venv``/bin/python -m pip install) or uv's (--python ``venv``/bin/python)."""
-    return running(demo, "pip install", f"{venv / 'bin' / 'python'} ")
-
-
 def install_label_studio_again(checkout: Path) -> None:
     """As if its last install had been cut short: the next `hitl studio` installs it anew."""
     venv = checkout / ".venv-studio"
@@ -82,7 +78,7 @@ def stop(demo: Demo, sig: signal.Signals, to: str) -> float:
 def test_stopped_while_its_environment_is_set_up(checkout):
     (checkout / ".venv" / ".hitl-installed-requirements.txt").unlink(missing_ok=True)
     demo = first_run(checkout, "venv")
-    demo.wait_until(lambda: installing_into(demo, checkout / ".venv"), SET_UP_S, "installing .venv")
+    demo.wait_until(lambda: running(demo, *install_into(checkout / ".venv")), SET_UP_S, "installing .venv")
     stop(demo, signal.SIGINT, "group")
     assert demo.process.returncode != 0
     assert not (checkout / ".venv" / ".hitl-installed-requirements.txt").exists()
@@ -93,7 +89,8 @@ def test_stopped_while_its_environment_is_set_up(checkout):
 def test_stopped_while_label_studio_is_installed(checkout, sig, to):
     install_label_studio_again(checkout)
     demo = first_run(checkout, f"install-{sig.name}")
-    demo.wait_until(lambda: installing_into(demo, checkout / ".venv-studio"), SET_UP_S, "installing Label Studio")
+    demo.wait_until(lambda: running(demo, *install_into(checkout / ".venv-studio")), SET_UP_S,
+                    "installing Label Studio")
     time.sleep(1)  # the installer at work (uv's install takes seconds)
     stop(demo, sig, to)
     # stopped by the signal, or, when only `hitl studio` got it, failed for want of Label Studio

@@ -23,6 +23,7 @@ from hitl.errors import HitlError
 from hitl.review import studio
 
 from .conftest import REPO
+from .helpers import install_into
 
 
 def executable(path: Path, code: str) -> Path:
@@ -39,11 +40,13 @@ def gone(pid: int) -> bool:
         return True
 
 
-def processes_mentioning(text: str) -> list[psutil.Process]:
+def processes_mentioning(*parts: str) -> list[psutil.Process]:
+    """The live processes (this one aside) whose command line holds each of ``parts``."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if text in " ".join(proc.info["cmdline"] or []) and not gone(proc.pid) and proc.pid != os.getpid():
+            line = " ".join(proc.info["cmdline"] or [])
+            if all(part in line for part in parts) and not gone(proc.pid) and proc.pid != os.getpid():
                 found.append(proc)
         except psutil.NoSuchProcess:
             continue
@@ -243,9 +246,8 @@ def test_a_stop_during_the_install_stops_pip(tmp_path, monkeypatch, sig, group):
          "--data-dir", str(tmp_path / "data"), "--document-root", str(tmp_path)],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         preexec_fn=_ignore_sigint)
-    target = f"{tmp_path / '.venv-studio' / 'bin' / 'python'} "  # uv's --python, or pip's own python
     deadline = time.monotonic() + 600
-    while not [p for p in processes_mentioning(target) if "pip install" in " ".join(p.info["cmdline"])]:
+    while not processes_mentioning(*install_into(tmp_path / ".venv-studio")):
         assert command.poll() is None, "hitl studio ended before its install"
         assert time.monotonic() < deadline, "the install did not start within 600 s"
         time.sleep(0.2)

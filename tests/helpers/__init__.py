@@ -3,6 +3,7 @@ from here, never from one another (tests/test_tiers.py checks)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from hypothesis import settings
 
@@ -24,3 +25,9 @@ def wait_for(predicate, timeout: float = 5.0):
             return value
         time.sleep(0.05)
     return predicate()
+
+
+def install_into(venv: Path) -> tuple[str, str]:
+    """What the command line of an install into ``venv`` holds, uv's (``uv pip install --python
+    venv/bin/python``) or pip's (``venv/bin/python -m pip install``): both of these."""
+    return "pip install", f"{venv / 'bin' / 'python'} "
