@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import urllib.request
 import uuid
 
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from converters.labelstudio import (
     DETECTOR_VERSION,
@@ -18,6 +21,7 @@ from converters.labelstudio import (
     rating_from_annotation,
     stars,
 )
+from hitl.review import studio
 from hitl.review.configs import config_labels, label_config
 from hitl.store import transaction
 
@@ -106,6 +110,32 @@ def test_label_studio_starts_without_asking_pypi_for_a_newer_version(label_studi
     log = (label_studio.data_dir.parent / "label-studio.log").read_text()
     assert "Starting development server" in log  # the start is logged, the version check would be too
     assert "pypi.org" not in log
+
+
+def test_the_label_studio_tested_is_installed_at_the_pinned_versions(label_studio):
+    """What `hitl studio` installs is what this suite ran against: each installed distribution at
+    its pin for this Python (hitl/review/label_studio_constraints.txt), and nothing unpinned."""
+    python = studio.find_binary().parent / "python"
+    # -I: the working directory's hero_hitl.egg-info is not on its path
+    listed = subprocess.run([str(python), "-I", "-c", INSTALLED], capture_output=True, text=True, check=True)
+    installed = json.loads(listed.stdout)
+    where = {"python_version": installed.pop("python_version")}
+    pins = {}
+    for line in studio.CONSTRAINTS.read_text().splitlines():
+        if line.split("#")[0].strip():
+            requirement = Requirement(line)
+            if requirement.marker and requirement.marker.evaluate(where):
+                pins[canonicalize_name(requirement.name)] = str(requirement.specifier).removeprefix("==")
+    installed = {canonicalize_name(name): version for name, version in installed.items()}
+    installed = {name: v for name, v in installed.items() if name != "pip"}  # pip came with the venv
+    assert installed == pins
+
+
+INSTALLED = """
+import importlib.metadata, json, sys
+found = {d.metadata["Name"]: d.version for d in importlib.metadata.distributions()}
+print(json.dumps({**found, "python_version": "%d.%d" % sys.version_info[:2]}))
+"""
 
 
 def test_push_assisted_reads_back_right(tmp_path, label_studio):

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import psutil
 import pytest
+from packaging.requirements import Requirement
 from uv import find_uv_bin
 
 from hitl import process
@@ -100,10 +101,10 @@ def test_uv_installs_label_studio_and_pip_does_when_uv_cannot(tmp_path, monkeypa
     and the install counts as cut short."""
     monkeypatch.delenv("LABEL_STUDIO_BIN", raising=False)
     monkeypatch.setenv("HITL_HOME", str(tmp_path))
-    venv, spec = tmp_path / ".venv-studio", f"label-studio=={studio.LABEL_STUDIO_VERSION}"
-    python = str(venv / "bin" / "python")
-    uv = [find_uv_bin(), "pip", "install", "--quiet", "--python", python, spec]
-    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec]
+    venv, python = tmp_path / ".venv-studio", str(tmp_path / ".venv-studio" / "bin" / "python")
+    pinned = ["--constraint", str(studio.CONSTRAINTS), f"label-studio=={studio.LABEL_STUDIO_VERSION}"]
+    uv = [find_uv_bin(), "pip", "install", "--quiet", "--python", python, *pinned]
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pinned]
     assert studio.install_commands(venv) == [uv, pip]
     commands, failing = [], set()
     monkeypatch.setattr(studio, "_run_to_end", fake_installer(venv, commands, failing))
@@ -126,6 +127,43 @@ def test_uv_installs_label_studio_and_pip_does_when_uv_cannot(tmp_path, monkeypa
 
     monkeypatch.setitem(sys.modules, "uv", None)  # hero-hitl installed without its dependencies
     assert studio.install_commands(venv) == [pip]
+
+
+def test_label_studio_installed_at_other_pins_is_installed_again(tmp_path, monkeypatch):
+    """A .venv-studio from before an upgrade of hero-hitl (another Label Studio version, other pinned
+    dependencies, or none: the install that a new sentry-sdk broke) is not used but installed again."""
+    monkeypatch.delenv("LABEL_STUDIO_BIN", raising=False)
+    monkeypatch.setenv("HITL_HOME", str(tmp_path))
+    venv = tmp_path / ".venv-studio"
+    commands, said = [], []
+    monkeypatch.setattr(studio, "_run_to_end", fake_installer(venv, commands))
+    assert studio.find_binary(install=True, echo=said.append) == venv / "bin" / "label-studio"
+    assert studio.find_binary() == venv / "bin" / "label-studio" and len(commands) == 2
+
+    pins = tmp_path / "label_studio_constraints.txt"
+    pins.write_text(studio.CONSTRAINTS.read_text() + "django==5.2.21\n")
+    monkeypatch.setattr(studio, "CONSTRAINTS", pins)
+    with pytest.raises(HitlError, match="not installed"):
+        studio.find_binary()
+    assert studio.find_binary(install=True, echo=said.append) == venv / "bin" / "label-studio"
+    assert len(commands) == 4 and "installed at other versions" in said[-1]
+    assert studio.find_binary() == venv / "bin" / "label-studio"
+
+    (venv / studio.INSTALLED_STAMP).unlink()  # installed by a hero-hitl that pinned nothing
+    with pytest.raises(HitlError, match="not installed"):
+        studio.find_binary()
+
+
+def test_the_pins_are_of_this_label_studio_and_hold_its_known_breakages():
+    """The pinned set is regenerated with LABEL_STUDIO_VERSION (scripts/lock_label_studio.sh), and
+    caps sentry-sdk below 3 on every Python (3.0.0 refuses an option Label Studio 1.23.2 passes)."""
+    lines = [line.split("#")[0].strip() for line in studio.CONSTRAINTS.read_text().splitlines()]
+    requirements = [Requirement(line) for line in lines if line]
+    pinned = {r.name: str(r.specifier) for r in requirements if r.marker}
+    assert pinned["label-studio"] == f"=={studio.LABEL_STUDIO_VERSION}"
+    assert all(spec.startswith("==") for spec in pinned.values())
+    everywhere = [r for r in requirements if not r.marker]
+    assert [str(r) for r in everywhere] == ["sentry-sdk<3"]
 
 
 def test_label_studio_dies_with_the_process_that_started_it(tmp_path):

@@ -28,7 +28,8 @@ from .conftest import REPO
 
 PACKAGES = ("hitl", "converters", "label_config")
 DATA_FILES = ("label_config/assisted.xml", "label_config/blind.xml", "label_config/burst.xml",
-              "label_config/pairwise.xml", "hitl/score/prompts/hero-v1.txt")
+              "label_config/pairwise.xml", "hitl/score/prompts/hero-v1.txt",
+              "hitl/review/label_studio_constraints.txt")
 TEMPLATES = "hitl/publish/templates/"
 NOT_SHIPPED = ("tests/", "sample_data/", "scripts/", "docs/", ".ci/")
 JUNK = ("__pycache__", ".pytest_cache", ".hypothesis", ".pyc")

@@ -8,6 +8,7 @@ collection, and SSRF protection switched off only when the webhook goes to this 
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import secrets
@@ -26,6 +27,10 @@ from hitl.process import stop as stop
 
 LABEL_STUDIO_VERSION = "1.23.2"
 INSTALLING_MARK = ".hitl-installing"  # in .venv-studio while an install runs: a cut-short install is redone
+INSTALLED_STAMP = ".hitl-installed"  # in .venv-studio: what was installed (version and pins); another is redone
+# Label Studio leaves most of its dependencies open, and a new major release of one broke its start
+# (sentry-sdk 3.0.0): it is installed at the versions the suite ran against (scripts/lock_label_studio.sh)
+CONSTRAINTS = Path(__file__).with_name("label_studio_constraints.txt")
 
 
 def studio_venv() -> Path:
@@ -128,21 +133,31 @@ def find_binary(install: bool = False, echo=lambda _m: None) -> Path:
 
 
 def _installed(venv: Path) -> bool:
-    return (venv / "bin" / "label-studio").exists() and not (venv / INSTALLING_MARK).exists()
+    """Installed, not cut short, and at this hero-hitl's version and pins (an upgrade of either reinstalls)."""
+    stamp = venv / INSTALLED_STAMP
+    return ((venv / "bin" / "label-studio").exists() and not (venv / INSTALLING_MARK).exists()
+            and stamp.exists() and stamp.read_text() == install_stamp())
+
+
+def install_stamp() -> str:
+    """What an install into .venv-studio is of: Label Studio's version and the pinned dependencies' digest."""
+    digest = hashlib.sha256(CONSTRAINTS.read_bytes()).hexdigest()
+    return f"label-studio=={LABEL_STUDIO_VERSION} constraints sha256:{digest}\n"
 
 
 def install_commands(venv: Path) -> list[list[str]]:
     """The ways to install Label Studio into ``venv``, tried in turn: uv's pip (a dependency of
     hero-hitl: seconds), then pip itself (minutes; it honours pip's own settings, an index mirror
     say, which uv does not read)."""
-    python, spec = str(venv / "bin" / "python"), f"label-studio=={LABEL_STUDIO_VERSION}"
-    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec]
+    python = str(venv / "bin" / "python")
+    what = ["--constraint", str(CONSTRAINTS), f"label-studio=={LABEL_STUDIO_VERSION}"]
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *what]
     try:
         from uv import find_uv_bin
         uv = find_uv_bin()
     except (ImportError, FileNotFoundError):  # hero-hitl installed without its dependencies
         return [pip]
-    return [[uv, "pip", "install", "--quiet", "--python", python, spec], pip]
+    return [[uv, "pip", "install", "--quiet", "--python", python, *what], pip]
 
 
 def _install_studio(venv: Path, echo) -> None:
@@ -151,6 +166,8 @@ def _install_studio(venv: Path, echo) -> None:
     mark = venv / INSTALLING_MARK
     if mark.exists():
         echo("An earlier install there was cut short: starting over")
+    elif (venv / "bin" / "label-studio").exists():
+        echo("The one there was installed at other versions (an older hero-hitl's): installing it again")
     mark.touch()
     for path in venv.iterdir():  # what a cut-short install left (a package half written, a stray script)
         if path.name in (INSTALLING_MARK, ".hitl-setup.lock"):
@@ -170,6 +187,7 @@ def _install_studio(venv: Path, echo) -> None:
             if fallback is None:
                 raise HitlError(f"installing Label Studio failed (log {log}):\n{log_tail(log, 2000)}")
             echo(f"{Path(command[0]).name} could not install it (log {log}): trying pip, which takes minutes")
+    (venv / INSTALLED_STAMP).write_text(install_stamp())
     mark.unlink()
 
 
