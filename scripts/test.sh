@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run the test suite in the project's own virtual environment (created if missing).
 # Usage: scripts/test.sh [--fast] [pytest args...]
-#   --fast  only the tests marked neither studio, browser nor slow (pyproject.toml), in two
-#           processes (one and a half to two minutes on two cores); neither Label Studio nor Chromium is installed
+#   --fast  only the tests marked neither studio, browser nor slow (pyproject.toml), in one process
+#           more than the cores (about two minutes on two); neither Label Studio nor Chromium is installed
 #   (none)  every test; Label Studio and Chromium are installed first when missing, never skipped
 # Either way the 20 slowest tests are listed at the end.
 set -euo pipefail
@@ -15,7 +15,13 @@ cd "$REPO"
 unset PYTHONDONTWRITEBYTECODE
 if [ "${1:-}" = "--fast" ]; then
   shift
-  exec "$VENV/bin/python" -m pytest -m "not studio and not browser and not slow" --hypothesis-profile=fast -n 2 \
+  # A fast test spends much of its time waiting (a fake server, a subprocess, a poll): a worker more
+  # than the cores fills those waits (on two cores: 109-116 s against 120-128 s with two workers).
+  # The whole suite keeps two: its Label Studio and demo runs keep the cores busy (three were slower).
+  # (nproc would answer OMP_NUM_THREADS, which a test environment may set to 1; getconf: macOS too)
+  cores="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)"
+  exec "$VENV/bin/python" -m pytest -m "not studio and not browser and not slow" --hypothesis-profile=fast \
+    -n "$((cores + 1))" \
     --dist loadgroup --no-loadscope-reorder --durations=20 "$@"
 fi
 # Tests that concern Label Studio run against a real one, in its own environment (.venv-studio).

@@ -154,6 +154,8 @@ def test_test_sh_fast_runs_the_unmarked_tests_and_installs_nothing(tmp_path):
     (pytest_call,) = calls
     assert pytest_call[:4] == ["-m", "pytest", "-m", FAST], pytest_call
     assert {"--durations=20", "--hypothesis-profile=fast"} <= set(pytest_call), pytest_call  # a fifth of the examples
+    workers = pytest_call[pytest_call.index("-n") + 1]
+    assert workers == str(len(os.sched_getaffinity(0)) + 1), pytest_call  # a worker more than the cores (nproc)
     assert pytest_call[-2:] == ["tests/test_tiers.py", "-q"], pytest_call
     assert not (tmp_path / ".venv-studio").exists()
 
