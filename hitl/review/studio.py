@@ -113,9 +113,9 @@ def find_binary(install: bool = False, echo=lambda _m: None) -> Path:
     if not install:
         if _installed(venv):
             return binary
-        raise HitlError(f"Label Studio is not installed in {venv} (or its install was cut short); run "
-                        f"`python -m hitl studio` once (it installs it), set HITL_HOME to the folder holding "
-                        f".venv-studio, or set LABEL_STUDIO_BIN")
+        raise HitlError(f"Label Studio is not installed in {venv} (or its install was cut short, or it is "
+                        f"at other versions than this hero-hitl's); run `python -m hitl studio` once (it "
+                        f"installs it), set HITL_HOME to the folder holding .venv-studio, or set LABEL_STUDIO_BIN")
     import fcntl  # Unix only, as .venv-studio/bin is
 
     # One install at a time (scripts/test.sh and `hitl studio` from scripts/demo.sh may run together):
