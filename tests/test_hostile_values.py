@@ -211,6 +211,7 @@ TASKS[0]["annotations"][0]["result"].append(
 @example(pick=16, token=b'"\\ud800"')  # in a comment, then in the task's image_id
 @example(pick=2, token=b'"\\ud800"')
 @example(pick=2, token=b"18446744073709551616")
+@example(pick=40, token=b"[]")  # the task's annotations emptied
 def test_label_studio_export_counts_a_hostile_value_and_stores_the_rest(tmp_path_factory, pick, token):
     tmp = tmp_path_factory.mktemp("export")
     places = [list(p) for p in leaf_paths(TASKS) if p]
@@ -224,6 +225,9 @@ def test_label_studio_export_counts_a_hostile_value_and_stores_the_rest(tmp_path
         return
     stored = {r["annotation_id"] for r in store.connect(tmp / "h.db")["ratings"].rows}
     assert len(stored) == sum(result.counts[k] for k in ("new", "updated", "unchanged", "older"))
+    if place[1:] == ["annotations"] and token == b"[]":  # not hostile: a task nobody has rated yet
+        assert not stored and not result.problems, result
+        return
     if len(place) >= 3 and place[1] == "annotations":  # one annotation spoilt: the other one is stored
         assert str(2 - place[2]) in stored, (place, result)
     assert len(stored) + sum(result.problems.values()) >= 1
