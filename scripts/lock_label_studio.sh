@@ -19,10 +19,12 @@ PYVER="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 CAPS=("sentry-sdk<3")
 
 WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
+PINS=""
+trap 'rm -rf "$WORK" ${PINS:+"$PINS"}' EXIT
 printf '%s\n' "${CAPS[@]}" > "$WORK/caps.txt"
 "$PY" -m venv "$WORK/venv"
 "$VENV/bin/uv" pip install --quiet --python "$WORK/venv/bin/python" -c "$WORK/caps.txt" "label-studio==$VERSION"
+PINS="$(mktemp "$OUT.XXXXXX")"  # beside it, made exclusively, then moved over it whole
 {
   echo "# Label Studio $VERSION's dependencies as hero-hitl installs them (pip's or uv's -c):"
   echo "# written by scripts/lock_label_studio.sh; the pins are the set the suite ran against, on"
@@ -30,6 +32,7 @@ printf '%s\n' "${CAPS[@]}" > "$WORK/caps.txt"
   printf '%s\n' "${CAPS[@]}"
   # pip came with the venv, not with Label Studio
   "$VENV/bin/uv" pip freeze --python "$WORK/venv/bin/python" | grep -v "^pip==" | sed -E "s/\$/ ; python_version == \"$PYVER\"/"
-} > "$OUT.tmp"
-mv "$OUT.tmp" "$OUT"
+} > "$PINS"
+chmod 644 "$PINS"
+mv "$PINS" "$OUT"
 echo "Wrote $OUT ($(grep -c '==' "$OUT") pins for Python $PYVER)"
