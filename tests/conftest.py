@@ -87,6 +87,15 @@ def demo_folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def studio_home(tmp_path, monkeypatch) -> Path:
+    """The .venv-studio that find_binary looks in and installs into for this test: $HITL_HOME is the
+    test's folder, and no $LABEL_STUDIO_BIN points elsewhere."""
+    monkeypatch.delenv("LABEL_STUDIO_BIN", raising=False)
+    monkeypatch.setenv("HITL_HOME", str(tmp_path))
+    return tmp_path / ".venv-studio"
+
+
+@pytest.fixture
 def no_threads_left():
     """Fails the test if a thread it started outlives it (a service it did not close)."""
     import threading

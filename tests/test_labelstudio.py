@@ -10,7 +10,6 @@ import uuid
 
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from converters.labelstudio import (
@@ -26,6 +25,7 @@ from hitl.review.configs import config_labels, label_config
 from hitl.store import transaction
 
 from .conftest import SHARED
+from .helpers import constraints
 from .helpers.labelstudio import Review
 
 DETECTION = {"det_index": 0, "x": 0.25, "y": 0.5, "w": 0.1, "h": 0.2, "species": "red deer"}
@@ -120,12 +120,8 @@ def test_the_label_studio_tested_is_installed_at_the_pinned_versions(label_studi
     listed = subprocess.run([str(python), "-I", "-c", INSTALLED], capture_output=True, text=True, check=True)
     installed = json.loads(listed.stdout)
     where = {"python_version": installed.pop("python_version")}
-    pins = {}
-    for line in studio.CONSTRAINTS.read_text().splitlines():
-        if line.split("#")[0].strip():
-            requirement = Requirement(line)
-            if requirement.marker and requirement.marker.evaluate(where):
-                pins[canonicalize_name(requirement.name)] = str(requirement.specifier).removeprefix("==")
+    pins = {canonicalize_name(r.name): str(r.specifier).removeprefix("==")
+            for r in constraints(studio.CONSTRAINTS) if r.marker and r.marker.evaluate(where)}
     installed = {canonicalize_name(name): version for name, version in installed.items()}
     installed = {name: v for name, v in installed.items() if name != "pip"}  # pip came with the venv
     assert installed == pins

@@ -99,12 +99,10 @@ def test_pip_sets_up_the_environment_when_uv_cannot(tmp_path):
     assert installed(venv).returncode == 0 and installed(venv, "uv").returncode == 0  # pip had installed uv
 
 
-def test_label_studio_is_installed_once_when_two_ask_at_once(tmp_path, monkeypatch):
+def test_label_studio_is_installed_once_when_two_ask_at_once(studio_home, monkeypatch):
     """Two callers of find_binary(install=True) at once (test.sh's and `hitl studio`'s): one installs,
     the other waits for it and finds the binary; no second venv over the first, no second pip."""
-    monkeypatch.delenv("LABEL_STUDIO_BIN", raising=False)
-    monkeypatch.setenv("HITL_HOME", str(tmp_path))
-    venv = tmp_path / ".venv-studio"
+    venv = studio_home
     calls: list[str] = []
     running = []
 

@@ -16,7 +16,6 @@ from types import SimpleNamespace
 
 import psutil
 import pytest
-from packaging.requirements import Requirement
 from uv import find_uv_bin
 
 from hitl import process
@@ -24,7 +23,7 @@ from hitl.errors import HitlError
 from hitl.review import studio
 
 from .conftest import REPO
-from .helpers import install_into
+from .helpers import constraints, install_into
 
 
 def executable(path: Path, code: str) -> Path:
@@ -69,12 +68,10 @@ def fake_installer(venv: Path, commands: list, failing: set = frozenset(), check
     return run
 
 
-def test_an_install_cut_short_is_not_used_and_is_done_again(tmp_path, monkeypatch):
+def test_an_install_cut_short_is_not_used_and_is_done_again(studio_home, monkeypatch):
     """pip killed half-way can leave bin/label-studio written before the packages it imports: the
     mark an install leaves until pip has succeeded says so, and the next install starts over."""
-    monkeypatch.delenv("LABEL_STUDIO_BIN", raising=False)
-    monkeypatch.setenv("HITL_HOME", str(tmp_path))
-    venv = tmp_path / ".venv-studio"
+    venv = studio_home
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "label-studio").write_text("#!/bin/sh\n")
     (venv / "lib").mkdir()
@@ -95,13 +92,11 @@ def test_an_install_cut_short_is_not_used_and_is_done_again(tmp_path, monkeypatc
     assert studio.find_binary() == venv / "bin" / "label-studio"
 
 
-def test_uv_installs_label_studio_and_pip_does_when_uv_cannot(tmp_path, monkeypatch):
+def test_uv_installs_label_studio_and_pip_does_when_uv_cannot(studio_home, monkeypatch):
     """uv (a dependency of hero-hitl) installs it in seconds; when uv fails (an index mirror only
     pip's settings name, say) pip installs it, and says so; when both fail, the error names the log
     and the install counts as cut short."""
-    monkeypatch.delenv("LABEL_STUDIO_BIN", raising=False)
-    monkeypatch.setenv("HITL_HOME", str(tmp_path))
-    venv, python = tmp_path / ".venv-studio", str(tmp_path / ".venv-studio" / "bin" / "python")
+    venv, python = studio_home, str(studio_home / "bin" / "python")
     pinned = ["--constraint", str(studio.CONSTRAINTS), f"label-studio=={studio.LABEL_STUDIO_VERSION}"]
     uv = [find_uv_bin(), "pip", "install", "--quiet", "--python", python, *pinned]
     pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pinned]
@@ -129,12 +124,10 @@ def test_uv_installs_label_studio_and_pip_does_when_uv_cannot(tmp_path, monkeypa
     assert studio.install_commands(venv) == [pip]
 
 
-def test_label_studio_installed_at_other_pins_is_installed_again(tmp_path, monkeypatch):
+def test_label_studio_installed_at_other_pins_is_installed_again(studio_home, tmp_path, monkeypatch):
     """A .venv-studio from before an upgrade of hero-hitl (another Label Studio version, other pinned
     dependencies, or none: the install that a new sentry-sdk broke) is not used but installed again."""
-    monkeypatch.delenv("LABEL_STUDIO_BIN", raising=False)
-    monkeypatch.setenv("HITL_HOME", str(tmp_path))
-    venv = tmp_path / ".venv-studio"
+    venv = studio_home
     commands, said = [], []
     monkeypatch.setattr(studio, "_run_to_end", fake_installer(venv, commands))
     assert studio.find_binary(install=True, echo=said.append) == venv / "bin" / "label-studio"
@@ -157,8 +150,7 @@ def test_label_studio_installed_at_other_pins_is_installed_again(tmp_path, monke
 def test_the_pins_are_of_this_label_studio_and_hold_its_known_breakages():
     """The pinned set is regenerated with LABEL_STUDIO_VERSION (scripts/lock_label_studio.sh), and
     caps sentry-sdk below 3 on every Python (3.0.0 refuses an option Label Studio 1.23.2 passes)."""
-    lines = [line.split("#")[0].strip() for line in studio.CONSTRAINTS.read_text().splitlines()]
-    requirements = [Requirement(line) for line in lines if line]
+    requirements = constraints(studio.CONSTRAINTS)
     pinned = {r.name: str(r.specifier) for r in requirements if r.marker}
     assert pinned["label-studio"] == f"=={studio.LABEL_STUDIO_VERSION}"
     assert all(spec.startswith("==") for spec in pinned.values())
@@ -272,7 +264,7 @@ def _ignore_sigint() -> None:
 @pytest.mark.studio  # the real install of Label Studio, from the index
 @pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, True)],
                          ids=["SIGTERM-alone", "SIGHUP-alone", "SIGINT-group"])
-def test_a_stop_during_the_install_stops_pip(tmp_path, monkeypatch, sig, group):
+def test_a_stop_during_the_install_stops_pip(tmp_path, studio_home, sig, group):
     """The real install into an empty HITL_HOME, stopped once pip runs: `hitl studio` used to set its
     stop handlers only after the install, so SIGTERM killed it at once and pip went on writing
     .venv-studio with nobody waiting for it, and Ctrl+C to a script's group (SIGINT, ignored by its
@@ -300,7 +292,5 @@ def test_a_stop_during_the_install_stops_pip(tmp_path, monkeypatch, sig, group):
     command.kill()
     assert not left, f"left running 15 s after {sig.name}: {[' '.join(p.cmdline())[:120] for p in left]}"
     assert command.returncode == 0
-    monkeypatch.delenv("LABEL_STUDIO_BIN", raising=False)
-    monkeypatch.setenv("HITL_HOME", str(tmp_path))
-    with pytest.raises(HitlError, match="not installed"):
+    with pytest.raises(HitlError, match="not installed"):  # find_binary looks in studio_home
         studio.find_binary()

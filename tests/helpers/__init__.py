@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from hypothesis import settings
+from packaging.requirements import Requirement
 
 FAST_PROFILE = "fast"  # hypothesis's profile of scripts/test.sh --fast (registered in tests/conftest.py)
 
@@ -31,3 +32,9 @@ def install_into(venv: Path) -> tuple[str, str]:
     """What the command line of an install into ``venv`` holds, uv's (``uv pip install --python
     venv/bin/python``) or pip's (``venv/bin/python -m pip install``): both of these."""
     return "pip install", f"{venv / 'bin' / 'python'} "
+
+
+def constraints(path: Path) -> list[Requirement]:
+    """The requirements of a pip constraints file (comments and blank lines aside), as pip reads them."""
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return [Requirement(line) for line in lines if line]
