@@ -321,12 +321,16 @@ def walkthrough(tmp_path_factory, sample_data) -> Path:
 # fixture marks a test, and whatever else a test not marked so runs fails at once, in one line.
 
 MARKED_BY = {"label_studio": "studio", "chromium": "browser"}  # the fixture, the marker it implies
-XDIST_GROUPS = {"label_studio": "label-studio", "demo_folder": "demo"}  # a server or folder one worker keeps
+# a server, folder or store one worker keeps (made once, not once in each worker that needs it)
+XDIST_GROUPS = {"label_studio": "label-studio", "demo_folder": "demo", "walkthrough": "walkthrough"}
 NOT_LABEL_STUDIO = REPO / "tests" / "helpers" / "not-label-studio"  # LABEL_STUDIO_BIN of the others
 CHROMIUM = Path("/usr/bin/chromium")
 DESELECTED: list[pytest.Item] = []  # left out by -m (tests/test_tiers.py checks their markers too)
 _running: list[pytest.Item] = []  # the test being run, its fixtures' set-up and teardown included
 _POPEN_INIT = pytest.StashKey()
+GROUP_SECONDS = "hitl/xdist-group-seconds"  # pytest's cache key: each group's seconds in the last run of it
+_group_seconds: dict[str, float] = {}
+_SECONDS = pytest.StashKey()
 
 
 @pytest.fixture(scope="session")
@@ -344,9 +348,10 @@ def pytest_collection_modifyitems(config, items) -> None:
     (browser). For pytest-xdist's `--dist loadgroup`: the tests sharing the session's Label Studio
     (or demo folder) run in one worker, so that it is made once, and so do a module's other tests,
     so that its module's set-up (a store built once and copied per test, a fresh environment, a
-    copy of the checkout) is made once. The long groups (a server, a slow module) come first: with
-    `--no-loadscope-reorder` they are handed out in this order, and the short modules after them
-    even out the two workers' ends."""
+    copy of the checkout) is made once. The long groups (a server, a slow module) come first, then
+    the others, longest first as far as the last run tells (pytest_sessionfinish): with
+    `--no-loadscope-reorder` they are handed out in this order, and the short modules at the end
+    even out the workers' ends."""
     for item in items:
         for fixture, marker in MARKED_BY.items():
             if fixture in item.fixturenames:
@@ -369,7 +374,45 @@ def pytest_collection_modifyitems(config, items) -> None:
             long.add(group)
         if not own:
             item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group").args[0] not in long)  # stable
+    seconds = config.workerinput.get(GROUP_SECONDS, {}) if hasattr(config, "workerinput") else last_seconds(config)
+    items.sort(key=lambda item: (item.get_closest_marker("xdist_group").args[0] not in long,
+                                 -seconds.get(item.get_closest_marker("xdist_group").args[0], 0.0)))  # stable
+
+
+def last_seconds(config) -> dict[str, float]:
+    """Each xdist group's seconds in the last run of it, from pytest's cache ({} without one), read
+    once per run."""
+    if _SECONDS not in config.stash:
+        cache = getattr(config, "cache", None)
+        config.stash[_SECONDS] = cache.get(GROUP_SECONDS, {}) if cache is not None else {}
+    return config.stash[_SECONDS]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """pytest-xdist, as it starts a worker: every worker orders its tests by the same seconds, read
+    here (a worker that read a cache written meanwhile would collect another order, which xdist refuses)."""
+    node.workerinput[GROUP_SECONDS] = last_seconds(node.config)
+
+
+def pytest_runtest_logreport(report) -> None:
+    """The seconds of each xdist group's tests in this run (in the process that hands them out: under
+    `--dist loadgroup` a test's id ends in ``@`` and its group)."""
+    _, at, group = report.nodeid.rpartition("@")
+    if at:
+        _group_seconds[group] = _group_seconds.get(group, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Keep each group's seconds in pytest's cache (.pytest_cache): the next run hands the longest
+    groups out first, so that no worker is left with a long module while the others have ended
+    (longest first; a fresh checkout, without the cache, keeps the collection's order)."""
+    config = session.config
+    cache = getattr(config, "cache", None)
+    if (cache is None or hasattr(config, "workerinput") or config.getoption("dist", "no") != "loadgroup"
+            or not _group_seconds or exitstatus not in (0, 1)):
+        return
+    cache.set(GROUP_SECONDS, {**cache.get(GROUP_SECONDS, {}), **{g: round(s, 2) for g, s in _group_seconds.items()}})
 
 
 def pytest_deselected(items) -> None:
@@ -440,6 +483,16 @@ def pytest_configure(config) -> None:
 
     config.stash[_POPEN_INIT] = subprocess.Popen.__init__
     subprocess.Popen.__init__ = _refusing_slow_commands(subprocess.Popen.__init__)
+
+
+def pytest_collection_finish(session) -> None:
+    """What collection imported (hitl, numpy, scipy, scikit-learn, matplotlib, the SDKs: about two
+    million objects) lives until the process ends: out of the garbage collector's way, its full
+    collections during the tests and the ones at the process's end skip them (a worker's exit took
+    about 1 s of walking them)."""
+    import gc
+
+    gc.freeze()
 
 
 def pytest_unconfigure(config) -> None:

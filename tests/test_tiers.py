@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -180,3 +181,26 @@ def test_xdist_keeps_a_group_in_one_worker(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     workers = (tmp_path / "workers.txt").read_text().split()
     assert len(workers) == 6 and len(set(workers)) == 1, workers
+
+
+def test_the_groups_longest_in_the_last_run_are_handed_out_first(tmp_path):
+    """conftest keeps each xdist group's seconds in pytest's cache and, next time, hands the longest
+    groups out first (so that the workers end together): with a cache saying the megadetector tests
+    took long, one worker runs them before the cct tests, which the files' order puts first; and the
+    run leaves the seconds it measured in the cache, for the run after it."""
+    cache = tmp_path / "cache"
+    seconds = cache / "v" / "hitl" / "xdist-group-seconds"
+    seconds.parent.mkdir(parents=True)
+    seconds.write_text(json.dumps({"tests.test_cct": 1.0, "tests.test_megadetector": 50.0, "tests.elsewhere": 9.0}))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-v", "-n", "1", "--dist", "loadgroup",
+                           "--no-loadscope-reorder", "-o", f"cache_dir={cache}", "--basetemp", str(tmp_path / "bt"),
+                           "tests/test_cct.py", "tests/test_megadetector.py"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ran = [line.split("::")[0].rsplit("/", 1)[-1] for line in done.stdout.splitlines() if " PASSED " in line]
+    assert ran and ran == sorted(ran, key=lambda name: name != "test_megadetector.py"), ran  # megadetector's first
+    assert set(ran) == {"test_cct.py", "test_megadetector.py"}, ran
+    kept = json.loads(seconds.read_text())
+    assert kept["tests.elsewhere"] == 9.0  # a group this run did not run keeps its last seconds
+    assert kept["tests.test_megadetector"] < 50.0 and kept.keys() == {"tests.test_cct", "tests.test_megadetector",
+                                                                      "tests.elsewhere"}, kept

@@ -153,7 +153,9 @@ def _figure_png(draw: Callable) -> str:
     fig = draw(plt)
     buffer = io.BytesIO()
     # every figure is laid out by its tight_layout(): bbox_inches="tight" would draw it a second time to
-    # measure the same margins
+    # measure the same margins, and so does savefig while the figure keeps the placeholder layout engine
+    # that tight_layout() leaves (a third of the saving's time; the same pixels without it)
+    fig.set_layout_engine(None)
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
