@@ -486,8 +486,8 @@ def pytest_configure(config) -> None:
 
 
 def pytest_collection_finish(session) -> None:
-    """What collection imported (hitl, numpy, scipy, scikit-learn, matplotlib, the SDKs: about two
-    million objects) lives until the process ends: out of the garbage collector's way, its full
+    """What collection imported (hitl, numpy, scipy, scikit-learn, matplotlib, the SDKs: hundreds of
+    thousands of objects) lives until the process ends: out of the garbage collector's way, its full
     collections during the tests and the ones at the process's end skip them (a worker's exit took
     about 1 s of walking them)."""
     import gc

@@ -52,7 +52,7 @@ class HitlGroup(click.Group):
 @functools.cache
 def _exit_without_walking_the_heap() -> None:
     """At the process's end, keep the garbage collector out of what the command loaded: with
-    scikit-learn, scipy and matplotlib imported, its walks over them at exit took 0.4-0.5 s after a
+    scikit-learn, scipy and matplotlib imported, its walks over them at exit took 0.4-0.55 s after a
     `learn` or a `report` (0.05 s frozen). Only the collector is kept out: objects are still freed
     and closed as their references go, and every file and database the commands write is closed
     (or committed) before they return."""
