@@ -1,10 +1,8 @@
 """What every command shares: the context object, the one error map and the shared options."""
 from __future__ import annotations
 
-import atexit
 import errno
 import functools
-import gc
 import json
 import os
 import re
@@ -27,10 +25,6 @@ class HitlGroup(click.Group):
     """The error map of the command line: the library's errors, a file that cannot be written and a
     database that stays locked become one line saying what to do, never a traceback."""
 
-    def main(self, *args, **kwargs):
-        _exit_without_walking_the_heap()
-        return super().main(*args, **kwargs)
-
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -47,16 +41,6 @@ class HitlGroup(click.Group):
         names = list(self.commands)
         rank = {name: k for k, name in enumerate(COMMAND_ORDER)}
         return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
-
-
-@functools.cache
-def _exit_without_walking_the_heap() -> None:
-    """At the process's end, keep the garbage collector out of what the command loaded: with
-    scikit-learn, scipy and matplotlib imported, its walks over them at exit took 0.4-0.55 s after a
-    `learn` or a `report` (0.05 s frozen). Only the collector is kept out: objects are still freed
-    and closed as their references go, and every file and database the commands write is closed
-    (or committed) before they return."""
-    atexit.register(gc.freeze)
 
 
 # what to do about an OSError, by its errno
