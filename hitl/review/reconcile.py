@@ -206,8 +206,12 @@ def read_export_file(path: str | Path) -> list[Any]:
 
 def export_project(tasks: list[Any], path: str | Path, project_id: int | None) -> int:
     """The project an export file is of: the one its tasks name, which ``project_id`` must agree with."""
+    if project_id is not None and not 0 <= project_id <= MAX_ID:
+        raise HitlError(f"--project-id {project_id} is not a Label Studio project id; pass the number in the "
+                        f"project's address (/projects/<id>)")
     given = [t.get("project") for t in tasks if isinstance(t, dict) and t.get("project") is not None]
-    odd = next((v for v in given if not isinstance(v, int) or isinstance(v, bool)), None)
+    # Label Studio's ids fit SQLite's integers (MAX_ID): a larger one is no project's, and would not bind
+    odd = next((v for v in given if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_ID), None)
     if odd is not None:
         raise HitlError(f"{path}: a task names project {odd!r}, which is not a project id; export the project "
                         f"again from Label Studio")
