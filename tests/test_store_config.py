@@ -223,3 +223,18 @@ def test_m012_makes_one_decision_of_a_sheet_imported_under_two_names(tmp_path):
     history = [(r["project"], r["stars"], r["change"]) for r in db["rating_history"].rows_where(
         "annotation_id = 'ana|a.jpg' ORDER BY id")]
     assert history == [("sheets", 6, "created"), ("sheets", 9, "created"), ("sheets", 6, "merged")]
+
+
+def test_a_command_closes_its_database_when_it_ends(tmp_path, sample_data):
+    """The command's connection is closed as the command ends (click's call_on_close), not whenever
+    the collector comes by: the write-ahead log is folded back into hitl.db at once, so a copy of
+    hitl.db alone holds every commit, in a process that goes on (a notebook, a test) as after an exit."""
+    from .conftest import CliProject
+
+    project = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db")})
+    project.run("select", "--md", str(sample_data / "md_results.json"), "--images", str(sample_data / "images"),
+                "-n", "3")
+    assert (tmp_path / "h.db").is_file() and not (tmp_path / "h.db-wal").exists()
+    copy = tmp_path / "copy.db"
+    copy.write_bytes((tmp_path / "h.db").read_bytes())  # the database file alone
+    assert store.connect(copy)["candidates"].count == 3

@@ -27,6 +27,7 @@ def cli(ctx: click.Context, db_path: str, config_path: str | None) -> None:
         python -m hitl --db hitl.db select --md md.json --images photos/ -n 500
     """
     ctx.obj = Context(db_path, config_path)
+    ctx.call_on_close(ctx.obj.close)  # teardown closes what the command opened, as flaskr's close_db
 
 
 def _register() -> None:

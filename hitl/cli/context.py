@@ -95,6 +95,13 @@ class Context:
             self._db = connect(self.db_path, create=self.creates_db)
         return self._db
 
+    def close(self) -> None:
+        """Close the database if the command opened it: the last connection to close folds the
+        write-ahead log back into the database file (no hitl.db-wal left holding the last commits)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
     @property
     def threshold(self) -> float:
         return self.settings.select.threshold
