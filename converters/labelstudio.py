@@ -32,6 +32,12 @@ MAX_ID = 2 ** 63 - 1  # SQLite's largest integer
 _Id = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
 
 
+def is_id(value: object) -> bool:
+    """Is ``value`` an id Label Studio can give (a task's, a project's): an integer, not a bool, in
+    0..MAX_ID (a larger one would not bind in SQLite), as the webhook's ``_Id`` checks."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
+
+
 def model_version(model: str, prompt_version: str) -> str:
     """How a model's predictions are named in Label Studio: ``model@prompt_version``."""
     return f"{model}@{prompt_version}"

@@ -222,6 +222,10 @@ def test_project_id_must_agree_with_the_tasks(tmp_path):
     assert project.db["ratings"].count == 0
     huge = project.run("sync", "--from-export", str(p5), "--project-id", str(2 ** 63), ok=False)
     assert huge.exit_code == 1 and "is not a Label Studio project id" in huge.output and "Traceback" not in huge.output
+    unnamed = tmp_path / "unnamed.json"  # no project named: the task map is asked, and a task id past SQLite's
+    unnamed.write_text(json.dumps(export_of(annotation(1, 5, "2026-11-21T12:00:00Z"), project=None, task_id=2 ** 63)))
+    counted = project.run("sync", "--from-export", str(unnamed), "--project-id", "5").output
+    assert "malformed task" in counted and project.db["ratings"].count == 0
     mixed = tmp_path / "mixed.json"
     mixed.write_text(json.dumps(export_of(project=5) + export_of(project=6, task_id=9)))
     assert "several projects" in project.run("sync", "--from-export", str(mixed), ok=False).output

@@ -19,7 +19,7 @@ import sqlite_utils
 
 from converters.common import HumanRating, text_problem
 from converters.decisions import DecisionError
-from converters.labelstudio import MAX_ID, image_id_of, rating_from_annotation
+from converters.labelstudio import image_id_of, is_id, rating_from_annotation
 from converters.sniff import check_kind
 from hitl.errors import HitlError, StudioError
 from hitl.review.client import export_tasks
@@ -82,8 +82,7 @@ def reconcile_tasks(db: sqlite_utils.Database, tasks: Iterable[Any], project: st
     ratings: list[HumanRating] = []
     task_images: dict[int, str | None] = {}
     for position, task in enumerate(tasks):
-        if (not isinstance(task, dict) or not isinstance(task.get("id"), int) or isinstance(task["id"], bool)
-                or not 0 <= task["id"] <= MAX_ID):
+        if not isinstance(task, dict) or not is_id(task.get("id")):
             result.bad("malformed task", f"tasks[{position}] is not a task with an integer id")
             continue
         image_id = image_id_of(task)
@@ -206,12 +205,11 @@ def read_export_file(path: str | Path) -> list[Any]:
 
 def export_project(tasks: list[Any], path: str | Path, project_id: int | None) -> int:
     """The project an export file is of: the one its tasks name, which ``project_id`` must agree with."""
-    if project_id is not None and not 0 <= project_id <= MAX_ID:
+    if project_id is not None and not is_id(project_id):
         raise HitlError(f"--project-id {project_id} is not a Label Studio project id; pass the number in the "
                         f"project's address (/projects/<id>)")
     given = [t.get("project") for t in tasks if isinstance(t, dict) and t.get("project") is not None]
-    # Label Studio's ids fit SQLite's integers (MAX_ID): a larger one is no project's, and would not bind
-    odd = next((v for v in given if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_ID), None)
+    odd = next((v for v in given if not is_id(v)), None)
     if odd is not None:
         raise HitlError(f"{path}: a task names project {odd!r}, which is not a project id; export the project "
                         f"again from Label Studio")
@@ -236,8 +234,7 @@ def check_task_map(db: sqlite_utils.Database, tasks: list[Any], path: str | Path
     project proves the export is not this project's, and an export none of whose tasks the map
     places in it proves nothing. Else a HitlError (a wrong id would copy one project's decisions
     into another)."""
-    ids = [t["id"] for t in tasks if isinstance(t, dict) and isinstance(t.get("id"), int)
-           and not isinstance(t["id"], bool)]
+    ids = [t["id"] for t in tasks if isinstance(t, dict) and is_id(t.get("id"))]  # the others: malformed tasks
     placed: dict[int, set[int]] = {}
     for marks, part in in_chunks(ids):
         for task_id, project in db.execute(f"SELECT task_id, project_id FROM ls_tasks WHERE task_id IN ({marks})",
