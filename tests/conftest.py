@@ -360,7 +360,7 @@ def pytest_collection_modifyitems(config, items) -> None:
         return
     groups = {item.module: group for item in items for fixture, group in XDIST_GROUPS.items()
               if fixture in item.fixturenames}  # a module's slow tests go where its shared fixture is
-    long = set()
+    long, group_of = set(), {}
     for item in items:
         own = item.get_closest_marker("xdist_group")  # a slow test that shares nothing with its module
         if own:
@@ -374,9 +374,9 @@ def pytest_collection_modifyitems(config, items) -> None:
             long.add(group)
         if not own:
             item.add_marker(pytest.mark.xdist_group(group))
+        group_of[item.nodeid] = group
     seconds = config.workerinput.get(GROUP_SECONDS, {}) if hasattr(config, "workerinput") else last_seconds(config)
-    items.sort(key=lambda item: (item.get_closest_marker("xdist_group").args[0] not in long,
-                                 -seconds.get(item.get_closest_marker("xdist_group").args[0], 0.0)))  # stable
+    items.sort(key=lambda item: (group_of[item.nodeid] not in long, -seconds.get(group_of[item.nodeid], 0.0)))  # stable
 
 
 def last_seconds(config) -> dict[str, float]:
