@@ -20,6 +20,13 @@ _installed() {  # is requirements file $1 installed as it is now?
 
 ensure_venv() {  # create the environment and install requirements file $1, one set-up at a time
   local requirements="$1"
+  # A signal during the set-up ends the script (128 + its number) once the command it reached has
+  # exited. Without these traps bash goes on whenever that command catches the signal and exits with
+  # an error of its own, as pip does on Ctrl+C: a Ctrl+C while pip installed uv was taken for uv's
+  # failure, and the set-up started again with pip. Reset after the set-up: the caller sets its own.
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
   # demo.sh and test.sh started together would both create the environment, and the second would
   # call pip before the first's venv had put pip in. So the whole set-up holds a lock: an flock on
   # this shell's descriptor 9, taken by Python (macOS has no flock command); the lock belongs to
@@ -36,6 +43,7 @@ except BlockingIOError:
     fcntl.flock(9, fcntl.LOCK_EX)' "$VENV"
   _set_up "$requirements"
   exec 9>&-
+  trap - INT TERM HUP
 }
 
 _set_up() {  # ensure_venv's work, under its lock

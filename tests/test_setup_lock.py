@@ -1,11 +1,13 @@
 """The README's two set-up commands may run at once: `scripts/demo.sh` and `scripts/test.sh` both
 create and install `.venv` (scripts/_venv.sh), and both install Label Studio into `.venv-studio`
 (hitl.review.studio.find_binary). One lock around each set-up: the second waits, then finds the
-work done (or does what is left), instead of calling a pip the first has not installed yet."""
+work done (or does what is left), instead of calling a pip the first has not installed yet. And a
+Ctrl+C during the set-up ends it, whichever installer it reaches."""
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -97,6 +99,48 @@ def test_pip_sets_up_the_environment_when_uv_cannot(tmp_path):
     assert f"uv could not install them (log: {venv / 'pip-install.log'}): installing with pip" in output, output
     assert (venv / ".hitl-installed-requirements.txt").is_file()
     assert installed(venv).returncode == 0 and installed(venv, "uv").returncode == 0  # pip had installed uv
+
+
+# An installer that, like pip, catches Ctrl+C and exits with an error of its own (pip says "Operation
+# cancelled by user" and exits 1) rather than dying of the signal; it keeps installing otherwise.
+INSTALLER_CAUGHT_BY_CTRL_C = """#!/usr/bin/env bash
+echo "$*" >> "$(dirname "$0")/../calls.log"
+trap 'exit 1' INT
+while :; do sleep 0.05; done
+"""
+
+
+@pytest.mark.slow  # runs scripts/_venv.sh, as tests/conftest.py requires of such tests (seconds, here)
+def test_ctrl_c_while_installing_ends_the_set_up(tmp_path):
+    """bash goes on after a command that caught the signal, so without the set-up's traps a Ctrl+C
+    while pip installed uv read as uv's failure: pip was started over again, installing for minutes
+    (CI saw it: demo.sh still running 15 s after a Ctrl+C to its process group)."""
+    repo = tiny_project(tmp_path)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text(INSTALLER_CAUGHT_BY_CTRL_C)
+    (venv / "bin" / "python").chmod(0o755)
+    env = {**os.environ, "HITL_VENV": str(venv), "PYTHON": sys.executable}
+    script = subprocess.Popen(["bash", "-c", 'source "$1"; ensure_venv requirements.txt; echo set up',
+                               "_", str(repo / "scripts" / "_venv.sh")], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    calls = venv / "calls.log"
+    deadline = time.monotonic() + 60
+    while not calls.exists():
+        assert script.poll() is None and time.monotonic() < deadline, script.communicate()[0]
+        time.sleep(0.02)
+    time.sleep(0.2)  # the installer's trap is set
+    os.killpg(script.pid, signal.SIGINT)
+    try:
+        output = script.communicate(timeout=10)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(script.pid, signal.SIGKILL)
+        pytest.fail(f"still running 10 s after Ctrl+C: {script.communicate()[0]}\ncalls: {calls.read_text()}")
+    assert script.returncode == 130, output
+    uv_spec = (repo / "requirements.txt").read_text().strip()
+    assert calls.read_text().splitlines() == [f"-m pip install --disable-pip-version-check {uv_spec}"]  # no second
+    assert "uv could not install" not in output and "set up" not in output, output
+    assert not (venv / ".hitl-installed-requirements.txt").exists()
 
 
 def test_label_studio_is_installed_once_when_two_ask_at_once(studio_home, monkeypatch):
