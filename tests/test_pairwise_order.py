@@ -8,15 +8,25 @@ import itertools
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from scipy import stats
 
 from converters.common import HumanRating
 from hitl import store
-from hitl.analyse.pairwise import MIN_IMAGES, kendall_tau, order_agreement, pairwise_agreement, tau_interval
+from hitl.analyse.pairwise import (
+    MIN_IMAGES,
+    kendall_tau,
+    order_agreement,
+    pairwise_agreement,
+    tau_b_of_counts,
+    tau_interval,
+)
+from hitl.analyse.statistics import block_rng, percentile_ci
 from hitl.cli import cli
 from hitl.compare.order import pairwise_order
 from hitl.publish import heroset
@@ -104,6 +114,37 @@ def test_kendall_tau_by_hand():
     assert kendall_tau(strength, [1, 2, 3, 4]) == pytest.approx(-1)
     assert kendall_tau(strength, [5, 5, 5, 5]) is None  # a constant side: undefined, not NaN
     assert kendall_tau([1.0], [2.0]) is None
+
+
+def scipy_tau_b(a: np.ndarray, b: np.ndarray) -> float:
+    """The reference: scipy's tau-b of the pairs as listed, NaN where undefined."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a constant side: scipy warns, and says NaN
+        return float(stats.kendalltau(a, b).statistic) if a.size >= 2 else math.nan
+
+
+def test_the_tau_of_each_resample_is_scipys():
+    """Each row of counts (an image taken 0, 1 or more times) gives scipy's tau-b of the list that
+    repeats each image so often: ties on either side, repeated images, a constant resample (NaN)."""
+    rng = np.random.default_rng(4)
+    for trial in range(400):
+        n = int(rng.integers(1, 25))
+        a = rng.normal(size=n) if trial % 2 else rng.integers(0, 4, n).astype(float)  # strengths may tie
+        b = rng.integers(0, int(rng.integers(1, 11)), n).astype(float)  # stars tie often
+        picks = rng.integers(0, n, (6, n))
+        counts = np.stack([np.bincount(p, minlength=n) for p in picks]).astype(float)
+        got = tau_b_of_counts(a, b, counts)
+        want = np.array([scipy_tau_b(a[p], b[p]) for p in picks])
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, equal_nan=True, err_msg=f"{a} {b} {picks}")
+
+
+def test_the_interval_is_the_percentiles_of_scipys_tau_over_the_resamples():
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=40)
+    y = np.round(x + rng.normal(size=40))
+    picks = block_rng(3, "pairwise-order", "m").integers(0, 40, (200, 40))  # the draws tau_interval makes
+    want = percentile_ci(np.array([scipy_tau_b(x[p], y[p]) for p in picks]))
+    assert tau_interval(x, y, resamples=200, seed=3, tag="m") == pytest.approx(want, abs=1e-12)
 
 
 def test_order_agreement_counts_only_images_with_both():

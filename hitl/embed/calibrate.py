@@ -60,14 +60,19 @@ def planted_copies(image: Image.Image, boxes: list[Box], rng: np.random.Generato
 
 
 def _minutes_later(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, tuple[float, float]]:
-    pixels = np.asarray(image, dtype=np.float32)
-    h, w = pixels.shape[:2]
+    # in place, in float64, the shadow as the product of its two sines (a column's and a row's): the
+    # pixels of the whole-array version of this (byte for byte, on 53 photos), at four fifths of its time
+    noisy = np.asarray(image, dtype=np.float64)
+    h, w = noisy.shape[:2]
     gain = rng.uniform(0.93, 1.07) * (1.0 + rng.uniform(-0.03, 0.03, 3))
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    shadow = 1.0 + 0.05 * np.sin(xx / w * rng.uniform(2, 5) + rng.uniform(0, 6)) * np.sin(
-        yy / h * rng.uniform(2, 5) + rng.uniform(0, 6))
-    noisy = pixels * gain * shadow[..., None] + rng.normal(0, 3, pixels.shape)
-    later = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+    across = np.sin(np.arange(w, dtype=np.float32) / w * rng.uniform(2, 5) + rng.uniform(0, 6))
+    down = np.sin(np.arange(h, dtype=np.float32) / h * rng.uniform(2, 5) + rng.uniform(0, 6))
+    noisy *= gain
+    noisy *= (1.0 + 0.05 * across[None, :] * down[:, None])[..., None]
+    noise = rng.standard_normal(noisy.shape)  # rng.normal(0, 3) draws these and scales them by 3
+    noise *= 3
+    noisy += noise
+    later = Image.fromarray(np.clip(noisy, 0, 255, out=noisy).astype(np.uint8))
     dx, dy = (int(rng.integers(-int(0.01 * size), int(0.01 * size) + 1)) for size in (w, h))
     later = later.rotate(float(rng.uniform(-0.5, 0.5)), resample=Image.Resampling.BILINEAR, translate=(dx, dy))
     return later, (dx / w, dy / h)
