@@ -114,6 +114,8 @@ def test_kendall_tau_by_hand():
     assert kendall_tau(strength, [1, 2, 3, 4]) == pytest.approx(-1)
     assert kendall_tau(strength, [5, 5, 5, 5]) is None  # a constant side: undefined, not NaN
     assert kendall_tau([1.0], [2.0]) is None
+    with pytest.raises(ValueError, match="NaN"):
+        kendall_tau([1.0, math.nan, 3.0], [1, 2, 3])  # a missing value is left out by the caller, not ranked
 
 
 def scipy_tau_b(a: np.ndarray, b: np.ndarray) -> float:
@@ -130,6 +132,8 @@ def test_the_tau_of_each_resample_is_scipys():
     for trial in range(400):
         n = int(rng.integers(1, 25))
         a = rng.normal(size=n) if trial % 2 else rng.integers(0, 4, n).astype(float)  # strengths may tie
+        if trial % 7 == 0:
+            a[rng.integers(0, n, 2)] = np.inf  # two infinities are level, as scipy ranks them
         b = rng.integers(0, int(rng.integers(1, 11)), n).astype(float)  # stars tie often
         picks = rng.integers(0, n, (6, n))
         counts = np.stack([np.bincount(p, minlength=n) for p in picks]).astype(float)

@@ -22,7 +22,8 @@ BATCH_CELLS = 4_000_000  # the arrays of many resamples or images at once hold a
 
 
 def kendall_tau(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float | None:
-    """Kendall's tau-b of paired values; None when fewer than 2 pairs or one side is constant."""
+    """Kendall's tau-b of paired values; None when fewer than 2 pairs or one side is constant.
+    ValueError when a value is NaN: the pairs with a missing value are the caller's to leave out."""
     a, b = _paired(a, b)
     if a.size < 2:
         return None
@@ -33,6 +34,8 @@ def _paired(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) ->
     a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
     if a.shape != b.shape:
         raise ValueError(f"a and b differ in length ({a.size} vs {b.size})")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError("a and b hold NaN: pass only the pairs with both values")
     return a, b
 
 
@@ -48,7 +51,7 @@ def tau_b_of_counts(a: np.ndarray, b: np.ndarray, counts: np.ndarray) -> np.ndar
     block = max(1, BATCH_CELLS // a.size)  # the sign matrix a block of images at a time
     for start in range(0, a.size, block):
         cols = slice(start, start + block)
-        concordance = np.sign(a[:, None] - a[None, cols]) * np.sign(b[:, None] - b[None, cols])
+        concordance = _order(a, cols) * _order(b, cols)
         s += ((counts @ concordance) * counts[:, cols]).sum(axis=1)
     s /= 2
     total = counts.sum(axis=1)
@@ -57,6 +60,12 @@ def tau_b_of_counts(a: np.ndarray, b: np.ndarray, counts: np.ndarray) -> np.ndar
     with np.errstate(divide="ignore", invalid="ignore"):
         tau = s / np.sqrt((n0 - n1) * (n0 - n2))
     return np.where((n0 > n1) & (n0 > n2), np.clip(tau, -1.0, 1.0), np.nan)
+
+
+def _order(values: np.ndarray, cols: slice) -> np.ndarray:
+    """+1, 0 or -1: is value i above, level with or below value j (j in ``cols``); compared, not
+    subtracted, so that two infinities are level."""
+    return (values[:, None] > values[None, cols]).astype(float) - (values[:, None] < values[None, cols])
 
 
 def _tied_pairs(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
