@@ -15,10 +15,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from hitl.analyse.statistics import block_rng, finite_or_none, percentile_ci
+from hitl.analyse.statistics import CELL_BUDGET, block_rng, finite_or_none, percentile_ci, resampled_tables
 
 MIN_IMAGES = 3  # fewer images with both values: "too few", no tau
-BATCH_CELLS = 4_000_000  # the arrays of many resamples or images at once hold at most this many cells
 
 
 def kendall_tau(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float | None:
@@ -48,7 +47,7 @@ def tau_b_of_counts(a: np.ndarray, b: np.ndarray, counts: np.ndarray) -> np.ndar
     of one image are a pair tied on both sides); the ties per side come from the counts per value.
     The work grows with R * images^2: 1,000 resamples of 1,500 images take a quarter of a second."""
     s = np.zeros(len(counts))
-    block = max(1, BATCH_CELLS // a.size)  # the sign matrix a block of images at a time
+    block = max(1, CELL_BUDGET // a.size)  # the sign matrix a block of images at a time
     for start in range(0, a.size, block):
         cols = slice(start, start + block)
         concordance = _order(a, cols) * _order(b, cols)
@@ -88,17 +87,12 @@ def tau_interval(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
     if resamples <= 0 or a.size == 0:
         return None
     rng = block_rng(seed, "pairwise-order", tag)
-    n = a.size
-    picks = rng.integers(0, n, (resamples, n))  # each resample's images
-    batch = max(1, BATCH_CELLS // n)
-    samples = []
+    # each image its own cell: every batch holds how many times each resample took each image
+    batches = resampled_tables(np.ones(a.size), resamples, rng, cells=np.arange(a.size))
     # one thread: BLAS's own threads double the CPU of these products without shortening them
     with threadpool_limits(limits=1):
-        for start in range(0, resamples, batch):
-            rows = picks[start:start + batch]
-            counts = np.bincount((rows + n * np.arange(len(rows))[:, None]).ravel(), minlength=len(rows) * n)
-            samples.append(tau_b_of_counts(a, b, counts.reshape(len(rows), n).astype(float)))
-    return percentile_ci(np.concatenate(samples), level)
+        samples = np.concatenate([tau_b_of_counts(a, b, counts) for counts in batches])
+    return percentile_ci(samples, level)
 
 
 def order_agreement(strengths: Mapping[str, float], scores: Mapping[str, float | None], name: str, *,
