@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from label_studio_sdk import LabelStudio
-from playwright.sync_api import sync_playwright
 
 from hitl import store
 from hitl.cli import cli
@@ -23,7 +21,8 @@ from hitl.review import studio
 
 from .conftest import Demo
 from .helpers import wait_for
-from .helpers.browser import bottom_button, launch, log_in
+from .helpers.browser import bottom_button, launch, log_in, sync_playwright
+from .helpers.labelstudio import studio_api
 
 pytestmark = [pytest.mark.slow, pytest.mark.studio]  # scripts/demo.sh, with its Label Studio
 
@@ -54,7 +53,7 @@ def rating(db_path: Path, task_id: int):
 
 
 def test_a_curator_reviews_in_the_browser(chromium, demo, tmp_path):
-    client = LabelStudio(base_url=demo["url"], api_key=demo["LABEL_STUDIO_API_KEY"])
+    client = studio_api(demo["url"], demo["LABEL_STUDIO_API_KEY"])
     project = next(p for p in client.projects.list(title="hero-hitl demo") if p.title == "hero-hitl demo")
     tasks = sorted(client.tasks.list(project=project.id, fields="all"), key=lambda t: t.id)
     first, second = tasks[0], tasks[1]

@@ -9,7 +9,6 @@ import urllib.request
 import uuid
 
 import pytest
-from label_studio_sdk import LabelStudio
 
 from converters.common import HumanRating
 from converters.decisions import DecisionError
@@ -24,7 +23,7 @@ from .fakes import FakeOpenAI
 from .fakes import behaviours as B
 from .helpers import wait_for
 from .helpers.camtrapdp import copy_example
-from .helpers.labelstudio import rating_result
+from .helpers.labelstudio import rating_result, studio_api
 from .helpers.scoring import QWEN, Project, sent_hash
 
 FRAMES = [f"cam/seq1/IMG_{k:02d}.JPG" for k in range(1, 9)]
@@ -184,7 +183,7 @@ def push_heron_burst(tmp_path, label_studio, frames_per_burst: int):
     result = review.run("push", "--bursts", "--url", label_studio.url, "--project", review.title, "--document-root",
                         str(label_studio.document_root), "--no-webhook")
     assert "1 tasks pushed" in result.output
-    client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+    client = studio_api(label_studio.url, label_studio.token)
     project = next(p for p in client.projects.list(title=review.title) if p.title == review.title)
     (task,) = client.tasks.list(project=project.id, fields="all")
     assert task.data["frame_ids"] == kept and len(task.data["frames"]) == len(kept)
@@ -288,7 +287,7 @@ def test_score_bursts_scores_every_frame_and_push_proposes_the_models_best(tmp_p
     result = project.run("push", "--bursts", "--url", label_studio.url, "--project", title, "--document-root",
                          str(label_studio.document_root), "--no-webhook")
     assert "1 tasks pushed" in result.output, result.output
-    client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+    client = studio_api(label_studio.url, label_studio.token)
     project_id = next(p.id for p in client.projects.list(title=title) if p.title == title)
     (task,) = client.tasks.list(project=project_id, fields="all")
     assert task.data["marked"] == 3 and f"{QWEN} proposes frame 6 (9.0/10)" in task.data["burst"], task.data["burst"]

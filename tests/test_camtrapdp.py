@@ -8,12 +8,11 @@ import shutil
 import uuid
 
 import pytest
-from label_studio_sdk import LabelStudio
 
 from .camtrap_validate import camtrap_dp_errors
 from .conftest import CliProject
 from .helpers.camtrapdp import EXAMPLE, HERON_MEDIA, copy_example, table
-from .helpers.labelstudio import rating_result
+from .helpers.labelstudio import rating_result, studio_api
 
 REMOTE_MEDIA = 413
 
@@ -94,7 +93,7 @@ def test_example_to_label_studio_and_back_as_a_valid_package(tmp_path, label_stu
     package = copy_example(label_studio.document_root / f"camtrap-{uuid.uuid4().hex[:6]}")
     review = CliProject(tmp_path / "h.db", {"HITL_DB": str(tmp_path / "h.db"), "LABEL_STUDIO_API_KEY": label_studio.token,
                                             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": None})
-    client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+    client = studio_api(label_studio.url, label_studio.token)
     review.run("select", "--camtrap-dp", str(package), "-n", "5")
     review.run("score", "--model", "baseline")
     title = f"camtrap {uuid.uuid4().hex[:6]}"

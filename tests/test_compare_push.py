@@ -13,7 +13,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from label_studio_sdk.label_interface import LabelInterface
 from scipy.stats import kendalltau
 
 from converters.common import HumanRating
@@ -35,6 +34,7 @@ from hitl.store.ratings import record_ratings
 
 from .conftest import REPO, give_detector_record
 from .helpers.compare import COMPARISONS, LEFT, N_HEROES, PER_ROUND, RIGHT, SAME, SPREAD, beats, planted
+from .helpers.labelstudio import label_interface
 
 
 def simulate(seed: int, comparisons: int, spread: float = SPREAD, n: int = N_HEROES) -> float:
@@ -81,7 +81,7 @@ def test_config_names_what_the_reader_reads():
     same = next(e for e in root.iter("Choices") if e.get("name") == FROM_SAME)
     assert [(c.get("value"), c.get("alias")) for c in same.iter("Choice")] == [("About the same", "same")]
     assert "Which photo" in next(root.iter("Header")).get("value")
-    interface = LabelInterface(pairwise_config())  # Label Studio's own parser accepts it
+    interface = label_interface(pairwise_config())  # Label Studio's own parser accepts it
     assert interface.get_control(FROM_COMPARISON).to_name == ["left", "right"]
 
 

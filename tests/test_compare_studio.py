@@ -18,7 +18,6 @@ from itertools import combinations
 
 import httpx
 import numpy as np
-from label_studio_sdk import LabelStudio
 from scipy.stats import kendalltau
 
 from hitl import store
@@ -31,7 +30,7 @@ from hitl.store.ratings import curator_comparisons
 from .conftest import CliProject, give_detector_record
 from .helpers import wait_for
 from .helpers.compare import COMPARISONS, LEFT, N_HEROES, PER_ROUND, RIGHT, SAME, beats, planted
-from .helpers.labelstudio import SECRET, Service
+from .helpers.labelstudio import SECRET, Service, studio_api
 
 SEED = 3
 
@@ -58,7 +57,7 @@ class Heroes(CliProject):
         sheet = tmp_path / "heroes.csv"
         sheet.write_text("image_id,curator,stars,hero\n" + "".join(f"{i},ana@example.org,8,yes\n" for i in self.ids))
         assert f"{n} new" in self.run("ratings", "--import", str(sheet)).output
-        self.client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+        self.client = studio_api(label_studio.url, label_studio.token)
         self.title = f"compare {uuid.uuid4().hex[:6]}"
 
     def compare(self, *extra: str, ok: bool = True):

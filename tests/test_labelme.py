@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from labelme import LabelFile
 from PIL import Image
 
 from converters.labelme import LabelmeFormatError, labelme_document, rating_from_labelme
@@ -19,6 +18,7 @@ from hitl import store
 from hitl.cli import cli
 from hitl.review.labelme import KEPT_HINT, export_labelme, read_labelme_folder
 
+from .helpers import labelme_file
 from .helpers.copies import copy_project
 
 GEMINI = "gemini-2.5-flash"
@@ -85,7 +85,7 @@ def test_assisted_export_opens_in_labelme(project, tmp_path):
     for path in files:
         raw = json.loads(path.read_text())
         image_id = raw["hero_hitl"]["image_id"]
-        label = LabelFile(str(path))  # labelme's own loader: reads the image and checks its size
+        label = labelme_file(path)  # labelme's own loader: reads the image and checks its size
         assert (path.parent / label.image_path).resolve() == (images / image_id).resolve()
         loaded = Image.open(io.BytesIO(label.image_data))
         assert loaded.size == (raw["imageWidth"], raw["imageHeight"])
@@ -155,7 +155,7 @@ def test_blind_export_has_no_model_opinion(project, tmp_path):
         walk(raw)
         assert not keys & {"score", "reasoning", "models", "prefill_model", "prefill_hero", "hero_score"}
         assert not set(numbers) & score_values
-        LabelFile(str(path))  # still a file labelme opens
+        labelme_file(path)  # still a file labelme opens
 
 
 def test_round_trip_through_labelme_save(project, tmp_path):
@@ -164,7 +164,7 @@ def test_round_trip_through_labelme_save(project, tmp_path):
     export_labelme(db, out, prefill_model="baseline")
     # a file the baseline did not call a hero, with a box to move
     target = next(p for p in _json_files(out) if json.loads(p.read_text())["flags"]["not_hero"])
-    label = LabelFile(str(target))
+    label = labelme_file(target)
     width, height = Image.open(io.BytesIO(label.image_data)).size
     (x1, y1), (x2, y2) = label.shapes[0]["points"]
     moved = [[x2 + 40, y2 + 25], [x1 + 40, y1 + 25]]  # dragged the other way round: corners swapped
@@ -232,7 +232,7 @@ def test_beside_the_image_with_exif_rotation(project, camera_traps):
     raw = json.loads(path.read_text())
     assert raw["imagePath"] == EXIF_IMAGE
     assert (raw["imageWidth"], raw["imageHeight"]) == (2048, 1536)  # upright, as labelme shows it
-    label = LabelFile(str(path))  # would raise "imageWidth mismatch" if the size were the stored one
+    label = labelme_file(path)  # would raise "imageWidth mismatch" if the size were the stored one
     shown = Image.open(io.BytesIO(label.image_data))
     assert shown.size == (2048, 1536)
     shown_px = np.asarray(shown.convert("RGB"), dtype=float)
@@ -268,7 +268,7 @@ def test_stored_size_in_database_is_corrected(project, camera_traps, tmp_path):
     path = tmp_path / "out" / "african_elephants_with_exif_orientation.json"
     raw = json.loads(path.read_text())
     assert (raw["imageWidth"], raw["imageHeight"]) == (2048, 1536) and raw["shapes"] == []
-    assert LabelFile(str(path)).image_path == os.path.relpath(images / EXIF_IMAGE, path.parent)
+    assert labelme_file(path).image_path == os.path.relpath(images / EXIF_IMAGE, path.parent)
 
 
 def test_missing_image_is_skipped(project, tmp_path):

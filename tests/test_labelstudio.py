@@ -9,7 +9,6 @@ import urllib.request
 import uuid
 
 import pytest
-from label_studio_sdk.label_interface import LabelInterface
 from packaging.utils import canonicalize_name
 
 from converters.labelstudio import (
@@ -26,7 +25,7 @@ from hitl.store import transaction
 
 from .conftest import SHARED
 from .helpers import constraints
-from .helpers.labelstudio import Review
+from .helpers.labelstudio import Review, label_interface
 
 DETECTION = {"det_index": 0, "x": 0.25, "y": 0.5, "w": 0.1, "h": 0.2, "species": "red deer"}
 SCORES = [{"model": "gemini-2.5-flash", "prompt_version": "hero-v1", "score": 7.6, "hero": 1, "reasoning": "Sharp."},
@@ -44,7 +43,7 @@ def test_stars_rounded_and_clamped(score, expected):
 
 def test_assisted_task_predictions_validate_against_the_config():
     task = build_task(CANDIDATE, "/data/local-files/?d=x.jpg", 1920, 1080, [DETECTION], SCORES, "assisted")
-    interface = LabelInterface(label_config("assisted", ["animal", "red deer"]))
+    interface = label_interface(label_config("assisted", ["animal", "red deer"]))
     assert len(task["predictions"]) == 2
     for prediction in task["predictions"]:
         assert interface.validate_prediction(prediction), prediction
@@ -64,7 +63,7 @@ def test_blind_task_shows_no_model_output():
     text = json.dumps(task)
     assert "7.6" not in text and "Sharp." not in text and "rating" not in text and "hero-v1" not in text
     assert [p["model_version"] for p in task["predictions"]] == [DETECTOR_VERSION]
-    assert LabelInterface(label_config("blind", ["red deer"])).validate_prediction(task["predictions"][0])
+    assert label_interface(label_config("blind", ["red deer"])).validate_prediction(task["predictions"][0])
 
 
 @pytest.mark.parametrize("bad", [float("nan"), None, 11.0, "7"])
@@ -146,7 +145,7 @@ def test_push_assisted_reads_back_right(tmp_path, label_studio):
     db = review.db
     mapped = {r["task_id"]: r["image_id"] for r in db["ls_tasks"].rows_where("project_id = ?", [project.id])}
     assert {t.id: t.data["image_id"] for t in tasks} == mapped
-    interface = LabelInterface(project.label_config)
+    interface = label_interface(project.label_config)
     for task in tasks:
         predictions = review.client.predictions.list(task=task.id)
         assert sorted(p.model_version for p in predictions) == ["baseline@hero-v1", "gemini-2.5-flash@hero-v1"]

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from label_studio_sdk import LabelStudio
 from PIL import Image
 
 from hitl import store
@@ -21,6 +20,7 @@ from hitl.cli import cli
 from hitl.store import insert_row, transaction
 
 from .helpers.copies import copy_project
+from .helpers.labelstudio import studio_api
 
 SECTIONS = ("What this says", "Raters", "Models against the curators", "Across all raters", "Hero decisions",
             "Curators among themselves", "By review mode", "By species", "Plots", "Top disagreements")
@@ -165,7 +165,7 @@ def test_queue_lands_in_label_studio_blind(tmp_path, label_studio, sample_data):
                                       "--project", title], env=env)
     assert result.exit_code == 0, result.output
     assert "5 queued" in result.output
-    client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+    client = studio_api(label_studio.url, label_studio.token)
     project = next(p for p in client.projects.list(title=title) if p.title == title)
     tasks = list(client.tasks.list(project=project.id, fields="all"))
     from hitl.analyse.disagreements import rank_disagreements

@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from labelme import LabelFile
 from PIL import Image
 from pycocotools.coco import COCO
 
@@ -21,7 +20,7 @@ from hitl.review import studio
 from hitl.review.configs import config_labels
 
 from .conftest import CliProject
-from .helpers import wait_for
+from .helpers import labelme_file, wait_for
 from .helpers.labelstudio import SECRET, Review, Service, rating_result
 
 EXIF_IMAGE = "african_elephants_with_exif_orientation.jpg"  # stored 1536x2048, Orientation=6: upright 2048x1536
@@ -174,7 +173,7 @@ def test_labelme_corrections_become_training_data(tmp_path, sample_data, camera_
     files = {json.loads(p.read_text())["hero_hitl"]["image_id"]: p for p in out.rglob("*.json")}
     expected = {}
     for image_id, path in files.items():
-        label = LabelFile(str(path))
+        label = labelme_file(path)
         width, height = Image.open(io.BytesIO(label.image_data)).size
         shapes = [dict(s) for s in label.shapes]
         if image_id == f"exif/{EXIF_IMAGE}":

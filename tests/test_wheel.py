@@ -25,6 +25,7 @@ import pytest
 from uv import find_uv_bin
 
 from .conftest import REPO
+from .helpers.labelstudio import studio_api
 
 PACKAGES = ("hitl", "converters", "label_config")
 DATA_FILES = ("label_config/assisted.xml", "label_config/blind.xml", "label_config/burst.xml",
@@ -223,8 +224,6 @@ def test_every_module_imports_in_a_fresh_venv(venv, tmp_path):
 
 @pytest.mark.slow
 def test_the_installed_console_script_runs_the_loop(venv, tmp_path, label_studio, sample_data, checkout_before):
-    from label_studio_sdk import LabelStudio
-
     work, home = tmp_path / "work", tmp_path / "home"
     work.mkdir()
     home.mkdir()
@@ -246,7 +245,7 @@ def test_the_installed_console_script_runs_the_loop(venv, tmp_path, label_studio
     cli("score", "--model", "baseline")
     cli("push", "--url", label_studio.url, "--project", title, "--document-root", label_studio.document_root)
 
-    client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+    client = studio_api(label_studio.url, label_studio.token)
     project = next(p for p in client.projects.list(title=title) if p.title == title)
     tasks = list(client.tasks.list(project=project.id, fields="all"))
     assert len(tasks) == 4, [t.data for t in tasks]

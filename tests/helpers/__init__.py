@@ -28,6 +28,15 @@ def wait_for(predicate, timeout: float = 5.0):
     return predicate()
 
 
+def labelme_file(path: Path):
+    """labelme's own reader of the annotation file at ``path`` (its LabelFile: it reads the image and
+    checks its size). labelme is imported here, by a test that opens a file, not by every worker
+    that collects the tests (half a second each)."""
+    from labelme import LabelFile
+
+    return LabelFile(str(path))
+
+
 def install_into(venv: Path) -> tuple[str, str]:
     """What the command line of an install into ``venv`` holds, uv's (``uv pip install --python
     venv/bin/python``) or pip's (``venv/bin/python -m pip install``): both of these."""

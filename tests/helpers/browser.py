@@ -5,10 +5,16 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
-
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
+
+
+def sync_playwright():
+    """Playwright's synchronous API (a context manager), imported when a browser test first starts one,
+    not by every pytest worker that collects the browser tests."""
+    from playwright.sync_api import sync_playwright as start
+
+    return start()
 
 
 def launch(playwright, chromium: Path):

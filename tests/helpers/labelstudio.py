@@ -8,13 +8,28 @@ import sys
 import time
 import urllib.request
 
-from label_studio_sdk import LabelStudio
-
 from hitl.store import transaction
 
 from ..conftest import REPO, CliProject
 
 SECRET = "e2e-secret"  # the webhook secret of Service
+
+
+def studio_api(url: str, token: str):
+    """label-studio-sdk's client of the Label Studio at ``url``. The SDK is imported here, when a test
+    first talks to Label Studio: importing its client costs each pytest worker ~1.4 s of collection,
+    and most workers of `scripts/test.sh --fast` never use it."""
+    from label_studio_sdk import LabelStudio
+
+    return LabelStudio(base_url=url, api_key=token)
+
+
+def label_interface(config: str):
+    """label-studio-sdk's own parser of a labelling config (its LabelInterface), imported when first
+    used: with the JSON faker it loads, almost a second of each worker's collection otherwise."""
+    from label_studio_sdk.label_interface import LabelInterface
+
+    return LabelInterface(config)
 
 
 def rating_result(stars: int, hero: bool, comment: str | None = None) -> list[dict]:
@@ -46,7 +61,7 @@ class Review(CliProject):
                 db["scores"].insert({"image_id": row["image_id"], "model": "gemini-2.5-flash",
                                      "prompt_version": "hero-v1", "status": "ok", "score": 3.0 + k * 0.7,
                                      "hero": int(k % 2 == 0), "reasoning": f"gemini says {k}"})
-        self.client = LabelStudio(base_url=studio.url, api_key=studio.token)
+        self.client = studio_api(studio.url, studio.token)
 
     def push(self, title, *extra, ok=True):
         return self.run("push", "--url", self.studio.url, "--project", title,
