@@ -151,6 +151,26 @@ def test_only_python_m_hitl_imports_the_command_line(graph):
     assert "hitl.cli" in graph[ENTRY]
 
 
+def _reached(g: Graph, start: str) -> set[str]:
+    """Every module ``start`` imports, at any depth."""
+    seen, todo = set(), [start]
+    while todo:
+        for module in g.get(todo.pop(), ()):
+            if module not in seen:
+                seen.add(module)
+                todo.append(module)
+    return seen
+
+
+def test_the_report_imports_none_of_the_code_that_learns(graph):
+    """`hitl report` shows what `learn` stored (hitl.store.queries.latest_run) in words (hitl.learn.words):
+    the modules that fit import scikit-learn and SciPy's statistics, 2 of the 4.5 s the report of
+    the sample took when it imported them."""
+    learning = {m for m in _reached(graph, "hitl.publish.report") if m.startswith("hitl.learn")}
+    assert learning <= {"hitl.learn", "hitl.learn.words"}, sorted(learning)
+    assert "hitl.learn.model" in _reached(graph, "hitl.learn.run")  # the check sees a module that learns
+
+
 def _private_imports(name: str, path: Path) -> list[str]:
     """The names starting with _ that ``name`` imports from another module of ours."""
     found = []

@@ -50,7 +50,7 @@ def test_learn_prints_the_figures_with_and_without_vectors_side_by_side(embedded
     assert all(len(cells) == 6 for cells in rows.values())
     assert re.search(r"With the vectors against without: hero AUC [+-]\d\.\d{3} \[[+-]\d\.\d\d, [+-]\d\.\d\d\], "
                      r"Spearman [+-]\d\.\d{3} \[.*\] \(95% intervals resampling whole locations\): ", out)
-    from hitl.learn.run import latest_run
+    from hitl.store.queries import latest_run
 
     run = latest_run(embedded.db)
     assert run["parameters"]["vectors"]["model"] == "baseline" and run["parameters"]["vectors"]["used"]

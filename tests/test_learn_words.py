@@ -13,6 +13,7 @@ import re
 
 import numpy as np
 
+from hitl.learn import distinguishable_loss
 from hitl.learn import model as M
 from hitl.learn.features import Features
 from hitl.score.record import score_row, write_score_rows
@@ -140,9 +141,9 @@ def test_importance_finds_a_real_taste_held_out_and_not_the_noise():
         _, p, _ = M.held_out(folds, F.X)
         figures = M.figures(stars, p, stars, hero, 10, groups, 200)
         importance = {i["feature"]: i for i in M.importance(folds, F, hero, groups, seed=0)}
-    assert M.distinguishable_loss(importance["baseline:sharpness_log"])
+    assert distinguishable_loss(importance["baseline:sharpness_log"])
     assert importance["baseline:sharpness_log"]["direction_ci"][0] > 0
-    assert not M.distinguishable_loss(importance["baseline:contrast_frame"])
+    assert not distinguishable_loss(importance["baseline:contrast_frame"])
     sentence = what_curators_reward(list(importance.values()), figures)
     assert sentence == "The curators reward sharp animals (held-out permutation importance of the learned rater)."
 

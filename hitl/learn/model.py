@@ -38,6 +38,7 @@ from hitl.analyse.statistics import (
     quadratic_weighted_kappa,
     spearman,
 )
+from hitl.learn import UNDIRECTED, distinguishable_loss
 from hitl.learn.features import Features
 
 MIN_DECISIONS = 30
@@ -497,7 +498,6 @@ def trees_oof(F: Features, stars: np.ndarray, hero: np.ndarray, groups: np.ndarr
 
 
 IMPORTANCE_REPEATS = 10  # shuffles of each feature
-UNDIRECTED = ("species", "location", "hour_sin", "hour_cos")  # an effect with no "more is better"
 
 
 def importance(folds: list[tuple[np.ndarray, Fitted]], F: Features, hero: np.ndarray, groups: np.ndarray,
@@ -570,10 +570,3 @@ def _shuffled_ranking(folds: list[tuple[np.ndarray, Fitted]], X: np.ndarray, col
             flat = model.ranking(block.reshape(-1, X.shape[1]))
             out[start:start + len(batch), :, test] = flat.reshape(len(batch), repeats, len(test))
     return out
-
-
-def distinguishable_loss(item: dict) -> bool:
-    """Shuffling the feature costs held-out AUC, its whole interval above zero (a record without
-    the interval, from before it was computed, is not judged)."""
-    ci = item.get("auc_drop_ci")
-    return bool(ci) and ci[0] > 0

@@ -242,13 +242,3 @@ def _store_predictions(db, images: Images, layout: Layout, decisions: Decisions,
         db.execute("DELETE FROM scores WHERE model = ?", [LEARNED])  # one learned rater: the newest
         write_score_rows(db, rows)
 
-
-def latest_run(db: sqlite_utils.Database) -> dict | None:
-    row = db.execute("SELECT * FROM learn_runs WHERE status = 'finished' ORDER BY id DESC LIMIT 1").fetchone()
-    if row is None:
-        return None
-    run = dict(zip([c[0] for c in db.execute("SELECT * FROM learn_runs LIMIT 0").description], row))
-    for key in ("parameters", "features", "figures", "curve", "importance"):
-        run[key] = json.loads(run[key]) if run[key] else None
-    return run
-

@@ -3,12 +3,12 @@
 A figure no better than chance (hero AUC at or below 0.5, Spearman at or below 0, or a 95%
 interval that reaches chance) is said as such, and then nothing is said of what the curators
 reward: a model that cannot tell heroes apart has learned no taste. Otherwise a feature is named
-only when shuffling it costs held-out AUC distinguishably (:func:`model.distinguishable_loss`)
+only when shuffling it costs held-out AUC distinguishably (:func:`hitl.learn.distinguishable_loss`)
 and, where "more" has a meaning, when the direction of its effect is clear of zero.
 """
 from __future__ import annotations
 
-from hitl.learn.model import UNDIRECTED, distinguishable_loss
+from hitl.learn import UNDIRECTED, distinguishable_loss
 
 TOP = 5  # features named at most
 

@@ -27,7 +27,6 @@ from hitl.analyse.pairwise import pairwise_agreement
 from hitl.compare.order import pairwise_order
 from hitl.errors import NothingToDo
 from hitl.files import make_output_folder, write_atomic
-from hitl.learn.run import latest_run
 from hitl.publish.learning import learned_section
 from hitl.publish.render import card_image, make_thumbnails, render, verdict
 from hitl.score.stale import stale_marks
@@ -37,6 +36,7 @@ from hitl.store.detector import Publishable, publishable
 from hitl.store.embeddings import newest_model
 from hitl.store.heroes import select_heroes
 from hitl.store.near_duplicates import near_duplicates
+from hitl.store.queries import latest_run
 from hitl.store.ratings import curator_comparisons, long_table
 from hitl.tables import safe_csv_text
 

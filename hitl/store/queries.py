@@ -5,6 +5,7 @@ them as they need without a second copy of the SQL.
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -140,3 +141,14 @@ def email_of(completed_by: Any, emails: dict[int, str]) -> str | None:
     if isinstance(completed_by, int) and not isinstance(completed_by, bool):
         return emails.get(completed_by)
     return None
+
+
+def latest_run(db: sqlite_utils.Database) -> dict | None:
+    """The newest finished `hitl learn` run (its figures, curve and importance decoded), None before one."""
+    row = db.execute("SELECT * FROM learn_runs WHERE status = 'finished' ORDER BY id DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    run = dict(zip([c[0] for c in db.execute("SELECT * FROM learn_runs LIMIT 0").description], row))
+    for key in ("parameters", "features", "figures", "curve", "importance"):
+        run[key] = json.loads(run[key]) if run[key] else None
+    return run
