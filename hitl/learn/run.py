@@ -241,4 +241,3 @@ def _store_predictions(db, images: Images, layout: Layout, decisions: Decisions,
     with transaction(db):
         db.execute("DELETE FROM scores WHERE model = ?", [LEARNED])  # one learned rater: the newest
         write_score_rows(db, rows)
-
