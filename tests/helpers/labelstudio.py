@@ -17,8 +17,8 @@ SECRET = "e2e-secret"  # the webhook secret of Service
 
 def studio_api(url: str, token: str):
     """label-studio-sdk's client of the Label Studio at ``url``. The SDK is imported here, when a test
-    first talks to Label Studio: importing its client costs each pytest worker ~1.4 s of collection,
-    and most workers of `scripts/test.sh --fast` never use it."""
+    first talks to Label Studio: importing its client costs ~1.4 s, which every pytest worker paid
+    as it collected the modules that import it, whether or not it ran one of their tests."""
     from label_studio_sdk import LabelStudio
 
     return LabelStudio(base_url=url, api_key=token)
