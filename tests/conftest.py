@@ -1,6 +1,7 @@
 """Shared fixtures. Every path a test writes is under tmp_path."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -479,7 +480,6 @@ def _refusing_slow_commands(popen_init):
 
 
 def pytest_configure(config) -> None:
-    import gc
     import subprocess
 
     config.stash[_POPEN_INIT] = subprocess.Popen.__init__
@@ -497,8 +497,6 @@ def pytest_collection_finish(session) -> None:
     thousands of objects) lives until the process ends: out of the garbage collector's way, its full
     collections during the tests and the ones at the process's end skip them (a worker's exit took
     about 1 s of walking them)."""
-    import gc
-
     gc.freeze()
 
 
