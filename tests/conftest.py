@@ -46,28 +46,57 @@ def write_json(path: Path, data: object) -> Path:
     return path
 
 
+def studio_binary() -> Path:
+    """The label-studio executable; missing is a failure, never a skip: scripts/test.sh installs it."""
+    from hitl.errors import HitlError
+    from hitl.review import studio
+
+    try:
+        return studio.find_binary()
+    except HitlError as exc:
+        pytest.fail(f"{exc} (scripts/test.sh installs it into .venv-studio)")
+
+
 @pytest.fixture(scope="session")
-def label_studio(tmp_path_factory):
+def studio_database(tmp_path_factory) -> Path:
+    """Label Studio's database with its migrations applied and nothing in it, made once for the run
+    (tests/helpers/labelstudio.py) in the folder its pytest-xdist workers share. The session's data
+    folders (its Label Studio's, the demo's, the README run's) start from a copy; only
+    tests/test_demo_cold.py lets Label Studio migrate its own, as a newcomer's first start does."""
+    from .helpers.labelstudio import migrated_database
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's, not the worker's
+    return migrated_database(studio_binary(), shared / "label-studio-migrated")
+
+
+def data_folder_from(database: Path, folder: Path) -> Path:
+    """A new Label Studio data folder holding a copy of the migrated ``database``."""
+    import shutil
+
+    folder.mkdir(parents=True)
+    shutil.copyfile(database, folder / database.name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory, studio_database):
     """A real Label Studio on a free port with a temporary data folder, for the whole session.
 
     Its document root holds a copy of sample_data/images, so pushed images can be served.
-    Missing Label Studio is a failure, never a skip: scripts/test.sh installs it.
     """
     import shutil
 
     from hitl.errors import HitlError
     from hitl.review import studio
 
-    try:
-        binary = studio.find_binary()
-    except HitlError as exc:
-        pytest.fail(f"{exc} (scripts/test.sh installs it into .venv-studio)")
+    binary = studio_binary()
     base = tmp_path_factory.mktemp("label-studio")
     root = base / "files"
     shutil.copytree(REPO / "sample_data" / "images", root / "sample_data" / "images")
-    config = studio.StudioConfig(data_dir=base / "data", document_root=root, username="curator@example.org",
-                                 password="hero-hitl-test", token=studio.new_token(), port=studio.free_port(),
-                                 webhook_url="http://127.0.0.1:9/webhooks/label-studio")
+    config = studio.StudioConfig(data_dir=data_folder_from(studio_database, base / "data"), document_root=root,
+                                 username="curator@example.org", password="hero-hitl-test", token=studio.new_token(),
+                                 port=studio.free_port(), webhook_url="http://127.0.0.1:9/webhooks/label-studio")
     log = base / "label-studio.log"
     process = studio.start(config, binary, log)
     try:
@@ -80,11 +109,13 @@ def label_studio(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def demo_folder(tmp_path_factory) -> Path:
+def demo_folder(tmp_path_factory, studio_database) -> Path:
     """The data folder of the session's warm runs of scripts/demo.sh (tests/test_browser.py,
-    tests/test_demo_signals.py): after the first start, Label Studio's data is there already, and
-    each later start skips its minute of migrations. Its tests run in one worker (XDIST_GROUPS)."""
-    return tmp_path_factory.mktemp("demo")
+    tests/test_demo_signals.py): Label Studio's data folder there starts from the migrated database,
+    so no start pays the minute of migrations. Its tests run in one worker (XDIST_GROUPS)."""
+    folder = tmp_path_factory.mktemp("demo")
+    data_folder_from(studio_database, folder / "label-studio-data")  # scripts/demo.sh's --data-dir
+    return folder
 
 
 @pytest.fixture
@@ -321,7 +352,8 @@ def walkthrough(tmp_path_factory, sample_data) -> Path:
 # Studio, Chromium, scripts/demo.sh or a fresh environment: taking the label_studio or chromium
 # fixture marks a test, and whatever else a test not marked so runs fails at once, in one line.
 
-MARKED_BY = {"label_studio": "studio", "chromium": "browser"}  # the fixture, the marker it implies
+# the fixture, the marker it implies
+MARKED_BY = {"label_studio": "studio", "studio_database": "studio", "chromium": "browser"}
 # a server, folder or store one worker keeps (made once, not once in each worker that needs it)
 XDIST_GROUPS = {"label_studio": "label-studio", "demo_folder": "demo", "walkthrough": "walkthrough"}
 NOT_LABEL_STUDIO = REPO / "tests" / "helpers" / "not-label-studio"  # LABEL_STUDIO_BIN of the others
@@ -377,7 +409,24 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(pytest.mark.xdist_group(group))
         group_of[item.nodeid] = group
     seconds = config.workerinput.get(GROUP_SECONDS, {}) if hasattr(config, "workerinput") else last_seconds(config)
-    items.sort(key=lambda item: (group_of[item.nodeid] not in long, -seconds.get(group_of[item.nodeid], 0.0)))  # stable
+    migrated = {group_of[item.nodeid] for item in items if "studio_database" in item.fixturenames}
+    place = hand_out_order(list(dict.fromkeys(group_of.values())), long, seconds, migrated)
+    items.sort(key=lambda item: place[group_of[item.nodeid]])
+
+
+def hand_out_order(groups: list[str], long: set[str], seconds: dict[str, float], migrated: set[str]) -> dict[str, int]:
+    """Each xdist group's place (``groups`` in collection order): the long groups first, longest first
+    as far as the last run tells, ties in collection order. Of the groups whose Label Studio starts
+    from the ``migrated`` database (studio_database), one at most is among the first two handed out:
+    the worker that does not make the database starts on a group that does not wait for it."""
+    collected = {g: k for k, g in enumerate(groups)}
+    order = sorted(groups, key=lambda g: (g not in long, -seconds.get(g, 0.0), collected[g]))
+    if len(order) > 2 and order[0] in migrated and order[1] in migrated:
+        other = next((g for g in order[2:] if g not in migrated), None)
+        if other is not None:
+            order.remove(other)
+            order.insert(1, other)
+    return {g: k for k, g in enumerate(order)}
 
 
 def last_seconds(config) -> dict[str, float]:

@@ -4,7 +4,9 @@ The examples run in one bash session in a copy of the checkout's tracked files (
 .venv-studio are the checkout's, linked), with a clean environment. Two addresses in the README stand for servers
 this test starts: ``http://gpu1:8000/v1`` and ``http://gpu2:8000/v1`` are the local OpenAI
 protocol servers of tests/fakes. Everything else is real: the README's own `hitl studio` starts
-a Label Studio on port 8080, its `hitl serve` listens on 8765.
+a Label Studio on port 8080, its `hitl serve` listens on 8765. Its data folder holds the session's
+migrated database (studio_database), so that its first start skips the minute of migrations that
+tests/test_demo_cold.py sees a newcomer's first start pay; it creates the README's user there.
 
 A marker in an HTML comment just before a block says how it is checked (tests/helpers/readme.py
 lists them). ``toml`` blocks must load as settings.
@@ -14,9 +16,11 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -24,7 +28,7 @@ import pytest
 from hitl.config import load_settings
 from hitl.review.studio import port_is_free
 
-from .conftest import REPO, SHARED
+from .conftest import REPO, SHARED, data_folder_from
 from .fakes import FakeOpenAI
 from .helpers.readme import Block, blocks, copy_checkout
 
@@ -89,7 +93,7 @@ def one_clear_line(log: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.studio  # the README's `hitl studio`
-def test_every_readme_example_runs_as_written(tmp_path):
+def test_every_readme_example_runs_as_written(tmp_path, studio_database):
     found = blocks()
     for port in PORTS:
         if not port_is_free("127.0.0.1", port):
@@ -102,6 +106,7 @@ def test_every_readme_example_runs_as_written(tmp_path):
         (work / name).symlink_to((REPO / name).resolve(), target_is_directory=True)
     home = tmp_path / "home"
     home.mkdir()
+    studio_data = data_folder_from(studio_database, work / load_settings().studio.data_dir)  # beside hitl.db
     with FakeOpenAI() as gpu1, FakeOpenAI() as gpu2:
         parts = ["set -e -o pipefail"]
         for k, block in enumerate(found):
@@ -132,6 +137,8 @@ def test_every_readme_example_runs_as_written(tmp_path):
         assert (work / output_file).is_file(), output_file
     for port in PORTS:
         assert port_is_free("127.0.0.1", port), f"the README's `kill %1 %2` left port {port} taken"
+    with closing(sqlite3.connect(studio_data / studio_database.name)) as used:  # the README's Label Studio's folder
+        assert used.execute("SELECT email FROM htx_user").fetchall() == [("curator@example.org",)]
 
 
 def _keep_the_checkout_installed() -> None:

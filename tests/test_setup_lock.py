@@ -18,7 +18,7 @@ import pytest
 
 from hitl.review import studio
 
-from .conftest import REPO
+from .conftest import REPO, _default_signals
 
 TINY_PROJECT = """\
 [build-system]
@@ -123,7 +123,8 @@ def test_ctrl_c_while_installing_ends_the_set_up(tmp_path):
     env = {**os.environ, "HITL_VENV": str(venv), "PYTHON": sys.executable}
     script = subprocess.Popen(["bash", "-c", 'source "$1"; ensure_venv requirements.txt; echo set up',
                                "_", str(repo / "scripts" / "_venv.sh")], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                              preexec_fn=_default_signals)  # a suite run in the background ignores SIGINT
     calls = venv / "calls.log"
     deadline = time.monotonic() + 60
     while not calls.exists():
