@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,9 @@ from uv import find_uv_bin
 
 from hitl.review import studio
 
-from .conftest import DESELECTED, MARKED_BY, NOT_LABEL_STUDIO, REPO, Demo
+from .conftest import DESELECTED, MARKED_BY, NOT_LABEL_STUDIO, REPO, Demo, hand_out_order
 from .helpers import FAST_PROFILE, examples
+from .helpers.labelstudio import migrated_database
 
 TESTS = REPO / "tests"
 FAST = "not studio and not browser and not slow"
@@ -204,3 +206,54 @@ def test_the_groups_longest_in_the_last_run_are_handed_out_first(tmp_path):
     assert kept["tests.elsewhere"] == 9.0  # a group this run did not run keeps its last seconds
     assert kept["tests.test_megadetector"] < 50.0 and kept.keys() == {"tests.test_cct", "tests.test_megadetector",
                                                                       "tests.elsewhere"}, kept
+
+
+def test_of_the_groups_waiting_for_the_migrated_database_one_at_most_is_handed_out_first():
+    """Two workers, each starting on a group whose Label Studio starts from studio_database, would
+    have one wait a minute for the other's migration: the second starts on a long group that does
+    not need it. The order is the last run's seconds otherwise, ties in the files' order."""
+    groups = ["demo", "label-studio", "tests.test_demo_cold", "tests.test_readme", "tests.test_x"]
+    long, migrated = set(groups[:4]), {"demo", "label-studio", "tests.test_readme"}
+
+    def order(seconds):
+        place = hand_out_order(groups, long, seconds, migrated)
+        return sorted(place, key=place.get)
+
+    assert order({}) == ["demo", "tests.test_demo_cold", "label-studio", "tests.test_readme", "tests.test_x"]
+    assert order({"label-studio": 300.0, "tests.test_readme": 250.0, "tests.test_demo_cold": 90.0}) == [
+        "label-studio", "tests.test_demo_cold", "tests.test_readme", "demo", "tests.test_x"]
+    assert order({"tests.test_demo_cold": 400.0}) == [  # one of the two first waits for nobody: nothing moves
+        "tests.test_demo_cold", "demo", "label-studio", "tests.test_readme", "tests.test_x"]
+    assert hand_out_order(["demo", "label-studio"], {"demo", "label-studio"}, {}, {"demo", "label-studio"}) == {
+        "demo": 0, "label-studio": 1}  # nothing else to start on
+
+
+STAND_IN_MIGRATION = """#!/usr/bin/env bash
+# `label-studio version --data-dir DIR`: a second's migration into DIR, counted; FAIL_MIGRATION fails it
+echo "$*" >> "$(dirname "$0")/calls.log"
+[ -z "${FAIL_MIGRATION:-}" ] || { echo "django.db.utils.OperationalError: no such table"; exit 1; }
+sleep 1
+echo migrated > "$3/label_studio.sqlite3"
+"""
+
+
+def test_the_database_is_migrated_once_for_every_process_that_asks(tmp_path, monkeypatch):
+    """Three ask at once (as the workers of a run do): one migrates, the others wait and get the
+    same file. A failed migration fails the asker in one line with the log's end, and leaves no
+    database behind for the next asker to take."""
+    binary = tmp_path / "label-studio"
+    binary.write_text(STAND_IN_MIGRATION)
+    binary.chmod(0o755)
+    calls = tmp_path / "calls.log"
+    monkeypatch.setenv("FAIL_MIGRATION", "1")
+    with pytest.raises(pytest.fail.Exception, match=r"(?s)could not migrate a database .*no such table"):
+        migrated_database(binary, tmp_path / "failing")
+    assert not (tmp_path / "failing" / "label_studio.sqlite3").exists() and len(calls.read_text().splitlines()) == 1
+    calls.unlink()
+    monkeypatch.delenv("FAIL_MIGRATION")
+    with ThreadPoolExecutor(3) as askers:  # each opens the lock file of its own, as each worker does
+        got = list(askers.map(lambda _: migrated_database(binary, tmp_path / "shared"), range(3)))
+    database = tmp_path / "shared" / "label_studio.sqlite3"
+    assert got == [database] * 3 and database.read_text() == "migrated\n"
+    made = calls.read_text().splitlines()
+    assert len(made) == 1 and made[0].startswith("version --data-dir "), made
