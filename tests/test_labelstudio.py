@@ -103,7 +103,40 @@ def test_the_shared_webhook_annotation_converts(camera_traps):
     assert (rating.image_id, rating.stars, rating.hero, rating.comment) == ("ocelot.jpg", 4, False, "tail cut off")
 
 
+def test_label_studio_is_started_with_its_telemetry_off_unless_the_user_turned_it_on(tmp_path, monkeypatch):
+    config = studio.StudioConfig(data_dir=tmp_path / "data", document_root=tmp_path, username="curator@example.org",
+                                 password="pw", token=studio.new_token())
+    for name in studio.TELEMETRY_OFF:
+        monkeypatch.delenv(name, raising=False)
+    env = studio.environment(config)
+    assert {name: env[name] for name in ("SENTRY_DSN", "FRONTEND_SENTRY_DSN", "COLLECT_ANALYTICS")} == {
+        "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "", "COLLECT_ANALYTICS": "false"}
+    monkeypatch.setenv("COLLECT_ANALYTICS", "true")  # the user's own choice is kept
+    monkeypatch.setenv("SENTRY_DSN", "https://key@sentry.example.org/1")
+    env = studio.environment(config)
+    assert (env["COLLECT_ANALYTICS"], env["SENTRY_DSN"], env["FRONTEND_SENTRY_DSN"]) == (
+        "true", "https://key@sentry.example.org/1", "")
+
+
 # ---- against a real Label Studio -------------------------------------------------------------------
+
+def test_a_curators_browser_is_sent_no_error_reporting_to_label_studios_makers(label_studio):
+    """Label Studio's own default puts its makers' Sentry (a script from Sentry's CDN and their key)
+    in every page a curator opens; the one `hitl studio` starts has none."""
+    import re
+
+    import httpx
+
+    with httpx.Client(base_url=label_studio.url, follow_redirects=True, timeout=30) as browser:
+        login = browser.get("/user/login/").text
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login).group(1)
+        browser.post("/user/login/", data={"csrfmiddlewaretoken": csrf, "email": label_studio.username,
+                                           "password": label_studio.password},
+                     headers={"Referer": f"{label_studio.url}/user/login/"})
+        page = browser.get("/projects/").text
+    assert "sentry_dsn: null," in page  # the logged-in page, whose settings name no Sentry
+    assert "sentry-cdn.com" not in page and "ingest.sentry.io" not in page
+
 
 def test_label_studio_starts_without_asking_pypi_for_a_newer_version(label_studio):
     log = (label_studio.data_dir.parent / "label-studio.log").read_text()
