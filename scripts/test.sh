@@ -17,7 +17,8 @@ if [ "${1:-}" = "--fast" ]; then
   shift
   # A fast test spends much of its time waiting (a fake server, a subprocess, a poll): a worker more
   # than the cores fills those waits (on two cores: 109-116 s against 120-128 s with two workers).
-  # The whole suite keeps two: its Label Studio and demo runs keep the cores busy (three were slower).
+  # The whole suite keeps two: its Label Studio and demo runs keep the cores busy (three took as long,
+  # 590 s against 592 s, for 90 s more CPU time).
   # (nproc would answer OMP_NUM_THREADS, which a test environment may set to 1; getconf: macOS too)
   cores="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)"
   exec "$VENV/bin/python" -m pytest -m "not studio and not browser and not slow" --hypothesis-profile=fast \
