@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import urllib.request
 import uuid
 
+import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
@@ -123,10 +125,6 @@ def test_label_studio_is_started_with_its_telemetry_off_unless_the_user_turned_i
 def test_a_curators_browser_is_sent_no_error_reporting_to_label_studios_makers(label_studio):
     """Label Studio's own default puts its makers' Sentry (a script from Sentry's CDN and their key)
     in every page a curator opens; the one `hitl studio` starts has none."""
-    import re
-
-    import httpx
-
     with httpx.Client(base_url=label_studio.url, follow_redirects=True, timeout=30) as browser:
         login = browser.get("/user/login/").text
         csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login).group(1)
