@@ -85,12 +85,23 @@ def is_loopback_host(host: str | None) -> bool:
 TELEMETRY_OFF = {"SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "", "COLLECT_ANALYTICS": "false"}
 
 
+def quiet_environment() -> dict[str, str]:
+    """The environment of every Label Studio command hero-hitl runs: the caller's, without its own
+    Label Studio and SSRF settings, with no version check and no reporting to Label Studio's makers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "SSRF_"))}
+    # hero-hitl pins Label Studio's version: its start need not ask pypi.org for a newer one
+    # (up to 10 s offline, in the field) nor suggest `pip install -U`, which would leave the pin
+    env["LATEST_VERSION_CHECK"] = "false"
+    env.update({name: value for name, value in TELEMETRY_OFF.items() if name not in os.environ})
+    return env
+
+
 def environment(config: StudioConfig) -> dict[str, str]:
     """The environment Label Studio reads at start (the preset user and token only on first start)."""
     if "@" not in config.username:
         raise HitlError(f"Label Studio user {config.username!r} must be an email address")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "SSRF_"))}
-    env.update({
+    return {
+        **quiet_environment(),
         "LABEL_STUDIO_BASE_DATA_DIR": str(config.data_dir),
         "LABEL_STUDIO_USERNAME": config.username,
         "LABEL_STUDIO_PASSWORD": config.password,
@@ -100,12 +111,7 @@ def environment(config: StudioConfig) -> dict[str, str]:
         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(config.document_root),
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
         "SSRF_PROTECTION_ENABLED": "false" if is_loopback_url(config.webhook_url) else "true",
-        # hero-hitl pins Label Studio's version: its start need not ask pypi.org for a newer one
-        # (up to 10 s offline, in the field) nor suggest `pip install -U`, which would leave the pin
-        "LATEST_VERSION_CHECK": "false",
-    })
-    env.update({name: value for name, value in TELEMETRY_OFF.items() if name not in os.environ})
-    return env
+    }
 
 
 def find_binary(install: bool = False, echo=lambda _m: None) -> Path:

@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from hitl.review.studio import TELEMETRY_OFF
+from hitl.review.studio import quiet_environment
 from hitl.store import transaction
 
 from ..conftest import REPO, CliProject
@@ -51,13 +51,11 @@ def migrated_database(binary: Path, folder: Path) -> Path:
         if not database.exists():
             work = Path(tempfile.mkdtemp(dir=folder))
             log = work / "migrate.log"
-            env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
-            # as hitl.review.studio starts it: no asking pypi.org, no reporting to Label Studio's makers
-            env.update(LATEST_VERSION_CHECK="false", **TELEMETRY_OFF)
             with log.open("wb") as out:
                 try:
-                    failed = subprocess.run([str(binary), "version", "--data-dir", str(work)], env=env, stdout=out,
-                                            stderr=subprocess.STDOUT, timeout=600).returncode != 0
+                    # as hitl.review.studio runs it: no asking pypi.org, no reporting to Label Studio's makers
+                    failed = subprocess.run([str(binary), "version", "--data-dir", str(work)], env=quiet_environment(),
+                                            stdout=out, stderr=subprocess.STDOUT, timeout=600).returncode != 0
                 except subprocess.TimeoutExpired:
                     failed = True
             if failed:
