@@ -105,13 +105,17 @@ def test_uv_installs_label_studio_and_pip_does_when_uv_cannot(studio_home, monke
     monkeypatch.setattr(studio, "_run_to_end", fake_installer(venv, commands, failing))
     said = []
     studio.find_binary(install=True, echo=said.append)
-    assert commands[1:] == [uv] and not any("trying pip" in line for line in said)
+    # the venv uv installs into gets no pip (ensurepip would install and compile it for nothing)
+    assert commands == [[sys.executable, "-m", "venv", "--without-pip", str(venv)], uv]
+    assert not any("trying pip" in line for line in said)
 
     shutil.rmtree(venv)
     commands.clear()
     failing.add(uv[0])
     assert studio.find_binary(install=True, echo=said.append) == venv / "bin" / "label-studio"
-    assert commands[1:] == [uv, pip] and not (venv / studio.INSTALLING_MARK).exists()
+    # pip, once uv failed, after ensurepip has put it into that venv
+    assert commands[1:] == [uv, [python, "-m", "ensurepip", "--default-pip"], pip]
+    assert not (venv / studio.INSTALLING_MARK).exists()
     assert f"uv could not install it (log {venv / 'install.log'}): trying pip, which takes minutes" in said
 
     shutil.rmtree(venv)
@@ -122,6 +126,24 @@ def test_uv_installs_label_studio_and_pip_does_when_uv_cannot(studio_home, monke
 
     monkeypatch.setitem(sys.modules, "uv", None)  # hero-hitl installed without its dependencies
     assert studio.install_commands(venv) == [pip]
+    shutil.rmtree(venv)
+    commands.clear()
+    failing.clear()
+    studio.find_binary(install=True, echo=said.append)
+    assert commands == [[sys.executable, "-m", "venv", str(venv)], pip]  # pip alone: the venv brings it
+
+
+@pytest.mark.slow
+def test_pip_is_put_into_the_venv_made_for_uv_when_uv_cannot_install(studio_home, monkeypatch):
+    """The real venv and ensurepip: the venv made for uv has no pip, and once uv fails, pip is put
+    into it and runs there (here `pip --version` stands in for pip's install of Label Studio)."""
+    python = str(studio_home / "bin" / "python")
+    monkeypatch.setattr(studio, "install_commands", lambda venv: [["false"], [python, "-m", "pip", "--version"]])
+    said = []
+    studio.find_binary(install=True, echo=said.append)
+    assert any(line.startswith("false could not install it") for line in said)
+    assert f"from {studio_home / 'lib'}" in (studio_home / "install.log").read_text()  # that venv's own pip
+    assert not (studio_home / studio.INSTALLING_MARK).exists()
 
 
 def test_label_studio_installed_at_other_pins_is_installed_again(studio_home, tmp_path, monkeypatch):

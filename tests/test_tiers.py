@@ -10,9 +10,11 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -257,3 +259,59 @@ def test_the_database_is_migrated_once_for_every_process_that_asks(tmp_path, mon
     assert got == [database] * 3 and database.read_text() == "migrated\n"
     made = calls.read_text().splitlines()
     assert len(made) == 1 and made[0].startswith("version --data-dir "), made
+
+
+STAND_IN_SQLITE_MIGRATION = f"""#!/usr/bin/env bash
+# `label-studio version --data-dir DIR`: a database with one applied migration in DIR, counted
+echo "$*" >> "$(dirname "$0")/calls.log"
+"{sys.executable}" -c 'import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); \\
+db.execute("CREATE TABLE django_migrations (app TEXT)"); db.execute("INSERT INTO django_migrations VALUES (?)", \\
+(sys.argv[2],)); db.commit()' "$3/label_studio.sqlite3" "$LABEL"
+"""
+
+
+def test_a_migrated_database_is_kept_for_the_next_run_of_the_same_label_studio(tmp_path, monkeypatch):
+    """The next run (a new folder) copies the kept database instead of migrating again, as long as
+    Label Studio's environment is the same: another version of a package in it migrates anew, and a
+    kept file that is not a migrated database is not used. No environment to key it on: nothing kept."""
+    from .helpers import labelstudio
+
+    env = tmp_path / "venv-studio"
+    binary = env / "bin" / "label-studio"
+    binary.parent.mkdir(parents=True)
+    binary.write_text(STAND_IN_SQLITE_MIGRATION)
+    binary.chmod(0o755)
+    packages = env / "lib" / "python3.11" / "site-packages"
+    (packages / "label_studio-1.23.2.dist-info").mkdir(parents=True)
+    (packages / "Django-5.1.dist-info").mkdir()
+    monkeypatch.setattr(labelstudio, "MIGRATED_CACHE", tmp_path / "cache")
+    calls = env / "bin" / "calls.log"
+
+    def migrations() -> int:
+        return len(calls.read_text().splitlines()) if calls.exists() else 0
+
+    def applied(database: Path) -> str:
+        with closing(sqlite3.connect(database)) as db:
+            return db.execute("SELECT app FROM django_migrations").fetchone()[0]
+
+    monkeypatch.setenv("LABEL", "first")
+    first = migrated_database(binary, tmp_path / "run1")
+    assert migrations() == 1 and applied(first) == "first"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"label-studio-{labelstudio.migration_key(binary)}.sqlite3"]
+    monkeypatch.setenv("LABEL", "second")
+    again = migrated_database(binary, tmp_path / "run2")
+    assert migrations() == 1 and applied(again) == "first"  # copied, not migrated
+
+    (packages / "Django-5.1.dist-info").rename(packages / "Django-5.2.dist-info")
+    upgraded = migrated_database(binary, tmp_path / "run3")
+    assert migrations() == 2 and applied(upgraded) == "second"
+
+    [kept] = [p for p in (tmp_path / "cache").iterdir() if applied(p) == "second"]
+    kept.write_text("not a database")
+    broken = migrated_database(binary, tmp_path / "run4")
+    assert migrations() == 3 and applied(broken) == "second" and applied(kept) == "second"  # migrated, kept anew
+
+    shutil.rmtree(packages / "label_studio-1.23.2.dist-info")
+    assert labelstudio.migration_key(binary) is None
+    migrated_database(binary, tmp_path / "run5")
+    assert migrations() == 4 and len(list((tmp_path / "cache").iterdir())) == 2

@@ -193,12 +193,19 @@ def _install_studio(venv: Path, echo) -> None:
         else:
             path.unlink()
     log = venv / "install.log"
+    commands = install_commands(venv)
+    # pip goes into the venv only once pip is to install: ensurepip installs and compiles it (7 s of a
+    # core here, a tenth of the whole install) for the fallback that uv's success leaves unused
+    pip_later = len(commands) > 1
     with log.open("wb") as output:
-        if _run_to_end([sys.executable, "-m", "venv", str(venv)], output) != 0:
+        if _run_to_end([sys.executable, "-m", "venv", *(["--without-pip"] if pip_later else []), str(venv)],
+                       output) != 0:
             raise HitlError(f"creating {venv} failed (log {log}):\n{log_tail(log, 2000)}")
-        commands = install_commands(venv)
         for command, fallback in zip(commands, commands[1:] + [None]):
-            if _run_to_end(command, output) == 0:
+            steps = [command]
+            if fallback is None and pip_later:  # pip, in the venv made without it
+                steps.insert(0, [str(venv / "bin" / "python"), "-m", "ensurepip", "--default-pip"])
+            if all(_run_to_end(step, output) == 0 for step in steps):
                 break
             if fallback is None:
                 raise HitlError(f"installing Label Studio failed (log {log}):\n{log_tail(log, 2000)}")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 from hitl.review.studio import quiet_environment
@@ -36,6 +40,30 @@ def label_interface(config: str):
     return LabelInterface(config)
 
 
+# Where migrated_database keeps its databases between runs, as uv and pip keep their downloads
+MIGRATED_CACHE = Path(os.environ.get("HITL_TEST_CACHE")
+                      or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hero-hitl-tests")
+
+
+def migration_key(binary: Path) -> str | None:
+    """What Label Studio's migrations depend on: the distributions installed in ``binary``'s
+    environment (Label Studio's version, Django's, ...) and its Python; None outside such an
+    environment (nothing to key a kept database on)."""
+    root = binary.parent.parent
+    found = sorted(str(p.relative_to(root)) for p in root.glob("lib/python*/site-packages/*.dist-info"))
+    if not any(Path(name).name.startswith("label_studio-") for name in found):
+        return None
+    return hashlib.sha256("\n".join(found).encode()).hexdigest()[:20]
+
+
+def _is_migrated(database: Path) -> bool:
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM django_migrations").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+
+
 def migrated_database(binary: Path, folder: Path) -> Path:
     """``folder``/label_studio.sqlite3: Label Studio's database with its migrations applied and
     nothing else, no user, no organisation, no secret (that is in each data folder's .env). A data
@@ -43,11 +71,18 @@ def migrated_database(binary: Path, folder: Path) -> Path:
     Studio creates the preset user, organisation and token there as on any first start.
 
     Made once by whichever process asks first (`label-studio version` migrates, prints and exits);
-    the others wait on the lock. A failed migration fails the test in one line, with its log's end."""
+    the others wait on the lock. A failed migration fails the test in one line, with its log's end.
+    Kept in :data:`MIGRATED_CACHE` under :func:`migration_key`: the migrations take over a minute of
+    a core, and a later run with the same Label Studio environment copies their result instead
+    (tests/test_demo_cold.py still has Label Studio migrate its own, as on a newcomer's first start)."""
     folder.mkdir(parents=True, exist_ok=True)
     database = folder / "label_studio.sqlite3"
     with (folder / "migrating.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        key = migration_key(binary)
+        kept = MIGRATED_CACHE / f"label-studio-{key}.sqlite3" if key else None
+        if not database.exists() and kept is not None and _is_migrated(kept):
+            _copy_whole(kept, database)
         if not database.exists():
             work = Path(tempfile.mkdtemp(dir=folder))
             log = work / "migrate.log"
@@ -64,7 +99,24 @@ def migrated_database(binary: Path, folder: Path) -> Path:
                 pytest.fail(f"`label-studio version` could not migrate a database (log {log}):\n"
                             f"{log.read_text(errors='replace')[-2000:]}", pytrace=False)
             (work / "label_studio.sqlite3").rename(database)  # whole, or not there: the next asker migrates
+            if kept is not None:
+                try:
+                    kept.parent.mkdir(parents=True, exist_ok=True)
+                    _copy_whole(database, kept)
+                except OSError as exc:  # a home without room or rights: this run is not slower for it
+                    print(f"Could not keep the migrated database in {kept}: {exc}", file=sys.stderr)
     return database
+
+
+def _copy_whole(source: Path, target: Path) -> None:
+    """``source`` copied to ``target`` through a file of its own beside it: never half there."""
+    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    finally:
+        Path(partial).unlink(missing_ok=True)
 
 
 def rating_result(stars: int, hero: bool, comment: str | None = None) -> list[dict]:
