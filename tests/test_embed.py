@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -173,19 +172,21 @@ def test_killed_mid_run_then_rerun_embeds_nothing_twice(tmp_path):
     with FakeOpenAI(latency=0.3) as server:
         (tmp_path / "settings.toml").write_text(FAST + "concurrency = 2\n")
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        proc = subprocess.Popen([sys.executable, "-m", "hitl", "--db", str(tmp_path / "hitl.db"), "--config",
-                                 str(tmp_path / "settings.toml"), "embed", "--model", CLIP, "--base-url", server.url,
-                                 "--images", str(tmp_path / "photos")], env=env, cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with (tmp_path / "run.log").open("wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "hitl", "--db", str(tmp_path / "hitl.db"), "--config",
+                                     str(tmp_path / "settings.toml"), "embed", "--model", CLIP, "--base-url",
+                                     server.url, "--images", str(tmp_path / "photos")], env=env, cwd=tmp_path,
+                                    stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(_ok(tmp_path)) < 4:
+        while time.monotonic() < deadline and len(_ok(tmp_path)) < 4 and proc.poll() is None:
             time.sleep(0.05)
         below = descendants(proc.pid)  # images are prepared in threads: the run starts no process
-        os.kill(proc.pid, signal.SIGKILL)
+        proc.kill()  # SIGKILL (nothing, if it ended by itself: the message below says how)
         proc.wait(timeout=10)
         assert below == [] and still_running(below) == []  # nothing can wait for a run that is gone
         before = _ok(tmp_path)
-        assert 4 <= len(before) < 16
+        assert 4 <= len(before) < 16, (f"{len(before)} stored, exit {proc.returncode}, "
+                                       f"{len(server.image_counts())} sent: {(tmp_path / 'run.log').read_text()[-2000:]}")
         sent_before = {key[h]: n for h, n in server.image_counts().items()}
         server.latency = 0  # the slowness was there to catch the run mid-way; the rerun only has to finish
         run(tmp_path, "embed", "--model", CLIP, "--base-url", server.url, "--images", str(tmp_path / "photos"))
