@@ -15,6 +15,8 @@ import urllib.request
 from contextlib import closing
 from pathlib import Path
 
+from hitl.errors import HitlError
+from hitl.files import atomic_output, copy_new
 from hitl.review.studio import quiet_environment
 from hitl.store import transaction
 
@@ -82,7 +84,7 @@ def migrated_database(binary: Path, folder: Path) -> Path:
         key = migration_key(binary)
         kept = MIGRATED_CACHE / f"label-studio-{key}.sqlite3" if key else None
         if not database.exists() and kept is not None and _is_migrated(kept):
-            _copy_whole(kept, database)
+            copy_new(kept, database)
         if not database.exists():
             work = Path(tempfile.mkdtemp(dir=folder))
             log = work / "migrate.log"
@@ -100,23 +102,12 @@ def migrated_database(binary: Path, folder: Path) -> Path:
                             f"{log.read_text(errors='replace')[-2000:]}", pytrace=False)
             (work / "label_studio.sqlite3").rename(database)  # whole, or not there: the next asker migrates
             if kept is not None:
-                try:
-                    kept.parent.mkdir(parents=True, exist_ok=True)
-                    _copy_whole(database, kept)
-                except OSError as exc:  # a home without room or rights: this run is not slower for it
+                try:  # replacing a kept file that was no database, never leaving half of one
+                    with atomic_output(kept, binary=True) as out, database.open("rb") as made:
+                        shutil.copyfileobj(made, out)
+                except (OSError, HitlError) as exc:  # a home without room or rights: this run is not slower for it
                     print(f"Could not keep the migrated database in {kept}: {exc}", file=sys.stderr)
     return database
-
-
-def _copy_whole(source: Path, target: Path) -> None:
-    """``source`` copied to ``target`` through a file of its own beside it: never half there."""
-    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.close(fd)
-    try:
-        shutil.copyfile(source, partial)
-        os.replace(partial, target)
-    finally:
-        Path(partial).unlink(missing_ok=True)
 
 
 def rating_result(stars: int, hero: bool, comment: str | None = None) -> list[dict]:
