@@ -22,7 +22,8 @@ WORK="$(mktemp -d)"
 PINS=""
 trap 'rm -rf "$WORK" ${PINS:+"$PINS"}' EXIT
 printf '%s\n' "${CAPS[@]}" > "$WORK/caps.txt"
-"$PY" -m venv "$WORK/venv"
+# without pip: uv installs, and the pins are Label Studio's set alone (ensurepip would add pip, and compile it)
+"$PY" -m venv --without-pip "$WORK/venv"
 "$VENV/bin/uv" pip install --quiet --python "$WORK/venv/bin/python" -c "$WORK/caps.txt" "label-studio==$VERSION"
 PINS="$(mktemp "$OUT.XXXXXX")"  # beside it, made exclusively, then moved over it whole
 {
@@ -30,8 +31,7 @@ PINS="$(mktemp "$OUT.XXXXXX")"  # beside it, made exclusively, then moved over i
   echo "# written by scripts/lock_label_studio.sh; the pins are the set the suite ran against, on"
   echo "# the Python it ran on, and the caps below hold everywhere."
   printf '%s\n' "${CAPS[@]}"
-  # pip came with the venv, not with Label Studio
-  "$VENV/bin/uv" pip freeze --python "$WORK/venv/bin/python" | grep -v "^pip==" | sed -E "s/\$/ ; python_version == \"$PYVER\"/"
+  "$VENV/bin/uv" pip freeze --python "$WORK/venv/bin/python" | sed -E "s/\$/ ; python_version == \"$PYVER\"/"
 } > "$PINS"
 chmod 644 "$PINS"
 mv "$PINS" "$OUT"
